@@ -1,0 +1,18 @@
+#!/usr/bin/env bun
+/** `recall` — the root command. Each subcommand lives in its own file in cmd/ and loads lazily. */
+import { defineRecallCommand, runCli } from "../src/cli/command.ts";
+import { VERSION } from "../src/version.ts";
+
+export const root = defineRecallCommand({
+  meta: {
+    name: "recall",
+    version: VERSION,
+    description: "Train language models to reason with tool calls by RL, on any WebGPU device.",
+  },
+  examples: ["recall doctor", "recall doctor --json"],
+  subCommands: {
+    doctor: () => import("./doctor.ts").then((m) => m.default),
+  },
+});
+
+process.exitCode = await runCli(root, process.argv.slice(2), VERSION);

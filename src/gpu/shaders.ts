@@ -1,0 +1,8 @@
+/**
+ * Every WGSL source, imported as text so `bun build --compile` embeds it in the binary. One file per
+ * kernel family in shaders/, forward and backward side by side.
+ */
+import matmul from "../../shaders/matmul.wgsl" with { type: "text" };
+
+export const SHADERS = { matmul } as const;
+export type ShaderName = keyof typeof SHADERS;

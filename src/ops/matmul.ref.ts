@@ -1,0 +1,31 @@
+/** CPU reference for ops/matmul.ts: the same contract, computed in float64 and rounded once. */
+import type { MatmulOptions } from "./matmul.ts";
+
+export function matmulRef(
+  a: Float32Array,
+  b: Float32Array,
+  c: Float32Array,
+  dims: { M: number; N: number; K: number },
+  o: Omit<MatmulOptions, "bias"> & { bias?: Float32Array } = {},
+): void {
+  const { M, N, K } = dims;
+  const batch = o.batch ?? 1;
+  const sA = o.strideA ?? M * K, sB = o.strideB ?? K * N, sC = o.strideC ?? M * N;
+  const oA = o.offsetA ?? 0, oB = o.offsetB ?? 0, oC = o.offsetC ?? 0;
+  for (let t = 0; t < batch; t++) {
+    for (let i = 0; i < M; i++) {
+      for (let j = 0; j < N; j++) {
+        let s = 0;
+        for (let k = 0; k < K; k++) {
+          const av = a[oA + t * sA + (o.transA ? k * M + i : i * K + k)]!;
+          const bv = b[oB + t * sB + (o.transB ? j * K + k : k * N + j)]!;
+          s += av * bv;
+        }
+        s *= o.alpha ?? 1;
+        if (o.bias) s += o.bias[j]!;
+        const idx = oC + t * sC + i * N + j;
+        c[idx] = o.accumulate ? c[idx]! + s : s;
+      }
+    }
+  }
+}

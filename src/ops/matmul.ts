@@ -1,0 +1,60 @@
+/**
+ * Matrix multiply on the GPU, in the variants a transformer's forward and backward need:
+ *   forward   y = x·Wᵀ (+ b)          → matmul(x, W, {transB: true, bias})
+ *   backward  dx = dy·W               → matmul(dy, W)
+ *             dW += dyᵀ·x            → matmul(dy, x, {transA: true, accumulate: true})
+ * Batched over a leading dimension with per-operand strides (0 broadcasts one operand).
+ */
+import { Params, type Gpu, type Kernel } from "../gpu/runtime.ts";
+import { Tensor, shapeString } from "../gpu/tensor.ts";
+
+const MATMUL: Kernel = { shader: "matmul", entry: "matmul", storage: ["read", "read", "read_write", "read"], uniforms: true };
+const TILE_M = 32; // 8 invocations × 4 rows
+const TILE_N = 32; // 8 invocations × 4 columns
+
+export interface MatmulOptions {
+  transA?: boolean;
+  transB?: boolean;
+  /** Added to every row of the result (length N). */
+  bias?: Tensor;
+  /** C += result instead of C = result. */
+  accumulate?: boolean;
+  alpha?: number;
+  /** Number of independent products; A, B, C hold them back to back unless a stride says otherwise. */
+  batch?: number;
+  strideA?: number;
+  strideB?: number;
+  strideC?: number;
+  /** Element offsets into each operand (for slices of a larger buffer). */
+  offsetA?: number;
+  offsetB?: number;
+  offsetC?: number;
+}
+
+/** C = alpha · op(A)·op(B) (+ bias) (+ C). Shapes: op(A) is M×K, op(B) is K×N, C is M×N. */
+export function matmul(gpu: Gpu, a: Tensor, b: Tensor, c: Tensor, dims: { M: number; N: number; K: number }, o: MatmulOptions = {}): void {
+  const { M, N, K } = dims;
+  const batch = o.batch ?? 1;
+  const strideA = o.strideA ?? M * K;
+  const strideB = o.strideB ?? K * N;
+  const strideC = o.strideC ?? M * N;
+  const need = (t: Tensor, off: number, stride: number, per: number, what: string) => {
+    const last = off + (batch - 1) * stride + per;
+    if (last > t.numel) throw new Error(`matmul: ${what} ${shapeString(t.shape)} too small for M=${M} N=${N} K=${K} batch=${batch}`);
+  };
+  need(a, o.offsetA ?? 0, strideA, M * K, "A");
+  need(b, o.offsetB ?? 0, strideB, K * N, "B");
+  need(c, o.offsetC ?? 0, strideC, M * N, "C");
+  if (o.bias && o.bias.numel < N) throw new Error(`matmul: bias ${shapeString(o.bias.shape)} shorter than N=${N}`);
+  gpu.dispatch({
+    kernel: MATMUL,
+    constants: { TRANS_A: !!o.transA, TRANS_B: !!o.transB, HAS_BIAS: !!o.bias, ACCUMULATE: !!o.accumulate },
+    params: new Params()
+      .u32(M, N, K, batch, o.offsetA ?? 0, o.offsetB ?? 0, o.offsetC ?? 0, 0, strideA, strideB, strideC)
+      .f32(o.alpha ?? 1)
+      .bytes(),
+    // With no bias the slot is bound to A (read-only, never read: HAS_BIAS is false).
+    bindings: [a, b, c, o.bias ?? a],
+    workgroups: [Math.ceil(N / TILE_N), Math.ceil(M / TILE_M), batch],
+  });
+}

@@ -1,0 +1,82 @@
+/**
+ * Kernel test harness: a seeded PRNG for reproducible random inputs, per-dtype tolerances, and a
+ * closeness check that reports the worst element (index, got, want) when it fails.
+ */
+import { expect } from "bun:test";
+
+/** mulberry32: small, fast, good enough for test data; same seed → same data on every machine. */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Uniform values in [lo, hi). */
+export function randomArray(n: number, seed: number, lo = -1, hi = 1): Float32Array {
+  const r = rng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = lo + (hi - lo) * r();
+  return out;
+}
+
+/** Standard-normal values (Box–Muller). */
+export function randn(n: number, seed: number, scale = 1): Float32Array {
+  const r = rng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i += 2) {
+    const u = Math.max(r(), 1e-12), v = r();
+    const m = Math.sqrt(-2 * Math.log(u)) * scale;
+    out[i] = m * Math.cos(2 * Math.PI * v);
+    if (i + 1 < n) out[i + 1] = m * Math.sin(2 * Math.PI * v);
+  }
+  return out;
+}
+
+/**
+ * Tolerances per dtype, stated once: |got − want| ≤ atol + rtol·|want|. f32 kernels reorder sums, so
+ * rtol scales with the reduction length K through `forReduction`.
+ */
+export const TOLERANCE = {
+  f32: { rtol: 1e-5, atol: 1e-5 },
+  f16: { rtol: 2e-3, atol: 1e-3 },
+  bf16: { rtol: 1.6e-2, atol: 1e-2 },
+} as const;
+
+export function forReduction(dtype: keyof typeof TOLERANCE, k: number): { rtol: number; atol: number } {
+  const t = TOLERANCE[dtype];
+  const grow = Math.sqrt(Math.max(1, k));
+  return { rtol: t.rtol * grow, atol: t.atol * grow };
+}
+
+export function worstMismatch(got: ArrayLike<number>, want: ArrayLike<number>, tol: { rtol: number; atol: number }) {
+  if (got.length !== want.length) return { index: -1, got: got.length, want: want.length, excess: Infinity };
+  let worst = { index: -1, got: 0, want: 0, excess: 0 };
+  for (let i = 0; i < want.length; i++) {
+    const g = got[i]!, w = want[i]!;
+    const err = Math.abs(g - w) - (tol.atol + tol.rtol * Math.abs(w));
+    if (Number.isNaN(g) !== Number.isNaN(w) || err > worst.excess) worst = { index: i, got: g, want: w, excess: Number.isNaN(g) ? Infinity : err };
+  }
+  return worst;
+}
+
+export function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: { rtol: number; atol: number }, label = ""): void {
+  const w = worstMismatch(got, want, tol);
+  const msg = w.index < 0 ? "ok" : `${label} element ${w.index}: got ${w.got}, want ${w.want} (tol atol=${tol.atol} rtol=${tol.rtol})`;
+  expect(msg).toBe("ok");
+}
+
+/** Runs the CLI (`./recall` from source, or a given binary) and captures its output. */
+/** The repository root. */
+export const PROJECT_ROOT = new URL("..", import.meta.url).pathname;
+const root = PROJECT_ROOT;
+
+export function runRecall(args: string[], opts: { cwd?: string; bin?: string; input?: string } = {}) {
+  const cmd = opts.bin ? [opts.bin, ...args] : [`${root}/recall`, ...args];
+  const p = Bun.spawnSync(cmd, { cwd: opts.cwd ?? root, stdin: opts.input ? Buffer.from(opts.input) : "ignore", env: { ...process.env, NO_COLOR: "1" } });
+  return { code: p.exitCode, stdout: p.stdout.toString(), stderr: p.stderr.toString() };
+}
