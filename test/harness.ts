@@ -80,3 +80,39 @@ export function runRecall(args: string[], opts: { cwd?: string; bin?: string; in
   const p = Bun.spawnSync(cmd, { cwd: opts.cwd ?? root, stdin: opts.input ? Buffer.from(opts.input) : "ignore", env: { ...process.env, NO_COLOR: "1" } });
   return { code: p.exitCode, stdout: p.stdout.toString(), stderr: p.stderr.toString() };
 }
+
+/**
+ * Central finite differences of a scalar function at selected coordinates of x:
+ * (f(x + h·eᵢ) − f(x − h·eᵢ)) / 2h. Pass an f computed in float64 (e.g. a CPU reference forward
+ * followed by a dot product with a fixed random cotangent) so the check measures the backward
+ * kernel, not float32 noise. `indices` limits the cost on large inputs.
+ */
+export function numericGradient(f: (x: Float64Array) => number, x: ArrayLike<number>, indices?: number[], h = 1e-4): Map<number, number> {
+  const xs = Float64Array.from(x);
+  const out = new Map<number, number>();
+  for (const i of indices ?? xs.keys()) {
+    const orig = xs[i]!;
+    xs[i] = orig + h;
+    const up = f(xs);
+    xs[i] = orig - h;
+    const down = f(xs);
+    xs[i] = orig;
+    out.set(i, (up - down) / (2 * h));
+  }
+  return out;
+}
+
+/** A few spread-out indices of an array of length n (first, last, and seeded random ones). */
+export function sampleIndices(n: number, count: number, seed: number): number[] {
+  const r = rng(seed);
+  const set = new Set<number>([0, n - 1]);
+  while (set.size < Math.min(n, count)) set.add(Math.floor(r() * n));
+  return [...set];
+}
+
+/** Σ a·b in float64. */
+export function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;
+  return s;
+}
