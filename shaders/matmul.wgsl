@@ -23,7 +23,12 @@ override ACCUMULATE: bool = false;
 @group(0) @binding(3) var<storage, read_write> C: array<f32>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 
-const TM = 4u;
+// Tile shape: each invocation owns TM rows × 4 columns (one vec4 accumulator per row); a workgroup
+// is WG_X × WG_Y invocations. Tunable per adapter (bench/matmul.ts sweeps them); TM <= MAX_TM.
+override TM: u32 = 4u;
+override WG_X: u32 = 8u;
+override WG_Y: u32 = 8u;
+const MAX_TM = 8u;
 const TN = 4u;
 
 fn loadA(base: u32, r: u32, k: u32) -> f32 {
@@ -36,7 +41,7 @@ fn loadB(base: u32, k: u32, c: u32) -> f32 {
   return B[base + k * p.N + c];
 }
 
-@compute @workgroup_size(8, 8, 1)
+@compute @workgroup_size(WG_X, WG_Y, 1)
 fn matmul(@builtin(global_invocation_id) gid: vec3u) {
   let row0 = gid.y * TM;
   let col0 = gid.x * TN;
@@ -47,12 +52,12 @@ fn matmul(@builtin(global_invocation_id) gid: vec3u) {
   let cBase = p.offC + b * p.strideC;
 
   // Clamp row/column indices so edge tiles read valid (duplicated) data; those lanes are not stored.
-  var rows: array<u32, TM>;
+  var rows: array<u32, MAX_TM>;
   var cols: array<u32, TN>;
   for (var i = 0u; i < TM; i++) { rows[i] = min(row0 + i, p.M - 1u); }
   for (var j = 0u; j < TN; j++) { cols[j] = min(col0 + j, p.N - 1u); }
 
-  var acc: array<vec4f, TM>;
+  var acc: array<vec4f, MAX_TM>;
   for (var k = 0u; k < p.K; k++) {
     let bv = vec4f(loadB(bBase, k, cols[0]), loadB(bBase, k, cols[1]), loadB(bBase, k, cols[2]), loadB(bBase, k, cols[3]));
     for (var i = 0u; i < TM; i++) {

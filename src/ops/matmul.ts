@@ -9,14 +9,21 @@ import { Params, type Gpu, type Kernel } from "../gpu/runtime.ts";
 import { Tensor, shapeString } from "../gpu/tensor.ts";
 
 const MATMUL: Kernel = { shader: "matmul", entry: "matmul", storage: ["read", "read", "read_write", "read"], uniforms: true };
-const TILE_M = 32; // 8 invocations × 4 rows
-const TILE_N = 32; // 8 invocations × 4 columns
+/** Register/workgroup tiling of the kernel (WGSL overrides). The default was chosen with bench/matmul.ts on lavapipe. */
+export interface MatmulTiling {
+  tm: number; // rows per invocation (1..8); columns per invocation are fixed at 4 (one vec4)
+  wgX: number;
+  wgY: number;
+}
+export const DEFAULT_TILING: MatmulTiling = { tm: 4, wgX: 8, wgY: 8 };
 
 export interface MatmulOptions {
   transA?: boolean;
   transB?: boolean;
   /** Added to every row of the result (length N). */
   bias?: Tensor;
+  /** Override the kernel's tiling (benchmarks); results are identical, only speed differs. */
+  tiling?: MatmulTiling;
   /** C += result instead of C = result. */
   accumulate?: boolean;
   alpha?: number;
@@ -46,15 +53,16 @@ export function matmul(gpu: Gpu, a: Tensor, b: Tensor, c: Tensor, dims: { M: num
   need(b, o.offsetB ?? 0, strideB, K * N, "B");
   need(c, o.offsetC ?? 0, strideC, M * N, "C");
   if (o.bias && o.bias.numel < N) throw new Error(`matmul: bias ${shapeString(o.bias.shape)} shorter than N=${N}`);
+  const t = o.tiling ?? DEFAULT_TILING;
   gpu.dispatch({
     kernel: MATMUL,
-    constants: { TRANS_A: !!o.transA, TRANS_B: !!o.transB, HAS_BIAS: !!o.bias, ACCUMULATE: !!o.accumulate },
+    constants: { TRANS_A: !!o.transA, TRANS_B: !!o.transB, HAS_BIAS: !!o.bias, ACCUMULATE: !!o.accumulate, TM: t.tm, WG_X: t.wgX, WG_Y: t.wgY },
     params: new Params()
       .u32(M, N, K, batch, o.offsetA ?? 0, o.offsetB ?? 0, o.offsetC ?? 0, 0, strideA, strideB, strideC)
       .f32(o.alpha ?? 1)
       .bytes(),
     // With no bias the slot is bound to A (read-only, never read: HAS_BIAS is false).
     bindings: [a, b, c, o.bias ?? a],
-    workgroups: [Math.ceil(N / TILE_N), Math.ceil(M / TILE_M), batch],
+    workgroups: [Math.ceil(N / (4 * t.wgX)), Math.ceil(M / (t.tm * t.wgY)), batch],
   });
 }
