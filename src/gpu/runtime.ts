@@ -13,7 +13,8 @@ export type Access = "read" | "read_write";
 
 /** A compute entry point and how it binds: binding 0 is the uniform block when `uniforms`, then storage buffers in order. */
 export interface Kernel {
-  shader: ShaderName;
+  /** A shader of shaders/ by name, or inline WGSL (tests, probes) with a name unique to that source. */
+  shader: ShaderName | { name: string; code: string };
   entry: string;
   storage: readonly Access[];
   uniforms: boolean;
@@ -32,6 +33,10 @@ export interface DispatchSpec {
 }
 
 const ARENA_BYTES = 1 << 16;
+
+function kernelName(k: Kernel): string {
+  return `${typeof k.shader === "string" ? k.shader : k.shader.name}.${k.entry}`;
+}
 
 export class Gpu {
   readonly device: GPUDevice;
@@ -135,11 +140,13 @@ export class Gpu {
 
   pipeline(kernel: Kernel, constants: Record<string, number | boolean> = {}): GPUComputePipeline {
     const names = Object.keys(constants).sort();
-    const key = `${kernel.shader}:${kernel.entry}:${names.map((n) => `${n}=${Number(constants[n])}`).join(",")}`;
+    const shaderName = typeof kernel.shader === "string" ? kernel.shader : kernel.shader.name;
+    const key = `${shaderName}:${kernel.entry}:${names.map((n) => `${n}=${Number(constants[n])}`).join(",")}`;
     let p = this.pipelines.get(key);
     if (!p) {
       this.checkErrors();
-      const module = this.device.createShaderModule({ code: SHADERS[kernel.shader], label: kernel.shader });
+      const code = typeof kernel.shader === "string" ? SHADERS[kernel.shader] : kernel.shader.code;
+      const module = this.device.createShaderModule({ code, label: shaderName });
       const consts: Record<string, number> = {};
       for (const n of names) consts[n] = Number(constants[n]);
       p = this.device.createComputePipeline({
@@ -172,19 +179,19 @@ export class Gpu {
   dispatch(spec: DispatchSpec): void {
     const { kernel } = spec;
     if (spec.bindings.length !== kernel.storage.length) {
-      throw new Error(`${kernel.shader}.${kernel.entry}: ${spec.bindings.length} bindings for ${kernel.storage.length} slots`);
+      throw new Error(`${kernelName(kernel)}: ${spec.bindings.length} bindings for ${kernel.storage.length} slots`);
     }
     const [x, y = 1, z = 1] = spec.workgroups;
     const maxWg = this.limits.maxComputeWorkgroupsPerDimension;
     if (x > maxWg || y > maxWg || z > maxWg) {
-      throw new RecallError(`${kernel.shader}.${kernel.entry}: grid ${x}×${y}×${z} exceeds ${maxWg} workgroups per dimension`);
+      throw new RecallError(`${kernelName(kernel)}: grid ${x}×${y}×${z} exceeds ${maxWg} workgroups per dimension`);
     }
     if (x === 0 || y === 0 || z === 0) return;
     const pipeline = this.pipeline(kernel, spec.constants);
     const entries: GPUBindGroupEntry[] = [];
     if (kernel.uniforms) {
       const params = spec.params;
-      if (!params) throw new Error(`${kernel.shader}.${kernel.entry}: missing params`);
+      if (!params) throw new Error(`${kernelName(kernel)}: missing params`);
       const size = Math.ceil(params.byteLength / 16) * 16;
       if (this.arenaUsed + size > ARENA_BYTES) this.flush();
       const offset = this.arenaUsed;
