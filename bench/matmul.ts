@@ -5,7 +5,7 @@
  *   ./node_modules/.bin/bun bench/matmul.ts [--sweep] [--reps 5]
  */
 import { getGpu } from "../src/gpu/runtime.ts";
-import { matmul, DEFAULT_TILING, type MatmulOptions, type MatmulTiling } from "../src/ops/matmul.ts";
+import { matmul, chooseTiling, type MatmulOptions, type MatmulTiling } from "../src/ops/matmul.ts";
 import { median, runPythonPeer } from "./peer.ts";
 
 const argv = process.argv.slice(2);
@@ -22,12 +22,14 @@ const CASES: Case[] = [
   { name: "fwd mlp 128×4864×896", M: 128, N: 4864, K: 896, transB: true },
   { name: "bwd dy·W 128×896×4864", M: 128, N: 896, K: 4864 },
   { name: "bwd dW=dyᵀ·x 896×896×128", M: 896, N: 896, K: 128, transA: true },
+  { name: "decode b1 1×4864×896", M: 1, N: 4864, K: 896, transB: true },
+  { name: "decode b16 16×4864×896", M: 16, N: 4864, K: 896, transB: true },
 ];
 
 const gpu = await getGpu();
 console.log(`adapter: ${gpu.handle.info.description} (${gpu.handle.info.backend})`);
 
-async function timeGpu(c: Case, tiling: MatmulTiling): Promise<number> {
+async function timeGpu(c: Case, tiling: MatmulTiling | undefined): Promise<number> {
   const a = gpu.upload(new Float32Array(c.M * c.K).fill(0.5), [c.M * c.K]);
   const b = gpu.upload(new Float32Array(c.K * c.N).fill(0.25), [c.K * c.N]);
   const out = gpu.empty([c.M * c.N]);
@@ -65,13 +67,14 @@ print(json.dumps(out))
 `;
 const peer = runPythonPeer(PEER, [CASES, reps]) as number[] | undefined;
 
-console.log(`\nmedian of ${reps}; tiling ${JSON.stringify(DEFAULT_TILING)}; peer = numpy float32 @ (OpenBLAS) on the same cores\n`);
-console.log("shape".padEnd(28) + "WGSL GFLOP/s".padStart(14) + "CPU GFLOP/s".padStart(14) + "WGSL/CPU".padStart(10));
+console.log(`\nmedian of ${reps}; tiling from chooseTiling(M); peer = numpy float32 @ (OpenBLAS) on the same cores\n`);
+console.log("shape [tiling]".padEnd(40) + "WGSL GFLOP/s".padStart(14) + "CPU GFLOP/s".padStart(14) + "WGSL/CPU".padStart(10));
 for (const [i, c] of CASES.entries()) {
-  const s = await timeGpu(c, DEFAULT_TILING);
+  const s = await timeGpu(c, undefined);
   const g = gflops(c, s);
   const p = peer ? gflops(c, peer[i]!) : NaN;
-  console.log(c.name.padEnd(28) + g.toFixed(2).padStart(14) + (peer ? p.toFixed(1) : "n/a").padStart(14) + (peer ? (g / p).toFixed(3) : "n/a").padStart(10));
+  const t = chooseTiling(c.M);
+  console.log(`${c.name} [tm${t.tm} ${t.wgX}x${t.wgY}]`.padEnd(40) + g.toFixed(2).padStart(14) + (peer ? p.toFixed(1) : "n/a").padStart(14) + (peer ? (g / p).toFixed(3) : "n/a").padStart(10));
 }
 
 if (sweep) {

@@ -57,6 +57,12 @@ describe("matmul f32 vs CPU reference", () => {
     await check(9, 13, 21, { batch: 4, transB: true, strideB: 0 }, 8);
     await check(17, 5, 33, { batch: 2, transA: true, accumulate: true, withBias: true }, 9);
   });
+  test("every tiling gives the same result", async () => {
+    for (const tiling of [{ tm: 1, wgX: 64, wgY: 1 }, { tm: 2, wgX: 8, wgY: 8 }, { tm: 8, wgX: 16, wgY: 4 }, { tm: 3, wgX: 4, wgY: 16 }]) {
+      await check(29, 45, 19, { transB: true, tiling }, 11);
+      await check(3, 9, 40, { transA: true, tiling }, 12);
+    }
+  });
   test("offsets into larger buffers", async () => {
     const M = 5, N = 6, K = 7;
     const a = randn(100, 1), b = randn(100, 2), c = randn(100, 3);
