@@ -1,0 +1,130 @@
+/**
+ * Causal grouped-query attention on the GPU, for training, prefill into a KV cache, and decode.
+ *
+ *   q [B, Tq, Hq, hd]   k, v [B, Tk, Hkv, hd]   out [B, Tq, Hq, hd]   lse [B, Hq, Tq]
+ *   qStart [B] (u32): absolute position of query row t = 0 of each sequence
+ *   kvLen [B] (u32): number of valid keys of each sequence (≤ Tk)
+ *
+ * Query row t of sequence b (position qStart[b] + t) attends keys j ≤ position with j < kvLen[b]; a
+ * row whose position is ≥ kvLen[b] is padding: output 0, lse 0, and no gradient in or out. Query
+ * head h uses kv head h / (Hq / Hkv); scale is 1/√hd.
+ *   training   Tq = Tk = T, qStart = 0, kvLen = valid length
+ *   prefill    q are the new rows, k/v the cache (Tk = capacity) already holding them; qStart = first new position
+ *   decode     Tq = 1, qStart = current position, kvLen = qStart + 1
+ * Forward and backward use an online softmax and never hold a T×T matrix.
+ */
+import { RecallError } from "../errors.ts";
+import { Params, type Gpu, type Kernel } from "../gpu/runtime.ts";
+import { Tensor, shapeString } from "../gpu/tensor.ts";
+
+const FWD: Kernel = { shader: "attention", entry: "attn_fwd", storage: ["read", "read", "read", "read", "read", "read_write", "read_write"], uniforms: true };
+const PREP: Kernel = { shader: "attention", entry: "attn_bwd_prep", storage: ["read", "read", "read", "read", "read", "read_write"], uniforms: true };
+const DQ: Kernel = { shader: "attention", entry: "attn_bwd_dq", storage: ["read", "read", "read", "read", "read", "read_write"], uniforms: true };
+const DKV: Kernel = { shader: "attention", entry: "attn_bwd_dkv", storage: ["read", "read", "read", "read", "read", "read_write", "read_write"], uniforms: true };
+
+const WG = 64;
+/** The largest head dimension the kernels hold in registers (shaders/attention.wgsl MAX_HD). */
+export const ATTENTION_MAX_HEAD_DIM = 256;
+
+export interface AttentionDims {
+  B: number;
+  Tq: number;
+  Tk: number;
+  Hq: number;
+  Hkv: number;
+  hd: number;
+}
+
+function check(gpu: Gpu, d: AttentionDims, named: Record<string, [Tensor, number]>): void {
+  const { Hq, Hkv, hd } = d;
+  for (const [k, v] of Object.entries(d)) {
+    if (!Number.isInteger(v) || v < 1) throw new RecallError(`attention: ${k} must be a positive integer, got ${v}`);
+  }
+  if (Hq % Hkv !== 0) throw new RecallError(`attention: ${Hq} query heads are not a multiple of ${Hkv} key/value heads`);
+  if (hd > ATTENTION_MAX_HEAD_DIM) throw new RecallError(`attention: head dimension ${hd} exceeds the supported ${ATTENTION_MAX_HEAD_DIM}`);
+  const maxBinding = gpu.limits.maxStorageBufferBindingSize;
+  for (const [name, [t, numel]] of Object.entries(named)) {
+    if (t.numel < numel) throw new Error(`attention: ${name} ${shapeString(t.shape)} holds ${t.numel} elements, needs ${numel}`);
+    if (numel * 4 > maxBinding) {
+      throw new RecallError(`attention: ${name} needs ${numel * 4} bytes in one binding, over this adapter's maxStorageBufferBindingSize ${maxBinding}; use a smaller batch or cache`);
+    }
+  }
+}
+
+function grid(gpu: Gpu, rows: number): { x: number; y: number } {
+  const groups = Math.ceil(rows / WG);
+  const x = Math.min(groups, gpu.limits.maxComputeWorkgroupsPerDimension);
+  return { x, y: Math.ceil(groups / x) };
+}
+
+function params(d: AttentionDims, gridX: number): ArrayBuffer {
+  return new Params().u32(d.B, d.Tq, d.Tk, d.Hq, d.Hkv, gridX, 0, 0).f32(1 / Math.sqrt(d.hd)).bytes();
+}
+
+/** Forward: writes out [B, Tq, Hq, hd] and lse [B, Hq, Tq] (log-sum-exp of each row's scaled scores, saved for the backward). */
+export function attention(
+  gpu: Gpu,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  qStart: Tensor,
+  kvLen: Tensor,
+  out: Tensor,
+  lse: Tensor,
+  dims: AttentionDims,
+): void {
+  const { B, Tq, Tk, Hq, Hkv, hd } = dims;
+  check(gpu, dims, {
+    q: [q, B * Tq * Hq * hd], k: [k, B * Tk * Hkv * hd], v: [v, B * Tk * Hkv * hd],
+    qStart: [qStart, B], kvLen: [kvLen, B], out: [out, B * Tq * Hq * hd], lse: [lse, B * Hq * Tq],
+  });
+  const g = grid(gpu, B * Tq * Hq);
+  gpu.dispatch({
+    kernel: FWD,
+    constants: { HD: hd },
+    params: params(dims, g.x),
+    bindings: [q, k, v, qStart, kvLen, out, lse],
+    workgroups: [g.x, g.y],
+  });
+}
+
+/** Elements (u32) of the work tensor attentionBackward needs: lse and delta per query row, plus the windows. */
+export function attentionBackwardWorkElements(d: Pick<AttentionDims, "B" | "Tq" | "Hq">): number {
+  return 2 * d.B * d.Tq * d.Hq + 2 * d.B;
+}
+
+/**
+ * Backward: from dout [B, Tq, Hq, hd] and the forward's out and lse, writes dq [B, Tq, Hq, hd] and
+ * dk, dv [B, Tk, Hkv, hd] (each kv head's gradient summed over its query heads; keys ≥ kvLen and
+ * padding query rows get 0). Gradients are written, not accumulated. `work` is a u32 scratch tensor
+ * of attentionBackwardWorkElements(dims) elements. Three dispatches.
+ */
+export function attentionBackward(
+  gpu: Gpu,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  qStart: Tensor,
+  kvLen: Tensor,
+  out: Tensor,
+  lse: Tensor,
+  dout: Tensor,
+  dq: Tensor,
+  dk: Tensor,
+  dv: Tensor,
+  work: Tensor,
+  dims: AttentionDims,
+): void {
+  const { B, Tq, Tk, Hq, Hkv, hd } = dims;
+  const qn = B * Tq * Hq * hd, kn = B * Tk * Hkv * hd;
+  check(gpu, dims, {
+    q: [q, qn], k: [k, kn], v: [v, kn], qStart: [qStart, B], kvLen: [kvLen, B], out: [out, qn], lse: [lse, B * Hq * Tq],
+    dout: [dout, qn], dq: [dq, qn], dk: [dk, kn], dv: [dv, kn], work: [work, attentionBackwardWorkElements(dims)],
+  });
+  const gq = grid(gpu, B * Tq * Hq);
+  const gk = grid(gpu, B * Tk * Hkv);
+  const constants = { HD: hd };
+  gpu.dispatch({ kernel: PREP, constants, params: params(dims, gq.x), bindings: [out, dout, lse, qStart, kvLen, work], workgroups: [gq.x, gq.y] });
+  gpu.dispatch({ kernel: DQ, constants, params: params(dims, gq.x), bindings: [q, k, v, dout, work, dq], workgroups: [gq.x, gq.y] });
+  gpu.dispatch({ kernel: DKV, constants, params: params(dims, gk.x), bindings: [q, k, v, dout, work, dk, dv], workgroups: [gk.x, gk.y] });
+}
