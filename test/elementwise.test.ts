@@ -48,7 +48,9 @@ describe("flat elementwise ops vs CPU reference", () => {
     const a = randn(n + pad, 7), b = randn(n + 2 * pad, 8), out0 = randn(n + 3, 9);
     const ta = gpu.upload(a, [a.length]), tb = gpu.upload(b, [b.length]), to = gpu.upload(out0, [out0.length]);
     const o = { n, offsetA: pad, offsetB: 2 * pad - 1, offsetOut: 3, maxBindingBytes: 4096 };
+    const before = gpu.dispatchCount;
     add(gpu, ta, tb, to, o);
+    expect(gpu.dispatchCount - before).toBeGreaterThan(4); // 5003 floats in windows of < 4096 bytes
     const want = out0.slice();
     addRef(a.subarray(pad), b.subarray(2 * pad - 1), want.subarray(3), n);
     expectClose(await gpu.readF32(to), want, tol, "add windows");
