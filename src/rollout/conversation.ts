@@ -1,0 +1,218 @@
+/**
+ * The multi-turn tool loop shared by evaluation and RL rollouts (SPEC section 1).
+ *
+ * One call runs one conversation: generate a turn, settle how it ended, run the tool calls it asked for,
+ * append their answer, repeat — within ReCall's limits (at most `maxTurns` assistant turns, at most
+ * `maxTokensPerTurn` new tokens per turn, at most `maxResponseTokens` response tokens in all). Run many
+ * conversations concurrently; a token engine batches their pending calls (see generator.ts).
+ *
+ * With a TokenGenerator the result carries `responseIds` (sampled ids exactly as sampled, appended text
+ * tokenized on its own) and `lossMask` (1 on sampled ids, 0 on tool responses and injected prefixes).
+ *
+ * How a conversation ends (`end`):
+ * - `answer` — a turn ended at EOS with no tool request: the final answer;
+ * - `truncated` — a turn ran out of new tokens (no EOS at the end);
+ * - `max_turns` — the turn cap was reached; the last turn's tool answers are appended (the response then
+ *   ends with the injected prefix, not EOS — ReCall scores that 0);
+ * - `response_budget` — the response reached `maxResponseTokens` (cut there in token mode);
+ * - `foreign_stop` — a turn wrote `<|im_start|>` (or another non-EOS stop); it is kept as sampled.
+ */
+import type { Generator, SamplingParams } from "./generator.ts";
+import type { ConversationProtocol, ToolResultText } from "./protocols.ts";
+import type { ToolCall } from "./tool_calls.ts";
+import type { RetrievedDoc, ToolRunner } from "./tools.ts";
+import { allStops, settleTextTurn, settleTokenTurn, type StopSet, type TurnEnd } from "./turn_end.ts";
+import { END_OF_TEXT, IM_END, IM_START } from "./chatml.ts";
+
+export interface RolloutLimits {
+  maxTurns: number;
+  maxTokensPerTurn: number;
+  maxResponseTokens: number;
+}
+
+/** ReCall's defaults: 5 turns, 512 new tokens per turn, no overall cap beyond that. */
+export const RECALL_LIMITS: RolloutLimits = { maxTurns: 5, maxTokensPerTurn: 512, maxResponseTokens: Infinity };
+
+export interface ConversationOptions {
+  generator: Generator;
+  protocol: ConversationProtocol;
+  tools: ToolRunner;
+  sampling: Omit<SamplingParams, "maxNewTokens" | "stop">;
+  limits?: RolloutLimits;
+  /** The accepted end-of-turn text (default `<|im_end|>`). */
+  eos?: string;
+  /** Stops that end the conversation without EOS (default `<|im_start|>`, `<|endoftext|>`). */
+  foreignStops?: readonly string[];
+  /** Text mode only: counts the tokens of appended text toward the response budget. */
+  countTokens?: (text: string) => number;
+  signal?: AbortSignal;
+}
+
+export type ConversationEnd = "answer" | "truncated" | "max_turns" | "response_budget" | "foreign_stop";
+
+export interface Segment {
+  /** `policy`: sampled by the model; `env`: tool answers and injected prefixes. */
+  source: "policy" | "env";
+  text: string;
+  tokenIds?: number[];
+}
+
+export interface ToolRecord {
+  turn: number;
+  call: ToolCall;
+  result: string;
+  docs?: RetrievedDoc[];
+  ms: number;
+}
+
+export interface Conversation {
+  prompt: string;
+  /** Everything after the prompt: sampled turns and appended tool answers, in order. */
+  response: string;
+  segments: Segment[];
+  turns: number;
+  toolCalls: ToolRecord[];
+  end: ConversationEnd;
+  /** How the last turn ended. */
+  lastTurnEnd: TurnEnd;
+  /** Tokens the policy generated (exact for a token engine; as the server reports for text). */
+  generatedTokens: number;
+  /** Response tokens in all (token mode exact; text mode counts what it could). */
+  responseTokens: number;
+  promptIds?: number[];
+  responseIds?: number[];
+  /** 1 where the policy sampled the id, 0 elsewhere; same length as responseIds. */
+  lossMask?: number[];
+  /** Sampling log-probs per response id (NaN where not sampled), when the engine gives them. */
+  logprobs?: number[];
+}
+
+/** Runs one conversation from `prompt` (a full prompt string, e.g. reCallPrompt()). */
+export async function runConversation(prompt: string, opts: ConversationOptions): Promise<Conversation> {
+  const limits = opts.limits ?? RECALL_LIMITS;
+  const gen = opts.generator;
+  const stops: StopSet = {
+    eos: opts.eos ?? IM_END,
+    foreign: (opts.foreignStops ?? [IM_START, END_OF_TEXT]).filter((s) => s !== (opts.eos ?? IM_END)),
+    tool: opts.protocol.toolStops,
+  };
+  const tokenMode = gen.kind === "tokens";
+  const tok = gen.kind === "tokens" ? gen.tokenizer : undefined;
+  const idsOf = (strings: readonly string[]) =>
+    strings.map((s) => tok!.tokenId(s)).filter((x): x is number => x !== undefined);
+  const stopIds = tok ? { eos: idsOf([stops.eos]), foreign: idsOf(stops.foreign) } : undefined;
+  if (tok && stopIds!.eos.length === 0) throw new Error(`tokenizer has no token for EOS '${stops.eos}'`);
+
+  const segments: Segment[] = [];
+  const toolCalls: ToolRecord[] = [];
+  const promptIds = tok ? tok.encode(prompt) : undefined;
+  const responseIds: number[] = [];
+  const lossMask: number[] = [];
+  const logprobs: number[] = [];
+  let response = "";
+  let responseTokens = 0;
+  let generatedTokens = 0;
+  let turns = 0;
+  let end: ConversationEnd = "answer";
+  let lastTurnEnd: TurnEnd = { kind: "length" };
+
+  const appendEnv = (text: string) => {
+    if (tok) {
+      const ids = tok.encode(text);
+      segments.push({ source: "env", text, tokenIds: ids });
+      responseIds.push(...ids);
+      lossMask.push(...ids.map(() => 0));
+      logprobs.push(...ids.map(() => NaN));
+      responseTokens += ids.length;
+    } else {
+      segments.push({ source: "env", text });
+      responseTokens += opts.countTokens?.(text) ?? 0;
+    }
+    response += text;
+  };
+
+  for (;;) {
+    opts.signal?.throwIfAborted();
+    if (turns >= limits.maxTurns) {
+      end = "max_turns";
+      break;
+    }
+    const budgetLeft = limits.maxResponseTokens - responseTokens;
+    if (budgetLeft <= 0) {
+      end = "response_budget";
+      break;
+    }
+    const maxNewTokens = Math.min(limits.maxTokensPerTurn, budgetLeft);
+    turns++;
+
+    let text: string;
+    let turnEnd: TurnEnd;
+    let produced: number;
+    if (gen.kind === "tokens") {
+      const c = await gen.completeTokens([...promptIds!, ...responseIds], { ...opts.sampling, maxNewTokens, stop: stops.tool, stopTokenIds: [...stopIds!.eos, ...stopIds!.foreign] }, opts.signal);
+      ({ text, end: turnEnd } = settleTokenTurn(c, (ids) => gen.tokenizer.decode(ids), stops, stopIds!));
+      produced = c.tokenIds.length;
+      segments.push({ source: "policy", text, tokenIds: [...c.tokenIds] });
+      responseIds.push(...c.tokenIds);
+      lossMask.push(...c.tokenIds.map(() => 1));
+      logprobs.push(...(c.logprobs && c.logprobs.length === c.tokenIds.length ? c.logprobs : c.tokenIds.map(() => NaN)));
+    } else {
+      const c = await gen.complete(prompt + response, { ...opts.sampling, maxNewTokens, stop: allStops(stops) }, opts.signal);
+      ({ text, end: turnEnd } = settleTextTurn(c, stops, opts.protocol.inferTrimmedStop?.bind(opts.protocol)));
+      produced = c.completionTokens ?? opts.countTokens?.(text) ?? 0;
+      segments.push({ source: "policy", text });
+    }
+    response += text;
+    generatedTokens += produced;
+    responseTokens += produced;
+    lastTurnEnd = turnEnd;
+
+    if (turnEnd.kind === "foreign_stop") {
+      end = "foreign_stop";
+      break;
+    }
+    if (turnEnd.kind === "length") {
+      end = maxNewTokens < limits.maxTokensPerTurn ? "response_budget" : "truncated";
+      break;
+    }
+    const calls = opts.protocol.callsOf(text, turnEnd);
+    if (calls.length === 0) {
+      end = turnEnd.kind === "eos" ? "answer" : "truncated";
+      break;
+    }
+    const records = await Promise.all(
+      calls.map(async (call): Promise<ToolRecord> => {
+        if (!call.ok) return { turn: turns, call, result: call.result, ms: 0 };
+        const t0 = performance.now();
+        const r = await opts.tools.run(call, opts.signal);
+        return { turn: turns, call, result: r.result, docs: r.docs, ms: performance.now() - t0 };
+      }),
+    );
+    toolCalls.push(...records);
+    const results: ToolResultText[] = records.map((r) => ({ call: r.call, result: r.result }));
+    appendEnv(opts.protocol.renderResults(results));
+    if (responseTokens > limits.maxResponseTokens) {
+      if (tok) {
+        const cut = limits.maxResponseTokens;
+        responseIds.length = cut;
+        lossMask.length = cut;
+        logprobs.length = cut;
+        responseTokens = cut;
+        // Only the env segment just appended can be cut: rebuild its text from the ids that remain.
+        const last = segments[segments.length - 1]!;
+        let before = 0;
+        for (const seg of segments.slice(0, -1)) before += seg.tokenIds!.length;
+        last.tokenIds = last.tokenIds!.slice(0, Math.max(0, cut - before));
+        const lastText = tok.decode(last.tokenIds);
+        response = response.slice(0, response.length - last.text.length) + lastText;
+        last.text = lastText;
+      }
+      end = "response_budget";
+      break;
+    }
+  }
+
+  const out: Conversation = { prompt, response, segments, turns, toolCalls, end, lastTurnEnd, generatedTokens, responseTokens };
+  if (tokenMode) Object.assign(out, { promptIds, responseIds, lossMask, logprobs });
+  return out;
+}
