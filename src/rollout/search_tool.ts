@@ -8,13 +8,15 @@
  *   mistakes (unknown tool name, unknown or missing argument).
  * - `PlainSearchTool` — ReSearch's `<search>` tool: the same passage text, unflattened.
  */
-import type { Retriever } from "../retrieval/types.ts";
 import type { PyValue } from "./python_json.ts";
 import { flattenAnswer } from "./sandbox_contract.ts";
 import { pyStrip } from "./python_str.ts";
 import type { RetrievedDoc, ToolRunner, ToolRunResult, ValidToolCall } from "./tools.ts";
 
-export type SearchBackend = Pick<Retriever, "search">;
+/** What these tools need of a retriever (src/retrieval's `Retriever` has it). */
+export interface SearchBackend {
+  search(query: string, topN: number): Promise<{ docs: RetrievedDoc[] }>;
+}
 
 /** The text ReCall's tool builds from the passages: each `contents` plus a blank line, stripped. */
 export function passagesText(docs: readonly RetrievedDoc[]): string {
