@@ -12,6 +12,7 @@ export const root = defineRecallCommand({
   examples: ["recall doctor", "recall doctor --json"],
   subCommands: {
     doctor: () => import("./doctor.ts").then((m) => m.default),
+    retriever: () => import("./retriever.ts").then((m) => m.default),
   },
 });
 

@@ -1,0 +1,155 @@
+/** `recall retriever index|serve|search`: BM25 over a FlashRAG corpus, served with ReCall's retriever API. */
+import { consola } from "consola";
+import { defineRecallCommand, numberFlag, requiredStringFlag, stringFlag } from "../src/cli/command.ts";
+import { RecallError } from "../src/errors.ts";
+import { progressPrinter } from "../src/retrieval/build_progress.ts";
+import { openBm25RetrieverSync } from "../src/retrieval/bm25_retriever.ts";
+import { buildBm25Index } from "../src/retrieval/index_builder.ts";
+import { loadServeConfig } from "../src/retrieval/serve_config.ts";
+import { startRetrieverServer } from "../src/retrieval/server.ts";
+import { parseStemmerName } from "../src/retrieval/stemmer.ts";
+import { resolveStopwords } from "../src/retrieval/stopwords.ts";
+import type { Retriever } from "../src/retrieval/types.ts";
+import { WorkerPoolRetriever } from "../src/retrieval/worker_pool.ts";
+
+const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+
+const index = defineRecallCommand({
+  meta: { name: "index", description: "Build a BM25 index (bm25s/Lucene scoring, Snowball English stemming) from a FlashRAG JSONL corpus." },
+  examples: [
+    "recall retriever index --corpus_path fixtures/retrieval/golden_corpus.jsonl --index_path /tmp/golden-bm25",
+    "recall retriever index --corpus_path wiki18_100w.jsonl --index_path indexes/wiki-bm25 --memory_mb 4096",
+    "recall retriever index --corpus_path corpus.jsonl --index_path idx --k1 1.2 --b 0.75 --stemmer none --stopwords none --overwrite",
+  ],
+  args: {
+    corpus_path: { type: "string", description: "JSONL corpus, rows {id, contents} or {id, title, text}" },
+    index_path: { type: "string", description: "Directory to write the index to (built in <dir>.partial, renamed when complete)" },
+    k1: { type: "string", description: "BM25 k1 (default 1.5, as bm25s/FlashRAG)" },
+    b: { type: "string", description: "BM25 b (default 0.75)" },
+    stemmer: { type: "string", description: "english (Snowball, = PyStemmer 'english') or none (default english)" },
+    stopwords: { type: "string", description: "english (bm25s's 33-word list), none, a file with one word per line, or a comma list (default english)" },
+    memory_mb: { type: "string", description: "Memory for in-memory postings before a run is flushed to disk (default 1024)" },
+    overwrite: { type: "boolean", description: "Replace an existing index at --index_path" },
+    resume: { type: "boolean", default: true, description: "Resume an interrupted build of the same corpus and settings (--no-resume starts over)" },
+    json: { type: "boolean", description: "Print the index manifest (settings and stats) as JSON" },
+  },
+  run({ args }) {
+    const manifest = buildBm25Index({
+      corpusPath: requiredStringFlag(args, "corpus_path"),
+      indexPath: requiredStringFlag(args, "index_path"),
+      bm25: { k1: numberFlag(args, "k1", { default: 1.5, min: 0 }), b: numberFlag(args, "b", { default: 0.75, min: 0, max: 1 }) },
+      stemmer: parseStemmerName(stringFlag(args, "stemmer")),
+      stopwords: resolveStopwords(stringFlag(args, "stopwords")),
+      memoryMb: numberFlag(args, "memory_mb", { default: 1024, min: 1 }),
+      overwrite: args.overwrite === true,
+      resume: args.resume !== false,
+      onProgress: args.json ? undefined : progressPrinter(),
+    });
+    const s = manifest.stats;
+    if (args.json) {
+      console.log(JSON.stringify(manifest, null, 2));
+      return;
+    }
+    consola.success(`index written to ${stringFlag(args, "index_path")}`);
+    consola.log(`  docs      ${s.docs.toLocaleString("en-US")}  (avg ${s.avgDocLen.toFixed(1)} terms)`);
+    consola.log(`  terms     ${s.terms.toLocaleString("en-US")}`);
+    consola.log(`  postings  ${s.postings.toLocaleString("en-US")}`);
+    consola.log(`  bytes     corpus ${mib(s.corpusBytes)}, index ${mib(s.indexBytes)}`);
+    consola.log(`  time      ${s.buildSeconds.toFixed(1)} s, ${Math.round(s.docsPerSecond).toLocaleString("en-US")} docs/s, peak RSS ${mib(s.peakRssBytes)}`);
+  },
+});
+
+const serve = defineRecallCommand({
+  meta: { name: "serve", description: "Serve a BM25 index over ReCall's retriever HTTP API (/health, /search, /batch_search, Search-R1's /retrieve)." },
+  examples: [
+    "recall retriever serve --index_path /tmp/golden-bm25 --port 8000",
+    "recall retriever serve --config retriever_config.yaml --num_retriever 2 --port 8000",
+    "curl -s localhost:8000/search -H 'content-type: application/json' -d '{\"query\": \"nobel prize physics\", \"top_n\": 3, \"return_score\": true}'",
+  ],
+  args: {
+    config: { type: "string", description: "ReCall retriever YAML: retrieval_method (bm25), index_path, corpus_path, retrieval_topk" },
+    index_path: { type: "string", description: "Index directory (overrides the config)" },
+    corpus_path: { type: "string", description: "Corpus JSONL the index was built from (default: the path stored in the index)" },
+    num_retriever: { type: "string", description: "Search worker threads (default 1; 0 searches on the server thread)" },
+    port: { type: "string", description: "Port (default 8000; 0 picks a free one)" },
+    host: { type: "string", description: "Address to bind (default 127.0.0.1; 0.0.0.0 exposes it to the network)" },
+    topk: { type: "string", description: "Default topk for /retrieve requests (default: the config's retrieval_topk, else 3)" },
+    log_requests: { type: "boolean", description: "Log every request with its status and latency" },
+  },
+  async run({ args }) {
+    const topkFlag = stringFlag(args, "topk");
+    const cfg = loadServeConfig(stringFlag(args, "config"), {
+      indexPath: stringFlag(args, "index_path"),
+      corpusPath: stringFlag(args, "corpus_path"),
+      topK: topkFlag === undefined ? undefined : numberFlag(args, "topk", { integer: true, min: 0 }),
+    });
+    const n = numberFlag(args, "num_retriever", { default: 1, integer: true, min: 0, max: 256 });
+    // Open once here so a bad path or a changed corpus fails before anything starts.
+    const local = openBm25RetrieverSync(cfg.indexPath, cfg.corpusPath);
+    let retriever: Retriever = local;
+    if (n > 0) {
+      try {
+        retriever = await WorkerPoolRetriever.start(n, cfg.indexPath, cfg.corpusPath);
+        await local.close();
+      } catch (e) {
+        if (e instanceof RecallError && !/did not start|failed to start/.test(e.message)) throw e;
+        consola.warn(`worker threads unavailable (${(e as Error).message}); searching on the server thread`);
+      }
+    }
+    const server = await startRetrieverServer(retriever, {
+      host: stringFlag(args, "host") ?? "127.0.0.1",
+      port: numberFlag(args, "port", { default: 8000, integer: true, min: 0, max: 65535 }),
+      defaultTopK: cfg.topK,
+      logRequests: args.log_requests === true,
+    });
+    const m = local.index.manifest;
+    consola.success(`retriever serving ${m.stats.docs.toLocaleString("en-US")} docs from ${cfg.indexPath} at ${server.url} (${n > 0 && retriever !== local ? `${n} worker${n > 1 ? "s" : ""}` : "in-thread"})`);
+    const shutdown = async () => {
+      await server.stop();
+      await retriever.close();
+      process.exit(0);
+    };
+    process.on("SIGINT", shutdown);
+    process.on("SIGTERM", shutdown);
+    await new Promise(() => {});
+  },
+});
+
+const search = defineRecallCommand({
+  meta: { name: "search", description: "Query a BM25 index from the shell (in-process, no server)." },
+  examples: [
+    "recall retriever search --index_path /tmp/golden-bm25 'storm taints' --top_n 3",
+    "recall retriever search --index_path /tmp/golden-bm25 'storm taints' --json",
+  ],
+  args: {
+    query: { type: "positional", description: "The query text", required: true },
+    index_path: { type: "string", description: "Index directory" },
+    corpus_path: { type: "string", description: "Corpus JSONL (default: the path stored in the index)" },
+    top_n: { type: "string", description: "Number of documents (default 5)" },
+    json: { type: "boolean", description: "Print {docs, scores} as JSON" },
+  },
+  async run({ args }) {
+    const r = openBm25RetrieverSync(requiredStringFlag(args, "index_path"), stringFlag(args, "corpus_path"));
+    const res = r.searchSync(String(args.query), numberFlag(args, "top_n", { default: 5, integer: true, min: 0 }));
+    await r.close();
+    if (args.json) {
+      console.log(JSON.stringify(res, null, 2));
+      return;
+    }
+    if (res.docs.length === 0) consola.info("no document contains any of the query's terms");
+    res.docs.forEach((d, i) => {
+      const text = d.contents.replace(/\s+/g, " ");
+      consola.log(`${String(i + 1).padStart(2)}. [${res.scores[i]!.toFixed(4)}] ${d.id}  ${text.length > 160 ? text.slice(0, 157) + "..." : text}`);
+    });
+  },
+});
+
+export default defineRecallCommand({
+  meta: { name: "retriever", description: "BM25 retrieval over a FlashRAG corpus: build an index, serve ReCall's /search API, or query it." },
+  examples: [
+    "recall retriever index --corpus_path fixtures/retrieval/golden_corpus.jsonl --index_path /tmp/golden-bm25",
+    "recall retriever serve --index_path /tmp/golden-bm25 --port 8000",
+    "recall retriever search --index_path /tmp/golden-bm25 'storm taints'",
+  ],
+  subCommands: { index, serve, search },
+});

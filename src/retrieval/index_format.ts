@@ -1,0 +1,63 @@
+/**
+ * The on-disk layout of a recall BM25 index (a directory). All numbers little-endian.
+ *
+ * | file | contents |
+ * | --- | --- |
+ * | `recall-bm25.json` | manifest: format version, BM25 parameters, tokenizer, corpus identity, stats. Written last: a directory without it is not an index |
+ * | `terms.bin` | every term's UTF-8 bytes, concatenated, terms in ascending JS string order |
+ * | `terms.off` | u32 × (T + 1): byte offset of term i in terms.bin (last = end) |
+ * | `terms.meta` | u32 × 3T: (segment, first posting within the segment, df) per term |
+ * | `postings-NNN.doc` | u32 per posting: document number, ascending within a term |
+ * | `postings-NNN.score` | f32 per posting: the BM25 term score idf · tf-part for that document (see bm25_formula.ts) |
+ * | `docs.start` | f64 per document: byte offset of its row in the corpus JSONL |
+ * | `docs.len` | u32 per document: byte length of that row |
+ * | `docs.terms` | u32 per document: its length in terms after stop-word removal (|d|) |
+ * | `build-metrics.jsonl` | progress records written during the build |
+ *
+ * Postings are split into segments of at most SEGMENT_POSTINGS entries (1 GiB per file) so every file
+ * can be memory-mapped as one typed array; a term's postings never straddle two segments.
+ */
+import type { Bm25Params } from "./bm25_formula.ts";
+import type { StemmerName } from "./stemmer.ts";
+
+export const MANIFEST_FILE = "recall-bm25.json";
+export const FORMAT = "recall-bm25";
+export const FORMAT_VERSION = 1;
+export const SEGMENT_POSTINGS = 1 << 28;
+
+export const segmentFile = (seg: number, kind: "doc" | "score") => `postings-${String(seg).padStart(3, "0")}.${kind}`;
+
+export interface CorpusIdentity {
+  /** Absolute path at build time. */
+  path: string;
+  bytes: number;
+  /** Hash of the first and last MiB: a cheap check that a corpus given at serve time is the same file. */
+  fingerprint: string;
+}
+
+export interface IndexStats {
+  docs: number;
+  terms: number;
+  postings: number;
+  /** Σ |d| (terms after stop words, with repetition). */
+  tokens: number;
+  avgDocLen: number;
+  /** Size of the index files on disk. */
+  indexBytes: number;
+  corpusBytes: number;
+  buildSeconds: number;
+  docsPerSecond: number;
+  peakRssBytes: number;
+}
+
+export interface IndexManifest {
+  format: typeof FORMAT;
+  version: number;
+  createdBy: string;
+  createdAt: string;
+  bm25: Bm25Params & { method: "lucene" };
+  tokenizer: { stemmer: StemmerName; stopwords: string[] };
+  corpus: CorpusIdentity;
+  segments: number[];
+  stats: IndexStats;
+}
