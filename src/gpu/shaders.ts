@@ -3,11 +3,12 @@
  * kernel family in shaders/, forward and backward side by side.
  */
 import matmul from "../../shaders/matmul.wgsl" with { type: "text" };
+import embedding from "../../shaders/embedding.wgsl" with { type: "text" };
 import rope from "../../shaders/rope.wgsl" with { type: "text" };
 import rmsnorm from "../../shaders/rmsnorm.wgsl" with { type: "text" };
 import elementwise from "../../shaders/elementwise.wgsl" with { type: "text" };
 import attention from "../../shaders/attention.wgsl" with { type: "text" };
 import logprobs from "../../shaders/logprobs.wgsl" with { type: "text" };
 
-export const SHADERS = { matmul, attention, logprobs, elementwise, rmsnorm, rope } as const;
+export const SHADERS = { matmul, attention, logprobs, elementwise, rmsnorm, rope, embedding } as const;
 export type ShaderName = keyof typeof SHADERS;
