@@ -1,0 +1,391 @@
+/**
+ * The decoder-only transformer of Qwen2 / Qwen2.5 / Qwen3 / Llama on the GPU: forward and backward
+ * in one readable file, built from the ops in src/ops (each with a CPU reference and tests).
+ *
+ *   x₀ = embed(ids)
+ *   for each layer:  h = rmsnorm(x)                      (input_layernorm)
+ *                    q, k, v = h·Wqᵀ+bq, h·Wkᵀ+bk, h·Wvᵀ+bv
+ *                    q, k = rmsnorm per head (Qwen3 q_norm/k_norm), then RoPE
+ *                    x' = x + attention(q, k, v)·Woᵀ      (causal GQA over each sequence's valid keys)
+ *                    x  = x' + (silu(h'·Wgᵀ) ⊙ h'·Wuᵀ)·Wdᵀ  with h' = rmsnorm(x')  (post_attention_layernorm)
+ *   log p(target), entropy = logsoftmax(rmsnorm(x)·Wₗₘᵀ)   (fused, chunked: never [tokens × vocab] at once)
+ *
+ * A batch is B right-padded sequences of T rows; row b·T + t holds token t of sequence b. Padding rows
+ * compute finite garbage that no valid row reads (attention masks them) and get zero gradient (the
+ * caller's per-token loss weights are zero there).
+ */
+import type { Gpu } from "../gpu/runtime.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import { matmul } from "../ops/matmul.ts";
+import { rmsnorm, rmsnormBackward } from "../ops/rmsnorm.ts";
+import { rope, ropeInvFreq } from "../ops/rope.ts";
+import { attention, attentionBackward, attentionBackwardWorkElements } from "../ops/attention.ts";
+import { swiglu, swigluBackward } from "../ops/elementwise.ts";
+import { embedding, embeddingBackward, embeddingScratchSize } from "../ops/embedding.ts";
+import { logprobs, logprobsBackward, logprobsPlan } from "../ops/logprobs.ts";
+import { loadModelConfig, type ModelConfig } from "./config.ts";
+import { ParameterSet, layerTensors, outerTensors, type LayerTensors } from "./weights.ts";
+
+/** Token ids and per-row metadata of a padded batch, on the GPU. */
+export interface TokenBatch {
+  B: number;
+  T: number;
+  lengths: number[];
+  /** u32 [B·T] input ids (0 on padding). */
+  ids: Tensor;
+  /** u32 [B·T] the next token of each row (0 where there is none: the last token and padding). */
+  targets: Tensor;
+  /** u32 [B·T] RoPE position of each row. */
+  positions: Tensor;
+  /** u32 [B] zeros: every sequence starts at position 0. */
+  qStart: Tensor;
+  /** u32 [B] valid length of each sequence. */
+  kvLen: Tensor;
+}
+
+export function makeBatch(gpu: Gpu, sequences: readonly (readonly number[])[], T?: number): TokenBatch {
+  const B = sequences.length;
+  const lengths = sequences.map((s) => s.length);
+  const width = T ?? Math.max(1, ...lengths);
+  const ids = new Uint32Array(B * width);
+  const targets = new Uint32Array(B * width);
+  const positions = new Uint32Array(B * width);
+  sequences.forEach((s, b) => {
+    if (s.length > width) throw new Error(`makeBatch: sequence ${b} has ${s.length} tokens, more than T=${width}`);
+    for (let t = 0; t < width; t++) {
+      ids[b * width + t] = t < s.length ? s[t]! : 0;
+      targets[b * width + t] = t + 1 < s.length ? s[t + 1]! : 0;
+      positions[b * width + t] = t;
+    }
+  });
+  return {
+    B,
+    T: width,
+    lengths,
+    ids: gpu.upload(ids, [B * width]),
+    targets: gpu.upload(targets, [B * width]),
+    positions: gpu.upload(positions, [B * width]),
+    qStart: gpu.upload(new Uint32Array(B), [B]),
+    kvLen: gpu.upload(Uint32Array.from(lengths), [B]),
+  };
+}
+
+export function releaseBatch(gpu: Gpu, b: TokenBatch): void {
+  gpu.release(b.ids, b.targets, b.positions, b.qStart, b.kvLen);
+}
+
+/** Activations of one layer that its backward needs. */
+interface LayerActivations {
+  h1: Tensor; // input_layernorm output [N, D]
+  r1: Tensor; // its 1/rms per row [N]
+  qRaw?: Tensor; // Qwen3: q before q_norm [N, Hq·hd]
+  kRaw?: Tensor;
+  rq?: Tensor; // 1/rms per (row, head)
+  rk?: Tensor;
+  q: Tensor; // after norm and RoPE [N, Hq·hd]
+  k: Tensor; // [N, Hkv·hd]
+  v: Tensor;
+  attn: Tensor; // attention output [N, Hq·hd]
+  lse: Tensor; // [B, Hq, T]
+  xMid: Tensor; // residual after attention [N, D]
+  h2: Tensor; // post_attention_layernorm output [N, D]
+  r2: Tensor;
+  gate: Tensor; // [N, I]
+  up: Tensor;
+  act: Tensor; // silu(gate)·up [N, I]
+}
+
+export interface ForwardOptions {
+  /** Keep what the backward needs. */
+  train?: boolean;
+  /** Activation checkpointing: keep only each layer's input and recompute the layer during backward. */
+  checkpoint?: boolean;
+  /** Logits are divided by this before the log-softmax (rollout temperature); default 1. */
+  temperature?: number;
+}
+
+export interface ForwardResult {
+  batch: TokenBatch;
+  /** f32 [B·T] log p(targets[row] | row and before), natural log. Meaningful for t < length − 1. */
+  logprob: Tensor;
+  /** f32 [B·T] entropy of the next-token distribution at each row. */
+  entropy: Tensor;
+  options: ForwardOptions;
+  /** Saved for backward (train only). */
+  saved?: {
+    xs: Tensor[]; // residual stream entering each layer, and after the last: [L + 1] × [N, D]
+    layers: LayerActivations[]; // one per layer, or one shared set when checkpointing
+    hf: Tensor; // final norm output
+    rf: Tensor;
+    lmLse: Tensor;
+    scratch: Tensor;
+  };
+}
+
+export class Transformer {
+  readonly D: number;
+  readonly Hq: number;
+  readonly Hkv: number;
+  readonly hd: number;
+  readonly I: number;
+  readonly V: number;
+  /** RoPE inverse frequencies θ^(−2i/hd), i < hd/2. */
+  readonly invFreq: Tensor;
+  private ones: Tensor | undefined;
+
+  constructor(
+    readonly gpu: Gpu,
+    readonly config: ModelConfig,
+    readonly params: ParameterSet,
+  ) {
+    this.D = config.hiddenSize;
+    this.Hq = config.numHeads;
+    this.Hkv = config.numKvHeads;
+    this.hd = config.headDim;
+    this.I = config.intermediateSize;
+    this.V = config.vocabSize;
+    this.invFreq = gpu.upload(ropeInvFreq(config.ropeTheta, config.headDim), [config.headDim / 2]);
+  }
+
+  static async load(gpu: Gpu, dir: string): Promise<Transformer> {
+    const config = loadModelConfig(dir);
+    return new Transformer(gpu, config, await ParameterSet.load(gpu, config, dir));
+  }
+
+  /** A zeroed gradient set with the same names and shapes as the parameters. */
+  newGradients(): ParameterSet {
+    return new ParameterSet(this.gpu, this.config, "zeros");
+  }
+
+  // ---- forward ---------------------------------------------------------------------------------
+
+  private allocLayer(N: number, B: number, T: number): LayerActivations {
+    const g = this.gpu, { D, Hq, Hkv, hd, I } = this;
+    const qkNorm = this.config.qkNorm;
+    return {
+      h1: g.empty([N, D]),
+      r1: g.empty([N]),
+      qRaw: qkNorm ? g.empty([N, Hq * hd]) : undefined,
+      kRaw: qkNorm ? g.empty([N, Hkv * hd]) : undefined,
+      rq: qkNorm ? g.empty([N * Hq]) : undefined,
+      rk: qkNorm ? g.empty([N * Hkv]) : undefined,
+      q: g.empty([N, Hq * hd]),
+      k: g.empty([N, Hkv * hd]),
+      v: g.empty([N, Hkv * hd]),
+      attn: g.empty([N, Hq * hd]),
+      lse: g.empty([B * Hq * T]),
+      xMid: g.empty([N, D]),
+      h2: g.empty([N, D]),
+      r2: g.empty([N]),
+      gate: g.empty([N, I]),
+      up: g.empty([N, I]),
+      act: g.empty([N, I]),
+    };
+  }
+
+  private releaseLayer(a: LayerActivations): void {
+    for (const t of Object.values(a)) if (t) this.gpu.release(t);
+  }
+
+  /** One decoder layer: x → xOut, filling the activations `a`. */
+  private layerForward(l: number, batch: TokenBatch, x: Tensor, xOut: Tensor, a: LayerActivations): void {
+    const g = this.gpu, { D, Hq, Hkv, hd, I } = this;
+    const { B, T } = batch;
+    const N = B * T;
+    const eps = this.config.rmsNormEps;
+    const P = layerTensors(this.params, l);
+    rmsnorm(g, x, P.inputNorm, a.h1, a.r1, { rows: N, D }, { eps });
+    matmul(g, a.h1, P.q, a.qRaw ?? a.q, { M: N, N: Hq * hd, K: D }, { transB: true, bias: P.qBias });
+    matmul(g, a.h1, P.k, a.kRaw ?? a.k, { M: N, N: Hkv * hd, K: D }, { transB: true, bias: P.kBias });
+    matmul(g, a.h1, P.v, a.v, { M: N, N: Hkv * hd, K: D }, { transB: true, bias: P.vBias });
+    if (this.config.qkNorm) {
+      rmsnorm(g, a.qRaw!, P.qNorm!, a.q, a.rq!, { rows: N * Hq, D: hd }, { eps });
+      rmsnorm(g, a.kRaw!, P.kNorm!, a.k, a.rk!, { rows: N * Hkv, D: hd }, { eps });
+    }
+    rope(g, a.q, a.k, batch.positions, this.invFreq, { rows: N, Hq, Hkv, headDim: hd });
+    attention(g, a.q, a.k, a.v, batch.qStart, batch.kvLen, a.attn, a.lse, { B, Tq: T, Tk: T, Hq, Hkv, hd });
+    g.copy(x, a.xMid);
+    matmul(g, a.attn, P.o, a.xMid, { M: N, N: D, K: Hq * hd }, { transB: true, bias: P.oBias, accumulate: true });
+    rmsnorm(g, a.xMid, P.postNorm, a.h2, a.r2, { rows: N, D }, { eps });
+    matmul(g, a.h2, P.gate, a.gate, { M: N, N: I, K: D }, { transB: true });
+    matmul(g, a.h2, P.up, a.up, { M: N, N: I, K: D }, { transB: true });
+    swiglu(g, a.gate, a.up, a.act, { rows: N, I });
+    g.copy(a.xMid, xOut);
+    matmul(g, a.act, P.down, xOut, { M: N, N: D, K: I }, { transB: true, accumulate: true });
+  }
+
+  /** Log-probs of each row's target and entropies for a padded batch. Records GPU work; read the result tensors to wait. */
+  forward(batch: TokenBatch, options: ForwardOptions = {}): ForwardResult {
+    const g = this.gpu, { D, V } = this;
+    const L = this.config.numLayers;
+    const { B, T } = batch;
+    const N = B * T;
+    const train = !!options.train;
+    const outer = outerTensors(this.params);
+
+    // The residual stream: every layer's input is kept when training; otherwise two buffers alternate.
+    const xs: Tensor[] = train ? Array.from({ length: L + 1 }, () => g.empty([N, D])) : [g.empty([N, D]), g.empty([N, D])];
+    const at = (i: number) => (train ? xs[i]! : xs[i % 2]!);
+    embedding(g, batch.ids, outer.embed, xs[0]!, { N, V, D });
+
+    const shareLayers = !train || !!options.checkpoint;
+    const layers: LayerActivations[] = shareLayers ? [this.allocLayer(N, B, T)] : Array.from({ length: L }, () => this.allocLayer(N, B, T));
+    for (let l = 0; l < L; l++) this.layerForward(l, batch, at(l), at(l + 1), layers[shareLayers ? 0 : l]!);
+
+    const hf = g.empty([N, D]);
+    const rf = g.empty([N]);
+    rmsnorm(g, at(L), outer.finalNorm, hf, rf, { rows: N, D }, { eps: this.config.rmsNormEps });
+    const dims = { N, V, D };
+    const plan = logprobsPlan(dims, { temperature: options.temperature });
+    const scratch = g.empty([plan.scratchElements]);
+    const logprob = g.empty([N]);
+    const entropy = g.empty([N]);
+    const lmLse = g.empty([N]);
+    logprobs(g, hf, outer.lmHead, batch.targets, logprob, entropy, lmLse, scratch, dims, { temperature: options.temperature });
+
+    if (!train) {
+      g.release(...xs, hf, rf, scratch, lmLse);
+      for (const a of layers) this.releaseLayer(a);
+      return { batch, logprob, entropy, options };
+    }
+    return { batch, logprob, entropy, options, saved: { xs, layers, hf, rf, lmLse, scratch } };
+  }
+
+  // ---- backward --------------------------------------------------------------------------------
+
+  /** A [N] tensor of ones: bias gradients are column sums, computed as onesᵀ·dY with the matmul kernel. */
+  private onesFor(N: number): Tensor {
+    if (!this.ones || this.ones.numel < N) {
+      if (this.ones) this.gpu.release(this.ones);
+      this.ones = this.gpu.upload(new Float32Array(N).fill(1), [N]);
+    }
+    return this.ones;
+  }
+
+  private biasGrad(dy: Tensor, dBias: Tensor | undefined, N: number, F: number): void {
+    if (dBias) matmul(this.gpu, this.onesFor(N), dy, dBias, { M: 1, N: F, K: N }, { accumulate: true });
+  }
+
+  /**
+   * Accumulates into `grads` the gradient of Σ_rows dLogprob[row]·logprob[row] + dEntropy[row]·entropy[row]
+   * (dEntropy may be null). Releases the forward's saved activations.
+   */
+  backward(fwd: ForwardResult, dLogprob: Tensor, dEntropy: Tensor | null, grads: ParameterSet): void {
+    const saved = fwd.saved;
+    if (!saved) throw new Error("backward needs a forward run with { train: true }");
+    const g = this.gpu, { D, Hq, Hkv, hd, I, V } = this;
+    const L = this.config.numLayers;
+    const { batch } = fwd;
+    const { B, T } = batch;
+    const N = B * T;
+    const outer = outerTensors(this.params);
+    const gOuter = outerTensors(grads);
+
+    const zeroEntropy = dEntropy ? null : g.zeros([N]);
+    const dx = g.empty([N, D]);
+    const dhf = g.empty([N, D]);
+    logprobsBackward(g, saved.hf, outer.lmHead, batch.targets, saved.lmLse, fwd.entropy, dLogprob, dEntropy ?? zeroEntropy!, dhf, gOuter.lmHead, saved.scratch, { N, V, D }, { temperature: fwd.options.temperature });
+    rmsnormBackward(g, dhf, saved.xs[L]!, outer.finalNorm, saved.rf, dx, gOuter.finalNorm, { rows: N, D });
+
+    const t = {
+      dAct: g.empty([N, I]),
+      dGate: g.empty([N, I]),
+      dUp: g.empty([N, I]),
+      dH: g.empty([N, D]),
+      dAttn: g.empty([N, Hq * hd]),
+      dq: g.empty([N, Hq * hd]),
+      dk: g.empty([N, Hkv * hd]),
+      dv: g.empty([N, Hkv * hd]),
+      dqRaw: this.config.qkNorm ? g.empty([N, Hq * hd]) : undefined,
+      dkRaw: this.config.qkNorm ? g.empty([N, Hkv * hd]) : undefined,
+      work: g.empty([attentionBackwardWorkElements({ B, Tq: T, Hq })], "u32"),
+    };
+
+    for (let l = L - 1; l >= 0; l--) {
+      const x = saved.xs[l]!;
+      const a = saved.layers.length === 1 ? saved.layers[0]! : saved.layers[l]!;
+      // Checkpointing: the shared activations hold the last layer's; recompute every other layer from its saved input.
+      if (saved.layers.length === 1 && l < L - 1) this.layerForward(l, batch, x, saved.xs[l + 1]!, a);
+      const P = layerTensors(this.params, l);
+      const G = layerTensors(grads, l);
+      this.layerBackward(P, G, a, batch, x, dx, t);
+    }
+    const embScratch = g.empty([embeddingScratchSize({ N, V })], "u32");
+    embeddingBackward(g, batch.ids, dx, gOuter.embed, embScratch, { N, V, D });
+    g.release(embScratch);
+
+    g.release(dx, dhf, ...(Object.values(t).filter(Boolean) as Tensor[]));
+    if (zeroEntropy) g.release(zeroEntropy);
+    this.releaseForward(fwd);
+  }
+
+  /** dx holds ∂/∂(layer output) on entry and ∂/∂(layer input) on return; parameter gradients accumulate into G. */
+  private layerBackward(
+    P: LayerTensors,
+    G: LayerTensors,
+    a: LayerActivations,
+    batch: TokenBatch,
+    x: Tensor,
+    dx: Tensor,
+    t: Record<"dAct" | "dGate" | "dUp" | "dH" | "dAttn" | "dq" | "dk" | "dv" | "work", Tensor> & { dqRaw?: Tensor; dkRaw?: Tensor },
+  ): void {
+    const g = this.gpu, { D, Hq, Hkv, hd, I } = this;
+    const { B, T } = batch;
+    const N = B * T;
+    const acc = { transA: true, accumulate: true } as const;
+
+    // MLP: x_out = x_mid + act·Wdᵀ, act = silu(h2·Wgᵀ) ⊙ h2·Wuᵀ, h2 = rmsnorm(x_mid)
+    matmul(g, dx, P.down, t.dAct, { M: N, N: I, K: D });
+    matmul(g, dx, a.act, G.down, { M: D, N: I, K: N }, acc);
+    swigluBackward(g, t.dAct, a.gate, a.up, t.dGate, t.dUp, { rows: N, I });
+    matmul(g, t.dGate, P.gate, t.dH, { M: N, N: D, K: I });
+    matmul(g, t.dUp, P.up, t.dH, { M: N, N: D, K: I }, { accumulate: true });
+    matmul(g, t.dGate, a.h2, G.gate, { M: I, N: D, K: N }, acc);
+    matmul(g, t.dUp, a.h2, G.up, { M: I, N: D, K: N }, acc);
+    rmsnormBackward(g, t.dH, a.xMid, P.postNorm, a.r2, dx, G.postNorm, { rows: N, D }, { accumulateDx: true });
+
+    // Attention: x_mid = x + attn·Woᵀ + bo
+    matmul(g, dx, P.o, t.dAttn, { M: N, N: Hq * hd, K: D });
+    matmul(g, dx, a.attn, G.o, { M: D, N: Hq * hd, K: N }, acc);
+    this.biasGrad(dx, G.oBias, N, D);
+    attentionBackward(g, a.q, a.k, a.v, batch.qStart, batch.kvLen, a.attn, a.lse, t.dAttn, t.dq, t.dk, t.dv, t.work, { B, Tq: T, Tk: T, Hq, Hkv, hd });
+    rope(g, t.dq, t.dk, batch.positions, this.invFreq, { rows: N, Hq, Hkv, headDim: hd }, { inverse: true });
+    let dq = t.dq, dk = t.dk;
+    if (this.config.qkNorm) {
+      rmsnormBackward(g, t.dq, a.qRaw!, P.qNorm!, a.rq!, t.dqRaw!, G.qNorm!, { rows: N * Hq, D: hd });
+      rmsnormBackward(g, t.dk, a.kRaw!, P.kNorm!, a.rk!, t.dkRaw!, G.kNorm!, { rows: N * Hkv, D: hd });
+      dq = t.dqRaw!;
+      dk = t.dkRaw!;
+    }
+    matmul(g, dq, P.q, t.dH, { M: N, N: D, K: Hq * hd });
+    matmul(g, dk, P.k, t.dH, { M: N, N: D, K: Hkv * hd }, { accumulate: true });
+    matmul(g, t.dv, P.v, t.dH, { M: N, N: D, K: Hkv * hd }, { accumulate: true });
+    matmul(g, dq, a.h1, G.q, { M: Hq * hd, N: D, K: N }, acc);
+    matmul(g, dk, a.h1, G.k, { M: Hkv * hd, N: D, K: N }, acc);
+    matmul(g, t.dv, a.h1, G.v, { M: Hkv * hd, N: D, K: N }, acc);
+    this.biasGrad(dq, G.qBias, N, Hq * hd);
+    this.biasGrad(dk, G.kBias, N, Hkv * hd);
+    this.biasGrad(t.dv, G.vBias, N, Hkv * hd);
+    rmsnormBackward(g, t.dH, x, P.inputNorm, a.r1, dx, G.inputNorm, { rows: N, D }, { accumulateDx: true });
+  }
+
+  releaseForward(fwd: ForwardResult): void {
+    const s = fwd.saved;
+    if (!s) return;
+    this.gpu.release(...s.xs, s.hf, s.rf, s.lmLse, s.scratch);
+    for (const a of s.layers) this.releaseLayer(a);
+    fwd.saved = undefined;
+  }
+
+  // ---- convenience -----------------------------------------------------------------------------
+
+  /** Per-token log-probs of each sequence: out[b][i] = log p(seq[i] | seq[<i]), null for i = 0. */
+  async score(sequences: readonly (readonly number[])[]): Promise<(number | null)[][]> {
+    const batch = makeBatch(this.gpu, sequences);
+    const fwd = this.forward(batch);
+    const lp = await this.gpu.readF32(fwd.logprob);
+    this.gpu.release(fwd.logprob, fwd.entropy);
+    releaseBatch(this.gpu, batch);
+    return sequences.map((s, b) => s.map((_, i) => (i === 0 ? null : lp[b * batch.T + i - 1]!)));
+  }
+}
