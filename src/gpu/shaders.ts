@@ -9,6 +9,7 @@ import rmsnorm from "../../shaders/rmsnorm.wgsl" with { type: "text" };
 import elementwise from "../../shaders/elementwise.wgsl" with { type: "text" };
 import attention from "../../shaders/attention.wgsl" with { type: "text" };
 import logprobs from "../../shaders/logprobs.wgsl" with { type: "text" };
+import kvcache from "../../shaders/kvcache.wgsl" with { type: "text" };
 
-export const SHADERS = { matmul, attention, logprobs, elementwise, rmsnorm, rope, embedding } as const;
+export const SHADERS = { matmul, attention, logprobs, elementwise, rmsnorm, rope, embedding, kvcache } as const;
 export type ShaderName = keyof typeof SHADERS;
