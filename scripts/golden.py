@@ -343,8 +343,9 @@ def make_batch(d, gen):
         targets[b, :n - 1] = ids[b, 1:n]
         lp_mask[b, :n - 1] = 1
         ent_mask[b, :n] = 1
-    w = torch.randn((B, T), generator=gen).double() * lp_mask.double()
-    u = torch.randn((B, T), generator=gen).double() * ent_mask.double()
+    zero = torch.zeros((), dtype=torch.float64)
+    w = torch.where(lp_mask > 0, torch.randn((B, T), generator=gen).double(), zero)
+    u = torch.where(ent_mask > 0, torch.randn((B, T), generator=gen).double(), zero)
     return dict(ids=ids, lengths=LENGTHS, targets=targets, lp_mask=lp_mask, ent_mask=ent_mask, w=w, u=u)
 
 
@@ -360,8 +361,9 @@ def build(name, cfg, seed):
         logits, lp, ent, L, E = losses(P, d, bt)
         gL = torch.autograd.grad(L, list(P.values()), retain_graph=True)
         gE = torch.autograd.grad(E, list(P.values()))
-        results[dtype] = dict(logits=logits.detach(), lp=lp.detach() * batch["lp_mask"].to(dtype),
-                              ent=ent.detach() * batch["ent_mask"].to(dtype), L=float(L), E=float(E))
+        zero = torch.zeros((), dtype=dtype)  # where(), not a product: padding holds +0, never -0
+        results[dtype] = dict(logits=logits.detach(), lp=torch.where(batch["lp_mask"] > 0, lp.detach(), zero),
+                              ent=torch.where(batch["ent_mask"] > 0, ent.detach(), zero), L=float(L), E=float(E))
         grads[dtype] = (dict(zip(P.keys(), gL)), dict(zip(P.keys(), gE)))
     r32, r64 = results[torch.float32], results[torch.float64]
     checks = {}
@@ -432,7 +434,7 @@ def build(name, cfg, seed):
     }
     expected = {
         "logprobs": r64["lp"], "entropies": r64["ent"],
-        "logits": r64["logits"] * batch["ent_mask"].double()[..., None],
+        "logits": torch.where(batch["ent_mask"][..., None] > 0, r64["logits"], torch.zeros((), dtype=torch.float64)),
         "loss": torch.tensor([r64["L"]]), "entropy_loss": torch.tensor([r64["E"]]),
     }
     config = dict(cfg, **COMMON)

@@ -1,0 +1,138 @@
+/**
+ * How much GPU memory a run needs, from the model config and the run's sizes, before anything is allocated:
+ * weights, gradients, AdamW state, activations kept for backward (with or without activation
+ * checkpointing), the KV cache, and the LM-head chunk scratch. Everything is f32 on the GPU.
+ *
+ * Activations are counted per token and per layer from what a backward pass of this architecture must
+ * keep (or recompute): the residual input, both RMSNorm outputs and their inverse RMS, q/k/v (before and
+ * after RoPE, and before the q/k norm for Qwen3), the attention output and its log-sum-exp, the residual
+ * after attention, and the MLP's gate, up and gated product. The backward pass also needs a working set of
+ * about one layer's activations for gradients flowing through that layer.
+ */
+import { parameterCount, type ModelConfig } from "./config.ts";
+
+const F32 = 4;
+
+export interface RunSizes {
+  /** Sequences per forward/backward micro-batch. */
+  batch: number;
+  /** Padded tokens per sequence in that micro-batch. */
+  seqLen: number;
+  /** Recompute each layer in backward, keeping only layer inputs (activation checkpointing). */
+  checkpointing?: boolean;
+  /** Training (grads and AdamW state). False for scoring / generation only. */
+  training?: boolean;
+  /** A frozen reference copy of the weights (KL term in GRPO). */
+  referenceModel?: boolean;
+  /** Tokens per LM-head chunk: logits are materialised as [chunk × vocab] at most (default 1024). */
+  lmHeadChunk?: number;
+  /** KV cache for generation: sequences × capacity tokens (0: no generation). */
+  kvSequences?: number;
+  kvCapacity?: number;
+}
+
+export interface MemoryEstimate {
+  weights: number;
+  referenceWeights: number;
+  grads: number;
+  optimizer: number;
+  /** Activations kept from forward for backward (or, without training, one layer's working set). */
+  activations: number;
+  /** Gradient working set during backward (about one layer's activations). */
+  backwardScratch: number;
+  kvCache: number;
+  /** Logits of one LM-head chunk (and their gradient when training). */
+  lmHeadScratch: number;
+  /** Logits of the decoding batch (one row per sequence) for sampling. */
+  decodeLogits: number;
+  total: number;
+  /** f32 values per token per layer that the forward keeps for backward without checkpointing. */
+  activationFloatsPerTokenPerLayer: number;
+  kvBytesPerToken: number;
+}
+
+/** f32 values per token per layer that a backward pass needs from the forward (see the file comment). */
+export function activationFloatsPerTokenPerLayer(c: ModelConfig): number {
+  const H = c.hiddenSize, I = c.intermediateSize;
+  const q = c.numHeads * c.headDim, kv = c.numKvHeads * c.headDim;
+  let n = 0;
+  n += H; // residual input
+  n += H + 1; // input RMSNorm output + 1/rms
+  n += q + 2 * kv; // q, k, v projections
+  if (c.qkNorm) n += q + kv + c.numHeads + c.numKvHeads; // q/k after their per-head RMSNorm + 1/rms per head
+  n += q + kv; // q, k after RoPE
+  n += q + c.numHeads; // attention output + log-sum-exp per head
+  n += H; // residual after attention
+  n += H + 1; // post-attention RMSNorm output + 1/rms
+  n += 3 * I; // gate, up, silu(gate)·up
+  return n;
+}
+
+/** Bytes of K and V for one token across all layers. */
+export function kvBytesPerToken(c: ModelConfig): number {
+  return c.numLayers * 2 * c.numKvHeads * c.headDim * F32;
+}
+
+export function estimateMemory(c: ModelConfig, run: RunSizes): MemoryEstimate {
+  const training = run.training ?? true;
+  const params = parameterCount(c);
+  const tokens = run.batch * run.seqLen;
+  const perLayer = activationFloatsPerTokenPerLayer(c);
+  const weights = params * F32;
+  const referenceWeights = run.referenceModel ? weights : 0;
+  const grads = training ? params * F32 : 0;
+  const optimizer = training ? 2 * params * F32 : 0; // AdamW first and second moments
+  // Final norm output + 1/rms, and per-token log-prob, entropy and log-sum-exp of the LM head.
+  const headFloats = c.hiddenSize + 1 + 3;
+  let activations: number;
+  if (!training) activations = tokens * (perLayer + headFloats) * F32;
+  else if (run.checkpointing) activations = tokens * (c.numLayers * c.hiddenSize + perLayer + headFloats) * F32;
+  else activations = tokens * (c.numLayers * perLayer + headFloats) * F32;
+  const backwardScratch = training ? tokens * perLayer * F32 : 0;
+  const chunk = Math.min(run.lmHeadChunk ?? 1024, tokens);
+  const lmHeadScratch = chunk * c.vocabSize * F32 * (training ? 2 : 1);
+  const kvSeq = run.kvSequences ?? 0;
+  const kvCache = kvSeq * (run.kvCapacity ?? 0) * kvBytesPerToken(c);
+  const decodeLogits = kvSeq * c.vocabSize * F32;
+  const total = weights + referenceWeights + grads + optimizer + activations + backwardScratch + kvCache + lmHeadScratch + decodeLogits;
+  return {
+    weights,
+    referenceWeights,
+    grads,
+    optimizer,
+    activations,
+    backwardScratch,
+    kvCache,
+    lmHeadScratch,
+    decodeLogits,
+    total,
+    activationFloatsPerTokenPerLayer: perLayer,
+    kvBytesPerToken: kvBytesPerToken(c),
+  };
+}
+
+/** "12.3 MiB", "1.50 GiB", "512 B". */
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 2 ** 20) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 2 ** 30) return `${(n / 2 ** 20).toFixed(1)} MiB`;
+  return `${(n / 2 ** 30).toFixed(2)} GiB`;
+}
+
+/** A table of the estimate, one line per non-zero item, for printing before a run. */
+export function formatMemoryEstimate(e: MemoryEstimate, run?: RunSizes): string {
+  const rows: [string, number, string][] = [
+    ["weights", e.weights, "f32"],
+    ["reference weights", e.referenceWeights, "frozen copy for KL"],
+    ["gradients", e.grads, "f32"],
+    ["AdamW state", e.optimizer, "2 moments, f32"],
+    ["activations", e.activations, run?.checkpointing ? "layer inputs + one layer (checkpointing)" : `${e.activationFloatsPerTokenPerLayer} floats/token/layer`],
+    ["backward scratch", e.backwardScratch, "about one layer"],
+    ["KV cache", e.kvCache, `${formatBytes(e.kvBytesPerToken)}/token`],
+    ["LM-head chunk", e.lmHeadScratch, run?.lmHeadChunk ? `${run.lmHeadChunk} tokens × vocab` : "chunk × vocab"],
+    ["decode logits", e.decodeLogits, "batch × vocab"],
+  ];
+  const lines = rows.filter((r) => r[1] > 0).map(([name, bytes, note]) => `  ${name.padEnd(18)} ${formatBytes(bytes).padStart(11)}  ${note}`);
+  lines.push(`  ${"total".padEnd(18)} ${formatBytes(e.total).padStart(11)}`);
+  return lines.join("\n");
+}

@@ -1,0 +1,57 @@
+/** The memory estimate: exact parameter-derived items, activation counts, and how the options move the total. */
+import { describe, expect, test } from "bun:test";
+import { parseModelConfig } from "../src/model/config.ts";
+import { activationFloatsPerTokenPerLayer, estimateMemory, formatBytes, formatMemoryEstimate, kvBytesPerToken } from "../src/model/memory.ts";
+import { presetConfig } from "../src/model/init.ts";
+
+const qwen05 = presetConfig("qwen2", "0.5b", 151665); // Qwen2.5-0.5B's shape
+
+describe("memory estimate", () => {
+  test("weights, grads and AdamW state follow the parameter count (Qwen2.5-0.5B: 494,032,768)", () => {
+    const e = estimateMemory(qwen05, { batch: 1, seqLen: 128 });
+    expect(e.weights).toBe(494_032_768 * 4);
+    expect(e.grads).toBe(e.weights);
+    expect(e.optimizer).toBe(2 * e.weights);
+    expect(e.referenceWeights).toBe(0);
+    expect(estimateMemory(qwen05, { batch: 1, seqLen: 128, referenceModel: true }).referenceWeights).toBe(e.weights);
+    const inference = estimateMemory(qwen05, { batch: 1, seqLen: 128, training: false });
+    expect(inference.grads + inference.optimizer + inference.backwardScratch).toBe(0);
+  });
+
+  test("KV cache: layers × 2 × kv heads × head_dim × 4 bytes per token", () => {
+    expect(kvBytesPerToken(qwen05)).toBe(24 * 2 * 2 * 64 * 4);
+    const e = estimateMemory(qwen05, { batch: 1, seqLen: 1, training: false, kvSequences: 16, kvCapacity: 2048 });
+    expect(e.kvCache).toBe(16 * 2048 * 24576);
+    expect(e.decodeLogits).toBe(16 * 151936 * 4);
+  });
+
+  test("activations per token per layer, counted by hand for a Qwen3 shape with q/k norm", () => {
+    const c = parseModelConfig({ architectures: ["Qwen3ForCausalLM"], hidden_size: 8, intermediate_size: 20, num_hidden_layers: 3, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 6, vocab_size: 50 });
+    // residual 8, norm 8+1, qkv 24+12+12, qk-norm 24+12+4+2, rope 24+12, attn 24+4, residual 8, norm 8+1, mlp 60
+    expect(activationFloatsPerTokenPerLayer(c)).toBe(8 + 9 + 48 + 42 + 36 + 28 + 8 + 9 + 60);
+  });
+
+  test("checkpointing keeps layer inputs only; the LM head never holds more than chunk × vocab logits", () => {
+    const run = { batch: 16, seqLen: 512, lmHeadChunk: 256 };
+    const full = estimateMemory(qwen05, run);
+    const ckpt = estimateMemory(qwen05, { ...run, checkpointing: true });
+    expect(ckpt.activations).toBeLessThan(full.activations / 4);
+    const tokens = 16 * 512;
+    expect(full.activations).toBe(tokens * (24 * full.activationFloatsPerTokenPerLayer + 896 + 4) * 4);
+    expect(ckpt.activations).toBe(tokens * (24 * 896 + full.activationFloatsPerTokenPerLayer + 896 + 4) * 4);
+    expect(full.lmHeadScratch).toBe(256 * 151936 * 4 * 2);
+    expect(full.total).toBe(full.weights + full.grads + full.optimizer + full.activations + full.backwardScratch + full.lmHeadScratch);
+  });
+
+  test("formatter: one line per non-zero item and a total", () => {
+    const e = estimateMemory(qwen05, { batch: 2, seqLen: 64, checkpointing: true, kvSequences: 2, kvCapacity: 128 });
+    const text = formatMemoryEstimate(e, { batch: 2, seqLen: 64, checkpointing: true });
+    expect(text).toContain("weights");
+    expect(text).toContain("1.84 GiB");
+    expect(text).toContain("KV cache");
+    expect(text).toContain("checkpointing");
+    expect(text).not.toContain("reference weights");
+    expect(text.split("\n").at(-1)!.trim()).toMatch(/^total\s+\d+\.\d+ GiB$/);
+    expect([formatBytes(512), formatBytes(1536), formatBytes(3 * 2 ** 20), formatBytes(2 ** 31)]).toEqual(["512 B", "1.5 KiB", "3.0 MiB", "2.00 GiB"]);
+  });
+});
