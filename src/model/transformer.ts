@@ -22,7 +22,8 @@ import { rope, ropeInvFreq } from "../ops/rope.ts";
 import { attention, attentionBackward, attentionBackwardWorkElements } from "../ops/attention.ts";
 import { swiglu, swigluBackward } from "../ops/elementwise.ts";
 import { embedding, embeddingBackward, embeddingScratchSize } from "../ops/embedding.ts";
-import { logprobs, logprobsBackward, logprobsPlan } from "../ops/logprobs.ts";
+import { logprobs, logprobsBackward, logprobsPlan, lastLogits, lastLogitsScratch } from "../ops/logprobs.ts";
+import { kvAppend } from "../ops/kvcache.ts";
 import { loadModelConfig, type ModelConfig } from "./config.ts";
 import { ParameterSet, layerTensors, outerTensors, type LayerTensors } from "./weights.ts";
 
@@ -93,6 +94,15 @@ interface LayerActivations {
   gate: Tensor; // [N, I]
   up: Tensor;
   act: Tensor; // silu(gate)·up [N, I]
+}
+
+/** One layer's KV cache as seen by a generation step: [B, capacity, Hkv·hd] keys and values. */
+export interface LayerCache {
+  k: Tensor;
+  v: Tensor;
+  capacity: number;
+  /** u32 [B]: rows of this step per sequence (the batch's qStart is each sequence's cache length before it). */
+  newLen: Tensor;
 }
 
 export interface ForwardOptions {
@@ -187,8 +197,11 @@ export class Transformer {
     for (const t of Object.values(a)) if (t) this.gpu.release(t);
   }
 
-  /** One decoder layer: x → xOut, filling the activations `a`. */
-  private layerForward(l: number, batch: TokenBatch, x: Tensor, xOut: Tensor, a: LayerActivations): void {
+  /**
+   * One decoder layer: x → xOut, filling the activations `a`. With a cache (generation), the new rows'
+   * keys/values are appended to it and queries attend to everything cached for their sequence.
+   */
+  private layerForward(l: number, batch: TokenBatch, x: Tensor, xOut: Tensor, a: LayerActivations, cache?: LayerCache): void {
     const g = this.gpu, { D, Hq, Hkv, hd, I } = this;
     const { B, T } = batch;
     const N = B * T;
@@ -203,7 +216,12 @@ export class Transformer {
       rmsnorm(g, a.kRaw!, P.kNorm!, a.k, a.rk!, { rows: N * Hkv, D: hd }, { eps });
     }
     rope(g, a.q, a.k, batch.positions, this.invFreq, { rows: N, Hq, Hkv, headDim: hd });
-    attention(g, a.q, a.k, a.v, batch.qStart, batch.kvLen, a.attn, a.lse, { B, Tq: T, Tk: T, Hq, Hkv, hd });
+    if (cache) {
+      kvAppend(g, a.k, a.v, batch.qStart, cache.newLen, cache.k, cache.v, { B, Tq: T, Tmax: cache.capacity, F: Hkv * hd });
+      attention(g, a.q, cache.k, cache.v, batch.qStart, batch.kvLen, a.attn, a.lse, { B, Tq: T, Tk: cache.capacity, Hq, Hkv, hd });
+    } else {
+      attention(g, a.q, a.k, a.v, batch.qStart, batch.kvLen, a.attn, a.lse, { B, Tq: T, Tk: T, Hq, Hkv, hd });
+    }
     g.copy(x, a.xMid);
     matmul(g, a.attn, P.o, a.xMid, { M: N, N: D, K: Hq * hd }, { transB: true, bias: P.oBias, accumulate: true });
     rmsnorm(g, a.xMid, P.postNorm, a.h2, a.r2, { rows: N, D }, { eps });
@@ -249,6 +267,30 @@ export class Transformer {
       return { batch, logprob, entropy, options };
     }
     return { batch, logprob, entropy, options, saved: { xs, layers, hf, rf, lmLse, scratch } };
+  }
+
+  /**
+   * A generation step: the batch's rows (each sequence's new tokens, right-padded; qStart = cache length,
+   * kvLen = cache length + new) go through every layer against the caches, and `logits` [B, V] receives
+   * the logits of row `lastRows[b]` of each sequence. Records GPU work only.
+   */
+  forwardCached(batch: TokenBatch, caches: readonly LayerCache[], lastRows: Tensor, logits: Tensor): void {
+    const g = this.gpu, { D, V } = this;
+    const { B, T } = batch;
+    const N = B * T;
+    const outer = outerTensors(this.params);
+    const xs = [g.empty([N, D]), g.empty([N, D])];
+    embedding(g, batch.ids, outer.embed, xs[0]!, { N, V, D });
+    const a = this.allocLayer(N, B, T);
+    for (let l = 0; l < this.config.numLayers; l++) this.layerForward(l, batch, xs[l % 2]!, xs[(l + 1) % 2]!, a, caches[l]);
+    const hf = g.empty([N, D]);
+    rmsnorm(g, xs[this.config.numLayers % 2]!, outer.finalNorm, hf, null, { rows: N, D }, { eps: this.config.rmsNormEps });
+    const need = lastLogitsScratch({ B, V, D, N }, { rows: true });
+    const gathered = g.empty([Math.max(1, need.gathered)]);
+    const sliceScratch = need.sliceScratch > 0 ? g.empty([need.sliceScratch]) : undefined;
+    lastLogits(g, hf, outer.lmHead, logits, { B, V, D, N }, { rows: lastRows, gathered, sliceScratch });
+    g.release(...xs, hf, gathered, ...(sliceScratch ? [sliceScratch] : []));
+    this.releaseLayer(a);
   }
 
   // ---- backward --------------------------------------------------------------------------------
