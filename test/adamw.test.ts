@@ -117,9 +117,9 @@ describe("adamw step", () => {
     gradNormClip(gpu, [tg], stats, scratch, { maxNorm: 1 });
     adamw(gpu, tp, tg, tm, tv, { ...HP, step: 5, stats, zeroGrad: true });
     const [gp, gm, gv, gg] = (await gpu.readMany([tp, tm, tv, tg])).map((b) => new Float32Array(b));
-    expect(gp).toEqual(p);
-    expect(gm).toEqual(m);
-    expect(gv).toEqual(v);
+    expect(Array.from(gp!)).toEqual(Array.from(p));
+    expect(Array.from(gm!)).toEqual(Array.from(m));
+    expect(Array.from(gv!)).toEqual(Array.from(v));
     expect(gg!.every((x) => x === 0)).toBe(true);
     gpu.release(tp, tm, tv, tg, stats, scratch);
   });
