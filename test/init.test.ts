@@ -115,6 +115,41 @@ describe("recall init", () => {
   });
 });
 
+const torchAvailable = Bun.spawnSync(["/usr/bin/python3", "-c", "import torch"], { stdout: "ignore", stderr: "ignore" }).exitCode === 0;
+
+describe.skipIf(!torchAvailable)("an init'd folder runs in scripts/golden.py's PyTorch model (HF semantics)", () => {
+  test("qwen2, qwen3, llama tiny (bf16): names, shapes, finite near-uniform log-probs", async () => {
+    const outs: string[] = [];
+    for (const arch of ["qwen2", "qwen3", "llama"] as const) {
+      outs.push(join(dir, `torch-${arch}`));
+      await initModel({ arch, preset: "tiny", outDir: outs.at(-1)!, seed: 5, dtype: "BF16" });
+    }
+    const script = [
+      "import json, sys, torch",
+      `sys.path.insert(0, ${JSON.stringify(join(PROJECT_ROOT, "scripts"))})`,
+      `sys.path.insert(0, ${JSON.stringify(join(PROJECT_ROOT, "test"))})`,
+      "import golden, torch_safetensors as ts",
+      "res = []",
+      `for out in ${JSON.stringify(outs)}:`,
+      "    d = golden.derived(json.load(open(out + '/config.json')))",
+      "    params = {k: t.float() for k, (_, t) in ts.load(out)[2].items()}",
+      "    assert sorted(params) == sorted(n for n, _ in golden.param_shapes(d)), 'parameter names differ'",
+      "    assert all(list(params[n].shape) == s for n, s in golden.param_shapes(d)), 'shapes differ'",
+      "    lp = torch.log_softmax(golden.forward(params, d, torch.tensor([[257, 72, 105, 258, 10]]), [5]), -1)",
+      "    res.append({'finite': bool(torch.isfinite(lp).all()), 'mean_lp': float(lp.mean()), 'V': d['V']})",
+      "print(json.dumps(res))",
+    ].join("\n");
+    const p = Bun.spawnSync(["/usr/bin/python3", "-c", script]);
+    expect(p.stderr.toString()).toBe("");
+    for (const r of JSON.parse(p.stdout.toString())) {
+      expect(r.finite).toBe(true);
+      expect(r.V).toBe(320);
+      // std 0.02 weights: the next-token distribution is close to uniform over the 320 ids
+      expect(Math.abs(r.mean_lp + Math.log(320))).toBeLessThan(0.05);
+    }
+  });
+});
+
 describe("presets", () => {
   test("tiny ≈ 0.1M, small ≈ 19M, 0.5b = Qwen2.5-0.5B's 494M (qwen2)", () => {
     const n = (arch: "qwen2" | "qwen3" | "llama", p: string) => parameterCount(presetConfig(arch, p, 282));
