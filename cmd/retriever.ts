@@ -139,7 +139,7 @@ const search = defineRecallCommand({
     if (res.docs.length === 0) consola.info("no document contains any of the query's terms");
     res.docs.forEach((d, i) => {
       const text = d.contents.replace(/\s+/g, " ");
-      consola.log(`${String(i + 1).padStart(2)}. [${res.scores[i]!.toFixed(4)}] ${d.id}  ${text.length > 160 ? text.slice(0, 157) + "..." : text}`);
+      console.log(`${String(i + 1).padStart(2)}. [${res.scores[i]!.toFixed(4)}] ${d.id}  ${text.length > 160 ? text.slice(0, 157) + "..." : text}`);
     });
   },
 });
