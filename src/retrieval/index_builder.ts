@@ -121,9 +121,10 @@ export function buildBm25Index(opts: BuildOptions): IndexManifest {
 
   // ---- phase 1: invert ----
   const capacity = Math.max(1 << 10, Math.floor(((opts.memoryMb ?? 1024) * 2 ** 20) / BYTES_PER_POSTING));
-  let pTerm: Uint32Array = new Uint32Array(capacity);
-  let pDoc: Uint32Array = new Uint32Array(capacity);
-  let pTf: Uint16Array = new Uint16Array(capacity);
+  // Block arrays start small and double up to `capacity`, so small corpora use little memory.
+  let pTerm: Uint32Array = new Uint32Array(Math.min(capacity, 1 << 20));
+  let pDoc: Uint32Array = new Uint32Array(pTerm.length);
+  let pTf: Uint16Array = new Uint16Array(pTerm.length);
   let n = 0;
   let vocab = new Map<string, number>();
   let blockTerms: string[] = [];
@@ -216,7 +217,7 @@ export function buildBm25Index(opts: BuildOptions): IndexManifest {
     // Room for this document's postings (never more than its length in UTF-16 units + 1).
     if (capacity - n < text.length + 1 || vocab.size > capacity / 4) flushRun(prevEnd, prevLine);
     if (pTerm.length - n < text.length + 1) {
-      const grow = n + text.length + 1;
+      const grow = Math.max(n + text.length + 1, Math.min(capacity, pTerm.length * 2));
       pTerm = growU32(pTerm, grow);
       pDoc = growU32(pDoc, grow);
       const t = new Uint16Array(grow);
