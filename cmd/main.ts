@@ -13,6 +13,7 @@ export const root = defineRecallCommand({
   subCommands: {
     doctor: () => import("./doctor.ts").then((m) => m.default),
     retriever: () => import("./retriever.ts").then((m) => m.default),
+    eval: () => import("./eval.ts").then((m) => m.default),
     init: () => import("./init.ts").then((m) => m.default),
     score: () => import("./score.ts").then((m) => m.default),
   },

@@ -1,0 +1,134 @@
+/**
+ * Evaluation datasets as FlashRAG reads them: `{data_dir}/{dataset_name}/{split}.jsonl` (or `.json`,
+ * `.parquet`), or one file given directly. Rows are `{id, question, golden_answers, metadata?}`;
+ * `answer`/`answers` (Tool-Star's `{"question", "answer": [...]}` form) and verl's
+ * `reward_model.ground_truth` are accepted as the gold field. Rows without an `id` get `{split}_{row}`.
+ * A malformed row is reported with its file and line (JSONL) or row number.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { basename, join } from "node:path";
+import { parquetReadObjects } from "hyparquet";
+import { RecallError, errorMessage } from "../errors.ts";
+
+export interface EvalItem {
+  id: string;
+  question: string;
+  golden_answers: string[];
+  metadata?: Record<string, unknown>;
+}
+
+export const DATASET_EXTENSIONS = [".jsonl", ".json", ".parquet"] as const;
+
+/** The file for `data_dir/dataset_name/split`, or a RecallError listing where it looked. */
+export function findDatasetFile(dataDir: string, datasetName: string, split: string): string {
+  const tried = DATASET_EXTENSIONS.map((ext) => join(dataDir, datasetName, `${split}${ext}`));
+  const hit = tried.find((p) => existsSync(p));
+  if (!hit) {
+    throw new RecallError(`no '${split}' split for dataset '${datasetName}' under --data_dir '${dataDir}'`, {
+      hint: `looked for ${tried.join(", ")}; or pass --dataset_path FILE`,
+    });
+  }
+  return hit;
+}
+
+function toText(v: unknown): string | undefined {
+  if (typeof v === "string") return v;
+  if (typeof v === "number" || typeof v === "bigint" || typeof v === "boolean") return String(v);
+  return undefined;
+}
+
+/** One raw row → an EvalItem; `at` says where it came from for errors. */
+export function rowToItem(row: unknown, index: number, split: string, at: string): EvalItem {
+  if (row === null || typeof row !== "object" || Array.isArray(row)) throw new RecallError(`${at}: expected a JSON object row, got ${JSON.stringify(row)?.slice(0, 80)}`);
+  const r = row as Record<string, unknown>;
+  const question = toText(r.question);
+  if (question === undefined) throw new RecallError(`${at}: row has no 'question' string`);
+  const rm = r.reward_model as Record<string, unknown> | undefined;
+  const gold = r.golden_answers ?? r.answer ?? r.answers ?? (rm && typeof rm === "object" ? rm.ground_truth : undefined);
+  if (gold === undefined || gold === null) throw new RecallError(`${at}: row has no gold answers ('golden_answers', 'answer' or 'answers')`);
+  const list = Array.isArray(gold) ? gold : [gold];
+  const golden = list.map(toText);
+  if (golden.some((g) => g === undefined)) throw new RecallError(`${at}: gold answers must be strings, got ${JSON.stringify(gold).slice(0, 80)}`);
+  const idRaw = r.id ?? (r.extra_info as Record<string, unknown> | undefined)?.id;
+  const id = toText(idRaw) ?? `${split}_${index}`;
+  const item: EvalItem = { id, question, golden_answers: golden as string[] };
+  if (r.metadata !== undefined && r.metadata !== null && typeof r.metadata === "object") item.metadata = r.metadata as Record<string, unknown>;
+  return item;
+}
+
+function checkUniqueIds(items: EvalItem[], file: string): void {
+  const seen = new Map<string, number>();
+  items.forEach((it, i) => {
+    const j = seen.get(it.id);
+    if (j !== undefined) throw new RecallError(`${file}: id '${it.id}' appears twice (rows ${j + 1} and ${i + 1}); ids must be unique`);
+    seen.set(it.id, i);
+  });
+}
+
+/** Reads a dataset file (by extension). */
+export async function loadDataset(file: string, split: string): Promise<EvalItem[]> {
+  if (!existsSync(file)) throw new RecallError(`dataset file '${file}' not found`);
+  let items: EvalItem[];
+  if (file.endsWith(".parquet")) {
+    let rows: Record<string, unknown>[];
+    try {
+      const buf = readFileSync(file);
+      const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
+      rows = (await parquetReadObjects({ file: ab })) as Record<string, unknown>[];
+    } catch (e) {
+      throw new RecallError(`${file}: not a readable parquet file (${errorMessage(e)})`);
+    }
+    items = rows.map((row, i) => rowToItem(row, i, split, `${file} row ${i + 1}`));
+  } else if (file.endsWith(".json")) {
+    let v: unknown;
+    try {
+      v = JSON.parse(readFileSync(file, "utf8"));
+    } catch (e) {
+      throw new RecallError(`${file}: not valid JSON (${errorMessage(e)})`);
+    }
+    const rows = Array.isArray(v) ? v : v && typeof v === "object" && Array.isArray((v as { data?: unknown }).data) ? (v as { data: unknown[] }).data : undefined;
+    if (!rows) throw new RecallError(`${file}: expected a JSON list of rows`);
+    items = rows.map((row, i) => rowToItem(row, i, split, `${file} item ${i + 1}`));
+  } else {
+    const lines = readFileSync(file, "utf8").split("\n");
+    items = [];
+    lines.forEach((line, i) => {
+      if (line.trim() === "") return;
+      let row: unknown;
+      try {
+        row = JSON.parse(line);
+      } catch (e) {
+        throw new RecallError(`${file}:${i + 1}: not valid JSON (${errorMessage(e)})`);
+      }
+      items.push(rowToItem(row, items.length, split, `${file}:${i + 1}`));
+    });
+  }
+  if (items.length === 0) throw new RecallError(`${file}: no rows`);
+  checkUniqueIds(items, basename(file));
+  return items;
+}
+
+/** mulberry32: a small seeded PRNG (the same subset for the same seed on every machine). */
+function prng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The first `limit` items, or with `random` a seeded random subset of that size (kept in file order). */
+export function selectItems(items: EvalItem[], limit: number | undefined, random: boolean, seed = 0): EvalItem[] {
+  if (limit === undefined || limit >= items.length) return items;
+  if (!random) return items.slice(0, limit);
+  const r = prng(seed);
+  const idx = items.map((_, i) => i);
+  for (let i = 0; i < limit; i++) {
+    const j = i + Math.floor(r() * (idx.length - i));
+    [idx[i], idx[j]] = [idx[j]!, idx[i]!];
+  }
+  return idx.slice(0, limit).sort((a, b) => a - b).map((i) => items[i]!);
+}
