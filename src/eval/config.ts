@@ -12,6 +12,7 @@
  * framework, faiss_gpu, save_intermediate_data …) are accepted and kept in config.yaml.
  */
 import { existsSync, readFileSync } from "node:fs";
+import { basename } from "node:path";
 import { parse } from "yaml";
 import { RecallError } from "../errors.ts";
 
@@ -210,6 +211,10 @@ export function resolveConfig(file: RawSettings, flags: RawSettings, fileSource 
   // `--limit N --seed S` asks for a random subset; in a YAML, FlashRAG's random_sample decides.
   if (flags.seed !== undefined) cfg.random_sample = true;
   if (cfg.save_note === "") cfg.save_note = cfg.method_name;
+  // A dataset given as a file names the run folder after the file unless a name was given.
+  if (cfg.dataset_path && file.dataset_name === undefined && flags.dataset_name === undefined) {
+    cfg.dataset_name = basename(cfg.dataset_path).replace(/\.(jsonl|json|parquet)$/, "");
+  }
   return cfg;
 }
 
