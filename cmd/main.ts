@@ -16,6 +16,7 @@ export const root = defineRecallCommand({
     eval: () => import("./eval.ts").then((m) => m.default),
     init: () => import("./init.ts").then((m) => m.default),
     score: () => import("./score.ts").then((m) => m.default),
+    generate: () => import("./generate.ts").then((m) => m.default),
   },
 });
 

@@ -1,0 +1,28 @@
+/** A model folder opened for inference: the GPU model, its tokenizer, and the ids that end a generation. */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Gpu } from "../gpu/runtime.ts";
+import { RecallTokenizer } from "../data/tokenizer.ts";
+import { Transformer } from "./transformer.ts";
+
+export interface Pretrained {
+  model: Transformer;
+  tokenizer: RecallTokenizer;
+  /** eos ids of config.json, generation_config.json and the tokenizer, plus `<|im_end|>` when the vocabulary has it. */
+  stopTokenIds: number[];
+}
+
+export async function openPretrained(gpu: Gpu, dir: string): Promise<Pretrained> {
+  const model = await Transformer.load(gpu, dir);
+  const tokenizer = RecallTokenizer.load(dir);
+  const stop = new Set<number>(model.config.eosTokenIds);
+  const genFile = join(dir, "generation_config.json");
+  if (existsSync(genFile)) {
+    const eos = (JSON.parse(readFileSync(genFile, "utf8")) as { eos_token_id?: number | number[] }).eos_token_id;
+    for (const id of ([] as number[]).concat(eos ?? [])) stop.add(id);
+  }
+  if (tokenizer.eosTokenId !== null) stop.add(tokenizer.eosTokenId);
+  const imEnd = tokenizer.tokenToId("<|im_end|>");
+  if (imEnd !== undefined) stop.add(imEnd);
+  return { model, tokenizer, stopTokenIds: [...stop] };
+}
