@@ -1,6 +1,7 @@
 /** `recall eval` (FlashRAG-style QA evaluation with ReCall's run_eval flags), `recall eval judge`, `recall eval score`. */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { parseArgs, type ArgsDef } from "citty";
 import { consola } from "consola";
 import { defineRecallCommand, numberFlag, requiredStringFlag, stringFlag } from "../src/cli/command.ts";
 import { RecallError } from "../src/errors.ts";
@@ -91,6 +92,46 @@ const score = defineRecallCommand({
   },
 });
 
+const EVAL_ARGS = {
+  config_path: s("ReCall/FlashRAG eval_config.yaml; flags override its keys"),
+  method_name: s(`${METHODS.join(" | ")} (default re-call)`),
+  data_dir: s("Datasets root: reads {data_dir}/{dataset_name}/{split}.jsonl|.json|.parquet (default data)"),
+  dataset_name: s("Dataset folder name, e.g. bamboogle (default bamboogle)"),
+  split: s("Split file name (default test)"),
+  dataset_path: s("One dataset file instead of data_dir/dataset_name/split"),
+  save_dir: s("Where run folders go (default eval_results)"),
+  save_note: s("Suffix of the run folder name (default: the method name)"),
+  limit: s("Evaluate only N items (FlashRAG test_sample_num): the first N, or a random N with --seed"),
+  seed: s("Seed for a random --limit subset"),
+  sgl_remote_url: s("SGLang server (native /generate), e.g. 127.0.0.1:30000"),
+  openai_base_url: s("OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (vLLM, SGLang, llama.cpp, hosted)"),
+  model: s("Model name for --openai_base_url"),
+  api_key: s("API key for --openai_base_url (default: $OPENAI_API_KEY)"),
+  openai_api: s("completions (raw prompt, default; needed for re-call/research) or chat (one-shot methods)"),
+  generator_model: s("Local model directory for the WebGPU engine (not available yet); with a remote URL only recorded"),
+  remote_retriever_url: s("Retriever server (ReCall /search API), e.g. 127.0.0.1:8000"),
+  sandbox_url: s("ReCall sandbox server for tool calls (not wired in yet)"),
+  index_path: s("BM25 index built by 'recall retriever index' (searched in this process)"),
+  corpus_path: s("Corpus JSONL of --index_path (default: the path stored in the index)"),
+  retrieval_method: s("bm25 (default; dense retrievers only through --remote_retriever_url)"),
+  retrieval_topk: s("Passages per search for standard-rag and research (default 5)"),
+  apply_chat: s("true (default): ChatML prompts; false: base-model prompts (ReSearch base template)"),
+  temperature: s("Sampling temperature (default 0 = greedy)"),
+  top_p: s("Top-p (default: server's)"),
+  top_k: s("Top-k (default: server's)"),
+  max_new_tokens: s("New tokens per turn (default 512)"),
+  max_turns: s("Assistant turns for re-call/research (default 5)"),
+  max_response_length: s("Response token budget over all turns (default: none)"),
+  metrics: s(`Comma list of ${METRICS.join(", ")} (default all)`),
+  retrieval_recall_topk: s("k of retrieval_recall_top{k} (default 5)"),
+  workers: s("Items evaluated concurrently against remote servers (default 8)"),
+  max_retries: s("Retries per request on 429/5xx/connection errors/timeouts (default 5)"),
+  request_timeout: s("Seconds per request before it is retried (default 300)"),
+  retry_backoff: s("Seconds before the first retry, doubled each time (default 0.5)"),
+  resume: s("Continue the run in this output folder: finished items are kept, failed and missing ones run"),
+  json: { type: "boolean" as const, description: "Print the summary as JSON" },
+} satisfies ArgsDef;
+
 export default defineRecallCommand({
   meta: {
     name: "eval",
@@ -105,46 +146,20 @@ export default defineRecallCommand({
     "recall eval judge --input_dir DIR --base_url http://127.0.0.1:8000/v1 --model_name judge-model",
     "recall eval score --input_dir DIR",
   ],
-  args: {
-    config_path: s("ReCall/FlashRAG eval_config.yaml; flags override its keys"),
-    method_name: s(`${METHODS.join(" | ")} (default re-call)`),
-    data_dir: s("Datasets root: reads {data_dir}/{dataset_name}/{split}.jsonl|.json|.parquet (default data)"),
-    dataset_name: s("Dataset folder name, e.g. bamboogle (default bamboogle)"),
-    split: s("Split file name (default test)"),
-    dataset_path: s("One dataset file instead of data_dir/dataset_name/split"),
-    save_dir: s("Where run folders go (default eval_results)"),
-    save_note: s("Suffix of the run folder name (default: the method name)"),
-    limit: s("Evaluate only N items (FlashRAG test_sample_num): the first N, or a random N with --seed"),
-    seed: s("Seed for a random --limit subset"),
-    sgl_remote_url: s("SGLang server (native /generate), e.g. 127.0.0.1:30000"),
-    openai_base_url: s("OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (vLLM, SGLang, llama.cpp, hosted)"),
-    model: s("Model name for --openai_base_url"),
-    api_key: s("API key for --openai_base_url (default: $OPENAI_API_KEY)"),
-    openai_api: s("completions (raw prompt, default; needed for re-call/research) or chat (one-shot methods)"),
-    generator_model: s("Local model directory for the WebGPU engine (not available yet); with a remote URL only recorded"),
-    remote_retriever_url: s("Retriever server (ReCall /search API), e.g. 127.0.0.1:8000"),
-    sandbox_url: s("ReCall sandbox server for tool calls (not wired in yet)"),
-    index_path: s("BM25 index built by 'recall retriever index' (searched in this process)"),
-    corpus_path: s("Corpus JSONL of --index_path (default: the path stored in the index)"),
-    retrieval_method: s("bm25 (default; dense retrievers only through --remote_retriever_url)"),
-    retrieval_topk: s("Passages per search for standard-rag and research (default 5)"),
-    apply_chat: s("true (default): ChatML prompts; false: base-model prompts (ReSearch base template)"),
-    temperature: s("Sampling temperature (default 0 = greedy)"),
-    top_p: s("Top-p (default: server's)"),
-    top_k: s("Top-k (default: server's)"),
-    max_new_tokens: s("New tokens per turn (default 512)"),
-    max_turns: s("Assistant turns for re-call/research (default 5)"),
-    max_response_length: s("Response token budget over all turns (default: none)"),
-    metrics: s(`Comma list of ${METRICS.join(", ")} (default all)`),
-    retrieval_recall_topk: s("k of retrieval_recall_top{k} (default 5)"),
-    workers: s("Items evaluated concurrently against remote servers (default 8)"),
-    max_retries: s("Retries per request on 429/5xx/connection errors/timeouts (default 5)"),
-    request_timeout: s("Seconds per request before it is retried (default 300)"),
-    retry_backoff: s("Seconds before the first retry, doubled each time (default 0.5)"),
-    resume: s("Continue the run in this output folder: finished items are kept, failed and missing ones run"),
-    json: { type: "boolean" as const, description: "Print the summary as JSON" },
+  args: EVAL_ARGS,
+  setup({ rawArgs }) {
+    // ReCall's `--apply_chat` is a store_true flag; here it also takes a value (`--apply_chat False`). citty
+    // would read a bare `--apply_chat` as taking the next flag for its value (and then mistake that flag's
+    // value for a subcommand), so it is spelled out in place before the subcommand lookup, and run()
+    // parses the fixed arguments again.
+    for (let i = 0; i < rawArgs.length; i++) {
+      const next = rawArgs[i + 1];
+      if (rawArgs[i] === "--apply_chat" && (next === undefined || next.startsWith("-"))) rawArgs[i] = "--apply_chat=true";
+    }
   },
-  async run({ args }) {
+  async run({ rawArgs }) {
+    // Parsed again from the arguments as setup() left them (see there).
+    const args = parseArgs(rawArgs, EVAL_ARGS) as Record<string, unknown>;
     const flags: RawSettings = {};
     for (const k of SETTING_FLAGS) {
       const v = stringFlag(args, k);

@@ -17,6 +17,7 @@ import { formatMetricValue, newRunDir, readItemRecords } from "../src/eval/outpu
 import { formatReference, oneShotMessages, renderPrompt } from "../src/eval/prompts.ts";
 import { scoreFolder } from "../src/eval/score.ts";
 import { RecallError } from "../src/errors.ts";
+import { runRecall } from "./harness.ts";
 
 const FIX = `${import.meta.dir}/../../shared/fixtures`;
 const tmp = mkdtempSync(join(tmpdir(), "recall-eval-unit-"));
@@ -183,5 +184,19 @@ describe("judge reply parsing", () => {
     expect(parseJudgement('Sure.\n```json\n{"rationale": "no", "judgement": "Incorrect"}\n```')).toEqual({ judgement: "incorrect", rationale: "no" });
     expect(parseJudgement('rationale... "judgement": correct }').judgement).toBe("correct");
     expect(parseJudgement("I think so").judgement).toBe("unparsed");
+  });
+});
+
+describe("recall eval CLI errors", () => {
+  test("local generator not available yet; no generator; unsupported method; bare --apply_chat before a flag", () => {
+    const local = runRecall(["eval", "--dataset_path", `${FIX}/nq_sample_flashrag.jsonl`, "--method_name", "naive", "--generator_model", "/models/qwen"]);
+    expect(local.code).toBe(1);
+    expect(local.stderr).toContain("local generation (--generator_model /models/qwen) is not available yet");
+    expect(local.stderr).not.toContain("    at ");
+    expect(runRecall(["eval", "--method_name", "naive"]).stderr).toContain("no generator");
+    expect(runRecall(["eval", "--method_name", "ircot"]).stderr).toContain("'ircot' (FlashRAG's IRCoT pipeline) is not implemented");
+    const bare = runRecall(["eval", "--apply_chat", "--method_name", "naive", "--sgl_remote_url", "127.0.0.1:9", "--dataset_path", join(tmp, "missing.jsonl")]);
+    expect(bare.stderr).toContain("missing.jsonl' not found"); // got past flag parsing with method naive
+    expect(runRecall(["eval", "--apply-chat", "perhaps"]).stderr).toContain("--apply_chat expects true or false");
   });
 });
