@@ -93,6 +93,13 @@ export class GenerationSession {
     this.step(rows);
   }
 
+  /** Empties sequence b (its cache slot is reused from position 0 by the next append). */
+  reset(b: number): void {
+    this.tokens[b] = [];
+    this.cached[b] = 0;
+    this.fresh[b] = false;
+  }
+
   /** Runs the given new rows of each sequence through the model (empty = sequence does not take part). */
   private step(rows: readonly (readonly number[])[]): void {
     const g = this.gpu;
