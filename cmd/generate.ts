@@ -5,6 +5,7 @@ import { getGpu } from "../src/gpu/runtime.ts";
 import { openPretrained } from "../src/model/pretrained.ts";
 import { GenerationSession } from "../src/model/generate.ts";
 import { RecallError } from "../src/errors.ts";
+import { estimateMemory, formatMemoryEstimate } from "../src/model/memory.ts";
 
 export default defineRecallCommand({
   meta: { name: "generate", description: "Generate a continuation of a prompt with a local model (greedy or sampled, on the GPU)." },
@@ -42,7 +43,12 @@ export default defineRecallCommand({
       ? tokenizer.encodeChat([{ role: "user", content: prompt }], { addGenerationPrompt: true })
       : tokenizer.encode(prompt, { addSpecialTokens: true });
     if (promptIds.length === 0) throw new RecallError("--prompt encodes to no tokens");
-    const session = new GenerationSession(model, 1, Math.min(model.config.maxPositionEmbeddings, promptIds.length + maxNewTokens));
+    const capacity = Math.min(model.config.maxPositionEmbeddings, promptIds.length + maxNewTokens);
+    if (!args.json) {
+      const run = { batch: 1, seqLen: promptIds.length, training: false, kvSequences: 1, kvCapacity: capacity };
+      consola.info(`GPU memory estimate:\n${formatMemoryEstimate(estimateMemory(model.config, run), run)}`);
+    }
+    const session = new GenerationSession(model, 1, capacity);
     const t0 = performance.now();
     session.append([promptIds]);
     const [result] = await session.generate({

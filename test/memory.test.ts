@@ -1,4 +1,5 @@
 /** The memory estimate: exact parameter-derived items, activation counts, and how the options move the total. */
+import { logprobsScratchBytes } from "../src/ops/logprobs.ts";
 import { describe, expect, test } from "bun:test";
 import { parseModelConfig } from "../src/model/config.ts";
 import { activationFloatsPerTokenPerLayer, estimateMemory, formatBytes, formatMemoryEstimate, kvBytesPerToken } from "../src/model/memory.ts";
@@ -39,7 +40,9 @@ describe("memory estimate", () => {
     const tokens = 16 * 512;
     expect(full.activations).toBe(tokens * (24 * full.activationFloatsPerTokenPerLayer + 896 + 4) * 4);
     expect(ckpt.activations).toBe(tokens * (24 * 896 + full.activationFloatsPerTokenPerLayer + 896 + 4) * 4);
-    expect(full.lmHeadScratch).toBe(256 * 151936 * 4 * 2);
+    // One block of logits [256 tokens × one vocab slice] plus running statistics — not tokens × vocab.
+    expect(full.lmHeadScratch).toBe(logprobsScratchBytes({ N: 16 * 512, V: 151936, D: 896 }, { chunk: 256 }));
+    expect(full.lmHeadScratch).toBeLessThan(256 * 151936 * 4);
     expect(full.total).toBe(full.weights + full.grads + full.optimizer + full.activations + full.backwardScratch + full.lmHeadScratch);
   });
 
@@ -53,5 +56,40 @@ describe("memory estimate", () => {
     expect(text).not.toContain("reference weights");
     expect(text.split("\n").at(-1)!.trim()).toMatch(/^total\s+\d+\.\d+ GiB$/);
     expect([formatBytes(512), formatBytes(1536), formatBytes(3 * 2 ** 20), formatBytes(2 ** 31)]).toEqual(["512 B", "1.5 KiB", "3.0 MiB", "2.00 GiB"]);
+  });
+});
+
+describe("memory estimate against the engine", () => {
+  test("a training step's measured GPU peak is within the estimate's ballpark (0.5×–1.5×)", async () => {
+    const { getGpu } = await import("../src/gpu/runtime.ts");
+    const { Transformer, makeBatch, releaseBatch } = await import("../src/model/transformer.ts");
+    const { initModel } = await import("../src/model/init.ts");
+    const { mkdtempSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const { tmpdir } = await import("node:os");
+    const gpu = await getGpu();
+    const dir = join(mkdtempSync(join(tmpdir(), "recall-mem-")), "m");
+    await initModel({ arch: "qwen3", preset: "tiny", outDir: dir, seed: 1 });
+    const model = await Transformer.load(gpu, dir);
+    const B = 4, T = 64;
+    const est = estimateMemory(model.config, { batch: B, seqLen: T, training: true });
+    const grads = model.newGradients();
+    gpu.pool.trim();
+    const base = gpu.pool.stats.inUse - model.params.numel * 4 - grads.numel * 4;
+    gpu.pool.stats.peak = gpu.pool.stats.inUse;
+    const seqs = Array.from({ length: B }, (_, b) => Array.from({ length: T }, (_, t) => 1 + ((b + t) % 200)));
+    const batch = makeBatch(gpu, seqs);
+    const fwd = model.forward(batch, { train: true });
+    const w = gpu.upload(new Float32Array(B * T).fill(1), [B * T]);
+    model.backward(fwd, w, null, grads);
+    await gpu.sync();
+    const measured = gpu.pool.stats.peak - base;
+    const expected = est.weights + est.grads + est.activations + est.backwardScratch + est.lmHeadScratch;
+    expect(measured / expected).toBeGreaterThan(0.5);
+    expect(measured / expected).toBeLessThan(1.5);
+    gpu.release(w, fwd.logprob, fwd.entropy);
+    releaseBatch(gpu, batch);
+    grads.release();
+    model.params.release();
   });
 });

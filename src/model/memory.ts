@@ -10,6 +10,7 @@
  * about one layer's activations for gradients flowing through that layer.
  */
 import { parameterCount, type ModelConfig } from "./config.ts";
+import { logprobsScratchBytes } from "../ops/logprobs.ts";
 
 const F32 = 4;
 
@@ -24,7 +25,7 @@ export interface RunSizes {
   training?: boolean;
   /** A frozen reference copy of the weights (KL term in GRPO). */
   referenceModel?: boolean;
-  /** Tokens per LM-head chunk: logits are materialised as [chunk × vocab] at most (default 1024). */
+  /** Tokens per LM-head chunk (default: the fused log-prob op's own, 128); logits exist as [chunk × vocab slice] only. */
   lmHeadChunk?: number;
   /** KV cache for generation: sequences × capacity tokens (0: no generation). */
   kvSequences?: number;
@@ -89,8 +90,8 @@ export function estimateMemory(c: ModelConfig, run: RunSizes): MemoryEstimate {
   else if (run.checkpointing) activations = tokens * (c.numLayers * c.hiddenSize + perLayer + headFloats) * F32;
   else activations = tokens * (c.numLayers * perLayer + headFloats) * F32;
   const backwardScratch = training ? tokens * perLayer * F32 : 0;
-  const chunk = Math.min(run.lmHeadChunk ?? 1024, tokens);
-  const lmHeadScratch = chunk * c.vocabSize * F32 * (training ? 2 : 1);
+  // The fused LM head's scratch (ops/logprobs.ts): one [chunk × vocab slice] block of logits, reused by the backward.
+  const lmHeadScratch = logprobsScratchBytes({ N: tokens, V: c.vocabSize, D: c.hiddenSize }, { chunk: run.lmHeadChunk });
   const kvSeq = run.kvSequences ?? 0;
   const kvCache = kvSeq * (run.kvCapacity ?? 0) * kvBytesPerToken(c);
   const decodeLogits = kvSeq * c.vocabSize * F32;
@@ -129,7 +130,7 @@ export function formatMemoryEstimate(e: MemoryEstimate, run?: RunSizes): string 
     ["activations", e.activations, run?.checkpointing ? "layer inputs + one layer (checkpointing)" : `${e.activationFloatsPerTokenPerLayer} floats/token/layer`],
     ["backward scratch", e.backwardScratch, "about one layer"],
     ["KV cache", e.kvCache, `${formatBytes(e.kvBytesPerToken)}/token`],
-    ["LM-head chunk", e.lmHeadScratch, run?.lmHeadChunk ? `${run.lmHeadChunk} tokens × vocab` : "chunk × vocab"],
+    ["LM-head chunk", e.lmHeadScratch, "chunk × vocab slice (never tokens × vocab)"],
     ["decode logits", e.decodeLogits, "batch × vocab"],
   ];
   const lines = rows.filter((r) => r[1] > 0).map(([name, bytes, note]) => `  ${name.padEnd(18)} ${formatBytes(bytes).padStart(11)}  ${note}`);
