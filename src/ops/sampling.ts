@@ -1,0 +1,74 @@
+/**
+ * Next-token sampling on the GPU: one u32 id per row of logits [B, V], with greedy decoding
+ * (temperature 0), temperature, top-k and top-p, drawn from a counter-based RNG keyed by
+ * (seed, sequence id, step) so results are reproducible and independent of batch composition.
+ * Only `out` needs to come back to the CPU. Definitions are in shaders/sampling.wgsl.
+ */
+import { Params, type Gpu, type Kernel } from "../gpu/runtime.ts";
+import { shapeString, type Tensor } from "../gpu/tensor.ts";
+import { bindWindow, chunksFitting, type WindowOptions } from "./launch.ts";
+
+const SAMPLE: Kernel = { shader: "sampling", entry: "sample", storage: ["read", "read", "read", "read_write"], uniforms: true };
+
+/** What a caller chooses about sampling (the generation API passes these through). */
+export interface SamplingParams {
+  /** 0 (or less) means greedy: argmax, ties to the lowest id. */
+  temperature: number;
+  /** Keep the k most likely tokens (ties at the boundary kept); 0 or ≥ V disables. */
+  topK?: number;
+  /** Nucleus sampling mass in (0, 1]; 1 disables. */
+  topP?: number;
+  /** RNG seed (an integer below 2^53). */
+  seed: number;
+}
+
+export interface SamplingOptions extends SamplingParams, WindowOptions {
+  /** Elements between consecutive rows of logits (default V: only the first V ids of a wider row are eligible otherwise). */
+  rowStride?: number;
+  /** Element offset of row 0 in logits. */
+  offset?: number;
+}
+
+/**
+ * out[b] = a token id sampled from logits[b, :V] (out, seqIds, steps: u32 [B]). seqIds[b] and
+ * steps[b] key the RNG with the seed: give each sequence a stable id and pass, e.g., the position
+ * of the token being sampled.
+ */
+export function sample(gpu: Gpu, logits: Tensor, out: Tensor, seqIds: Tensor, steps: Tensor, dims: { B: number; V: number }, o: SamplingOptions): void {
+  const { B, V } = dims;
+  const stride = o.rowStride ?? V;
+  const off = o.offset ?? 0;
+  const topK = o.topK ?? 0;
+  const topP = o.topP ?? 1;
+  if (!Number.isFinite(o.temperature)) throw new Error(`sample: temperature must be a finite number, got ${o.temperature}`);
+  if (!Number.isInteger(topK) || topK < 0) throw new Error(`sample: topK must be a non-negative integer, got ${topK}`);
+  if (!(topP > 0 && topP <= 1)) throw new Error(`sample: topP must be in (0, 1], got ${topP}`);
+  if (!Number.isSafeInteger(o.seed) || o.seed < 0) throw new Error(`sample: seed must be a non-negative integer below 2^53, got ${o.seed}`);
+  if (stride < V) throw new Error(`sample: row stride ${stride} shorter than V=${V}`);
+  if (B > 0 && logits.numel < off + (B - 1) * stride + V) throw new Error(`sample: logits ${shapeString(logits.shape)} too small for B=${B} rows of V=${V}`);
+  for (const [t, what] of [[seqIds, "seqIds"], [steps, "steps"], [out, "out"]] as const) {
+    if (t.dtype !== "u32" || t.numel < B) throw new Error(`sample: ${what} must be u32 with ${B} entries, got ${t.dtype} ${shapeString(t.shape)}`);
+  }
+  const seedLo = o.seed % 2 ** 32, seedHi = Math.floor(o.seed / 2 ** 32);
+  const wg = workgroupSize(gpu);
+  for (const [r0, rc] of chunksFitting(gpu, B, [stride], o)) {
+    const wl = bindWindow(gpu, logits, off + r0 * stride, (rc - 1) * stride + V);
+    const [ws, wt, wo] = [seqIds, steps, out].map((t) => bindWindow(gpu, t, r0, rc)) as [ReturnType<typeof bindWindow>, ReturnType<typeof bindWindow>, ReturnType<typeof bindWindow>];
+    gpu.dispatch({
+      kernel: SAMPLE,
+      params: new Params()
+        .u32(rc, V, stride, wl.base, wo.base, ws.base, wt.base, topK >= V ? 0 : topK)
+        .f32(o.temperature, topP)
+        .u32(seedLo, seedHi, wg, 8, 0, 0)
+        .bytes(),
+      constants: { WG: wg },
+      bindings: [wl.view, ws.view, wt.view, wo.view],
+      workgroups: [rc],
+    });
+  }
+}
+
+/** Lanes per row: few on CPU adapters (a barrier costs one switch per SIMD group there), more on GPUs. */
+function workgroupSize(gpu: Gpu): number {
+  return gpu.handle.info.software ? 64 : 256;
+}
