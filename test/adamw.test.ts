@@ -1,9 +1,12 @@
-import { describe, test, beforeAll, expect } from "bun:test";
+import { describe, test, beforeAll, expect, setDefaultTimeout } from "bun:test";
 import { getGpu, type Gpu } from "../src/gpu/runtime.ts";
 import type { Tensor } from "../src/gpu/tensor.ts";
 import { adamw, gradNormClip, gradNormScratchSize, type AdamwOptions } from "../src/ops/adamw.ts";
 import { adamwRef, gradNormRef, clipFactorRef } from "../src/ops/adamw.ref.ts";
 import { randn, expectClose, forReduction } from "./harness.ts";
+
+// Cold lavapipe pipeline compiles on a busy machine can take seconds; the 5 s default is too tight.
+setDefaultTimeout(60_000);
 
 let gpu: Gpu;
 beforeAll(async () => {

@@ -1,8 +1,11 @@
-import { describe, test, beforeAll, expect } from "bun:test";
+import { describe, test, beforeAll, expect, setDefaultTimeout } from "bun:test";
 import { getGpu, type Gpu } from "../src/gpu/runtime.ts";
 import { rmsnorm, rmsnormBackward, type RmsnormBackwardOptions } from "../src/ops/rmsnorm.ts";
 import { rmsnormRef, rmsnormBackwardRef } from "../src/ops/rmsnorm.ref.ts";
 import { randn, expectClose, forReduction, numericGradient, sampleIndices, dot } from "./harness.ts";
+
+// Cold lavapipe pipeline compiles on a busy machine can take seconds; the 5 s default is too tight.
+setDefaultTimeout(60_000);
 
 let gpu: Gpu;
 beforeAll(async () => {

@@ -1,8 +1,11 @@
-import { describe, test, beforeAll, expect } from "bun:test";
+import { describe, test, beforeAll, expect, setDefaultTimeout } from "bun:test";
 import { getGpu, type Gpu } from "../src/gpu/runtime.ts";
 import { sample, type SamplingOptions } from "../src/ops/sampling.ts";
 import { philox4x32, samplingUniform, sampleRowRef } from "../src/ops/sampling.ref.ts";
 import { randn } from "./harness.ts";
+
+// Cold lavapipe pipeline compiles on a busy machine can take seconds; the 5 s default is too tight.
+setDefaultTimeout(60_000);
 
 let gpu: Gpu;
 beforeAll(async () => {
