@@ -1,8 +1,11 @@
-import { describe, test, expect, beforeAll } from "bun:test";
+import { describe, test, expect, beforeAll, setDefaultTimeout } from "bun:test";
 import { getGpu, type Gpu } from "../src/gpu/runtime.ts";
-import { attention, attentionBackward, attentionBackwardWorkElements, type AttentionDims } from "../src/ops/attention.ts";
+import { attention, attentionBackward, attentionBackwardWorkElements, attentionBlocking, type AttentionDims } from "../src/ops/attention.ts";
 import { attentionRef, attentionBackwardRef } from "../src/ops/attention.ref.ts";
 import { randn, expectClose, forReduction, numericGradient, sampleIndices, dot } from "./harness.ts";
+
+// First use compiles pipelines (seconds each on lavapipe with a cold Mesa shader cache), beyond Bun's 5 s default.
+setDefaultTimeout(60_000);
 
 let gpu: Gpu;
 beforeAll(async () => {
@@ -65,6 +68,8 @@ const CASES: [string, Case][] = [
   ["MQA Hq=4 Hkv=1 hd=64 T=7, lengths 7/1/4", { d: { B: 3, Tq: 7, Tk: 7, Hq: 4, Hkv: 1, hd: 64 }, qStart: [0, 0, 0], kvLen: [7, 1, 4] }],
   ["prefill into a larger cache (qStart > 0, Tk > Tq)", { d: { B: 2, Tq: 5, Tk: 17, Hq: 6, Hkv: 2, hd: 24 }, qStart: [3, 9], kvLen: [8, 12] }],
   ["hd=128 T=40", { d: { B: 1, Tq: 40, Tk: 40, Hq: 2, Hkv: 1, hd: 128 }, qStart: [0], kvLen: [40] }],
+  ["hd=256 (two blocks of two heads per kv head) T=9", { d: { B: 1, Tq: 9, Tk: 9, Hq: 4, Hkv: 1, hd: 256 }, qStart: [0], kvLen: [9] }],
+  ["one sequence decoding (one head per invocation)", { d: { B: 1, Tq: 1, Tk: 21, Hq: 6, Hkv: 2, hd: 24 }, qStart: [17], kvLen: [18] }],
 ];
 
 describe("attention forward vs CPU reference", () => {
@@ -195,6 +200,20 @@ describe("attention masks and caches", () => {
     lens.forEach((l, b) => xp.set(rowsOf(x.q, b, l - n, n), b * n * rowSize));
     const gotP = await gpuForward(pre, { ...x, q: xp, dout: xp });
     lens.forEach((l, b) => expectClose(gotP.out.subarray(b * n * rowSize, (b + 1) * n * rowSize), rowsOf(ref.out, b, l - n, n), tol, `prefill seq ${b}`));
+  });
+
+  test("blocking stays within the kernels' register arrays", () => {
+    for (const hd of [1, 10, 24, 64, 100, 128, 200, 256]) {
+      for (const [Hq, Hkv] of [[1, 1], [14, 2], [32, 8], [16, 1], [64, 1]]) {
+        for (const [B, Tq] of [[1, 1], [16, 1], [4, 512]]) {
+          const bl = attentionBlocking({ B, Tq, Tk: 1024, Hq: Hq!, Hkv: Hkv!, hd });
+          expect(bl.gb * hd).toBeLessThanOrEqual(512);
+          expect(bl.kb * hd).toBeLessThanOrEqual(512);
+          expect(bl.gb).toBeLessThanOrEqual(Math.min(8, Hq! / Hkv!));
+          expect(bl.kb).toBeLessThanOrEqual(8);
+        }
+      }
+    }
   });
 
   test("rejects head counts that do not group and oversized heads", () => {

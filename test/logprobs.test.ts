@@ -1,4 +1,4 @@
-import { describe, test, expect, beforeAll } from "bun:test";
+import { describe, test, expect, beforeAll, setDefaultTimeout } from "bun:test";
 import { getGpu, type Gpu } from "../src/gpu/runtime.ts";
 import {
   logprobs,
@@ -14,6 +14,9 @@ import {
 } from "../src/ops/logprobs.ts";
 import { logprobsRef, logprobsBackwardRef, lastLogitsRef } from "../src/ops/logprobs.ref.ts";
 import { randn, rng, expectClose, forReduction, numericGradient, sampleIndices, dot } from "./harness.ts";
+
+// First use compiles pipelines (seconds each on lavapipe with a cold Mesa shader cache), beyond Bun's 5 s default.
+setDefaultTimeout(60_000);
 
 let gpu: Gpu;
 beforeAll(async () => {

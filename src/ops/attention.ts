@@ -22,9 +22,11 @@ const PREP: Kernel = { shader: "attention", entry: "attn_bwd_prep", storage: ["r
 const DQ: Kernel = { shader: "attention", entry: "attn_bwd_dq", storage: ["read", "read", "read", "read", "read", "read_write"], uniforms: true };
 const DKV: Kernel = { shader: "attention", entry: "attn_bwd_dkv", storage: ["read", "read", "read", "read", "read", "read_write", "read_write"], uniforms: true };
 
-const WG = 64;
-/** The largest head dimension the kernels hold in registers (shaders/attention.wgsl MAX_HD). */
+/** The largest head dimension the kernels hold in registers (shaders/attention.wgsl: GB·hd and KB·hd ≤ BLOCK = 512). */
 export const ATTENTION_MAX_HEAD_DIM = 256;
+const BLOCK = 512;
+const MAX_GB = 8;
+const KB_WANTED = 4;
 
 export interface AttentionDims {
   B: number;
@@ -33,6 +35,26 @@ export interface AttentionDims {
   Hq: number;
   Hkv: number;
   hd: number;
+}
+
+/** How the kernels block work per invocation, for these sizes. */
+export interface AttentionBlocking {
+  /** Query heads (of one kv head) per invocation in the forward and dQ kernels. */
+  gb: number;
+  /** Keys per invocation in the dK/dV kernel. */
+  kb: number;
+  /** Workgroup size: 64, or 8 when there are too few invocations to keep several CPU threads busy. */
+  wgs: number;
+}
+
+export function attentionBlocking(d: AttentionDims): AttentionBlocking {
+  const group = d.Hq / d.Hkv;
+  const cap = Math.floor(BLOCK / d.hd);
+  // With very few (sequence, token, kv head) triples (decode of one sequence), one head per lane keeps more lanes busy.
+  const gb = d.B * d.Tq * d.Hkv < 16 ? 1 : Math.max(1, Math.min(group, MAX_GB, cap));
+  const kb = Math.max(1, Math.min(KB_WANTED, cap));
+  const lanes = Math.min(d.B * d.Tq * d.Hkv * Math.ceil(group / gb), d.B * Math.ceil(d.Tk / kb) * d.Hkv);
+  return { gb, kb, wgs: lanes >= 64 * 16 ? 64 : 8 };
 }
 
 function check(gpu: Gpu, d: AttentionDims, named: Record<string, [Tensor, number]>): void {
@@ -51,14 +73,15 @@ function check(gpu: Gpu, d: AttentionDims, named: Record<string, [Tensor, number
   }
 }
 
-function grid(gpu: Gpu, rows: number): { x: number; y: number } {
-  const groups = Math.ceil(rows / WG);
+function grid(gpu: Gpu, invocations: number, wgs: number): { x: number; y: number } {
+  const groups = Math.ceil(invocations / wgs);
   const x = Math.min(groups, gpu.limits.maxComputeWorkgroupsPerDimension);
   return { x, y: Math.ceil(groups / x) };
 }
 
-function params(d: AttentionDims, gridX: number): ArrayBuffer {
-  return new Params().u32(d.B, d.Tq, d.Tk, d.Hq, d.Hkv, gridX, 0, 0).f32(1 / Math.sqrt(d.hd)).bytes();
+function params(d: AttentionDims, gridX: number, gb = 1): ArrayBuffer {
+  const headBlocks = Math.ceil(d.Hq / d.Hkv / gb);
+  return new Params().u32(d.B, d.Tq, d.Tk, d.Hq, d.Hkv, gridX, d.hd, headBlocks).f32(1 / Math.sqrt(d.hd)).bytes();
 }
 
 /** Forward: writes out [B, Tq, Hq, hd] and lse [B, Hq, Tq] (log-sum-exp of each row's scaled scores, saved for the backward). */
@@ -78,11 +101,12 @@ export function attention(
     q: [q, B * Tq * Hq * hd], k: [k, B * Tk * Hkv * hd], v: [v, B * Tk * Hkv * hd],
     qStart: [qStart, B], kvLen: [kvLen, B], out: [out, B * Tq * Hq * hd], lse: [lse, B * Hq * Tq],
   });
-  const g = grid(gpu, B * Tq * Hq);
+  const bl = attentionBlocking(dims);
+  const g = grid(gpu, B * Tq * Hkv * Math.ceil(Hq / Hkv / bl.gb), bl.wgs);
   gpu.dispatch({
     kernel: FWD,
-    constants: { HD: hd },
-    params: params(dims, g.x),
+    constants: { GB: bl.gb, WGS: bl.wgs },
+    params: params(dims, g.x, bl.gb),
     bindings: [q, k, v, qStart, kvLen, out, lse],
     workgroups: [g.x, g.y],
   });
@@ -121,10 +145,11 @@ export function attentionBackward(
     q: [q, qn], k: [k, kn], v: [v, kn], qStart: [qStart, B], kvLen: [kvLen, B], out: [out, qn], lse: [lse, B * Hq * Tq],
     dout: [dout, qn], dq: [dq, qn], dk: [dk, kn], dv: [dv, kn], work: [work, attentionBackwardWorkElements(dims)],
   });
-  const gq = grid(gpu, B * Tq * Hq);
-  const gk = grid(gpu, B * Tk * Hkv);
-  const constants = { HD: hd };
-  gpu.dispatch({ kernel: PREP, constants, params: params(dims, gq.x), bindings: [out, dout, lse, qStart, kvLen, work], workgroups: [gq.x, gq.y] });
-  gpu.dispatch({ kernel: DQ, constants, params: params(dims, gq.x), bindings: [q, k, v, dout, work, dq], workgroups: [gq.x, gq.y] });
-  gpu.dispatch({ kernel: DKV, constants, params: params(dims, gk.x), bindings: [q, k, v, dout, work, dk, dv], workgroups: [gk.x, gk.y] });
+  const bl = attentionBlocking(dims);
+  const gp = grid(gpu, B * Tq * Hq, 64);
+  const gq = grid(gpu, B * Tq * Hkv * Math.ceil(Hq / Hkv / bl.gb), bl.wgs);
+  const gk = grid(gpu, B * Math.ceil(Tk / bl.kb) * Hkv, bl.wgs);
+  gpu.dispatch({ kernel: PREP, constants: { WGS: 64 }, params: params(dims, gp.x), bindings: [out, dout, lse, qStart, kvLen, work], workgroups: [gp.x, gp.y] });
+  gpu.dispatch({ kernel: DQ, constants: { GB: bl.gb, WGS: bl.wgs }, params: params(dims, gq.x, bl.gb), bindings: [q, k, v, dout, work, dq], workgroups: [gq.x, gq.y] });
+  gpu.dispatch({ kernel: DKV, constants: { KB: bl.kb, WGS: bl.wgs }, params: params(dims, gk.x), bindings: [q, k, v, dout, work, dk, dv], workgroups: [gk.x, gk.y] });
 }
