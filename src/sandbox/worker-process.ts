@@ -1,0 +1,366 @@
+/**
+ * The host's handle on one sandbox worker process: starts it, speaks the harness's line protocol
+ * over its stdin/stdout, runs one call at a time under a wall-clock timer, answers its HTTP
+ * requests through the allow-list proxy, watches its memory, and kills it when a limit is broken.
+ * Everything the worker sends is treated as untrusted: unknown or out-of-step messages, or lines
+ * longer than the caps allow, end the worker.
+ */
+import { readFileSync, readdirSync, rmSync } from "node:fs";
+import type { Subprocess } from "bun";
+import { answerFromResultJson } from "./answer.ts";
+import type { HttpProxy, ProxyRequest } from "./http-proxy.ts";
+import type { WorkerLaunch } from "./worker-launch.ts";
+import type { ExecuteAnswer } from "./types.ts";
+
+export type LimitKind = "memory" | "output" | "result" | "message";
+
+export type CallOutcome =
+  | { kind: "answer"; answer: ExecuteAnswer }
+  | { kind: "timeout" }
+  | { kind: "limit"; what: LimitKind }
+  | { kind: "crash"; detail: string };
+
+export interface WorkerSettings {
+  launch: WorkerLaunch;
+  /** Sent to the harness first: caps and the requests shim. */
+  init: Record<string, unknown>;
+  /** Longest protocol line accepted from the worker. */
+  maxLineBytes: number;
+  /** Kill the worker when its process tree grows this much resident memory past its size at start-up (Linux only; 0 = off). */
+  rssGrowthLimitBytes: number;
+  startTimeoutMs: number;
+  proxy: HttpProxy;
+}
+
+interface PendingCall {
+  id: number;
+  resolve: (o: CallOutcome) => void;
+  timer: ReturnType<typeof setTimeout>;
+  deadline: number;
+  rssTimer?: ReturnType<typeof setInterval>;
+}
+
+let nextWorkerId = 1;
+
+/** Resident memory of a process and its descendants, from /proc (undefined where /proc is absent). */
+export function treeRssBytes(pid: number): number | undefined {
+  try {
+    const pageSize = 4096;
+    let total = 0;
+    const stack = [pid];
+    const seen = new Set<number>();
+    while (stack.length) {
+      const p = stack.pop()!;
+      if (seen.has(p)) continue;
+      seen.add(p);
+      const statm = readFileSync(`/proc/${p}/statm`, "utf8").split(" ");
+      total += Number(statm[1]) * pageSize;
+      for (const task of readdirSync(`/proc/${p}/task`)) {
+        const kids = readFileSync(`/proc/${p}/task/${task}/children`, "utf8").trim();
+        if (kids) for (const k of kids.split(/\s+/)) stack.push(Number(k));
+      }
+    }
+    return total;
+  } catch {
+    return undefined;
+  }
+}
+
+export class WorkerProcess {
+  readonly id = nextWorkerId++;
+  readonly startedAt = performance.now();
+  /** Milliseconds from spawn to the harness's ready message. */
+  coldStartMs = 0;
+  calls = 0;
+  python = "";
+  /** Start-up phases: spawn → runtime loaded (host clock), and the worker's own uptime at that point. */
+  loadedAtMs = 0;
+  workerUptimeAtLoadMs = 0;
+  /** Whether the worker started from the interpreter snapshot: "used", "none" or "failed: why". */
+  snapshot = "none";
+  private proc: Subprocess<"pipe", "pipe", "pipe">;
+  private pending: PendingCall | undefined;
+  private callSeq = 0;
+  private dead = false;
+  private killedFor: string | undefined;
+  private stderrTail = "";
+  private readyResolve!: () => void;
+  private readyReject!: (e: Error) => void;
+  readonly ready: Promise<void>;
+  private baselineRss = 0;
+  /** Between an answer and the worker's "idle": it is putting back what the call changed. */
+  private settling: { resolve: (ok: boolean) => void; timer: ReturnType<typeof setTimeout>; done: Promise<boolean> } | undefined;
+  /** Called once when the process is gone, for whatever reason. */
+  onExit: (w: WorkerProcess) => void = () => {};
+
+  constructor(private readonly settings: WorkerSettings) {
+    this.ready = new Promise<void>((res, rej) => {
+      this.readyResolve = res;
+      this.readyReject = rej;
+    });
+    this.ready.catch(() => {});
+    const { launch } = settings;
+    this.proc = Bun.spawn(launch.argv, {
+      stdin: "pipe",
+      stdout: "pipe",
+      stderr: "pipe",
+      env: launch.env,
+      cwd: launch.cwd,
+    });
+    const startTimer = setTimeout(() => this.fail(`did not start within ${settings.startTimeoutMs / 1000} s`), settings.startTimeoutMs);
+    this.ready.then(() => clearTimeout(startTimer), () => clearTimeout(startTimer));
+    void this.readStdout();
+    void this.readStderr();
+    void this.proc.exited.then((code) => this.exited(code));
+    this.send({ t: "init", home: launch.home, scratch: launch.scratch, ...settings.init });
+  }
+
+  get alive(): boolean {
+    return !this.dead;
+  }
+
+  get busy(): boolean {
+    return this.pending !== undefined || this.settling !== undefined;
+  }
+
+  /** Resolves true once the worker is ready for another call, false if it died first. */
+  whenIdle(): Promise<boolean> {
+    if (this.dead) return Promise.resolve(false);
+    return this.settling ? this.settling.done : Promise.resolve(true);
+  }
+
+  private settle(ok: boolean): void {
+    const s = this.settling;
+    if (!s) return;
+    this.settling = undefined;
+    clearTimeout(s.timer);
+    s.resolve(ok);
+  }
+
+  get pid(): number {
+    return this.proc.pid;
+  }
+
+  /** Why the worker was killed, if it was. */
+  get killReason(): string | undefined {
+    return this.killedFor;
+  }
+
+  private send(obj: object): void {
+    if (this.dead) return;
+    try {
+      this.proc.stdin.write(JSON.stringify(obj) + "\n");
+      this.proc.stdin.flush();
+    } catch {
+      this.kill("its stdin closed");
+    }
+  }
+
+  private fail(why: string): void {
+    this.readyReject(new Error(`sandbox worker ${why}${this.stderrTail ? `: ${this.stderrTail.trim().split("\n").slice(-3).join(" | ")}` : ""}`));
+    this.kill(why);
+  }
+
+  kill(reason: string): void {
+    if (!this.killedFor) this.killedFor = reason;
+    if (this.dead) return;
+    this.dead = true;
+    this.settle(false);
+    try {
+      this.proc.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+
+  /** Ends the worker politely (closes its stdin); kills it if it has not gone within a second. */
+  async close(): Promise<void> {
+    if (this.dead) return;
+    try {
+      this.proc.stdin.end();
+    } catch {
+      // ignore
+    }
+    const t = setTimeout(() => this.kill("closed"), 1000);
+    await this.proc.exited;
+    clearTimeout(t);
+  }
+
+  private exited(code: number | null): void {
+    this.dead = true;
+    this.settle(false);
+    if (this.settings.launch.ownDir) rmSync(this.settings.launch.ownDir, { recursive: true, force: true });
+    this.readyReject(new Error(`sandbox worker exited during start-up (code ${code})${this.stderrTail ? `: ${this.stderrTail.trim().split("\n").slice(-3).join(" | ")}` : ""}`));
+    const p = this.pending;
+    if (p) {
+      this.finish({ kind: "crash", detail: this.killedFor ?? `worker exited with code ${code}` });
+    }
+    this.onExit(this);
+  }
+
+  private async readStderr(): Promise<void> {
+    const dec = new TextDecoder();
+    try {
+      for await (const chunk of this.proc.stderr) {
+        this.stderrTail = (this.stderrTail + dec.decode(chunk)).slice(-4096);
+      }
+    } catch {
+      // the process is gone
+    }
+  }
+
+  private async readStdout(): Promise<void> {
+    const reader = this.proc.stdout.getReader();
+    let parts: Uint8Array[] = [];
+    let len = 0;
+    const max = this.settings.maxLineBytes;
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        let start = 0;
+        for (let i = value.indexOf(0x0a); i >= 0; i = value.indexOf(0x0a, start)) {
+          parts.push(value.subarray(start, i));
+          const line = Buffer.concat(parts).toString("utf8");
+          parts = [];
+          len = 0;
+          start = i + 1;
+          this.handleLine(line);
+        }
+        if (start < value.length) {
+          parts.push(value.slice(start));
+          len += value.length - start;
+          if (len > max) {
+            this.limit("message");
+            return;
+          }
+        }
+      }
+    } catch {
+      // the process is gone
+    }
+  }
+
+  private handleLine(line: string): void {
+    if (line.length > this.settings.maxLineBytes) return this.limit("message");
+    let msg: Record<string, unknown>;
+    try {
+      msg = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      return this.protocolError("a line that is not JSON");
+    }
+    switch (msg.t) {
+      case "ready":
+        this.python = String(msg.python ?? "");
+        this.coldStartMs = performance.now() - this.startedAt;
+        this.baselineRss = treeRssBytes(this.proc.pid) ?? 0;
+        this.readyResolve();
+        return;
+      case "loaded":
+        this.snapshot = String(msg.snapshot ?? "none");
+        this.loadedAtMs = performance.now() - this.startedAt;
+        this.workerUptimeAtLoadMs = typeof msg.at_ms === "number" ? msg.at_ms : 0;
+        return;
+      case "answer":
+        return this.onAnswer(msg);
+      case "idle":
+        if (!this.settling) return this.protocolError("an idle nobody waited for");
+        return this.settle(true);
+      case "http":
+        return this.onHttp(msg);
+      case "limit":
+        return this.limit(msg.what === "memory" || msg.what === "output" || msg.what === "result" ? msg.what : "message");
+      case "fatal": {
+        const message = String(msg.message ?? "fatal error");
+        if (!this.pending) return this.fail(`failed: ${message}`);
+        this.killedFor = /Maximum call stack size exceeded/i.test(message) ? "stack overflow" : `fatal: ${message.slice(0, 300)}`;
+        return this.kill(this.killedFor);
+      }
+      default:
+        return this.protocolError(`an unknown message ${JSON.stringify(String(msg.t)).slice(0, 40)}`);
+    }
+  }
+
+  private protocolError(what: string): void {
+    if (!this.pending) return this.fail(`sent ${what}`);
+    this.kill(`protocol violation (${what})`);
+  }
+
+  private limit(what: LimitKind): void {
+    if (!this.pending) return this.fail(`broke its ${what} limit while starting`);
+    this.finish({ kind: "limit", what });
+    this.kill(`${what} limit`);
+  }
+
+  private onAnswer(msg: Record<string, unknown>): void {
+    const p = this.pending;
+    if (!p || msg.id !== p.id) return this.protocolError("an answer nobody asked for");
+    const limit = msg.limit;
+    if (limit === "output" || limit === "result") {
+      this.finish({ kind: "limit", what: limit });
+      this.kill(`${limit} limit`);
+      return;
+    }
+    const output = typeof msg.output === "string" ? msg.output : "";
+    const error = typeof msg.error === "string" ? msg.error : null;
+    const resultJson = typeof msg.result_json === "string" ? msg.result_json : null;
+    let answer: ExecuteAnswer;
+    try {
+      answer = answerFromResultJson(output, resultJson, error);
+    } catch {
+      return this.protocolError("a result that is not JSON");
+    }
+    this.calls++;
+    let resolve!: (ok: boolean) => void;
+    const done = new Promise<boolean>((r) => (resolve = r));
+    this.settling = { resolve, done, timer: setTimeout(() => this.kill("did not put its state back within 10 s"), 10_000) };
+    this.finish({ kind: "answer", answer });
+  }
+
+  private onHttp(msg: Record<string, unknown>): void {
+    const p = this.pending;
+    if (!p || msg.id !== p.id) return this.protocolError("an HTTP request outside a call");
+    const req: ProxyRequest = {
+      method: String(msg.method ?? "GET"),
+      url: String(msg.url ?? ""),
+      headers: typeof msg.headers === "object" && msg.headers !== null ? (msg.headers as Record<string, string>) : {},
+      body: typeof msg.body_b64 === "string" ? Buffer.from(msg.body_b64, "base64") : undefined,
+      timeoutSec: typeof msg.timeout === "number" ? msg.timeout : undefined,
+    };
+    void this.settings.proxy.fetch(req, p.deadline).then((res) => {
+      if (this.pending === p && !this.dead) this.send({ t: "http_result", ...res });
+    });
+  }
+
+  private finish(o: CallOutcome): void {
+    const p = this.pending;
+    if (!p) return;
+    this.pending = undefined;
+    clearTimeout(p.timer);
+    if (p.rssTimer) clearInterval(p.rssTimer);
+    p.resolve(o);
+  }
+
+  /** Runs one call; resolves with its outcome (never rejects). The worker must be ready and idle. */
+  run(env: string, call: string, timeoutMs: number): Promise<CallOutcome> {
+    if (this.dead) return Promise.resolve({ kind: "crash", detail: this.killedFor ?? "worker is gone" });
+    if (this.busy) throw new Error("sandbox worker is busy");
+    const id = ++this.callSeq;
+    return new Promise<CallOutcome>((resolve) => {
+      const timer = setTimeout(() => {
+        this.finish({ kind: "timeout" });
+        this.kill("timeout");
+      }, timeoutMs);
+      const pending: PendingCall = { id, resolve, timer, deadline: Date.now() + timeoutMs };
+      const rssLimit = this.settings.rssGrowthLimitBytes;
+      if (rssLimit > 0 && this.baselineRss > 0) {
+        pending.rssTimer = setInterval(() => {
+          const rss = treeRssBytes(this.proc.pid);
+          if (rss !== undefined && rss > this.baselineRss + rssLimit) this.limit("memory");
+        }, 100);
+      }
+      this.pending = pending;
+      this.send({ t: "call", id, env, call });
+    });
+  }
+}
