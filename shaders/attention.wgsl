@@ -1,7 +1,7 @@
 // Causal grouped-query attention with per-sequence windows, forward and backward.
 //
 // Layouts (row-major, token-major exactly as the q/k/v projections write them):
-//   q, out, dout, dq: [B, Tq, Hq, p.HD]      k, v, dk, dv: [B, Tk, Hkv, p.HD]      lse: [B, Hq, Tq]
+//   q, out, dout, dq: [B, Tq, Hq, HD]      k, v, dk, dv: [B, Tk, Hkv, HD]      lse: [B, Hq, Tq]
 //   qStart[B], kvLen[B]: u32. Query row t of sequence b sits at absolute position pos = qStart[b] + t
 //   and attends keys j <= pos with j < kvLen[b]; a row with pos >= kvLen[b] is padding (output 0,
 //   lse 0, no gradient in or out). Query head h reads kv head h / (Hq / Hkv).
@@ -26,9 +26,9 @@ struct Params {
   scale: f32,
 }
 
-// Query heads per invocation pass (forward, dQ) and keys per invocation (dK/dV); GB·p.HD and KB·p.HD ≤ BLOCK.
+// Query heads per invocation pass (forward, dQ) and keys per invocation (dK/dV); GB·HD and KB·HD ≤ BLOCK.
 // They are pipeline constants so the small loops over them unroll and their scores stay in registers;
-// the head dimension is a runtime value (constant p.HD loops unrolled inside them made compiles take seconds).
+// the head dimension is a runtime value (constant HD loops unrolled inside them made compiles take seconds).
 override GB: u32 = 1u;
 override KB: u32 = 1u;
 override WGS: u32 = 64u;
