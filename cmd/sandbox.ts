@@ -65,7 +65,7 @@ const serve = defineRecallCommand({
       throw new RecallError(`cannot listen on ${host}:${port}: ${(e as Error).message}`, { hint: "pick another --port, or 0 for a free one" });
     }
     const s = pool.stats();
-    consola.success(`sandbox listening on ${server.url} — ${s.workers.target} ${s.engine} workers ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    consola.success(`sandbox listening on ${server.url} — ${s.workers.target} ${s.engine} worker${s.workers.target === 1 ? "" : "s"} ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     consola.info(`isolation: ${s.osSandbox.detail}`);
     consola.info(`network: ${s.allowOrigins.length ? `requests to ${s.allowOrigins.join(", ")} only` : "none (no --allow_url)"}; auth: ${token ? "bearer token" : "none"}`);
     await new Promise<void>((resolve) => {

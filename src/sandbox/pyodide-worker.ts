@@ -135,7 +135,7 @@ function refuse(what: string): () => never {
  * creation, sockets, HTTP, host files, workers, or compiling code from strings. Called once
  * Pyodide is loaded; the relay keeps its own references to readSync/writeSync.
  */
-function hardenRealm(): void {
+export function hardenRealm(): void {
   const require = createRequire(import.meta.url);
   const stub = (mod: Record<string, unknown>, names: string[], what: string) => {
     for (const n of names) {

@@ -77,10 +77,9 @@ export function findPython(): PythonInstall {
     stderr: "pipe",
   });
   if (probe.exitCode !== 0) throw new RecallError(`python3 at ${exe} does not run: ${probe.stderr.toString().trim().split("\n").pop()}`);
-  const [executable, ...rest] = JSON.parse(probe.stdout.toString()) as [string, string, string, string, string, string, boolean];
-  const version = rest[4] as unknown as string;
-  if (!rest[5]) throw new RecallError(`--engine python needs Python >= 3.8 (audit hooks); ${exe} is ${version}`);
-  const dirs = [...new Set((rest.slice(0, 4) as string[]).filter((d) => d && existsSync(d)).map((d) => realpathSync(d)))];
+  const [executable, prefix, basePrefix, execPrefix, baseExecPrefix, version, recentEnough] = JSON.parse(probe.stdout.toString()) as [string, string, string, string, string, string, boolean];
+  if (!recentEnough) throw new RecallError(`--engine python needs Python >= 3.8 (audit hooks); ${exe} is ${version}`);
+  const dirs = [...new Set([prefix, basePrefix, execPrefix, baseExecPrefix].filter((d) => d && existsSync(d)).map((d) => realpathSync(d)))];
   return (pythonCache = { executable: realpathSync(executable), dirs, version });
 }
 
@@ -92,7 +91,7 @@ export function pythonLaunch(os: OsSandbox, unsafeNoIsolation: boolean): WorkerL
     return { argv, env: {}, home: "/tmp/home", scratch: ["/tmp/home", "/tmp"] };
   }
   if (!unsafeNoIsolation) {
-    throw new RecallError(`--engine python runs real CPython, which is only safe under an OS sandbox, and there is none here: ${os.detail}`, {
+    throw new RecallError(`--engine python runs real CPython, which is only safe under an OS sandbox, and there is none here (${os.detail}); refusing without --unsafe_no_isolation`, {
       hint: "install bubblewrap (Linux), use the default engine (pyodide), or pass --unsafe_no_isolation to run tools with your user's full access",
     });
   }
