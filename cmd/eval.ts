@@ -21,9 +21,9 @@ const RECORD_ONLY = ["recall_version", "generator", "generator_model_recorded", 
 
 const SETTING_FLAGS = [
   "method_name", "data_dir", "dataset_name", "split", "dataset_path", "save_dir", "save_note", "limit", "seed", "sgl_remote_url",
-  "openai_base_url", "model", "api_key", "openai_api", "generator_model", "remote_retriever_url", "sandbox_url", "index_path",
+  "openai_base_url", "model", "api_key", "openai_api", "generator_model", "remote_retriever_url", "sandbox_url", "tool_backend", "index_path",
   "corpus_path", "retrieval_method", "retrieval_topk", "apply_chat", "temperature", "top_p", "top_k", "max_new_tokens", "max_turns",
-  "max_response_length", "metrics", "retrieval_recall_topk", "workers", "max_retries", "request_timeout", "retry_backoff", "resume",
+  "max_response_length", "context_length", "metrics", "retrieval_recall_topk", "workers", "max_retries", "request_timeout", "retry_backoff", "resume",
 ] as const;
 
 const judge = defineRecallCommand({
@@ -105,12 +105,13 @@ const EVAL_ARGS = {
   seed: s("Seed for a random --limit subset"),
   sgl_remote_url: s("SGLang server (native /generate), e.g. 127.0.0.1:30000"),
   openai_base_url: s("OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (vLLM, SGLang, llama.cpp, hosted)"),
-  model: s("Model name for --openai_base_url"),
+  model: s("Model name for --openai_base_url; without a URL, a local model folder (= --generator_model)"),
   api_key: s("API key for --openai_base_url (default: $OPENAI_API_KEY)"),
   openai_api: s("completions (raw prompt, default; needed for re-call/research) or chat (one-shot methods)"),
-  generator_model: s("Local model directory for the WebGPU engine (not available yet); with a remote URL only recorded"),
+  generator_model: s("Local model folder run by the WebGPU engine (batch = --workers); with a remote URL only recorded"),
   remote_retriever_url: s("Retriever server (ReCall /search API), e.g. 127.0.0.1:8000"),
-  sandbox_url: s("ReCall sandbox server for tool calls (not wired in yet)"),
+  sandbox_url: s("ReCall sandbox server (/execute): re-call's tool calls run ReCall's Python wikipedia_search there"),
+  tool_backend: s("re-call's wikipedia_search: native (in-process, default) or sandbox (ReCall's Python tool in the local sandbox)"),
   index_path: s("BM25 index built by 'recall retriever index' (searched in this process)"),
   corpus_path: s("Corpus JSONL of --index_path (default: the path stored in the index)"),
   retrieval_method: s("bm25 (default; dense retrievers only through --remote_retriever_url)"),
@@ -122,6 +123,7 @@ const EVAL_ARGS = {
   max_new_tokens: s("New tokens per turn (default 512)"),
   max_turns: s("Assistant turns for re-call/research (default 5)"),
   max_response_length: s("Response token budget over all turns (default: none)"),
+  context_length: s("Local engine: tokens per sequence in the KV cache, prompt + all turns (default 4096)"),
   metrics: s(`Comma list of ${METRICS.join(", ")} (default all)`),
   retrieval_recall_topk: s("k of retrieval_recall_top{k} (default 5)"),
   workers: s("Items evaluated concurrently against remote servers (default 8)"),

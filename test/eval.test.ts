@@ -188,10 +188,10 @@ describe("judge reply parsing", () => {
 });
 
 describe("recall eval CLI errors", () => {
-  test("local generator not available yet; no generator; unsupported method; bare --apply_chat before a flag", () => {
+  test("not a model folder; no generator; unsupported method; bare --apply_chat before a flag", () => {
     const local = runRecall(["eval", "--dataset_path", `${FIX}/nq_sample_flashrag.jsonl`, "--method_name", "naive", "--generator_model", "/models/qwen"]);
     expect(local.code).toBe(1);
-    expect(local.stderr).toContain("local generation (--generator_model /models/qwen) is not available yet");
+    expect(local.stderr).toContain("--generator_model '/models/qwen' is not a model folder (no config.json)");
     expect(local.stderr).not.toContain("    at ");
     expect(runRecall(["eval", "--method_name", "naive"]).stderr).toContain("no generator");
     expect(runRecall(["eval", "--method_name", "ircot"]).stderr).toContain("'ircot' (FlashRAG's IRCoT pipeline) is not implemented");

@@ -1,21 +1,32 @@
 /**
  * The generator, retriever and tool backend an evaluation runs against, opened from its settings:
  * - generator: `--sgl_remote_url` (SGLang /generate), or `--openai_base_url` + `--model`
- *   (`/v1/completions`, or `/v1/chat/completions` with `--openai_api chat`). `--generator_model DIR`
- *   alone asks for the local WebGPU engine, which is not available yet (with a remote URL it is only
- *   recorded, as ReCall's scripts pass both);
+ *   (`/v1/completions`, or `/v1/chat/completions` with `--openai_api chat`), or `--generator_model DIR`
+ *   (or `--model DIR` without a URL): the local WebGPU engine, `--workers` sequences decoded as one batch
+ *   with a `--context_length`-token KV cache each. With a remote URL, `--generator_model` is only
+ *   recorded, as ReCall's scripts pass both;
  * - retriever (methods that retrieve): `--remote_retriever_url`, or a BM25 index in this process
  *   (`--index_path`, `--corpus_path`, `retrieval_method: bm25`);
- * - re-call's `wikipedia_search`: answered in this process from the retriever (the same text the sandbox
- *   would return). With `--sandbox_url` the call goes to that sandbox instead, running ReCall's Python
- *   tool source against the retriever URL (a local index is served on 127.0.0.1 for it).
+ * - re-call's `wikipedia_search`: by default answered in this process from the retriever (the same text
+ *   the sandbox would return). With `--tool_backend sandbox` ReCall's Python tool source runs in the local
+ *   sandbox, and with `--sandbox_url` in that remote sandbox, querying the retriever over HTTP
+ *   (`--remote_retriever_url`, or a local index served on 127.0.0.1 for the purpose).
  */
+import { existsSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { join } from "node:path";
+import { getGpu } from "../gpu/runtime.ts";
+import { LocalTokenGenerator } from "../model/local_generator.ts";
 import { RecallError } from "../errors.ts";
 import type { ChatGenerator, Generator } from "../rollout/generator.ts";
-import type { HttpOptions } from "../rollout/remote/http.ts";
+import { RecordingRetriever } from "../rollout/recording_retriever.ts";
+import { normalizeBaseUrl, type HttpOptions } from "../rollout/remote/http.ts";
+import { SEARCH_URL_PLACEHOLDER, WIKIPEDIA_SEARCH_ENV } from "../rollout/templates.ts";
+import { SandboxToolRunner, type ToolRunner } from "../rollout/tools.ts";
 import { OpenAIChatGenerator, OpenAICompletionsGenerator } from "../rollout/remote/openai.ts";
 import { SglangGenerator } from "../rollout/remote/sglang.ts";
-import { openBm25Retriever, RemoteRetriever, type Retriever } from "../retrieval/index.ts";
+import { openBm25Retriever, RemoteRetriever, startRetrieverServer, type Retriever } from "../retrieval/index.ts";
+import { createLocalSandbox, RemoteSandbox, type ToolExecutor } from "../sandbox/index.ts";
 import type { EvalConfig } from "./config.ts";
 import type { MethodBackends } from "./methods.ts";
 
@@ -37,7 +48,7 @@ export function httpOptions(cfg: EvalConfig, onRetry?: HttpOptions["onRetry"]): 
   };
 }
 
-export function openGenerator(cfg: EvalConfig, http: HttpOptions): Generator | ChatGenerator {
+export async function openGenerator(cfg: EvalConfig, http: HttpOptions): Promise<Generator | ChatGenerator> {
   if (cfg.sgl_remote_url && cfg.openai_base_url) {
     throw new RecallError("both --sgl_remote_url and --openai_base_url given; pick one generator");
   }
@@ -53,9 +64,13 @@ export function openGenerator(cfg: EvalConfig, http: HttpOptions): Generator | C
   }
   const local = cfg.generator_model ?? cfg.model;
   if (local) {
-    throw new RecallError(`local generation (--generator_model ${local}) is not available yet: recall's WebGPU engine cannot serve evaluation so far`, {
-      hint: "serve the model with SGLang or vLLM and pass --sgl_remote_url URL (or --openai_base_url URL --model NAME)",
-    });
+    if (!existsSync(join(local, "config.json"))) {
+      throw new RecallError(`--generator_model '${local}' is not a model folder (no config.json)`, {
+        hint: "a Hugging Face model folder (config.json, safetensors, tokenizer files), e.g. from 'recall init'; or pass --sgl_remote_url / --openai_base_url",
+      });
+    }
+    if (cfg.openai_api === "chat") throw new RecallError("--openai_api chat applies to --openai_base_url, not a local model");
+    return LocalTokenGenerator.open(await getGpu(), local, { batchSize: cfg.workers, capacity: cfg.context_length });
   }
   throw new RecallError("no generator: pass --sgl_remote_url URL, or --openai_base_url URL --model NAME");
 }
@@ -86,7 +101,7 @@ const NEEDS_RETRIEVER = new Set(["standard-rag", "re-call", "research"]);
 export async function openBackends(cfg: EvalConfig): Promise<OpenedBackends> {
   let retries = 0;
   const http = httpOptions(cfg, () => void retries++);
-  const generator = openGenerator(cfg, http);
+  const generator = await openGenerator(cfg, http);
   const description: Record<string, string> = { generator: generator.description };
   if (cfg.generator_model && (cfg.sgl_remote_url || cfg.openai_base_url)) description.generator_model = cfg.generator_model;
   let retriever: Retriever | undefined;
@@ -94,17 +109,48 @@ export async function openBackends(cfg: EvalConfig): Promise<OpenedBackends> {
     retriever = await openRetriever(cfg, http);
     description.retriever = cfg.remote_retriever_url ? `remote ${cfg.remote_retriever_url}` : `bm25 ${cfg.index_path}`;
   }
-  if (cfg.sandbox_url) {
-    throw new RecallError("--sandbox_url is not wired in yet: re-call answers wikipedia_search in this process from the retriever", {
-      hint: "drop --sandbox_url; the tool's answers are the same text ReCall's sandbox returns",
+  const closers: (() => Promise<void>)[] = [];
+  let reCallTools: ToolRunner | undefined;
+  if (cfg.method_name === "re-call" && (cfg.sandbox_url || cfg.tool_backend === "sandbox")) {
+    // ReCall's own path: the Python tool source runs in a sandbox and queries a retriever over HTTP.
+    // A local index is served on 127.0.0.1 for it, through a recorder so retrieval metrics still see
+    // the passages.
+    let searchUrl = cfg.remote_retriever_url ? normalizeBaseUrl(cfg.remote_retriever_url) : undefined;
+    let recorder: RecordingRetriever | undefined;
+    if (!searchUrl) {
+      recorder = new RecordingRetriever(retriever!);
+      const server = await startRetrieverServer(recorder, { host: "127.0.0.1", port: 0 });
+      closers.push(() => server.stop());
+      searchUrl = server.url;
+      description.tool_retriever_server = searchUrl;
+    }
+    const executor: ToolExecutor = cfg.sandbox_url
+      ? new RemoteSandbox(cfg.sandbox_url, { retries: cfg.max_retries, backoffMs: cfg.retry_backoff * 1000 })
+      : await createLocalSandbox({ workers: Math.max(1, Math.min(cfg.workers, availableParallelism())), allowUrls: [searchUrl] });
+    closers.push(() => executor.close());
+    description.tools = cfg.sandbox_url ? `sandbox ${cfg.sandbox_url}` : "local sandbox (ReCall's wikipedia_search Python tool)";
+    const rec = recorder;
+    reCallTools = new SandboxToolRunner(executor, WIKIPEDIA_SEARCH_ENV.replace(SEARCH_URL_PLACEHOLDER, () => searchUrl!), {
+      docsOf: rec
+        ? (call) => {
+            const q = call.args.entries.get("query");
+            const n = call.args.entries.get("top_n");
+            const topN = n !== undefined && n !== null && typeof n === "object" && !Array.isArray(n) && (n.py === "int" || n.py === "float") ? Number(n.value) : 5;
+            return typeof q === "string" ? (rec.lookup(q, topN) ?? []) : [];
+          }
+        : undefined,
     });
+  } else if (cfg.method_name === "re-call") {
+    description.tools = "native wikipedia_search (in-process, from the retriever)";
   }
   return {
     generator,
     retriever,
+    reCallTools,
     description,
     retries: () => retries,
     async close() {
+      for (const c of closers.reverse()) await c();
       await generator.close?.();
       await retriever?.close();
     },

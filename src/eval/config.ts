@@ -5,9 +5,9 @@
  *
  * YAML keys read (FlashRAG's names): data_dir, dataset_name, split, dataset_path, save_dir, save_note,
  * method_name, test_sample_num (= --limit), random_sample, seed, sgl_remote_url, openai_base_url,
- * model, api_key, openai_api, generator_model, remote_retriever_url, sandbox_url, retrieval_method,
+ * model, api_key, openai_api, generator_model, remote_retriever_url, sandbox_url, tool_backend, retrieval_method,
  * retrieval_topk, index_path, corpus_path, apply_chat, generation_params {max_tokens | max_new_tokens,
- * temperature, top_p, top_k}, max_turns, max_response_length, metrics, metric_setting
+ * temperature, top_p, top_k}, max_turns, max_response_length, context_length, metrics, metric_setting
  * {retrieval_recall_topk}, workers, max_retries, request_timeout, retry_backoff. Other FlashRAG keys (gpu_id,
  * framework, faiss_gpu, save_intermediate_data …) are accepted and kept in config.yaml.
  */
@@ -48,6 +48,8 @@ export interface EvalConfig {
   generator_model?: string;
   remote_retriever_url?: string;
   sandbox_url?: string;
+  /** re-call's wikipedia_search: `native` (answered in-process) or `sandbox` (ReCall's Python tool in the local sandbox). */
+  tool_backend: "native" | "sandbox";
   index_path?: string;
   corpus_path?: string;
   retrieval_method: string;
@@ -59,6 +61,8 @@ export interface EvalConfig {
   max_new_tokens: number;
   max_turns: number;
   max_response_length?: number;
+  /** Local engine: tokens per sequence in its cache (prompt + every turn). */
+  context_length: number;
   metrics: MetricName[];
   retrieval_recall_topk: number;
   workers: number;
@@ -82,12 +86,14 @@ export const DEFAULTS: Omit<EvalConfig, "extra"> = {
   save_note: "",
   random_sample: false,
   openai_api: "completions",
+  tool_backend: "native",
   retrieval_method: "bm25",
   retrieval_topk: 5,
   apply_chat: true,
   temperature: 0,
   max_new_tokens: 512,
   max_turns: 5,
+  context_length: 4096,
   metrics: [...METRICS],
   retrieval_recall_topk: 5,
   workers: 8,
@@ -103,10 +109,10 @@ const STRING_KEYS = [
   "data_dir", "dataset_name", "split", "dataset_path", "save_dir", "save_note", "sgl_remote_url", "openai_base_url", "model",
   "api_key", "generator_model", "remote_retriever_url", "sandbox_url", "index_path", "corpus_path", "retrieval_method", "resume",
 ] as const;
-const INT_KEYS = ["limit", "seed", "retrieval_topk", "max_new_tokens", "max_turns", "max_response_length", "retrieval_recall_topk", "workers", "max_retries", "top_k"] as const;
+const INT_KEYS = ["limit", "seed", "retrieval_topk", "max_new_tokens", "max_turns", "max_response_length", "context_length", "retrieval_recall_topk", "workers", "max_retries", "top_k"] as const;
 const FLOAT_KEYS = ["temperature", "top_p", "request_timeout", "retry_backoff"] as const;
 const BOOL_KEYS = ["random_sample", "apply_chat"] as const;
-const KNOWN = new Set<string>([...STRING_KEYS, ...INT_KEYS, ...FLOAT_KEYS, ...BOOL_KEYS, "method_name", "openai_api", "metrics"]);
+const KNOWN = new Set<string>([...STRING_KEYS, ...INT_KEYS, ...FLOAT_KEYS, ...BOOL_KEYS, "method_name", "openai_api", "tool_backend", "metrics"]);
 
 /** Reads ReCall's eval_config.yaml into flat settings (generation_params and metric_setting flattened). */
 export function readConfigFile(path: string): RawSettings {
@@ -185,6 +191,9 @@ export function resolveConfig(file: RawSettings, flags: RawSettings, fileSource 
       } else if (key === "openai_api") {
         if (raw !== "completions" && raw !== "chat") throw new RecallError(`${at} must be 'completions' or 'chat', got '${raw}'`);
         cfg.openai_api = raw;
+      } else if (key === "tool_backend") {
+        if (raw !== "native" && raw !== "sandbox") throw new RecallError(`${at} must be 'native' or 'sandbox', got '${raw}'`);
+        cfg.tool_backend = raw;
       } else if (key === "metrics") {
         const list = Array.isArray(raw) ? raw.map(String) : String(raw).split(",").map((s) => s.trim()).filter(Boolean);
         const known = list.filter((m) => (METRICS as readonly string[]).includes(m));
@@ -198,6 +207,7 @@ export function resolveConfig(file: RawSettings, flags: RawSettings, fileSource 
     [cfg.workers >= 1, "workers must be >= 1"],
     [cfg.max_new_tokens >= 1, "max_new_tokens must be >= 1"],
     [cfg.max_turns >= 1, "max_turns must be >= 1"],
+    [cfg.context_length >= 16, "context_length must be >= 16"],
     [cfg.retrieval_topk >= 1, "retrieval_topk must be >= 1"],
     [cfg.retrieval_recall_topk >= 1, "retrieval_recall_topk must be >= 1"],
     [cfg.temperature >= 0, "temperature must be >= 0"],

@@ -81,7 +81,10 @@ async function oneShot(prompt: string, messages: ReturnType<typeof oneShotMessag
   if (g.kind === "chat") return pyStrip((await g.chat(messages, params, signal)).text);
   if (g.kind === "tokens") {
     const eos = [IM_END, IM_START, END_OF_TEXT].map((t) => g.tokenizer.tokenId(t)).filter((x): x is number => x !== undefined);
-    const c = await g.completeTokens(g.tokenizer.encode(prompt), { ...params, stopTokenIds: eos }, signal);
+    const ids = g.tokenizer.encode(prompt);
+    // An item-level failure, not a configuration error: other items may fit.
+    if (ids.length >= cfg.context_length) throw new Error(`prompt of ${ids.length} tokens does not fit --context_length ${cfg.context_length}`);
+    const c = await g.completeTokens(ids, { ...params, maxNewTokens: Math.min(params.maxNewTokens, cfg.context_length - ids.length), stopTokenIds: eos }, signal);
     return pyStrip(g.tokenizer.decode(c.tokenIds).replace(/(<\|im_end\|>|<\|im_start\|>|<\|endoftext\|>)[\s\S]*$/, ""));
   }
   const c = await g.complete(prompt, params, signal);
@@ -103,7 +106,7 @@ export async function runMethod(item: EvalItem, cfg: EvalConfig, b: MethodBacken
   if (g.kind === "chat") {
     throw new RecallError(`method '${method}' needs raw-prompt continuation; --openai_api chat cannot run it`, { hint: "use --openai_api completions (the default) or --sgl_remote_url" });
   }
-  const limits = { maxTurns: cfg.max_turns, maxTokensPerTurn: cfg.max_new_tokens, maxResponseTokens: cfg.max_response_length ?? Infinity };
+  const limits = { maxTurns: cfg.max_turns, maxTokensPerTurn: cfg.max_new_tokens, maxResponseTokens: cfg.max_response_length ?? Infinity, maxContextTokens: cfg.context_length };
   if (method === "re-call") {
     const tools = b.reCallTools ?? new WikipediaSearchTool(needRetriever(b, method));
     const prompt = reCallPrompt(item.question, WIKIPEDIA_SEARCH_FUNC_SCHEMAS);
@@ -113,7 +116,7 @@ export async function runMethod(item: EvalItem, cfg: EvalConfig, b: MethodBacken
       pred: reCallPrediction(full),
       prompt,
       final_response: conv.response,
-      retrieval_result: uniqueDocs(conv),
+      ...(tools.reportsDocs === false ? {} : { retrieval_result: uniqueDocs(conv) }),
       turns: conv.turns,
       tool_calls: conv.toolCalls.length,
       tool_call_parse_failures: conv.toolCalls.filter((c) => !c.call.ok).length,

@@ -125,7 +125,7 @@ export async function runEvaluation(cfg: EvalConfig, backends: MethodBackends, o
       let rec: ItemRecord;
       try {
         const out = await runMethod(item, cfg, backends, opts.signal);
-        const docs = RETRIEVAL_METHODS.has(cfg.method_name) ? (out.retrieval_result ?? []) : undefined;
+        const docs = RETRIEVAL_METHODS.has(cfg.method_name) ? out.retrieval_result : undefined;
         const metric_score = scoreItem(out.pred, item.golden_answers, cfg.metrics, docs, cfg.retrieval_recall_topk);
         rec = { id: item.id, status: "ok", output: { ...out, metric_score }, seconds: (performance.now() - t) / 1000 };
       } catch (e) {

@@ -15,6 +15,7 @@
  * - `max_turns` — the turn cap was reached; the last turn's tool answers are appended (the response then
  *   ends with the injected prefix, not EOS — ReCall scores that 0);
  * - `response_budget` — the response reached `maxResponseTokens` (cut there in token mode);
+ * - `context_full` — token mode: prompt + response reached `maxContextTokens` (the engine's cache);
  * - `foreign_stop` — a turn wrote `<|im_start|>` (or another non-EOS stop); it is kept as sampled.
  */
 import type { Generator, SamplingParams } from "./generator.ts";
@@ -28,6 +29,8 @@ export interface RolloutLimits {
   maxTurns: number;
   maxTokensPerTurn: number;
   maxResponseTokens: number;
+  /** Token mode: prompt + response must stay within this many tokens (a local engine's cache size). */
+  maxContextTokens?: number;
 }
 
 /** ReCall's defaults: 5 turns, 512 new tokens per turn, no overall cap beyond that. */
@@ -48,7 +51,7 @@ export interface ConversationOptions {
   signal?: AbortSignal;
 }
 
-export type ConversationEnd = "answer" | "truncated" | "max_turns" | "response_budget" | "foreign_stop";
+export type ConversationEnd = "answer" | "truncated" | "max_turns" | "response_budget" | "context_full" | "foreign_stop";
 
 export interface Segment {
   /** `policy`: sampled by the model; `env`: tool answers and injected prefixes. */
@@ -142,7 +145,12 @@ export async function runConversation(prompt: string, opts: ConversationOptions)
       end = "response_budget";
       break;
     }
-    const maxNewTokens = Math.min(limits.maxTokensPerTurn, budgetLeft);
+    const contextLeft = tok && limits.maxContextTokens !== undefined ? limits.maxContextTokens - promptIds!.length - responseIds.length : Infinity;
+    if (contextLeft <= 0) {
+      end = "context_full";
+      break;
+    }
+    const maxNewTokens = Math.min(limits.maxTokensPerTurn, budgetLeft, contextLeft);
     turns++;
 
     let text: string;
@@ -172,7 +180,7 @@ export async function runConversation(prompt: string, opts: ConversationOptions)
       break;
     }
     if (turnEnd.kind === "length") {
-      end = maxNewTokens < limits.maxTokensPerTurn ? "response_budget" : "truncated";
+      end = maxNewTokens === limits.maxTokensPerTurn ? "truncated" : maxNewTokens === contextLeft ? "context_full" : "response_budget";
       break;
     }
     const calls = opts.protocol.callsOf(text, turnEnd);

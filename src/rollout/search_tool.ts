@@ -9,7 +9,7 @@
  * - `PlainSearchTool` — ReSearch's `<search>` tool: the same passage text, unflattened.
  */
 import type { PyValue } from "./python_json.ts";
-import { flattenAnswer } from "./sandbox_contract.ts";
+import { flattenAnswer } from "../sandbox/flatten.ts";
 import { pyStrip } from "./python_str.ts";
 import type { RetrievedDoc, ToolRunner, ToolRunResult, ValidToolCall } from "./tools.ts";
 
@@ -36,6 +36,7 @@ function asTopN(v: PyValue): number | undefined {
 }
 
 export class WikipediaSearchTool implements ToolRunner {
+  readonly reportsDocs = true;
   readonly name: string;
   private readonly defaultTopN: number;
 
@@ -67,6 +68,7 @@ export class WikipediaSearchTool implements ToolRunner {
 
 /** ReSearch's search: the query is the text inside `<search>…</search>`; the answer is the passage text. */
 export class PlainSearchTool implements ToolRunner {
+  readonly reportsDocs = true;
   constructor(private readonly retriever: SearchBackend, private readonly topN: number) {}
 
   async run(call: ValidToolCall): Promise<ToolRunResult> {

@@ -2,7 +2,8 @@
  * Running a tool call: the `ToolRunner` interface the conversation loop uses, and the runner that sends
  * calls to a sandbox (ReCall's `/execute` semantics: run `env`, then evaluate `response = <call>`).
  */
-import { flattenAnswer, type ExecuteAnswer, type ToolExecutor } from "./sandbox_contract.ts";
+import { flattenAnswer } from "../sandbox/flatten.ts";
+import type { ExecuteAnswer, ToolExecutor } from "../sandbox/types.ts";
 import type { ToolCall } from "./tool_calls.ts";
 
 /** A retrieved passage, as a search tool returns it (FlashRAG corpus rows: `id`, `contents`, …). */
@@ -24,19 +25,30 @@ export interface ToolRunResult {
 export interface ToolRunner {
   /** Runs one well-formed call. Throws only when the tool backend itself is unreachable. */
   run(call: ValidToolCall, signal?: AbortSignal): Promise<ToolRunResult>;
+  /** false when results never carry `docs` (retrieval metrics are then not reported). */
+  readonly reportsDocs?: boolean;
   close?(): Promise<void>;
 }
 
-/** Calls executed by a sandbox (local or remote) against one Python `env`, answers flattened. */
+/**
+ * Calls executed by a sandbox (local or remote) against one Python `env`, answers flattened.
+ * `docsOf`, when given, recovers the passages a search call retrieved (e.g. from a recording retriever
+ * behind the server the tool queried).
+ */
 export class SandboxToolRunner implements ToolRunner {
+  readonly reportsDocs: boolean;
+
   constructor(
     private readonly executor: ToolExecutor,
     private readonly env: string,
-    private readonly timeoutSeconds?: number,
-  ) {}
+    private readonly opts: { timeoutSeconds?: number; docsOf?: (call: ValidToolCall) => RetrievedDoc[] | undefined } = {},
+  ) {
+    this.reportsDocs = opts.docsOf !== undefined;
+  }
 
   async run(call: ValidToolCall): Promise<ToolRunResult> {
-    const answer: ExecuteAnswer = await this.executor.execute({ env: this.env, call: call.expr, timeout: this.timeoutSeconds });
-    return { result: flattenAnswer(answer) };
+    const answer: ExecuteAnswer = await this.executor.execute({ env: this.env, call: call.expr, timeout: this.opts.timeoutSeconds });
+    const docs = this.opts.docsOf?.(call);
+    return docs ? { result: flattenAnswer(answer), docs } : { result: flattenAnswer(answer) };
   }
 }
