@@ -144,6 +144,8 @@ export default defineRecallCommand({
     "recall eval --method_name re-call --dataset_path ../shared/fixtures/bamboogle_test_qa.jsonl --index_path /tmp/wiki-bm25 --openai_base_url http://127.0.0.1:8000/v1 --model Qwen2.5-7B-Instruct --limit 20 --seed 1",
     "recall eval --method_name zero-shot --dataset_path ../shared/fixtures/nq_sample_flashrag.jsonl --openai_base_url http://127.0.0.1:8000/v1 --model qwen --openai_api chat",
     "recall eval --config_path eval_config.yaml --method_name standard-rag --sgl_remote_url 127.0.0.1:30000",
+    "recall eval --method_name re-call --generator_model runs/tiny-qwen2 --index_path /tmp/wiki-bm25 --limit 8 --workers 8",
+    "recall eval --method_name re-call --sgl_remote_url 127.0.0.1:30000 --index_path /tmp/wiki-bm25 --tool_backend sandbox",
     "recall eval --resume eval_results/bamboogle_2026_01_01_12_00_re-call",
     "recall eval judge --input_dir DIR --base_url http://127.0.0.1:8000/v1 --model_name judge-model",
     "recall eval score --input_dir DIR",
