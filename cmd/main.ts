@@ -21,4 +21,12 @@ export const root = defineRecallCommand({
   },
 });
 
+// `recall doctor | head` closes the pipe early: that is the reader's choice, not an error worth a stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code === "EPIPE") process.exit(process.exitCode ?? 0);
+    throw e;
+  });
+}
+
 process.exitCode = await runCli(root, process.argv.slice(2), VERSION);

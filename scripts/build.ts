@@ -22,13 +22,22 @@ const CROSS: [string, string, string][] = [
   ["bun-linux-arm64", "bun-webgpu-linux-arm64", "recall-linux-arm64"],
 ];
 
+/** Worker-thread entry points: `bun build --compile` only embeds a worker given as an extra entry point. */
+const WORKERS = ["src/retrieval/retriever_worker.ts"];
+
 mkdirSync(`${root}/dist`, { recursive: true });
 
 async function compile(target: string | undefined, out: string): Promise<void> {
   const tmp = `${root}/dist/.tmp-${out}`; // keeps the .exe suffix Bun insists on for Windows
   rmSync(tmp, { force: true });
   const targetArgs = target ? [`--target=${target}`] : [];
-  await $`${process.execPath} build --compile --minify-syntax ${targetArgs} ${root}/cmd/main.ts --outfile ${tmp}`.cwd(root).quiet();
+  const workers = WORKERS.map((w) => `${root}/${w}`);
+  // NODE_ENV is inlined at build time: a build started from `bun test` (NODE_ENV=test) would otherwise ship a
+  // binary whose logger believes it runs under a test runner and stays silent.
+  await $`${process.execPath} build --compile --minify-syntax ${targetArgs} ${root}/cmd/main.ts ${workers} --outfile ${tmp}`
+    .cwd(root)
+    .env({ ...process.env, NODE_ENV: "production" })
+    .quiet();
   renameSync(tmp, `${root}/dist/${out}`);
   console.log(`built dist/${out}`);
 }

@@ -22,7 +22,9 @@ interface Slot {
   job: Job | undefined;
 }
 
-const WORKER_URL = new URL("./retriever_worker.ts", import.meta.url).href;
+// From source the worker sits beside this file. In the single binary, scripts/build.ts embeds it as an extra
+// entry point, addressed by its path from the project root.
+const WORKER_URL = import.meta.url.includes("$bunfs") ? "./src/retrieval/retriever_worker.ts" : new URL("./retriever_worker.ts", import.meta.url).href;
 
 export class WorkerPoolRetriever implements Retriever {
   private readonly slots: Slot[] = [];
