@@ -12,6 +12,7 @@ export const root = defineRecallCommand({
   examples: ["recall doctor", "recall doctor --json"],
   subCommands: {
     doctor: () => import("./doctor.ts").then((m) => m.default),
+    demo: () => import("./demo.ts").then((m) => m.default),
     sandbox: () => import("./sandbox.ts").then((m) => m.default),
     retriever: () => import("./retriever.ts").then((m) => m.default),
     eval: () => import("./eval.ts").then((m) => m.default),

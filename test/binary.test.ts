@@ -1,6 +1,7 @@
 /**
  * The single executable: built once, copied into an empty temp dir with no node_modules anywhere near,
- * and run there — GPU (doctor), retrieval with worker threads, so every embedded asset is exercised.
+ * and run there — GPU (doctor), the demo (model, embedded data, tool loop), retrieval with worker threads —
+ * so every embedded asset is exercised.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from "node:fs";
@@ -32,6 +33,12 @@ describe("dist/recall from an empty directory", () => {
     expect(report.selftest.ok).toBe(true);
     expect(typeof report.adapter.vendor).toBe("string");
   });
+
+  test("demo: model, retriever and the re-call loop from embedded data", () => {
+    const r = runRecall(["demo", "--out", "demo", "--limit", "2", "--max_new_tokens", "8", "--max_turns", "1"], { cwd: dir, bin });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("re-call · demo");
+  }, 300_000);
 
   test("retriever: index, then serve with worker threads and answer /search", async () => {
     writeFileSync(join(dir, "corpus.jsonl"), ['{"id":"1","contents":"\\"Paris\\"\\nParis is the capital of France."}', '{"id":"2","contents":"\\"Berlin\\"\\nBerlin is the capital of Germany."}'].join("\n") + "\n");

@@ -4,3 +4,9 @@ declare module "*.wgsl" {
   const source: string;
   export default source;
 }
+
+// Small data files shipped inside the binary (the demo's questions and corpus).
+declare module "*.jsonl" {
+  const text: string;
+  export default text;
+}
