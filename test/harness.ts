@@ -3,18 +3,10 @@
  * closeness check that reports the worst element (index, got, want) when it fails.
  */
 import { expect } from "bun:test";
+import { mulberry32 } from "../src/util/prng.ts";
 
-/** mulberry32: small, fast, good enough for test data; same seed → same data on every machine. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The seeded PRNG for test data (same seed → same data on every machine). */
+export const rng = mulberry32;
 
 /** Uniform values in [lo, hi). */
 export function randomArray(n: number, seed: number, lo = -1, hi = 1): Float32Array {

@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { parquetReadObjects } from "hyparquet";
 import { RecallError, errorMessage } from "../errors.ts";
+import { mulberry32 } from "../util/prng.ts";
 
 export interface EvalItem {
   id: string;
@@ -108,23 +109,11 @@ export async function loadDataset(file: string, split: string): Promise<EvalItem
   return items;
 }
 
-/** mulberry32: a small seeded PRNG (the same subset for the same seed on every machine). */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** The first `limit` items, or with `random` a seeded random subset of that size (kept in file order). */
 export function selectItems(items: EvalItem[], limit: number | undefined, random: boolean, seed = 0): EvalItem[] {
   if (limit === undefined || limit >= items.length) return items;
   if (!random) return items.slice(0, limit);
-  const r = prng(seed);
+  const r = mulberry32(seed);
   const idx = items.map((_, i) => i);
   for (let i = 0; i < limit; i++) {
     const j = i + Math.floor(r() * (idx.length - i));

@@ -18,7 +18,8 @@
  */
 import { RecallError } from "../errors.ts";
 import { Params, type Gpu, type Kernel } from "../gpu/runtime.ts";
-import { Tensor, DTYPE_BYTES, shapeString } from "../gpu/tensor.ts";
+import { Tensor, shapeString } from "../gpu/tensor.ts";
+import { bindWindow } from "./launch.ts";
 import { matmul } from "./matmul.ts";
 
 const STATS: Kernel = { shader: "logprobs", entry: "lp_stats", storage: ["read_write", "read", "read_write", "read_write", "read_write"], uniforms: true };
@@ -99,20 +100,6 @@ export function logprobsScratchBytes(dims: LogprobsDims, opts: LogprobsOptions =
   return logprobsPlan(dims, opts).scratchBytes;
 }
 
-/**
- * A view of `count` elements of `t` starting at element `first`, whose binding offset is aligned
- * down to the adapter's minStorageBufferOffsetAlignment; `offset` is where element `first` sits
- * inside the view (pass it as the op's element offset).
- */
-export function alignedWindow(gpu: Gpu, t: Tensor, first: number, count: number): { view: Tensor; offset: number } {
-  const bytesPer = DTYPE_BYTES[t.dtype];
-  const align = gpu.limits.minStorageBufferOffsetAlignment;
-  const abs = t.byteOffset + first * bytesPer;
-  const start = Math.floor(abs / align) * align;
-  const offset = (abs - start) / bytesPer;
-  return { view: new Tensor(t.buffer, [offset + count], t.dtype, start), offset };
-}
-
 function checkBinding(gpu: Gpu, what: string, elements: number): void {
   const bytes = elements * 4;
   const max = gpu.limits.maxStorageBufferBindingSize;
@@ -141,9 +128,9 @@ function statsParams(rows: number, width: number, v0: number, n0: number, V: num
 
 /** Records the logits of one (chunk, slice) block into scratch[0 : rows × width]. */
 function sliceLogits(gpu: Gpu, h: Tensor, W: Tensor, scratch: Tensor, D: number, n0: number, rows: number, v0: number, width: number, alpha: number): void {
-  const hw = alignedWindow(gpu, h, n0 * D, rows * D);
-  const ww = alignedWindow(gpu, W, v0 * D, width * D);
-  matmul(gpu, hw.view, ww.view, scratch, { M: rows, N: width, K: D }, { transB: true, alpha, offsetA: hw.offset, offsetB: ww.offset });
+  const hw = bindWindow(gpu, h, n0 * D, rows * D);
+  const ww = bindWindow(gpu, W, v0 * D, width * D);
+  matmul(gpu, hw.view, ww.view, scratch, { M: rows, N: width, K: D }, { transB: true, alpha, offsetA: hw.base, offsetB: ww.base });
 }
 
 /** Forward: logprob [N], entropy [N], lse [N]. `scratch` is an f32 tensor of logprobsPlan(dims, opts).scratchElements. */
@@ -211,13 +198,13 @@ export function logprobsBackward(
   const alpha = 1 / (opts.temperature ?? 1);
   for (let n0 = 0; n0 < N; n0 += plan.chunk) {
     const rows = Math.min(plan.chunk, N - n0);
-    const hw = alignedWindow(gpu, h, n0 * D, rows * D);
-    const dhw = alignedWindow(gpu, dh, n0 * D, rows * D);
+    const hw = bindWindow(gpu, h, n0 * D, rows * D);
+    const dhw = bindWindow(gpu, dh, n0 * D, rows * D);
     for (let v0 = 0; v0 < V; v0 += plan.vocabSlice) {
       const width = Math.min(plan.vocabSlice, V - v0);
-      const ww = alignedWindow(gpu, W, v0 * D, width * D);
-      const dww = alignedWindow(gpu, dW, v0 * D, width * D);
-      matmul(gpu, hw.view, ww.view, scratch, { M: rows, N: width, K: D }, { transB: true, alpha, offsetA: hw.offset, offsetB: ww.offset });
+      const ww = bindWindow(gpu, W, v0 * D, width * D);
+      const dww = bindWindow(gpu, dW, v0 * D, width * D);
+      matmul(gpu, hw.view, ww.view, scratch, { M: rows, N: width, K: D }, { transB: true, alpha, offsetA: hw.base, offsetB: ww.base });
       gpu.dispatch({
         kernel: DLOGITS,
         params: statsParams(rows, width, v0, n0, V, 0, false, false),
@@ -225,8 +212,8 @@ export function logprobsBackward(
         workgroups: [rows],
       });
       // dz is with respect to z = alpha·h·Wᵀ, so both products carry alpha.
-      matmul(gpu, scratch, ww.view, dhw.view, { M: rows, N: D, K: width }, { alpha, offsetB: ww.offset, offsetC: dhw.offset, accumulate: v0 > 0 || !!opts.accumulateDh });
-      matmul(gpu, scratch, hw.view, dww.view, { M: width, N: D, K: rows }, { transA: true, alpha, offsetB: hw.offset, offsetC: dww.offset, accumulate: true });
+      matmul(gpu, scratch, ww.view, dhw.view, { M: rows, N: D, K: width }, { alpha, offsetB: ww.base, offsetC: dhw.base, accumulate: v0 > 0 || !!opts.accumulateDh });
+      matmul(gpu, scratch, hw.view, dww.view, { M: width, N: D, K: rows }, { transA: true, alpha, offsetB: hw.base, offsetC: dww.base, accumulate: true });
     }
   }
 }
@@ -296,12 +283,12 @@ export function lastLogits(gpu: Gpu, h: Tensor, W: Tensor, out: Tensor, dims: La
   needElements("sliceScratch", block, need.sliceScratch);
   for (let v0 = 0; v0 < V; v0 += plan.vocabSlice) {
     const width = Math.min(plan.vocabSlice, V - v0);
-    const ww = alignedWindow(gpu, W, v0 * D, width * D);
-    matmul(gpu, x, ww.view, block, { M: B, N: width, K: D }, { transB: true, offsetB: ww.offset });
-    const ow = alignedWindow(gpu, out, v0, (B - 1) * V + width);
+    const ww = bindWindow(gpu, W, v0 * D, width * D);
+    matmul(gpu, x, ww.view, block, { M: B, N: width, K: D }, { transB: true, offsetB: ww.base });
+    const ow = bindWindow(gpu, out, v0, (B - 1) * V + width);
     gpu.dispatch({
       kernel: SCATTER,
-      params: new Params().u32(B, width, V, 0, ow.offset).bytes(),
+      params: new Params().u32(B, width, V, 0, ow.base).bytes(),
       bindings: [block, ow.view],
       workgroups: [Math.ceil(width / 64), B],
     });
