@@ -54,13 +54,10 @@ export class GenerationSession {
   constructor(readonly model: Transformer, readonly B: number, readonly capacity: number) {
     this.gpu = model.gpu;
     const F = model.Hkv * model.hd;
+    // Every layer appends the same rows: one newLen tensor serves them all.
+    const newLen = this.gpu.empty([B], "u32");
     for (let l = 0; l < model.config.numLayers; l++) {
-      this.caches.push({
-        k: this.gpu.zeros([B, capacity, F]),
-        v: this.gpu.zeros([B, capacity, F]),
-        capacity,
-        newLen: this.gpu.empty([B], "u32"),
-      });
+      this.caches.push({ k: this.gpu.zeros([B, capacity, F]), v: this.gpu.zeros([B, capacity, F]), capacity, newLen });
     }
     this.tokens = Array.from({ length: B }, () => []);
     this.cached = new Array(B).fill(0);
@@ -69,7 +66,8 @@ export class GenerationSession {
   }
 
   release(): void {
-    for (const c of this.caches) this.gpu.release(c.k, c.v, c.newLen);
+    if (this.caches[0]) this.gpu.release(this.caches[0].newLen);
+    for (const c of this.caches) this.gpu.release(c.k, c.v);
     this.caches.length = 0;
     this.gpu.release(this.logits);
   }
@@ -134,7 +132,7 @@ export class GenerationSession {
       qStart: g.upload(qStart, [this.B]),
       kvLen: g.upload(qStart.map((s, b) => s + newLen[b]!), [this.B]),
     };
-    for (const c of this.caches) g.write(c.newLen, newLen);
+    if (this.caches[0]) g.write(this.caches[0].newLen, newLen);
     const last = g.upload(lastRows, [this.B]);
     this.model.forwardCached(batch, this.caches, last, this.logits);
     g.release(batch.ids, batch.targets, batch.positions, batch.qStart, batch.kvLen, last);
