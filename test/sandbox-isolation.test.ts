@@ -128,6 +128,8 @@ describe("--engine python", () => {
       expect(printed).toEqual({ output: "from cpython\n", result: { t: [1, 2] }, error: null });
       expect((await pool.execute({ env: "while True: pass", call: "1", timeout: 1 })).error).toBe("execution timed out");
       expect((await pool.execute({ env: "", call: "2 ** 10" })).result).toBe(1024);
+      expect((await pool.execute({ env: "", call: "len(bytearray(2 * 1024**3))" })).error).toBe("memory limit exceeded: the call used more than 256 MB");
+      expect((await pool.execute({ env: "", call: "'after'" })).result).toBe("after");
     } finally {
       await pool.close();
     }
@@ -174,4 +176,50 @@ describe("single binary", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 300_000);
+});
+
+describe("worker lifetime", () => {
+  test("workers die with the pool's process, even in the middle of a call", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "recall-orphan-"));
+    try {
+      const script = join(dir, "pool.ts");
+      writeFileSync(
+        script,
+        `
+import { createLocalSandbox } from ${JSON.stringify(join(PROJECT_ROOT, "src/sandbox/local-sandbox.ts"))};
+const pool = await createLocalSandbox({ workers: 1, memoryMb: 128, osSandbox: "none" });
+void pool.execute({ env: "while True: pass", call: "1", timeout: 60 });
+await Bun.sleep(300);
+console.log(JSON.stringify(pool.workerPids()));
+await Bun.sleep(60_000);
+`,
+      );
+      const proc = Bun.spawn([process.execPath, script], { cwd: PROJECT_ROOT, stdout: "pipe", stderr: "inherit" });
+      const reader = proc.stdout.getReader();
+      let text = "";
+      while (!text.includes("\n")) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += new TextDecoder().decode(value);
+      }
+      const pids = JSON.parse(text) as number[];
+      expect(pids.length).toBe(1);
+      const alive = (pid: number) => {
+        try {
+          process.kill(pid, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      expect(alive(pids[0]!)).toBe(true);
+      proc.kill("SIGKILL");
+      await proc.exited;
+      const t0 = performance.now();
+      while (alive(pids[0]!) && performance.now() - t0 < 3000) await Bun.sleep(50);
+      expect(alive(pids[0]!)).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

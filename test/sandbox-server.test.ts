@@ -178,32 +178,36 @@ describe("recall sandbox CLI", () => {
       // Without NODE_ENV=test (set by bun test), which would silence consola's info lines.
       env: { ...process.env, NO_COLOR: "1", NODE_ENV: "production" },
     });
-    let log = "";
-    const dec = new TextDecoder();
-    const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no listening line in: ${log}`)), 60_000);
-      const read = async (s: ReadableStream<Uint8Array>) => {
-        for await (const chunk of s) {
-          log += dec.decode(chunk);
-          const m = /listening on (http:\/\/[0-9.]+:\d+)/.exec(log);
-          if (m) {
-            clearTimeout(timer);
-            resolve(m[1]!);
+    try {
+      let log = "";
+      const dec = new TextDecoder();
+      const url = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no listening line in: ${log}`)), 60_000);
+        const read = async (s: ReadableStream<Uint8Array>) => {
+          for await (const chunk of s) {
+            log += dec.decode(chunk);
+            const m = /listening on (http:\/\/[0-9.]+:\d+)/.exec(log);
+            if (m) {
+              clearTimeout(timer);
+              resolve(m[1]!);
+            }
           }
-        }
-      };
-      void read(proc.stdout);
-      void read(proc.stderr);
-    });
-    const slow = fetch(`${url}/execute`, { method: "POST", body: JSON.stringify({ env: "import time", call: "time.sleep(1.5) or 'finished'" }) });
-    await Bun.sleep(400);
-    proc.kill("SIGTERM");
-    const answer = await slow;
-    expect(answer.status).toBe(200);
-    expect(await answer.json()).toEqual({ output: "", result: "finished", error: null });
-    expect(await proc.exited).toBe(0);
-    expect(log).toContain("isolation:");
-    expect(log).toContain("SIGTERM: finishing calls in flight");
-    await expect(fetch(`${url}/health`)).rejects.toThrow();
+        };
+        void read(proc.stdout);
+        void read(proc.stderr);
+      });
+      const slow = fetch(`${url}/execute`, { method: "POST", body: JSON.stringify({ env: "import time", call: "time.sleep(1.5) or 'finished'" }) });
+      await Bun.sleep(400);
+      proc.kill("SIGTERM");
+      const answer = await slow;
+      expect(answer.status).toBe(200);
+      expect(await answer.json()).toEqual({ output: "", result: "finished", error: null });
+      expect(await proc.exited).toBe(0);
+      expect(log).toContain("isolation:");
+      expect(log).toContain("SIGTERM: finishing calls in flight");
+      await expect(fetch(`${url}/health`)).rejects.toThrow();
+    } finally {
+      proc.kill("SIGKILL"); // no orphan server if an expectation failed
+    }
   }, 90_000);
 });

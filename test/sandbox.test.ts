@@ -300,6 +300,9 @@ def _has(cell):
     const a = await run("def bomb():\n    hoard = []\n    while True:\n        hoard.append(bytearray(10**7))", "bomb()", 10);
     expect(a).toEqual({ output: "", result: null, error: "memory limit exceeded: the call used more than 256 MB" });
     expect((await run("", "sum(range(10))")).result).toBe(45);
+    // One 2 GiB allocation: the same answer, at once.
+    expect((await run("", "len(bytearray(2**31 - 1))")).error).toBe("memory limit exceeded: the call used more than 256 MB");
+    expect((await run("", "'after'")).result).toBe("after");
   }, 30_000);
 
   test("a huge print hits the output limit", async () => {

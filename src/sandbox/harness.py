@@ -26,8 +26,10 @@ import datetime
 import decimal
 import enum
 import io
+import itertools
 import json
 import math
+import operator
 import os
 import shutil
 import sys
@@ -339,6 +341,31 @@ def _seal_imports(engine):
 
 # ---------------------------------------------------------------- state between calls
 
+_is = operator.is_
+_chain = itertools.chain
+
+
+class _DictSnapshot:
+    """A dict's contents at one moment, and how to put them back. The unchanged case (nearly every
+    module after nearly every call) is found by identity alone, in C, without running any code a
+    tool could have planted (no __eq__ or __hash__ of its objects)."""
+
+    __slots__ = ("d", "keys", "values", "copy")
+
+    def __init__(self, d):
+        self.d = d
+        self.keys = tuple(d)
+        self.values = tuple(d.values())
+        self.copy = dict(d)
+
+    def restore(self):
+        d = self.d
+        if len(d) == len(self.keys) and all(map(_is, d.values(), self.values)) and all(map(_is, d, self.keys)):
+            return
+        d.clear()
+        d.update(self.copy)
+
+
 class _Baseline:
     """The interpreter state every call starts from, and how to put it back."""
 
@@ -347,8 +374,9 @@ class _Baseline:
         self.scratch_dirs = scratch_dirs
         self.keep = {home, *scratch_dirs}
         self.modules = dict(sys.modules)
-        self.module_dicts = [(m.__dict__, dict(m.__dict__)) for m in self.modules.values()
+        self.module_dicts = [_DictSnapshot(m.__dict__) for m in self.modules.values()
                              if isinstance(m, types.ModuleType)]
+        self._index_module_dicts()
         self.sys_lists = [(lst, list(lst)) for lst in (sys.path, sys.meta_path, sys.path_hooks, sys.argv)]
         self.environ = dict(os.environ)
         self.recursion_limit = sys.getrecursionlimit()
@@ -365,15 +393,11 @@ class _Baseline:
         for name, mod in self.modules.items():
             if sys.modules.get(name) is not mod:
                 sys.modules[name] = mod
-        for d, snap in self.module_dicts:
-            if len(d) != len(snap):
-                for k in [k for k in d if k not in snap]:
-                    del d[k]
-            for k, v in snap.items():
-                if d.get(k, snap) is not v:
-                    d[k] = v
+        if not self._module_dicts_unchanged():
+            for snap in self.module_dicts:
+                snap.restore()
         for lst, snap in self.sys_lists:
-            if lst != snap:
+            if len(lst) != len(snap) or not all(map(_is, lst, snap)):
                 lst[:] = snap
         sys.path_importer_cache.clear()
         sys.settrace(None)
@@ -391,6 +415,19 @@ class _Baseline:
             os.chdir(self.home)
         self._clean_scratch()
         self._adopt([name for name, mod in imported if self._is_library(mod)])
+
+    def _index_module_dicts(self):
+        self.dicts = [snap.d for snap in self.module_dicts]
+        self.lens = tuple(map(len, self.dicts))
+        self.flat_keys = tuple(_chain.from_iterable(self.dicts))
+        self.flat_values = tuple(_chain.from_iterable(map(dict.values, self.dicts)))
+
+    def _module_dicts_unchanged(self):
+        """One pass in C over every module attribute, by identity: the common case costs ~0.2 ms."""
+        dicts = self.dicts
+        return (tuple(map(len, dicts)) == self.lens
+                and all(map(_is, _chain.from_iterable(map(dict.values, dicts)), self.flat_values))
+                and all(map(_is, _chain.from_iterable(dicts), self.flat_keys)))
 
     def _is_library(self, mod):
         """A module that came from the standard library or installed packages (not from a file a tool wrote)."""
@@ -417,7 +454,8 @@ class _Baseline:
             mod = sys.modules[name]
             self.modules[name] = mod
             if isinstance(mod, types.ModuleType):
-                self.module_dicts.append((mod.__dict__, dict(mod.__dict__)))
+                self.module_dicts.append(_DictSnapshot(mod.__dict__))
+        self._index_module_dicts()
 
     def _clean_scratch(self):
         for d in self.scratch_dirs:
@@ -505,6 +543,9 @@ class _Harness:
                     error = f"result too large: its JSON is more than {self.result_limit} bytes"
         except _OutputLimit as e:
             error = _safe_str(e)
+        except MemoryError as e:
+            limit = "memory"  # the host answers with the limit and replaces the worker
+            error = _safe_str(e)
         except BaseException as e:
             error = _safe_str(e)
         finally:
@@ -512,6 +553,8 @@ class _Harness:
         if writer.exceeded:
             limit = "output"
             error = f"output limit exceeded: more than {self.output_limit} characters printed"
+            result_json = None
+        if limit == "memory":
             result_json = None
         output = "" if limit else writer.getvalue()
         return {"t": "answer", "id": self.call_id, "output": output, "result_json": result_json,
@@ -532,6 +575,12 @@ def main(engine):
     home = init.get("home") or os.getcwd()
     os.makedirs(home, exist_ok=True)
     os.chdir(home)
+    if engine == "python" and sys.platform == "linux":
+        try:  # die with the pool, even mid-call (bubblewrap's --die-with-parent does it when present)
+            import ctypes
+            ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)
+        except Exception:
+            pass
     if engine == "python" and init.get("memory_bytes"):
         import resource
         with open("/proc/self/statm") as f:

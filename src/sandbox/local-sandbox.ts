@@ -103,6 +103,7 @@ export class LocalSandbox implements ToolExecutor {
   private closed = false;
   private calls = 0;
   private readonly replaced: Record<string, number> = {};
+  private readonly counted = new Set<WorkerProcess>();
   private coldStarts: number[] = [];
   private startFailures = 0;
   private lastStartError = "";
@@ -212,7 +213,8 @@ export class LocalSandbox implements ToolExecutor {
     this.retiring.delete(w);
     const i = this.idle.indexOf(w);
     if (i >= 0) this.idle.splice(i, 1);
-    if (w.killReason && w.killReason !== "closed") this.replaced[w.killReason] = (this.replaced[w.killReason] ?? 0) + 1;
+    if (w.killReason && w.killReason !== "closed" && !this.counted.has(w)) this.countReplaced(w.killReason);
+    this.counted.delete(w);
     // A worker that never became ready is handled by its start-up failure, with back-off.
     if (!this.starting.has(w)) this.replenish();
   }
@@ -258,10 +260,19 @@ export class LocalSandbox implements ToolExecutor {
     }
   }
 
+  private countReplaced(reason: string): void {
+    this.replaced[reason] = (this.replaced[reason] ?? 0) + 1;
+  }
+
   private async runOn(w: WorkerProcess, job: Job): Promise<void> {
     const started = performance.now();
     const seconds = Math.min(job.req.timeout ?? this.defaultTimeout, this.maxTimeout);
     const outcome = await w.run(job.req.env, job.req.call, seconds * 1000);
+    if (outcome.kind !== "answer") {
+      // Counted now rather than when the process is reaped, so stats are current when the answer is.
+      this.counted.add(w);
+      this.countReplaced(outcome.kind === "timeout" ? "timeout" : outcome.kind === "limit" ? `${outcome.what} limit` : outcome.detail);
+    }
     const answer = this.toAnswer(outcome);
     this.calls++;
     this.onCall?.({
@@ -332,6 +343,11 @@ export class LocalSandbox implements ToolExecutor {
   drain(): Promise<void> {
     if (this.inFlight === 0) return Promise.resolve();
     return new Promise((res) => this.drainWaiters.push(res));
+  }
+
+  /** Process ids of the live workers (the bwrap process when workers run under bubblewrap). */
+  workerPids(): number[] {
+    return [...this.all].filter((w) => w.alive).map((w) => w.pid);
   }
 
   stats(): SandboxStats {

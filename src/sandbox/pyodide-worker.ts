@@ -8,6 +8,7 @@
  *
  * stdout carries only the protocol; nothing else in this process may write to fd 1.
  */
+import { dlopen, FFIType } from "bun:ffi";
 import { readSync, renameSync, writeSync } from "node:fs";
 import { createRequire } from "node:module";
 import { loadPyodide } from "pyodide";
@@ -259,7 +260,28 @@ export async function makePyodideSnapshot(assetsDir: string, outPath: string): P
   renameSync(tmp, outPath);
 }
 
+/**
+ * Linux: have the kernel kill this process when its parent (the pool) dies, even mid-call when
+ * the worker is not reading stdin (bubblewrap's --die-with-parent does the same when present).
+ */
+function dieWithParent(): void {
+  if (process.platform !== "linux") return;
+  const parent = process.ppid;
+  for (const lib of ["libc.so.6", "libc.musl-x86_64.so.1", "libc.musl-aarch64.so.1"]) {
+    try {
+      const libc = dlopen(lib, { prctl: { args: [FFIType.i32, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64], returns: FFIType.i32 } });
+      libc.symbols.prctl(1 /* PR_SET_PDEATHSIG */, 9 /* SIGKILL */, 0, 0, 0);
+      libc.close();
+      break;
+    } catch {
+      // try the next name
+    }
+  }
+  if (process.ppid !== parent) process.exit(0); // the parent died before prctl took effect
+}
+
 export async function runPyodideWorker(opts: PyodideWorkerOptions): Promise<never> {
+  dieWithParent();
   capMemory(opts.memoryBytes);
   const relay = new Relay(64 << 20);
   let py;

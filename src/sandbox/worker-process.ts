@@ -296,7 +296,7 @@ export class WorkerProcess {
     const p = this.pending;
     if (!p || msg.id !== p.id) return this.protocolError("an answer nobody asked for");
     const limit = msg.limit;
-    if (limit === "output" || limit === "result") {
+    if (limit === "output" || limit === "result" || limit === "memory") {
       this.finish({ kind: "limit", what: limit });
       this.kill(`${limit} limit`);
       return;
