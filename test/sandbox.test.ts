@@ -319,6 +319,14 @@ def _has(cell):
     expect((await run("", "'alive'")).result).toBe("alive");
   }, 30_000);
 
+  test("tool code that writes the host channel itself, or exits the interpreter, only ends its own worker", async () => {
+    const forged = await run("import os\nfd = os.open('/dev/recall', os.O_RDWR)\nos.write(fd, b'{\"t\": \"answer\", \"id\": 999}\\n')", "1");
+    expect(forged.error).toBe("the sandbox worker stopped unexpectedly (protocol violation (an answer nobody asked for)) and was replaced");
+    const exited = await run("import os", "os._exit(0)");
+    expect(exited.error).toBe("the sandbox worker stopped unexpectedly (fatal: Program terminated with exit(0)) and was replaced");
+    expect((await run("", "'fine'")).result).toBe("fine");
+  }, 30_000);
+
   test("a result too large to send is refused", async () => {
     const big = await createLocalSandbox({ workers: 1, memoryMb: 256, resultLimit: 1000 });
     try {

@@ -25,6 +25,7 @@ import dataclasses
 import datetime
 import decimal
 import enum
+import functools
 import io
 import itertools
 import json
@@ -36,6 +37,9 @@ import sys
 import types
 import uuid
 
+# Compiled env and call code, keyed by the source itself: code objects are immutable and the cache
+# lives inside lru_cache's C state, so tool code can neither read it nor plant a wrong entry.
+_compile = functools.lru_cache(maxsize=256)(compile)
 _json_dumps = json.dumps
 _json_loads = json.loads
 _os_read = os.read
@@ -531,8 +535,8 @@ class _Harness:
             if not isinstance(env, str) or not isinstance(call, str):
                 raise TypeError("env and call must be strings")
             g = {"__name__": "__main__"}
-            exec(compile(env, "<env>", "exec"), g)
-            exec(compile(f"response = {call}", "<call>", "exec"), g)
+            exec(_compile(env, "<env>", "exec"), g)
+            exec(_compile(f"response = {call}", "<call>", "exec"), g)
             result = g.get("response")
             encoded = _encode(result)
             if encoded is not None:

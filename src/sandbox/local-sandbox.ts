@@ -150,7 +150,8 @@ export class LocalSandbox implements ToolExecutor {
         memory_bytes: this.memoryMb * 2 ** 20,
         requests_src: requestsShim,
       },
-      maxLineBytes: 4 * (this.outputLimit + this.resultLimit) + (1 << 20),
+      // Output travels as ASCII JSON (up to 12 bytes a character); the result's JSON text is escaped once more.
+      maxLineBytes: 12 * this.outputLimit + 2 * this.resultLimit + (1 << 20),
       rssGrowthLimitBytes: this.memoryMb * 2 ** 20 + (256 << 20),
       startTimeoutMs: 120_000,
       proxy: this.proxy,

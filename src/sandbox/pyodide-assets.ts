@@ -6,7 +6,7 @@
  * (`$XDG_CACHE_HOME/recall` or `~/.cache/recall`, else the temp dir), written to a temp name and
  * renamed.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import stdlibPath from "pyodide/python_stdlib.zip" with { type: "file" };
@@ -40,6 +40,20 @@ function usable(dir: string): boolean {
 }
 
 let cached: string | undefined;
+
+/** The first cache directory that exists or can be made and is writable: the user cache, else the temp dir. */
+export function writableCacheDir(): string | undefined {
+  for (const root of [cacheRoot(), join(tmpdir(), "recall-cache")]) {
+    try {
+      mkdirSync(root, { recursive: true });
+      accessSync(root, constants.W_OK);
+      return root;
+    } catch {
+      // try the next
+    }
+  }
+  return undefined;
+}
 
 /** A name that changes whenever the embedded runtime does. */
 export function runtimeTag(): string {

@@ -195,7 +195,8 @@ export class WorkerProcess {
     if (p) {
       this.finish({ kind: "crash", detail: this.killedFor ?? `worker exited with code ${code}` });
     }
-    this.onExit(this);
+    // After the pool has seen the call's outcome (it counts replacements there).
+    setTimeout(() => this.onExit(this), 0);
   }
 
   private async readStderr(): Promise<void> {
@@ -242,6 +243,7 @@ export class WorkerProcess {
   }
 
   private handleLine(line: string): void {
+    if (this.dead) return; // killed: whatever it still had in the pipe is not trusted
     if (line.length > this.settings.maxLineBytes) return this.limit("message");
     let msg: Record<string, unknown>;
     try {
@@ -251,6 +253,7 @@ export class WorkerProcess {
     }
     switch (msg.t) {
       case "ready":
+        if (this.coldStartMs > 0) return this.protocolError("a second ready");
         this.python = String(msg.python ?? "");
         this.coldStartMs = performance.now() - this.startedAt;
         this.baselineRss = treeRssBytes(this.proc.pid) ?? 0;
