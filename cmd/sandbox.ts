@@ -5,20 +5,36 @@ import { defineRecallCommand, listFlag, numberFlag, requiredStringFlag, stringFl
 import { RecallError } from "../src/errors.ts";
 
 const poolFlags = {
-  engine: { type: "string", description: "pyodide (default: CPython in WebAssembly, nothing to install) or python (system python3 with its packages; needs bubblewrap)", default: "pyodide" },
+  engine: { type: "string", description: "pyodide (default: CPython in WebAssembly, nothing to install) or python (system python3 with its packages; needs bubblewrap)" },
   memory_mb: { type: "string", description: "Memory one call may use, in MB (default 512)" },
   allow_url: { type: "string", description: "URL whose origin tool code may reach through requests.get/post (repeatable, or comma-separated)" },
   output_limit_kb: { type: "string", description: "Most output a call may print, in KiB (default 1024)" },
   unsafe_no_isolation: { type: "boolean", description: "With --engine python and no OS sandbox: run tools with your user's full access anyway" },
 } as const;
 
-function poolOptions(args: Record<string, unknown>) {
+/**
+ * Every value of a repeatable flag. citty keeps only the last of `--allow_url a --allow_url b`, so
+ * the values are read from the (already normalised) raw arguments; commas separate values too.
+ */
+function repeatedFlag(rawArgs: string[], args: Record<string, unknown>, name: string): string[] {
+  const values: string[] = [];
+  for (let i = 0; i < rawArgs.length; i++) {
+    const tok = rawArgs[i]!;
+    if (tok === "--") break;
+    if (tok === `--${name}` && rawArgs[i + 1] !== undefined) values.push(rawArgs[++i]!);
+    else if (tok.startsWith(`--${name}=`)) values.push(tok.slice(name.length + 3));
+  }
+  const found = values.flatMap((v) => v.split(",")).map((v) => v.trim()).filter((v) => v.length > 0);
+  return found.length ? found : listFlag(args, name);
+}
+
+function poolOptions(args: Record<string, unknown>, rawArgs: string[]) {
   const engine = stringFlag(args, "engine") ?? "pyodide";
   if (engine !== "pyodide" && engine !== "python") throw new RecallError(`flag --engine expects pyodide or python, got '${engine}'`);
   return {
     engine: engine as "pyodide" | "python",
     memoryMb: numberFlag(args, "memory_mb", { default: 512, min: 64 }),
-    allowUrls: listFlag(args, "allow_url"),
+    allowUrls: repeatedFlag(rawArgs, args, "allow_url"),
     outputLimit: numberFlag(args, "output_limit_kb", { default: 1024, min: 1 }) * 1024,
     unsafeNoIsolation: args.unsafe_no_isolation === true,
   };
@@ -38,17 +54,17 @@ const serve = defineRecallCommand({
     max_timeout: { type: "string", description: "Largest per-call timeout a request may ask for, in seconds (default 30)" },
     token: { type: "string", description: "Require 'Authorization: Bearer TOKEN' on /execute (default: $RECALL_SANDBOX_TOKEN, else open)" },
     max_body_kb: { type: "string", description: "Largest request body, in KiB (default 4096)" },
-    verbose: { type: "boolean", description: "Log one line per call (duration, outcome)" },
+    verbose: { type: "boolean", description: "Log one debug line per call: duration, queue wait, outcome, worker" },
     ...poolFlags,
   },
-  async run({ args }) {
+  async run({ args, rawArgs }) {
     const { createLocalSandbox } = await import("../src/sandbox/local-sandbox.ts");
     const { serveSandbox } = await import("../src/sandbox/server.ts");
     if (args.verbose) consola.level = 4;
     const port = numberFlag(args, "port", { default: 8080, integer: true, min: 0, max: 65535 });
     const host = stringFlag(args, "host") ?? "127.0.0.1";
     const token = stringFlag(args, "token") ?? process.env.RECALL_SANDBOX_TOKEN;
-    const opts = poolOptions(args);
+    const opts = poolOptions(args, rawArgs);
     const workersFlag = stringFlag(args, "workers");
     const t0 = performance.now();
     const pool = await createLocalSandbox({
@@ -97,7 +113,7 @@ const exec = defineRecallCommand({
     flat: { type: "boolean", description: "Print the flattened RESULT text a model would see instead of JSON" },
     ...poolFlags,
   },
-  async run({ args }) {
+  async run({ args, rawArgs }) {
     const { createLocalSandbox } = await import("../src/sandbox/local-sandbox.ts");
     const { answerToJson } = await import("../src/sandbox/answer.ts");
     const { flattenAnswer } = await import("../src/sandbox/flatten.ts");
@@ -108,7 +124,7 @@ const exec = defineRecallCommand({
     } catch (e) {
       throw new RecallError(`cannot read --env ${envFile}: ${(e as Error).message}`);
     }
-    const opts = poolOptions(args);
+    const opts = poolOptions(args, rawArgs);
     const searchUrl = stringFlag(args, "search_url");
     if (searchUrl) {
       env = env.replaceAll("<search-url-placeholder>", searchUrl.replace(/\/+$/, ""));

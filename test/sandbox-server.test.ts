@@ -162,6 +162,13 @@ describe("recall sandbox CLI", () => {
     expect(flat.stdout).toBe("result: \n5\noutput: \nadding\n");
   }, 60_000);
 
+  test("--allow_url repeats and takes commas; anything else is refused inside Python", () => {
+    const r = runRecall(["sandbox", "exec", "--env", "-", "--call", "requests.get('http://c:3/')", "--allow_url", "http://a:1", "--allow-url", "http://b:2,https://d"], {
+      input: "import requests",
+    });
+    expect(r.stdout).toBe(`{"output": "", "result": null, "error": "the sandbox does not allow requests to 'http://c:3/' (allowed: http://a:1, http://b:2, https://d)"}\n`);
+  }, 60_000);
+
   test("exec names a bad flag value or a missing file", () => {
     const missing = runRecall(["sandbox", "exec", "--env", "/nonexistent/tools.py", "--call", "f()"]);
     expect(missing.code).toBe(1);
