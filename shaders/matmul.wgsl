@@ -2,9 +2,12 @@
 // op(X) is X or Xᵀ (TRANS_A / TRANS_B), covering A·B, A·Bᵀ and Aᵀ·B of forward and backward passes.
 // Logical shapes: op(A) is M×K, op(B) is K×N, C is M×N, all row-major; batch strides may be 0 to broadcast.
 //
-// Kernel shape chosen for lavapipe (CPU Vulkan), where each invocation is a SIMD lane and barriers
-// are costly: no workgroup memory, each invocation accumulates a TM×TN register tile, loads are
-// clamped to the matrix (no branches in the inner loop), stores are bounds-checked.
+// Two kernels share the bindings and the contract:
+//  - `matmul` (portable, any adapter): each invocation accumulates a TM×4 register tile; no
+//    workgroup memory, loads clamped to the matrix (no branches in the inner loop), stores bounds-checked.
+//  - `matmul_sg` / `matmul_sg_b4` (below the SUBGROUP KERNELS line; adapters with the `subgroups`
+//    feature and subgroups of at least 8 lanes): src/ops/matmul.ts compiles that part as a separate
+//    module with `enable subgroups;` in front, so this file stays valid WGSL for adapters without it.
 
 struct Params {
   M: u32, N: u32, K: u32, batch: u32,
@@ -78,4 +81,144 @@ fn matmul(@builtin(global_invocation_id) gid: vec3u) {
       C[idx] = v;
     }
   }
+}
+
+// ---- SUBGROUP KERNELS (src/ops/matmul.ts splits the file here) ---------------------------------
+//
+// Why this shape, measured on lavapipe (Mesa 25.0, LLVM 15, 8-lane subgroups): an invocation is one
+// SIMD lane, and every storage-buffer load inside a loop runs as a per-lane scalar sequence with
+// a mask test and a bounds check (~10 instructions per lane), whether its address is uniform or
+// not — a single load statement costs as much as ~20 multiply-adds. What is cheap is moving data
+// between lanes: subgroupBroadcast with a constant lane is one permute. So a subgroup owns a tile
+// of SG_TM rows × (8·SG_TN) columns: each lane keeps SG_TN columns (strided by the workgroup width
+// so neighbouring lanes read neighbouring addresses), and for every block of 8 k the 8 lanes load
+// one k each of every row of A and broadcast them — A is read once per subgroup, not once per lane.
+// Each B element a lane loads feeds SG_TM multiply-adds. The row loops are split in two halves of
+// at most 8 because Mesa only unrolls the smaller loops (a 16-trip loop left the accumulators in
+// memory, 3× slower); unrolled, the accumulators stay in registers.
+//
+// Correct for any subgroup size ≥ 8 (lanes 8.. repeat the loads of lanes 0..7). Every invocation
+// of the workgroup reaches every broadcast: no early exit, edge rows/columns are clamped on load
+// and skipped on store, and k past K reads as 0. (A separate unchecked loop for the full blocks
+// measured no faster and doubled the compile time.)
+
+override SG_TM: u32 = 16u; // rows per subgroup tile, 1..SG_MAX_TM
+override SG_TN: u32 = 2u;  // columns per invocation, 1..SG_MAX_TN
+const SG_MAX_TM = 16u;
+const SG_HALF = 8u;
+const SG_MAX_TN = 4u;
+const SG_WG = 64u;
+const SG_KB = 8u; // k per block: one per lane of an 8-lane group
+
+// B as vec4 along k (transposed B only): two loads per column per block instead of eight. Bound to
+// the same slot as B; an entry point uses one or the other.
+@group(0) @binding(2) var<storage, read> B4: array<vec4f>;
+
+alias SgAcc = array<array<f32, SG_MAX_TN>, SG_HALF>;
+alias SgBlock = array<array<f32, SG_KB>, SG_MAX_TN>;
+
+struct SgTile { aBase: u32, bBase: u32, cBase: u32, row0: u32, col0: u32 }
+
+fn sgTile(wid: vec3u, lid: vec3u) -> SgTile {
+  let b = wid.z;
+  return SgTile(p.offA + b * p.strideA, p.offB + b * p.strideB, p.offC + b * p.strideC, wid.y * SG_TM, wid.x * SG_WG * SG_TN + lid.x);
+}
+
+fn sgCol(t: SgTile, j: u32) -> u32 {
+  return min(t.col0 + j * SG_WG, p.N - 1u);
+}
+
+// Rows rowOff .. rowOff+rows of the tile: this lane loads k = ka of each row (0 past K), the
+// subgroup shares all SG_KB of them, and each lane multiplies them into its columns' block `bv`.
+fn sgRows(acc: ptr<function, SgAcc>, bv: ptr<function, SgBlock>, t: SgTile, rowOff: u32, rows: u32, ka: u32) {
+  for (var i = 0u; i < rows; i++) {
+    let a = select(0.0, loadA(t.aBase, min(t.row0 + rowOff + i, p.M - 1u), ka), ka < p.K);
+    let s = array<f32, SG_KB>(subgroupBroadcast(a, 0u), subgroupBroadcast(a, 1u), subgroupBroadcast(a, 2u), subgroupBroadcast(a, 3u),
+                              subgroupBroadcast(a, 4u), subgroupBroadcast(a, 5u), subgroupBroadcast(a, 6u), subgroupBroadcast(a, 7u));
+    for (var kk = 0u; kk < SG_KB; kk++) {
+      for (var j = 0u; j < SG_TN; j++) {
+        (*acc)[i][j] = fma(s[kk], (*bv)[j][kk], (*acc)[i][j]);
+      }
+    }
+  }
+}
+
+fn sgStore(acc: ptr<function, SgAcc>, t: SgTile, rowOff: u32, rows: u32) {
+  for (var i = 0u; i < rows; i++) {
+    let r = t.row0 + rowOff + i;
+    for (var j = 0u; j < SG_TN; j++) {
+      let c = t.col0 + j * SG_WG;
+      if (r < p.M && c < p.N) {
+        var v = p.alpha * (*acc)[i][j];
+        if (HAS_BIAS) { v += bias[p.offBias + c]; }
+        let idx = t.cBase + r * p.N + c;
+        if (ACCUMULATE) { v += C[idx]; }
+        C[idx] = v;
+      }
+    }
+  }
+}
+
+// One block of SG_KB k for this lane's columns. Past K (the last block when K % 8 != 0) values read
+// as 0; the load itself may then land beyond the matrix, which WebGPU's bounds clamping keeps inside
+// the binding, and its value is discarded.
+fn sgLoadB(bv: ptr<function, SgBlock>, t: SgTile, k0: u32) {
+  for (var j = 0u; j < SG_TN; j++) {
+    let c = sgCol(t, j);
+    for (var kk = 0u; kk < SG_KB; kk++) {
+      (*bv)[j][kk] = select(0.0, loadB(t.bBase, k0 + kk, c), k0 + kk < p.K);
+    }
+  }
+}
+
+// The same from B transposed (N×K) and bound as vec4: needs K, offB and strideB multiples of 4, so a
+// block is two whole vec4 or, at the end when K % 8 == 4, one.
+fn sgLoadB4(bv: ptr<function, SgBlock>, t: SgTile, k0: u32) {
+  for (var j = 0u; j < SG_TN; j++) {
+    let base = (t.bBase + sgCol(t, j) * p.K + k0) / 4u;
+    let lo4 = B4[base];
+    let hi4 = select(vec4f(0.0), B4[base + 1u], k0 + 4u < p.K);
+    for (var kk = 0u; kk < 4u; kk++) {
+      (*bv)[j][kk] = lo4[kk];
+      (*bv)[j][kk + 4u] = hi4[kk];
+    }
+  }
+}
+
+// Scalar loads of B: any TRANS_A / TRANS_B, any K and offsets.
+@compute @workgroup_size(SG_WG, 1, 1)
+fn matmul_sg(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(subgroup_invocation_id) lane: u32) {
+  let t = sgTile(wid, lid);
+  let lo = min(SG_TM, SG_HALF);
+  let hi = SG_TM - lo;
+  var acc0: SgAcc;
+  var acc1: SgAcc;
+  var bv: SgBlock;
+  let lk = lane % SG_KB;
+  for (var k0 = 0u; k0 < p.K; k0 += SG_KB) {
+    sgLoadB(&bv, t, k0);
+    sgRows(&acc0, &bv, t, 0u, lo, k0 + lk);
+    if (hi > 0u) { sgRows(&acc1, &bv, t, SG_HALF, hi, k0 + lk); }
+  }
+  sgStore(&acc0, t, 0u, lo);
+  if (hi > 0u) { sgStore(&acc1, t, SG_HALF, hi); }
+}
+
+// B transposed and read four k at a time (see sgLoadB4).
+@compute @workgroup_size(SG_WG, 1, 1)
+fn matmul_sg_b4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(subgroup_invocation_id) lane: u32) {
+  let t = sgTile(wid, lid);
+  let lo = min(SG_TM, SG_HALF);
+  let hi = SG_TM - lo;
+  var acc0: SgAcc;
+  var acc1: SgAcc;
+  var bv: SgBlock;
+  let lk = lane % SG_KB;
+  for (var k0 = 0u; k0 < p.K; k0 += SG_KB) {
+    sgLoadB4(&bv, t, k0);
+    sgRows(&acc0, &bv, t, 0u, lo, k0 + lk);
+    if (hi > 0u) { sgRows(&acc1, &bv, t, SG_HALF, hi, k0 + lk); }
+  }
+  sgStore(&acc0, t, 0u, lo);
+  if (hi > 0u) { sgStore(&acc1, t, SG_HALF, hi); }
 }

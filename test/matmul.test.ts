@@ -1,15 +1,17 @@
-import { describe, test, beforeAll } from "bun:test";
-import { getGpu, type Gpu } from "../src/gpu/runtime.ts";
-import { matmul, type MatmulOptions } from "../src/ops/matmul.ts";
+import { describe, test, expect, setDefaultTimeout } from "bun:test";
+import { getGpu } from "../src/gpu/runtime.ts";
+import { matmul, choosePlan, subgroupMatmulSupported, vec4BAligned, type MatmulOptions, type MatmulPlan } from "../src/ops/matmul.ts";
 import { matmulRef } from "../src/ops/matmul.ref.ts";
-import { randn, expectClose, forReduction } from "./harness.ts";
+import { randn, rng, expectClose, forReduction } from "./harness.ts";
 
-let gpu: Gpu;
-beforeAll(async () => {
-  gpu = await getGpu();
-});
+// Every new kernel variant is a pipeline compile (up to ~1 s cold on lavapipe).
+setDefaultTimeout(60_000);
 
-// Sizes deliberately not multiples of the 32×32 tile or the 4×4 per-invocation block.
+const gpu = await getGpu();
+const hasSubgroups = subgroupMatmulSupported(gpu);
+
+// Sizes deliberately not multiples of any tile: the portable kernel's 4×4 blocks, the subgroup kernel's
+// 8-k blocks, 16-row tiles and 64·tn-column tiles.
 const SHAPES: [number, number, number][] = [
   [1, 1, 1],
   [3, 5, 7],
@@ -19,12 +21,16 @@ const SHAPES: [number, number, number][] = [
   [1, 130, 65],
 ];
 
-async function check(M: number, N: number, K: number, o: MatmulOptions & { withBias?: boolean }, seed: number) {
+type Case = MatmulOptions & { withBias?: boolean };
+
+async function check(M: number, N: number, K: number, o: Case, seed: number) {
   const batch = o.batch ?? 1;
-  const sA = o.strideA ?? M * K, sB = o.strideB ?? K * N;
-  const a = randn((batch - 1) * sA + M * K, seed);
-  const b = randn((batch - 1) * sB + K * N, seed + 1);
-  const c0 = randn(batch * M * N, seed + 2);
+  const sA = o.strideA ?? M * K, sB = o.strideB ?? K * N, sC = o.strideC ?? M * N;
+  const oA = o.offsetA ?? 0, oB = o.offsetB ?? 0, oC = o.offsetC ?? 0;
+  // Operands sit inside larger buffers (offsets, strides, and a margin after) filled with data the product must not read.
+  const a = randn(oA + (batch - 1) * sA + M * K + 5, seed);
+  const b = randn(oB + (batch - 1) * sB + K * N + 7, seed + 1);
+  const c0 = randn(oC + (batch - 1) * sC + M * N + 3, seed + 2);
   const bias = o.withBias ? randn(N, seed + 3) : undefined;
   const ta = gpu.upload(a, [a.length]), tb = gpu.upload(b, [b.length]), tc = gpu.upload(c0, [c0.length]);
   const tbias = bias ? gpu.upload(bias, [N]) : undefined;
@@ -32,21 +38,22 @@ async function check(M: number, N: number, K: number, o: MatmulOptions & { withB
   const got = await gpu.readF32(tc);
   const want = c0.slice();
   matmulRef(a, b, want, { M, N, K }, { ...o, bias });
-  expectClose(got, want, forReduction("f32", K), `M=${M} N=${N} K=${K} ${JSON.stringify(o)}`);
+  expectClose(got, want, forReduction("f32", K), `M=${M} N=${N} K=${K} ${JSON.stringify({ ...o, bias: undefined })}`);
   gpu.release(ta, tb, tc, ...(tbias ? [tbias] : []));
 }
 
-describe("matmul f32 vs CPU reference", () => {
-  const variants: [string, MatmulOptions & { withBias?: boolean }][] = [
-    ["A·B", {}],
-    ["A·Bᵀ", { transB: true }],
-    ["Aᵀ·B", { transA: true }],
-    ["Aᵀ·Bᵀ", { transA: true, transB: true }],
-    ["A·Bᵀ + bias", { transB: true, withBias: true }],
-    ["accumulate Aᵀ·B", { transA: true, accumulate: true }],
-    ["alpha", { alpha: 0.37 }],
-  ];
-  for (const [name, o] of variants) {
+const VARIANTS: [string, Case][] = [
+  ["A·B", {}],
+  ["A·Bᵀ", { transB: true }],
+  ["Aᵀ·B", { transA: true }],
+  ["Aᵀ·Bᵀ", { transA: true, transB: true }],
+  ["A·Bᵀ + bias", { transB: true, withBias: true }],
+  ["accumulate Aᵀ·B", { transA: true, accumulate: true }],
+  ["alpha", { alpha: 0.37 }],
+];
+
+describe("matmul f32 vs CPU reference (the plan matmul() chooses)", () => {
+  for (const [name, o] of VARIANTS) {
     test(name, async () => {
       let seed = 100;
       for (const [M, N, K] of SHAPES) await check(M, N, K, o, (seed += 10));
@@ -56,22 +63,101 @@ describe("matmul f32 vs CPU reference", () => {
     await check(19, 23, 11, { batch: 3 }, 7);
     await check(9, 13, 21, { batch: 4, transB: true, strideB: 0 }, 8);
     await check(17, 5, 33, { batch: 2, transA: true, accumulate: true, withBias: true }, 9);
+    await check(6, 70, 24, { batch: 3, transB: true, strideA: 0 }, 10);
   });
+  test("offsets into larger buffers", async () => {
+    await check(5, 6, 7, { offsetA: 3, offsetB: 11, offsetC: 17 }, 1);
+    await check(20, 66, 40, { transB: true, offsetA: 5, offsetB: 8, offsetC: 2 }, 2); // B aligned for vec4 loads, A and C not
+    await check(20, 66, 40, { transB: true, offsetB: 6 }, 3); // B misaligned: scalar loads
+  });
+});
+
+describe("portable kernel", () => {
+  for (const [name, o] of VARIANTS) {
+    test(name, async () => {
+      let seed = 300;
+      for (const [M, N, K] of SHAPES.slice(1, 5)) await check(M, N, K, { ...o, tiling: { tm: 4, wgX: 16, wgY: 4 } }, (seed += 10));
+    });
+  }
   test("every tiling gives the same result", async () => {
     for (const tiling of [{ tm: 1, wgX: 64, wgY: 1 }, { tm: 2, wgX: 8, wgY: 8 }, { tm: 8, wgX: 16, wgY: 4 }, { tm: 3, wgX: 4, wgY: 16 }]) {
       await check(29, 45, 19, { transB: true, tiling }, 11);
       await check(3, 9, 40, { transA: true, tiling }, 12);
     }
   });
-  test("offsets into larger buffers", async () => {
-    const M = 5, N = 6, K = 7;
-    const a = randn(100, 1), b = randn(100, 2), c = randn(100, 3);
-    const o = { offsetA: 3, offsetB: 11, offsetC: 17 };
-    const ta = gpu.upload(a, [100]), tb = gpu.upload(b, [100]), tc = gpu.upload(c, [100]);
-    matmul(gpu, ta, tb, tc, { M, N, K }, o);
-    const want = c.slice();
-    matmulRef(a, b, want, { M, N, K }, o);
-    expectClose(await gpu.readF32(tc), want, forReduction("f32", K), "offsets");
-    gpu.release(ta, tb, tc);
+  test("batched with offsets and strides", async () => {
+    const plan: MatmulPlan = { kernel: "portable", tm: 8, wgX: 16, wgY: 4 };
+    await check(9, 13, 21, { batch: 3, transB: true, strideB: 0, offsetA: 1, offsetC: 2, plan }, 13);
+    await check(17, 5, 33, { batch: 2, transA: true, accumulate: true, withBias: true, strideA: 17 * 33 + 4, offsetB: 3, plan }, 14);
+  });
+});
+
+describe.skipIf(!hasSubgroups)("subgroup kernel", () => {
+  test("choosePlan: subgroup kernel, rows per tile track M, vec4 B only when aligned", () => {
+    expect(choosePlan(gpu, { M: 128, N: 896, K: 896 }, { transB: true })).toEqual({ kernel: "subgroup", tm: 16, tn: 2, vec4B: true });
+    expect(choosePlan(gpu, { M: 3, N: 896, K: 896 }, { transB: true })).toEqual({ kernel: "subgroup", tm: 4, tn: 2, vec4B: true });
+    expect(choosePlan(gpu, { M: 1, N: 896, K: 896 }, { transB: true, offsetB: 2 })).toEqual({ kernel: "subgroup", tm: 1, tn: 2, vec4B: false });
+    expect(choosePlan(gpu, { M: 40, N: 896, K: 898 }, { transB: true })).toMatchObject({ vec4B: false });
+    expect(choosePlan(gpu, { M: 40, N: 896, K: 896 }, {})).toMatchObject({ vec4B: false });
+    expect(choosePlan(gpu, { M: 8, N: 8, K: 8 }, { transB: true, batch: 2, strideB: 66 })).toMatchObject({ vec4B: false });
+    expect(choosePlan(gpu, { M: 8, N: 8, K: 8 }, { tiling: { tm: 2, wgX: 8, wgY: 8 } })).toEqual({ kernel: "portable", tm: 2, wgX: 8, wgY: 8 });
+  });
+
+  test("rows split across both register halves, every column count, k tails of every length", async () => {
+    let seed = 500;
+    for (const [tm, tn] of [[1, 1], [12, 3]] as const) {
+      for (const K of [1, 7, 8, 13, 20]) {
+        await check(tm + 5, 64 * tn + 3, K, { transB: true, plan: { kernel: "subgroup", tm, tn, vec4B: false } }, (seed += 10));
+        await check(2 * tm + 1, 29, K, { transA: true, accumulate: true, withBias: true, plan: { kernel: "subgroup", tm, tn, vec4B: false } }, (seed += 10));
+      }
+    }
+  });
+
+  test("vec4 B: K % 8 == 0 and == 4, batched, offsets", async () => {
+    for (const [tm, tn] of [[1, 2], [5, 1], [16, 2]] as const) {
+      const plan: MatmulPlan = { kernel: "subgroup", tm, tn, vec4B: true };
+      await check(tm + 3, 70, 36, { transB: true, plan }, 600 + tm);
+      await check(tm + 1, 17, 12, { transB: true, batch: 3, strideB: 17 * 12 + 8, strideA: 0, offsetB: 4, plan }, 620 + tm);
+    }
+    const plan: MatmulPlan = { kernel: "subgroup", tm: 9, tn: 4, vec4B: true };
+    await check(9, 300, 64, { transB: true, withBias: true, accumulate: true, alpha: -0.5, offsetA: 1, offsetB: 12, offsetC: 3, plan }, 630);
+  });
+
+  test("randomized against the reference: shapes, flags, batches, strides, offsets, plans", async () => {
+    const r = rng(2024);
+    const int = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
+    for (let i = 0; i < 12; i++) {
+      const M = pick([1, 2, 4, int(1, 40)]), N = pick([int(1, 20), int(60, 200)]), K = pick([int(1, 12), int(13, 140), 4 * int(1, 30)]);
+      const batch = pick([1, 1, 2, 3]);
+      const o: Case = {
+        transA: r() < 0.5,
+        transB: r() < 0.5,
+        withBias: r() < 0.3,
+        accumulate: r() < 0.3,
+        alpha: r() < 0.3 ? 1.5 : undefined,
+        batch,
+        offsetA: pick([0, 0, int(1, 9)]),
+        offsetB: pick([0, 4 * int(1, 4), int(1, 9)]),
+        offsetC: pick([0, int(1, 9)]),
+      };
+      if (batch > 1) {
+        o.strideA = pick([M * K, M * K + int(1, 8), 0]);
+        o.strideB = pick([K * N, K * N + 4 * int(1, 3), 0]);
+        o.strideC = M * N + pick([0, int(1, 5)]);
+      }
+      // Half the cases take matmul()'s own plan; the rest a random subgroup tiling (vec4 B when the shape allows it).
+      if (r() < 0.5) o.plan = { kernel: "subgroup", tm: pick([1, 2, 5, 11, 16]), tn: pick([1, 2]), vec4B: vec4BAligned({ M, N, K }, o) && r() < 0.8 };
+      await check(M, N, K, o, 700 + 10 * i);
+    }
+  });
+
+  test("plans the kernel cannot run are refused", () => {
+    const t = gpu.upload(new Float32Array(64), [64]);
+    const o = gpu.empty([64]);
+    expect(() => matmul(gpu, t, t, o, { M: 2, N: 2, K: 6 }, { transB: true, plan: { kernel: "subgroup", tm: 2, tn: 2, vec4B: true } })).toThrow(/vec4B needs/);
+    expect(() => matmul(gpu, t, t, o, { M: 2, N: 2, K: 8 }, { plan: { kernel: "subgroup", tm: 2, tn: 2, vec4B: true } })).toThrow(/vec4B needs/);
+    expect(() => matmul(gpu, t, t, o, { M: 2, N: 2, K: 8 }, { plan: { kernel: "subgroup", tm: 17, tn: 2, vec4B: false } })).toThrow(/outside/);
+    gpu.release(t, o);
   });
 });

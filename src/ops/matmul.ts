@@ -4,21 +4,52 @@
  *   backward  dx = dy·W               → matmul(dy, W)
  *             dW += dyᵀ·x            → matmul(dy, x, {transA: true, accumulate: true})
  * Batched over a leading dimension with per-operand strides (0 broadcasts one operand).
+ *
+ * Two kernels in shaders/matmul.wgsl compute the same contract: a subgroup kernel (adapters with the
+ * `subgroups` feature and subgroups of ≥ 8 lanes, lavapipe included) and a portable fallback. Which
+ * one runs, and with what register tiling, is a `MatmulPlan` (choosePlan); results agree to rounding.
  */
 import { Params, type Gpu, type Kernel } from "../gpu/runtime.ts";
+import { SHADERS } from "../gpu/shaders.ts";
 import { Tensor, shapeString } from "../gpu/tensor.ts";
 
-const MATMUL: Kernel = { shader: "matmul", entry: "matmul", storage: ["read", "read", "read_write", "read"], uniforms: true };
-/** Register/workgroup tiling of the kernel (WGSL overrides). The default was chosen with bench/matmul.ts on lavapipe. */
+// The subgroup kernels need `enable subgroups;`, which an adapter without the feature rejects, so the
+// file is compiled as two modules: the portable part alone, and the whole file behind the directive.
+const SUBGROUP_MARKER = "// ---- SUBGROUP KERNELS";
+const markerAt = SHADERS.matmul.indexOf(SUBGROUP_MARKER);
+if (markerAt < 0) throw new Error(`shaders/matmul.wgsl lost its '${SUBGROUP_MARKER}' line`);
+const PORTABLE_SOURCE = SHADERS.matmul.slice(0, markerAt);
+const SUBGROUP_SOURCE = `enable subgroups;\n${SHADERS.matmul}`;
+
+const STORAGE = ["read", "read", "read_write", "read"] as const;
+const PORTABLE: Kernel = { shader: { name: "matmul-portable", code: PORTABLE_SOURCE }, entry: "matmul", storage: STORAGE, uniforms: true };
+const SUBGROUP: Kernel = { shader: { name: "matmul-subgroups", code: SUBGROUP_SOURCE }, entry: "matmul_sg", storage: STORAGE, uniforms: true };
+const SUBGROUP_B4: Kernel = { ...SUBGROUP, entry: "matmul_sg_b4" };
+
+/** Register/workgroup tiling of the portable kernel (WGSL overrides). */
 export interface MatmulTiling {
   tm: number; // rows per invocation (1..8); columns per invocation are fixed at 4 (one vec4)
   wgX: number;
   wgY: number;
 }
+
 /**
- * Tiling by the number of output rows, from bench/matmul.ts --sweep on lavapipe (2 cores): 8 rows × 4 columns per
- * invocation was fastest for training-sized products (~6–7 GFLOP/s vs ~4–5 for 4 rows, ~2 for 1 row); decode-sized
- * products (M = batch) use thin tiles so clamped duplicate rows don't multiply the work.
+ * The kernel a product runs with. `subgroup`: each subgroup of a 64-invocation workgroup owns `tm`
+ * rows (1..16) and each invocation `tn` columns (1..4); `vec4B` reads a transposed B four k at a time
+ * (needs transB, K, offsetB and — when batched — strideB multiples of 4). `portable`: see MatmulTiling.
+ */
+export type MatmulPlan = ({ kernel: "portable" } & MatmulTiling) | { kernel: "subgroup"; tm: number; tn: number; vec4B: boolean };
+
+export const SUBGROUP_MAX_TM = 16;
+export const SUBGROUP_MAX_TN = 4;
+const SUBGROUP_WG = 64;
+/** Smallest subgroup the subgroup kernel accepts (it shares 8 k per block across 8 lanes). */
+const SUBGROUP_MIN_LANES = 8;
+
+/**
+ * Tiling of the portable kernel by the number of output rows, from bench/matmul.ts --sweep on lavapipe (2 cores):
+ * 8 rows × 4 columns per invocation was fastest for training-sized products; decode-sized products (M = batch) use
+ * thin tiles so clamped duplicate rows don't multiply the work.
  */
 export function chooseTiling(M: number): MatmulTiling {
   if (M >= 32) return { tm: 8, wgX: 16, wgY: 4 };
@@ -26,13 +57,28 @@ export function chooseTiling(M: number): MatmulTiling {
   return { tm: M <= 1 ? 1 : 2, wgX: 64, wgY: 1 };
 }
 
+const subgroupSupport = new WeakMap<Gpu, boolean>();
+
+/** Whether this device can run the subgroup kernel: the `subgroups` feature, and no subgroup narrower than 8 lanes. */
+export function subgroupMatmulSupported(gpu: Gpu): boolean {
+  let ok = subgroupSupport.get(gpu);
+  if (ok === undefined) {
+    const info = gpu.handle.adapter.info as unknown as { subgroupMinSize?: number };
+    ok = gpu.device.features.has("subgroups") && (info.subgroupMinSize ?? 0) >= SUBGROUP_MIN_LANES;
+    subgroupSupport.set(gpu, ok);
+  }
+  return ok;
+}
+
 export interface MatmulOptions {
   transA?: boolean;
   transB?: boolean;
   /** Added to every row of the result (length N). */
   bias?: Tensor;
-  /** Override the kernel's tiling (benchmarks); results are identical, only speed differs. */
+  /** Run the portable kernel with this tiling (benchmarks, tests); results are identical, only speed differs. */
   tiling?: MatmulTiling;
+  /** Run exactly this kernel and tiling (benchmarks, tests); takes precedence over `tiling`. */
+  plan?: MatmulPlan;
   /** C += result instead of C = result. */
   accumulate?: boolean;
   alpha?: number;
@@ -47,8 +93,37 @@ export interface MatmulOptions {
   offsetC?: number;
 }
 
+type Dims = { M: number; N: number; K: number };
+
+/** Whether B can be read as vec4 along k: transposed, with K, its offset and (batched) its stride multiples of 4. */
+export function vec4BAligned(dims: Dims, o: MatmulOptions): boolean {
+  const batch = o.batch ?? 1;
+  const strideB = o.strideB ?? dims.K * dims.N;
+  return !!o.transB && dims.K % 4 === 0 && (o.offsetB ?? 0) % 4 === 0 && (batch === 1 || strideB % 4 === 0);
+}
+
+/**
+ * The plan matmul() uses when none is given. On the subgroup kernel (measured on lavapipe with bench/matmul.ts):
+ * 16 rows × 2 columns per lane for training-sized products; with fewer rows, the next power of two ≥ M (every B
+ * element a lane loads feeds tm multiply-adds, and rows past M are clamped duplicates, so tm tracks M); 2 columns
+ * per lane beat 1 and 4 at every M measured.
+ */
+export function choosePlan(gpu: Gpu, dims: Dims, o: MatmulOptions = {}): MatmulPlan {
+  if (o.plan) return o.plan;
+  if (o.tiling) return { kernel: "portable", ...o.tiling };
+  if (!subgroupMatmulSupported(gpu)) return { kernel: "portable", ...chooseTiling(dims.M) };
+  let tm = 1;
+  while (tm < dims.M && tm < SUBGROUP_MAX_TM) tm *= 2;
+  return { kernel: "subgroup", tm, tn: 2, vec4B: vec4BAligned(dims, o) };
+}
+
+/** A short name for a plan (benchmarks, logs). */
+export function planName(p: MatmulPlan): string {
+  return p.kernel === "portable" ? `portable tm${p.tm} ${p.wgX}x${p.wgY}` : `subgroup ${p.tm}x${p.tn}${p.vec4B ? " b4" : ""}`;
+}
+
 /** C = alpha · op(A)·op(B) (+ bias) (+ C). Shapes: op(A) is M×K, op(B) is K×N, C is M×N. */
-export function matmul(gpu: Gpu, a: Tensor, b: Tensor, c: Tensor, dims: { M: number; N: number; K: number }, o: MatmulOptions = {}): void {
+export function matmul(gpu: Gpu, a: Tensor, b: Tensor, c: Tensor, dims: Dims, o: MatmulOptions = {}): void {
   const { M, N, K } = dims;
   const batch = o.batch ?? 1;
   const strideA = o.strideA ?? M * K;
@@ -62,16 +137,34 @@ export function matmul(gpu: Gpu, a: Tensor, b: Tensor, c: Tensor, dims: { M: num
   need(b, o.offsetB ?? 0, strideB, K * N, "B");
   need(c, o.offsetC ?? 0, strideC, M * N, "C");
   if (o.bias && o.bias.numel < N) throw new Error(`matmul: bias ${shapeString(o.bias.shape)} shorter than N=${N}`);
-  const t = o.tiling ?? chooseTiling(M);
+  const plan = choosePlan(gpu, dims, o);
+  const params = new Params()
+    .u32(M, N, K, batch, o.offsetA ?? 0, o.offsetB ?? 0, o.offsetC ?? 0, 0, strideA, strideB, strideC)
+    .f32(o.alpha ?? 1)
+    .bytes();
+  // With no bias the slot is bound to A (read-only, never read: HAS_BIAS is false).
+  const bindings = [a, b, c, o.bias ?? a];
+  const flags = { TRANS_A: !!o.transA, HAS_BIAS: !!o.bias, ACCUMULATE: !!o.accumulate };
+  if (plan.kernel === "portable") {
+    gpu.dispatch({
+      kernel: PORTABLE,
+      constants: { ...flags, TRANS_B: !!o.transB, TM: plan.tm, WG_X: plan.wgX, WG_Y: plan.wgY },
+      params,
+      bindings,
+      workgroups: [Math.ceil(N / (4 * plan.wgX)), Math.ceil(M / (plan.tm * plan.wgY)), batch],
+    });
+    return;
+  }
+  if (!subgroupMatmulSupported(gpu)) throw new Error("matmul: the subgroup kernel needs the 'subgroups' feature with subgroups of at least 8 lanes");
+  if (!(plan.tm >= 1 && plan.tm <= SUBGROUP_MAX_TM && plan.tn >= 1 && plan.tn <= SUBGROUP_MAX_TN)) {
+    throw new Error(`matmul: subgroup plan ${plan.tm}x${plan.tn} outside 1..${SUBGROUP_MAX_TM} × 1..${SUBGROUP_MAX_TN}`);
+  }
+  if (plan.vec4B && !vec4BAligned(dims, o)) throw new Error("matmul: vec4B needs transB, and K, offsetB and strideB multiples of 4");
   gpu.dispatch({
-    kernel: MATMUL,
-    constants: { TRANS_A: !!o.transA, TRANS_B: !!o.transB, HAS_BIAS: !!o.bias, ACCUMULATE: !!o.accumulate, TM: t.tm, WG_X: t.wgX, WG_Y: t.wgY },
-    params: new Params()
-      .u32(M, N, K, batch, o.offsetA ?? 0, o.offsetB ?? 0, o.offsetC ?? 0, 0, strideA, strideB, strideC)
-      .f32(o.alpha ?? 1)
-      .bytes(),
-    // With no bias the slot is bound to A (read-only, never read: HAS_BIAS is false).
-    bindings: [a, b, c, o.bias ?? a],
-    workgroups: [Math.ceil(N / (4 * t.wgX)), Math.ceil(M / (t.tm * t.wgY)), batch],
+    kernel: plan.vec4B ? SUBGROUP_B4 : SUBGROUP,
+    constants: { ...flags, ...(plan.vec4B ? {} : { TRANS_B: !!o.transB }), SG_TM: plan.tm, SG_TN: plan.tn },
+    params,
+    bindings,
+    workgroups: [Math.ceil(N / (SUBGROUP_WG * plan.tn)), Math.ceil(M / plan.tm), batch],
   });
 }
