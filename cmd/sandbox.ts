@@ -12,29 +12,13 @@ const poolFlags = {
   unsafe_no_isolation: { type: "boolean", description: "With --engine python and no OS sandbox: run tools with your user's full access anyway" },
 } as const;
 
-/**
- * Every value of a repeatable flag. citty keeps only the last of `--allow_url a --allow_url b`, so
- * the values are read from the (already normalised) raw arguments; commas separate values too.
- */
-function repeatedFlag(rawArgs: string[], args: Record<string, unknown>, name: string): string[] {
-  const values: string[] = [];
-  for (let i = 0; i < rawArgs.length; i++) {
-    const tok = rawArgs[i]!;
-    if (tok === "--") break;
-    if (tok === `--${name}` && rawArgs[i + 1] !== undefined) values.push(rawArgs[++i]!);
-    else if (tok.startsWith(`--${name}=`)) values.push(tok.slice(name.length + 3));
-  }
-  const found = values.flatMap((v) => v.split(",")).map((v) => v.trim()).filter((v) => v.length > 0);
-  return found.length ? found : listFlag(args, name);
-}
-
-function poolOptions(args: Record<string, unknown>, rawArgs: string[]) {
+function poolOptions(args: Record<string, unknown>) {
   const engine = stringFlag(args, "engine") ?? "pyodide";
   if (engine !== "pyodide" && engine !== "python") throw new RecallError(`flag --engine expects pyodide or python, got '${engine}'`);
   return {
     engine: engine as "pyodide" | "python",
     memoryMb: numberFlag(args, "memory_mb", { default: 512, min: 64 }),
-    allowUrls: repeatedFlag(rawArgs, args, "allow_url"),
+    allowUrls: listFlag(args, "allow_url"),
     outputLimit: numberFlag(args, "output_limit_kb", { default: 1024, min: 1 }) * 1024,
     unsafeNoIsolation: args.unsafe_no_isolation === true,
   };
@@ -57,14 +41,14 @@ const serve = defineRecallCommand({
     verbose: { type: "boolean", description: "Log one debug line per call: duration, queue wait, outcome, worker" },
     ...poolFlags,
   },
-  async run({ args, rawArgs }) {
+  async run({ args }) {
     const { createLocalSandbox } = await import("../src/sandbox/local-sandbox.ts");
     const { serveSandbox } = await import("../src/sandbox/server.ts");
     if (args.verbose) consola.level = 4;
     const port = numberFlag(args, "port", { default: 8080, integer: true, min: 0, max: 65535 });
     const host = stringFlag(args, "host") ?? "127.0.0.1";
     const token = stringFlag(args, "token") ?? process.env.RECALL_SANDBOX_TOKEN;
-    const opts = poolOptions(args, rawArgs);
+    const opts = poolOptions(args);
     const workersFlag = stringFlag(args, "workers");
     const t0 = performance.now();
     const pool = await createLocalSandbox({
@@ -113,7 +97,7 @@ const exec = defineRecallCommand({
     flat: { type: "boolean", description: "Print the flattened RESULT text a model would see instead of JSON" },
     ...poolFlags,
   },
-  async run({ args, rawArgs }) {
+  async run({ args }) {
     const { createLocalSandbox } = await import("../src/sandbox/local-sandbox.ts");
     const { answerToJson } = await import("../src/sandbox/answer.ts");
     const { flattenAnswer } = await import("../src/sandbox/flatten.ts");
@@ -124,7 +108,7 @@ const exec = defineRecallCommand({
     } catch (e) {
       throw new RecallError(`cannot read --env ${envFile}: ${(e as Error).message}`);
     }
-    const opts = poolOptions(args, rawArgs);
+    const opts = poolOptions(args);
     const searchUrl = stringFlag(args, "search_url");
     if (searchUrl) {
       env = env.replaceAll("<search-url-placeholder>", searchUrl.replace(/\/+$/, ""));

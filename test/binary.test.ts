@@ -7,17 +7,16 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PROJECT_ROOT, runRecall } from "./harness.ts";
+import { compiledBinary, runRecall } from "./harness.ts";
 
 let dir: string;
 let bin: string;
 
 beforeAll(() => {
-  const build = Bun.spawnSync([process.execPath, "scripts/build.ts"], { cwd: PROJECT_ROOT, stderr: "pipe" });
-  if (build.exitCode !== 0) throw new Error(`build failed: ${build.stderr.toString()}`);
+  const dist = compiledBinary();
   dir = mkdtempSync(join(tmpdir(), "recall-bin-"));
   bin = join(dir, "recall");
-  copyFileSync(join(PROJECT_ROOT, "dist/recall"), bin);
+  copyFileSync(dist, bin);
   chmodSync(bin, 0o755);
 }, 300_000);
 

@@ -1,6 +1,6 @@
 /** The CLI contract: help, version, one-line errors with non-zero exits, snake_case and kebab-case flags. */
 import { describe, expect, test } from "bun:test";
-import { normalizeFlags, numberFlag } from "../src/cli/command.ts";
+import { defineRecallCommand, listFlag, normalizeFlags, numberFlag, repeatedValues, runCli } from "../src/cli/command.ts";
 import { RecallError } from "../src/errors.ts";
 import { runRecall } from "./harness.ts";
 
@@ -61,5 +61,25 @@ describe("flag normalisation", () => {
     expect(() => numberFlag({ n: "abc" }, "n")).toThrow(RecallError);
     expect(() => numberFlag({ n: "1.5" }, "n", { integer: true })).toThrow(/--n expects an integer, got '1.5'/);
     expect(() => numberFlag({ n: "0" }, "n", { min: 1 })).toThrow(/must be >= 1/);
+  });
+});
+
+describe("repeated flags", () => {
+  test("every value of a repeated string flag reaches the command, in order", () => {
+    expect(repeatedValues(["--a", "1", "--b", "x", "--a=2", "--a", "3"], "a")).toEqual(["1", "2", "3"]);
+    expect(repeatedValues(["--a", "1", "--", "--a", "2"], "a")).toEqual(["1"]);
+  });
+  test("listFlag sees all of them through defineRecallCommand", async () => {
+    let seen: string[] = [];
+    const cmd = defineRecallCommand({
+      meta: { name: "t" },
+      args: { stop: { type: "string" } },
+      run({ args }) {
+        seen = listFlag(args, "stop");
+      },
+    });
+    const code = await runCli(cmd, ["--stop", "a", "--stop", "b,c"], "0");
+    expect(code).toBe(0);
+    expect(seen).toEqual(["a", "b", "c"]);
   });
 });

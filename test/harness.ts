@@ -108,3 +108,14 @@ export function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;
   return s;
 }
+
+let built: string | undefined;
+/** Builds dist/recall once per test process (several suites test the single binary) and returns its path. */
+export function compiledBinary(): string {
+  if (!built) {
+    const build = Bun.spawnSync([process.execPath, "scripts/build.ts"], { cwd: PROJECT_ROOT, stderr: "pipe" });
+    if (build.exitCode !== 0) throw new Error(`scripts/build.ts failed: ${build.stderr.toString()}`);
+    built = `${PROJECT_ROOT}/dist/recall`;
+  }
+  return built;
+}

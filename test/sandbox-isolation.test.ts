@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { createLocalSandbox, LocalSandbox } from "../src/sandbox/local-sandbox.ts";
 import { bwrapArgs, detectOsSandbox } from "../src/sandbox/os-sandbox.ts";
 import { findPython } from "../src/sandbox/worker-launch.ts";
-import { PROJECT_ROOT } from "./harness.ts";
+import { PROJECT_ROOT, compiledBinary } from "./harness.ts";
 
 const os = detectOsSandbox();
 const hasBwrap = os.kind === "bwrap";
@@ -153,11 +153,10 @@ describe("--engine python", () => {
 
 describe("single binary", () => {
   test("dist/recall runs sandbox exec from an empty temp dir with no node_modules (Pyodide embedded)", () => {
-    const build = Bun.spawnSync([process.execPath, "scripts/build.ts"], { cwd: PROJECT_ROOT });
-    expect(build.exitCode).toBe(0);
+    const dist = compiledBinary();
     const dir = mkdtempSync(join(tmpdir(), "recall-sbx-bin-"));
     try {
-      copyFileSync(join(PROJECT_ROOT, "dist/recall"), join(dir, "recall"));
+      copyFileSync(dist, join(dir, "recall"));
       Bun.spawnSync(["chmod", "+x", join(dir, "recall")]);
       writeFileSync(join(dir, "tools.py"), "def f(x):\n    print('in the binary')\n    return {'x': x, 'half': x / 2}\n");
       const env = { HOME: dir, PATH: "/usr/local/bin:/usr/bin:/bin" };

@@ -3,7 +3,7 @@
  * expect on top — flags in snake_case or kebab-case, unknown flags and commands rejected with a
  * one-line error, typed number flags, and help that ends with working examples.
  */
-import { defineCommand, renderUsage, runCommand, type ArgsDef, type CommandDef } from "citty";
+import { defineCommand, renderUsage, runCommand, type ArgsDef, type CommandContext, type CommandDef } from "citty";
 import { consola } from "consola";
 import { RecallError, errorMessage } from "../errors.ts";
 
@@ -15,9 +15,34 @@ interface RecallCommandSpec<T extends ArgsDef> extends CommandDef<T> {
 }
 
 export function defineRecallCommand<const T extends ArgsDef>(spec: RecallCommandSpec<T>): RecallCommand {
-  const cmd = defineCommand(spec) as RecallCommand;
+  const run = spec.run;
+  const cmd = defineCommand<T>({
+    ...spec,
+    // citty keeps only the last value of a repeated flag; hand the command every value (in order) instead.
+    run: run && ((ctx: CommandContext<T>) => {
+      const args = ctx.args as Record<string, unknown>;
+      for (const [name, def] of Object.entries((spec.args ?? {}) as ArgsDef)) {
+        if (def.type !== "string") continue;
+        const values = repeatedValues(ctx.rawArgs, name);
+        if (values.length > 1) args[name] = values;
+      }
+      return run(ctx);
+    }),
+  }) as unknown as RecallCommand;
   cmd.examples = spec.examples;
   return cmd;
+}
+
+/** Every value given to `--name` in (normalised) raw arguments, as `--name v` or `--name=v`, in order. */
+export function repeatedValues(rawArgs: readonly string[], name: string): string[] {
+  const values: string[] = [];
+  for (let i = 0; i < rawArgs.length; i++) {
+    const tok = rawArgs[i]!;
+    if (tok === "--") break;
+    if (tok === `--${name}` && rawArgs[i + 1] !== undefined) values.push(rawArgs[++i]!);
+    else if (tok.startsWith(`--${name}=`)) values.push(tok.slice(name.length + 3));
+  }
+  return values;
 }
 
 type Resolvable<V> = V | Promise<V> | (() => V) | (() => Promise<V>);
