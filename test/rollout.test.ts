@@ -10,9 +10,9 @@ import { reCallPrompt, reCallSystemPrompt, reCallToolResponseBlock } from "../sr
 import { runConversation, type ConversationOptions } from "../src/rollout/conversation.ts";
 import type { RolloutTokenizer, SamplingParams, TextCompletion, TextGenerator, TokenCompletion, TokenGenerator, TokenSamplingParams } from "../src/rollout/generator.ts";
 import { RE_CALL, RE_SEARCH } from "../src/rollout/protocols.ts";
-import { pyJsonLoads } from "../src/rollout/python_json.ts";
-import { pyRepr, pyReprFloat } from "../src/rollout/python_repr.ts";
-import { pySplit, pyStrip } from "../src/rollout/python_str.ts";
+import { pyJsonLoads } from "../src/python/json.ts";
+import { pyRepr, pyReprFloat } from "../src/python/repr.ts";
+import { pySplit, pyStrip } from "../src/python/text.ts";
 import { PlainSearchTool, WikipediaSearchTool } from "../src/rollout/search_tool.ts";
 import { extractToolCallTexts, parseToolCall, toolCallsOf } from "../src/rollout/tool_calls.ts";
 import type { ToolRunner, ValidToolCall } from "../src/rollout/tools.ts";

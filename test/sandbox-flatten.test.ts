@@ -2,7 +2,10 @@
 import { describe, expect, test } from "bun:test";
 import { answerFromResultJson, answerToJson, failureAnswer, parseAnswerBody, timeoutAnswer } from "../src/sandbox/answer.ts";
 import { TIMEOUT_RESULT, flattenAnswer } from "../src/sandbox/flatten.ts";
-import { JsonScanner, fromJsValue, pyFloatRepr, pyReprString, pyStr, pyStrip } from "../src/sandbox/pyrepr.ts";
+import { JsonScanner } from "../src/python/json.ts";
+import { pyReprFloat as pyFloatRepr, pyReprStr as pyReprString, pyStr } from "../src/python/repr.ts";
+import { pyStrip } from "../src/python/text.ts";
+import { fromJsValue } from "../src/python/value.ts";
 
 const strOf = (json: string) => pyStr(JsonScanner.parse(json));
 

@@ -11,7 +11,7 @@ import { errorMessage } from "../errors.ts";
 import type { ChatGenerator } from "../rollout/generator.ts";
 import { readIntermediate, type StoredItem } from "./intermediate.ts";
 import { writeFileAtomic } from "./output.ts";
-import { pyReprFloat } from "../rollout/python_repr.ts";
+import { pyReprFloat } from "../python/repr.ts";
 import { EvalProgress } from "./progress.ts";
 
 export const JUDGE_FILE = "llm_judge.jsonl";

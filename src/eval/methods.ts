@@ -11,7 +11,7 @@ import { END_OF_TEXT, IM_END, IM_START, reCallPrompt } from "../rollout/chatml.t
 import { runConversation, type Conversation } from "../rollout/conversation.ts";
 import type { ChatGenerator, Generator, SamplingParams } from "../rollout/generator.ts";
 import { RE_CALL, RE_SEARCH } from "../rollout/protocols.ts";
-import { pyStrip } from "../rollout/python_str.ts";
+import { pyStrip } from "../python/text.ts";
 import { PlainSearchTool, WikipediaSearchTool, type SearchBackend } from "../rollout/search_tool.ts";
 import { WIKIPEDIA_SEARCH_FUNC_SCHEMAS } from "../rollout/templates.ts";
 import { settleTextTurn } from "../rollout/turn_end.ts";

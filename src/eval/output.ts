@@ -9,7 +9,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeF
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { RecallError } from "../errors.ts";
-import { pyReprFloat } from "../rollout/python_repr.ts";
+import { pyReprFloat } from "../python/repr.ts";
 import type { EvalItem } from "./dataset.ts";
 import type { ItemScores } from "./metrics.ts";
 import type { MethodOutput } from "./methods.ts";

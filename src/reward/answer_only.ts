@@ -9,7 +9,7 @@ import { assistantSpans } from "./re_call.ts";
 import { extractBoxed } from "./boxed.ts";
 import { exactMatch, f1Score } from "./squad.ts";
 import type { RewardInput, RewardResult } from "./types.ts";
-import { pyStrip } from "../rollout/python_str.ts";
+import { pyStrip } from "../python/text.ts";
 
 /** The final assistant turn (or the whole text when it is not ChatML). */
 export function finalTurn(text: string): string {

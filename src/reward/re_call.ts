@@ -9,8 +9,8 @@
  * 4–5. max token F1 over the ground truths; F1 > 0 → F1, otherwise 0.1 (well-formed but wrong).
  */
 import { IM_END, IM_START } from "../rollout/chatml.ts";
-import { pyJsonLoads } from "../rollout/python_json.ts";
-import { pyCount, pyStrip } from "../rollout/python_str.ts";
+import { pyJsonLoads } from "../python/json.ts";
+import { pyCount, pyStrip } from "../python/text.ts";
 import { extractBoxed } from "./boxed.ts";
 import { f1Score } from "./squad.ts";
 import type { RewardInput, RewardResult } from "./types.ts";

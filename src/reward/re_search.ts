@@ -5,7 +5,7 @@
  * Then F1 of the boxed answer against the ground truths; F1 > 0 → F1, otherwise 0.1.
  */
 import { END_OF_TEXT, IM_END, IM_START } from "../rollout/chatml.ts";
-import { pyCount } from "../rollout/python_str.ts";
+import { pyCount } from "../python/text.ts";
 import { extractBoxed } from "./boxed.ts";
 import { f1Score } from "./squad.ts";
 import type { RewardInput, RewardResult } from "./types.ts";

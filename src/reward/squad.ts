@@ -5,7 +5,7 @@
  * Unicode-aware, `\b` word boundaries treat any Unicode letter or digit as a word character, and `split()`
  * splits on Python's whitespace.
  */
-import { pySplit } from "../rollout/python_str.ts";
+import { pySplit } from "../python/text.ts";
 
 const ASCII_PUNCTUATION = new Set("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~");
 // Python's `\b(a|an|the)\b` with Unicode word characters (letters, digits, underscore).

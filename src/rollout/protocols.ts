@@ -9,9 +9,9 @@
  *   same assistant message. A turn that ends at EOS is the final answer.
  */
 import { reCallToolResponseBlock } from "./chatml.ts";
-import { pyDict } from "./python_json.ts";
-import { pyReprStr } from "./python_repr.ts";
-import { pyStrip } from "./python_str.ts";
+import { pyReprStr } from "../python/repr.ts";
+import { pyStrip } from "../python/text.ts";
+import { pyDict } from "../python/value.ts";
 import { toolCallsOf, type ToolCall } from "./tool_calls.ts";
 import type { TurnEnd } from "./turn_end.ts";
 

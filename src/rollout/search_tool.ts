@@ -8,9 +8,9 @@
  *   mistakes (unknown tool name, unknown or missing argument).
  * - `PlainSearchTool` — ReSearch's `<search>` tool: the same passage text, unflattened.
  */
-import type { PyValue } from "./python_json.ts";
+import { pyStrip } from "../python/text.ts";
+import type { PyValue } from "../python/value.ts";
 import { flattenAnswer } from "../sandbox/flatten.ts";
-import { pyStrip } from "./python_str.ts";
 import type { RetrievedDoc, ToolRunner, ToolRunResult, ValidToolCall } from "./tools.ts";
 
 /** What these tools need of a retriever (src/retrieval's `Retriever` has it). */

@@ -4,9 +4,10 @@
  * tags are unbalanced, or where a close comes before its open, has no valid calls. Each call's JSON
  * becomes the Python expression the sandbox evaluates: `name(k1=repr(v1), k2=repr(v2))`.
  */
-import { isPyDict, pyJsonLoads, PyJsonError, pyTypeName, type PyDict, type PyValue } from "./python_json.ts";
-import { pyRepr, pyStr } from "./python_repr.ts";
-import { pyStrip } from "./python_str.ts";
+import { pyJsonLoads, PyJsonError } from "../python/json.ts";
+import { pyRepr, pyStr } from "../python/repr.ts";
+import { pyStrip } from "../python/text.ts";
+import { isPyDict, pyDict, pyTypeName, type PyDict, type PyValue } from "../python/value.ts";
 
 export const TOOL_CALL_OPEN = "<tool_call>";
 export const TOOL_CALL_CLOSE = "</tool_call>";
@@ -74,7 +75,7 @@ export function parseToolCall(text: string): ToolCall {
   }
   if (!value.entries.has("name")) return failed("'name'");
   const name = pyStr(value.entries.get("name")!);
-  const args = value.entries.has("arguments") ? value.entries.get("arguments")! : { py: "dict" as const, entries: new Map() };
+  const args = value.entries.has("arguments") ? value.entries.get("arguments")! : pyDict([]);
   if (!isPyDict(args)) return failed(`'${pyTypeName(args)}' object has no attribute 'items'`);
   const expr = `${name}(${[...args.entries].map(([k, v]) => `${k}=${pyRepr(v)}`).join(", ")})`;
   return { ok: true, text, name, args, expr };

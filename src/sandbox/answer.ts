@@ -5,7 +5,8 @@
  * remembers the exact string ReCall's client would have produced for it. Both live in WeakMaps, so
  * ExecuteAnswer stays the plain `{output, result, error}` object of the wire format.
  */
-import { JsonScanner, toJsValue } from "./pyrepr.ts";
+import { JsonScanner, pyJsonLoads } from "../python/json.ts";
+import { isPyDict, toJsValue } from "../python/value.ts";
 import type { ExecuteAnswer } from "./types.ts";
 import { TIMEOUT_ERROR } from "./types.ts";
 
@@ -14,7 +15,7 @@ const flatOverrides = new WeakMap<ExecuteAnswer, string>();
 
 /** An answer whose result is given as Python's JSON text (or null for `None`/no result). */
 export function answerFromResultJson(output: string, resultJson: string | null, error: string | null): ExecuteAnswer {
-  const answer: ExecuteAnswer = { output, result: resultJson === null ? null : toJsValue(JsonScanner.parse(resultJson)), error };
+  const answer: ExecuteAnswer = { output, result: resultJson === null ? null : toJsValue(pyJsonLoads(resultJson)), error };
   if (resultJson !== null) rawResults.set(answer, resultJson);
   return answer;
 }
@@ -41,17 +42,18 @@ export function flattenedOverride(a: ExecuteAnswer): string | undefined {
 
 /**
  * Parses an `/execute` response body (ours or ReCall's FastAPI server's, NaN and Infinity
- * included), keeping the `result` member's JSON text. Throws SyntaxError/TypeError on a body that
- * is not such an object.
+ * included), keeping the `result` member's JSON text; what follows the object is not read. Throws
+ * SyntaxError (PyJsonError, with Python's message) on a body that is not JSON, TypeError on JSON that
+ * is not an object, RangeError on nesting too deep to read.
  */
 export function parseAnswerBody(body: string): ExecuteAnswer {
   const scanner = new JsonScanner(body);
-  const top = scanner.value(0);
-  if (top.kind !== "dict") throw new TypeError("an /execute answer must be a JSON object");
+  const top = scanner.value();
+  if (!isPyDict(top)) throw new TypeError("an /execute answer must be a JSON object");
   const text = (key: string): string | null => {
     const v = top.entries.get(key);
-    if (v === undefined || v.kind === "none") return null;
-    return v.kind === "str" ? v.value : JSON.stringify(toJsValue(v), (_k, x: unknown) => (typeof x === "bigint" ? x.toString() : x));
+    if (v === undefined || v === null) return null;
+    return typeof v === "string" ? v : JSON.stringify(toJsValue(v), (_k, x: unknown) => (typeof x === "bigint" ? x.toString() : x));
   };
   const span = scanner.spans.get("result");
   const result = top.entries.get("result");
@@ -60,7 +62,7 @@ export function parseAnswerBody(body: string): ExecuteAnswer {
     result: result === undefined ? null : toJsValue(result),
     error: text("error"),
   };
-  if (span && result && result.kind !== "none") rawResults.set(answer, body.slice(span[0], span[1]));
+  if (span && result !== undefined && result !== null) rawResults.set(answer, body.slice(span[0], span[1]));
   return answer;
 }
 

@@ -6,7 +6,10 @@
  * when its request times out.
  */
 import { flattenedOverride, rawResultJson } from "./answer.ts";
-import { JsonScanner, fromJsValue, pyStr, pyStrip, pyTruthy, type PyValue } from "./pyrepr.ts";
+import { pyJsonLoads } from "../python/json.ts";
+import { pyStr } from "../python/repr.ts";
+import { pyStrip } from "../python/text.ts";
+import { fromJsValue, pyTruthy, type PyValue } from "../python/value.ts";
 import { TIMEOUT_ERROR, type ExecuteAnswer } from "./types.ts";
 
 export const TIMEOUT_RESULT = "error: execution timed out";
@@ -15,7 +18,7 @@ function decodedResult(a: ExecuteAnswer): PyValue {
   const raw = rawResultJson(a);
   if (raw !== undefined) {
     try {
-      return JsonScanner.parse(raw);
+      return pyJsonLoads(raw);
     } catch {
       // fall through to the parsed value
     }

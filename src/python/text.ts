@@ -1,7 +1,7 @@
 /**
- * Python's notion of whitespace, so that `.strip()` and `.split()` here give what ReCall's Python gives:
- * `str.isspace()` is true for a slightly different set than JavaScript's `\s` (it includes U+001C–U+001F
- * and U+0085, and excludes U+FEFF).
+ * Python's str methods where they differ from JavaScript's, so that text handled here reads as
+ * ReCall's Python handles it: `str.isspace()` is true for a slightly different set than JavaScript's
+ * `\s` (it includes U+001C–U+001F and U+0085, and excludes U+FEFF), which `strip()` and `split()` use.
  */
 
 const PY_WHITESPACE = new Set<number>([
@@ -19,8 +19,8 @@ export function pyIsSpace(codeUnit: number): boolean {
 export function pyStrip(s: string): string {
   let a = 0;
   let b = s.length;
-  while (a < b && PY_WHITESPACE.has(s.charCodeAt(a))) a++;
-  while (b > a && PY_WHITESPACE.has(s.charCodeAt(b - 1))) b--;
+  while (a < b && pyIsSpace(s.charCodeAt(a))) a++;
+  while (b > a && pyIsSpace(s.charCodeAt(b - 1))) b--;
   return s.slice(a, b);
 }
 
@@ -29,7 +29,7 @@ export function pySplit(s: string): string[] {
   const out: string[] = [];
   let start = -1;
   for (let i = 0; i < s.length; i++) {
-    if (PY_WHITESPACE.has(s.charCodeAt(i))) {
+    if (pyIsSpace(s.charCodeAt(i))) {
       if (start >= 0) out.push(s.slice(start, i));
       start = -1;
     } else if (start < 0) {
@@ -40,9 +40,13 @@ export function pySplit(s: string): string[] {
   return out;
 }
 
-/** Python `s.count(sub)` (non-overlapping occurrences). */
+/** Python `s.count(sub)` (non-overlapping occurrences; an empty `sub` counts len(s) + 1, len in code points). */
 export function pyCount(s: string, sub: string): number {
-  if (sub.length === 0) return s.length + 1;
+  if (sub.length === 0) {
+    let n = 1;
+    for (const _ of s) n++;
+    return n;
+  }
   let n = 0;
   for (let i = s.indexOf(sub); i >= 0; i = s.indexOf(sub, i + sub.length)) n++;
   return n;
