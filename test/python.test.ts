@@ -33,6 +33,11 @@ describe("json.loads", () => {
     expect(e).toBeInstanceOf(SyntaxError);
     expect(e as PyJsonError).toMatchObject({ msg: "Expecting value", pos: 3, lineno: 1, colno: 4 });
   });
+  test("a \\u escape with nothing after its four digits is an invalid escape (CPython's C scanner), not an unterminated string", () => {
+    expect(failure('{"x": "\\u00e9')).toBe("PyJsonError: Invalid \\uXXXX escape: line 1 column 9 (char 8)");
+    expect(failure('"N\\ud83d\\udfe0')).toBe("PyJsonError: Invalid \\uXXXX escape: line 1 column 10 (char 9)");
+    expect(failure('"\\u00e9 ')).toBe("PyJsonError: Unterminated string starting at: line 1 column 1 (char 0)");
+  });
   test("raw control characters inside strings are refused (strict mode), escaped ones are not", () => {
     expect(failure('"😀\x01"')).toBe("PyJsonError: Invalid control character at: line 1 column 3 (char 2)");
     expect(failure('{"a": "x\ty"}')).toBe("PyJsonError: Invalid control character at: line 1 column 9 (char 8)");

@@ -131,8 +131,9 @@ export class JsonScanner {
         out += SIMPLE_ESCAPES[e];
         i += 2;
       } else if (e === "u") {
+        // CPython also refuses an escape with nothing after its four digits (not "Unterminated string").
         // A surrogate pair written as two escapes needs no joining: its two halves are the UTF-16 text.
-        if (!HEX4.test(t.slice(i + 2, i + 6))) this.fail("Invalid \\uXXXX escape", i + 1);
+        if (i + 6 >= t.length || !HEX4.test(t.slice(i + 2, i + 6))) this.fail("Invalid \\uXXXX escape", i + 1);
         out += String.fromCharCode(parseInt(t.slice(i + 2, i + 6), 16));
         i += 6;
       } else {
