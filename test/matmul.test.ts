@@ -96,7 +96,7 @@ describe.skipIf(!hasSubgroups)("subgroup kernel", () => {
   test("choosePlan: subgroup kernel, rows per tile track M, vec4 B only when aligned", () => {
     expect(choosePlan(gpu, { M: 128, N: 896, K: 896 }, { transB: true })).toEqual({ kernel: "subgroup", tm: 16, tn: 2, vec4B: true });
     expect(choosePlan(gpu, { M: 3, N: 896, K: 896 }, { transB: true })).toEqual({ kernel: "subgroup", tm: 4, tn: 2, vec4B: true });
-    expect(choosePlan(gpu, { M: 1, N: 896, K: 896 }, { transB: true, offsetB: 2 })).toEqual({ kernel: "subgroup", tm: 1, tn: 4, vec4B: false });
+    expect(choosePlan(gpu, { M: 1, N: 896, K: 896 }, { transB: true, offsetB: 2 })).toEqual({ kernel: "subgroup", tm: 1, tn: 2, vec4B: false });
     expect(choosePlan(gpu, { M: 40, N: 896, K: 898 }, { transB: true })).toMatchObject({ vec4B: false });
     expect(choosePlan(gpu, { M: 40, N: 896, K: 896 }, {})).toMatchObject({ vec4B: false });
     expect(choosePlan(gpu, { M: 8, N: 8, K: 8 }, { transB: true, batch: 2, strideB: 66 })).toMatchObject({ vec4B: false });

@@ -106,8 +106,9 @@ export function vec4BAligned(dims: Dims, o: MatmulOptions): boolean {
  * The plan matmul() uses when none is given. On the subgroup kernel (measured on lavapipe with bench/matmul.ts
  * --sweep): 16 rows × 2 columns per lane for training-sized products (1.1–1.5× over 8 rows; 4 columns with 8+ rows
  * is 3–4× slower: the loops no longer unroll); with fewer rows, the next power of two ≥ M (every B element a lane
- * loads feeds tm multiply-adds, and rows past M are clamped duplicates, so tm tracks M), and 4 columns per lane for
- * one or two rows (2–10% faster there, equal at 4 rows).
+ * loads feeds tm multiply-adds, and rows past M are clamped duplicates, so tm tracks M). 2 columns per lane at every
+ * M: 1 column is 10–25% slower; 4 columns for one or two rows measured between 4% slower and 11% faster at N ≥ 4864
+ * and up to 25% slower at N = 384 (fewer workgroups to spread over the cores).
  */
 export function choosePlan(gpu: Gpu, dims: Dims, o: MatmulOptions = {}): MatmulPlan {
   if (o.plan) return o.plan;
@@ -115,7 +116,7 @@ export function choosePlan(gpu: Gpu, dims: Dims, o: MatmulOptions = {}): MatmulP
   if (!subgroupMatmulSupported(gpu)) return { kernel: "portable", ...chooseTiling(dims.M) };
   let tm = 1;
   while (tm < dims.M && tm < SUBGROUP_MAX_TM) tm *= 2;
-  return { kernel: "subgroup", tm, tn: tm <= 2 ? 4 : 2, vec4B: vec4BAligned(dims, o) };
+  return { kernel: "subgroup", tm, tn: 2, vec4B: vec4BAligned(dims, o) };
 }
 
 /** A short name for a plan (benchmarks, logs). */
