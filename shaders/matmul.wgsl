@@ -99,8 +99,9 @@ fn matmul(@builtin(global_invocation_id) gid: vec3u) {
 //
 // Correct for any subgroup size ≥ 8 (lanes 8.. repeat the loads of lanes 0..7). Every invocation
 // of the workgroup reaches every broadcast: no early exit, edge rows/columns are clamped on load
-// and skipped on store, and k past K reads as 0. (A separate unchecked loop for the full blocks
-// measured no faster and doubled the compile time.)
+// and skipped on store, and k past K reads as 0. (An unchecked loop over the full blocks plus a
+// checked tail block measured 7–15% faster, but the second copy of the unrolled body made each
+// pipeline take 2.5× as long to compile cold, ~1.8 s instead of ~0.7 s at 16 rows.)
 
 override SG_TM: u32 = 16u; // rows per subgroup tile, 1..SG_MAX_TM
 override SG_TN: u32 = 2u;  // columns per invocation, 1..SG_MAX_TN
