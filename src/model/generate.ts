@@ -122,12 +122,13 @@ export class GenerationSession {
       }
       lastRows[b] = b * T + Math.max(0, r.length - 1);
     }
+    const idsTensor = g.upload(ids, [this.B * T]);
     const batch: TokenBatch = {
       B: this.B,
       T,
       lengths: [...newLen],
-      ids: g.upload(ids, [this.B * T]),
-      targets: g.upload(ids, [this.B * T]), // unused by a cached step
+      ids: idsTensor,
+      targets: idsTensor, // a cached step computes logits, not log-probs of targets
       positions: g.upload(positions, [this.B * T]),
       qStart: g.upload(qStart, [this.B]),
       kvLen: g.upload(qStart.map((s, b) => s + newLen[b]!), [this.B]),
@@ -135,7 +136,7 @@ export class GenerationSession {
     if (this.caches[0]) g.write(this.caches[0].newLen, newLen);
     const last = g.upload(lastRows, [this.B]);
     this.model.forwardCached(batch, this.caches, last, this.logits);
-    g.release(batch.ids, batch.targets, batch.positions, batch.qStart, batch.kvLen, last);
+    g.release(batch.ids, batch.positions, batch.qStart, batch.kvLen, last);
     for (let b = 0; b < this.B; b++) {
       if (rows[b]!.length > 0) {
         this.rowsProcessed += rows[b]!.length;
