@@ -59,3 +59,26 @@ test("prompts that do not fit the cache are refused with a clear error", async (
   await expect(gen.completeTokens(new Array(8).fill(3), params)).rejects.toThrow(/does not fit the 8-token cache/);
   await gen.close();
 });
+
+test("continuous batching: a queued call takes a freed slot while a long call keeps decoding", async () => {
+  const gen = await LocalTokenGenerator.open(gpu, dir, { batchSize: 2, capacity: 64 });
+  const greedy = { ...params, temperature: 0 };
+  const [long, a, b] = await Promise.all([
+    gen.completeTokens([1, 2, 3], { ...greedy, maxNewTokens: 20 }),
+    gen.completeTokens([4, 5], { ...greedy, maxNewTokens: 3 }),
+    gen.completeTokens([6, 7, 8, 9], { ...greedy, maxNewTokens: 3 }),
+  ]);
+  expect(long.tokenIds.length).toBe(20);
+  expect(a.tokenIds.length).toBe(3);
+  expect(b.tokenIds.length).toBe(3);
+  // The third call joined when the second finished: 20 decode steps in all, not 20 + 3.
+  expect(gen.steps).toBe(20);
+  expect(gen.rounds).toBe(2);
+  await gen.close();
+  // Each result is what the call gets alone.
+  for (const [prompt, max, got] of [[[6, 7, 8, 9], 3, b], [[1, 2, 3], 20, long]] as const) {
+    const solo = await LocalTokenGenerator.open(gpu, dir, { batchSize: 1, capacity: 64 });
+    expect((await solo.completeTokens(prompt, { ...greedy, maxNewTokens: max })).tokenIds).toEqual(got.tokenIds);
+    await solo.close();
+  }
+});

@@ -36,6 +36,45 @@ export interface GenerationResult {
   stoppedBy?: string | number;
 }
 
+/** Ends a sequence's generation: a stop id (kept), a stop string in the decoded new text (kept), or a limit. */
+export class StopRule {
+  private readonly ids: Set<number>;
+  constructor(
+    private readonly o: Pick<GenerateOptions, "maxNewTokens" | "stopTokenIds" | "stopStrings" | "decode">,
+    private readonly capacity: number,
+  ) {
+    this.ids = new Set(o.stopTokenIds ?? []);
+  }
+
+  /** Records `id` in `r` and says whether generation of that sequence is over (r.finishReason set). */
+  accept(r: GenerationResult, id: number, sequenceLength: number): boolean {
+    r.tokens.push(id);
+    if (this.ids.has(id)) {
+      r.finishReason = "stop";
+      r.stoppedBy = id;
+      return true;
+    }
+    if (this.o.stopStrings?.length && this.o.decode) {
+      const text = this.o.decode(r.tokens);
+      const hit = this.o.stopStrings.find((x) => text.includes(x));
+      if (hit !== undefined) {
+        r.finishReason = "stop";
+        r.stoppedBy = hit;
+        return true;
+      }
+    }
+    if (r.tokens.length >= this.o.maxNewTokens) {
+      r.finishReason = "length";
+      return true;
+    }
+    if (sequenceLength >= this.capacity) {
+      r.finishReason = "capacity";
+      return true;
+    }
+    return false;
+  }
+}
+
 export class GenerationSession {
   readonly caches: LayerCache[] = [];
   /** Tokens of each sequence: everything appended and generated, in order. */
@@ -45,6 +84,9 @@ export class GenerationSession {
   /** Whether `logits` row b holds the next-token logits of sequence b's current end. */
   private fresh: boolean[];
   private readonly logits: Tensor;
+  /** u32 [B]: the ids sampled last, and each slot's index (the sampler's stream key). */
+  private readonly sampled: Tensor;
+  private readonly slotIds: Tensor;
   private readonly gpu: Gpu;
   /** Decode steps run (for figures such as dispatches per token). */
   steps = 0;
@@ -63,13 +105,15 @@ export class GenerationSession {
     this.cached = new Array(B).fill(0);
     this.fresh = new Array(B).fill(false);
     this.logits = this.gpu.empty([B, model.V]);
+    this.sampled = this.gpu.empty([B], "u32");
+    this.slotIds = this.gpu.upload(Uint32Array.from({ length: B }, (_, b) => b), [B]);
   }
 
   release(): void {
     if (this.caches[0]) this.gpu.release(this.caches[0].newLen);
     for (const c of this.caches) this.gpu.release(c.k, c.v);
     this.caches.length = 0;
-    this.gpu.release(this.logits);
+    this.gpu.release(this.logits, this.sampled, this.slotIds);
   }
 
   /**
@@ -77,18 +121,53 @@ export class GenerationSession {
    * model in one batched step, so their cache covers them and their next-token logits are ready.
    */
   append(perSequence: readonly (readonly number[] | undefined)[]): void {
-    const rows: number[][] = [];
-    for (let b = 0; b < this.B; b++) {
-      const add = perSequence[b];
-      if (!add || add.length === 0) {
-        rows.push([]);
-        continue;
+    const which: number[] = [];
+    perSequence.forEach((add, b) => {
+      if (add && add.length > 0) {
+        this.push(b, add);
+        which.push(b);
       }
-      this.tokens[b]!.push(...add);
-      // Includes a finished sequence's last sampled token, which was never run through the model.
-      rows.push(this.tokens[b]!.slice(this.cached[b]!));
-    }
+    });
+    this.advance(which);
+  }
+
+  /** Adds tokens to the end of sequence b without running them yet (see advance). */
+  push(b: number, tokens: readonly number[]): void {
+    this.tokens[b]!.push(...tokens);
+  }
+
+  /**
+   * Runs every listed sequence's tokens that are not in the cache yet (a prompt, a tool response, the
+   * token sampled last) through the model in one batched step; their next-token logits become fresh.
+   * Sequences not listed keep their cache and their logits.
+   */
+  advance(sequences: readonly number[]): void {
+    const rows: number[][] = Array.from({ length: this.B }, () => []);
+    for (const b of sequences) rows[b] = this.tokens[b]!.slice(this.cached[b]!);
+    if (rows.every((r) => r.length === 0)) return;
     this.step(rows);
+  }
+
+  /**
+   * Samples one token for each listed sequence (each must have fresh logits), appends it to the sequence
+   * (not yet cached) and returns the ids in the order given. One GPU→CPU read of B ids.
+   */
+  async sampleNext(sequences: readonly number[], sampling: SamplingParams): Promise<number[]> {
+    for (const b of sequences) {
+      if (!this.fresh[b]) throw new Error(`sampleNext: sequence ${b} has no fresh logits (append to it first)`);
+    }
+    const g = this.gpu;
+    // Each sequence's RNG stream is keyed by (seed, slot, position): results do not depend on batch composition.
+    const pos = g.upload(Uint32Array.from(this.tokens.map((t) => t.length)), [this.B]);
+    sample(g, this.logits, this.sampled, this.slotIds, pos, { B: this.B, V: this.model.V }, sampling);
+    const ids = await g.readU32(this.sampled);
+    g.release(pos);
+    this.steps++;
+    return sequences.map((b) => {
+      this.tokens[b]!.push(ids[b]!);
+      this.fresh[b] = false;
+      return ids[b]!;
+    });
   }
 
   /** Empties sequence b (its cache slot is reused from position 0 by the next append). */
@@ -142,6 +221,9 @@ export class GenerationSession {
         this.rowsProcessed += rows[b]!.length;
         this.cached[b] = this.cached[b]! + rows[b]!.length;
         this.fresh[b] = true;
+      } else {
+        // Its logits row now holds padding's logits.
+        this.fresh[b] = false;
       }
     }
   }
@@ -153,63 +235,16 @@ export class GenerationSession {
 
   /** Decodes new tokens for the sequences whose logits are fresh, until each stops or hits a limit. */
   async generate(o: GenerateOptions): Promise<(GenerationResult | undefined)[]> {
-    const g = this.gpu;
     const which = o.sequences ?? [...this.fresh.keys()].filter((b) => this.fresh[b]);
-    for (const b of which) {
-      if (!this.fresh[b]) throw new Error(`generate: sequence ${b} has no fresh logits (append to it first)`);
-    }
     const results: (GenerationResult | undefined)[] = new Array(this.B).fill(undefined);
-    const running = new Set(which);
     for (const b of which) results[b] = { tokens: [], finishReason: "length" };
-    const stopIds = new Set(o.stopTokenIds ?? []);
-    const out = g.empty([this.B], "u32");
-    const seqIndex = g.upload(Uint32Array.from({ length: this.B }, (_, b) => b), [this.B]);
-    try {
-      while (running.size > 0) {
-        if (o.maxNewTokens <= 0) break;
-        // Each sequence's RNG stream is keyed by its position, so results do not depend on batch composition.
-        const pos = g.upload(Uint32Array.from(this.tokens.map((t) => t.length)), [this.B]);
-        sample(g, this.logits, out, seqIndex, pos, { B: this.B, V: this.model.V }, o.sampling);
-        const ids = await g.readU32(out);
-        g.release(pos);
-        this.steps++;
-        const next: number[][] = Array.from({ length: this.B }, () => []);
-        for (const b of [...running]) {
-          const id = ids[b]!;
-          const r = results[b]!;
-          r.tokens.push(id);
-          this.tokens[b]!.push(id);
-          this.fresh[b] = false;
-          let done = false;
-          if (stopIds.has(id)) {
-            r.finishReason = "stop";
-            r.stoppedBy = id;
-            done = true;
-          } else if (o.stopStrings?.length && o.decode) {
-            const text = o.decode(r.tokens);
-            const hit = o.stopStrings.find((s) => text.includes(s));
-            if (hit !== undefined) {
-              r.finishReason = "stop";
-              r.stoppedBy = hit;
-              done = true;
-            }
-          }
-          if (!done && r.tokens.length >= o.maxNewTokens) {
-            r.finishReason = "length";
-            done = true;
-          }
-          if (!done && this.tokens[b]!.length >= this.capacity) {
-            r.finishReason = "capacity";
-            done = true;
-          }
-          if (done) running.delete(b);
-          else next[b] = [id];
-        }
-        o.onStep?.(running.size);
-        if (running.size > 0) this.step(next);
-      }
-    } finally {
-      g.release(out, seqIndex);
+    const rule = new StopRule(o, this.capacity);
+    let running = o.maxNewTokens > 0 ? [...which] : [];
+    while (running.length > 0) {
+      const ids = await this.sampleNext(running, o.sampling);
+      running = running.filter((b, i) => !rule.accept(results[b]!, ids[i]!, this.tokens[b]!.length));
+      o.onStep?.(running.length);
+      this.advance(running);
     }
     return results;
   }

@@ -1,13 +1,15 @@
 /**
- * The local WebGPU engine behind the rollout loop's TokenGenerator interface (src/rollout/generator.ts):
- * concurrent `completeTokens` calls are gathered into batches on one GenerationSession, and each call
- * lands in the cache slot whose tokens are a prefix of its prompt when there is one, so a conversation
- * continued after a tool response only runs its new tokens through the model.
+ * The local WebGPU engine behind the rollout loop's TokenGenerator interface (src/rollout/generator.ts),
+ * with continuous batching: each of the session's B cache slots serves one call at a time, a call that
+ * finishes frees its slot at once, and queued calls join the running batch at the next step (their
+ * prompt runs in the same step as the others' next token). A call lands in the slot whose tokens are a
+ * prefix of its prompt when there is one, so a conversation continued after a tool response only runs
+ * its new tokens through the model.
  */
 import type { Gpu } from "../gpu/runtime.ts";
 import { RecallError } from "../errors.ts";
 import type { RolloutTokenizer, TokenCompletion, TokenGenerator, TokenSamplingParams } from "../rollout/generator.ts";
-import { GenerationSession } from "./generate.ts";
+import { GenerationSession, StopRule, type GenerationResult } from "./generate.ts";
 import { openPretrained, type Pretrained } from "./pretrained.ts";
 
 interface PendingCall {
@@ -15,6 +17,12 @@ interface PendingCall {
   params: TokenSamplingParams;
   resolve: (c: TokenCompletion) => void;
   reject: (e: unknown) => void;
+}
+
+interface ActiveCall {
+  call: PendingCall;
+  result: GenerationResult;
+  rule: StopRule;
 }
 
 export interface LocalGeneratorOptions {
@@ -31,24 +39,22 @@ function commonPrefix(a: readonly number[], b: readonly number[]): number {
   return i;
 }
 
+/** Calls share a decode step only when they sample the same way (one sampler launch per step). */
+function samplingKey(p: TokenSamplingParams): string {
+  return JSON.stringify([p.temperature, p.topP ?? 1, p.topK ?? 0, p.seed ?? 0]);
+}
+
 export class LocalTokenGenerator implements TokenGenerator {
   readonly kind = "tokens";
   readonly description: string;
   readonly tokenizer: RolloutTokenizer;
   private readonly session: GenerationSession;
   private queue: PendingCall[] = [];
+  private readonly active = new Map<number, ActiveCall>();
   private running = false;
-  /** Batched rounds run so far (tests and progress). */
-  get rounds(): number {
-    return this.round;
-  }
-  /** Token rows the model has processed (prefill + decode). */
-  get rowsProcessed(): number {
-    return this.session.rowsProcessed;
-  }
-  /** Round in which each slot was last used (least recently used slots are reassigned first). */
+  /** Step at which each slot was last used (least recently used free slots are reassigned first). */
   private lastUsed: number[];
-  private round = 0;
+  private admissions = 0;
 
   constructor(readonly pretrained: Pretrained, dir: string, o: LocalGeneratorOptions = {}) {
     const { model, tokenizer } = pretrained;
@@ -68,6 +74,21 @@ export class LocalTokenGenerator implements TokenGenerator {
     return new LocalTokenGenerator(await openPretrained(gpu, dir), dir, o);
   }
 
+  /** Times queued calls joined the batch (calls issued together join together). */
+  get rounds(): number {
+    return this.admissions;
+  }
+
+  /** Decode steps run (one sampled token per running call each). */
+  get steps(): number {
+    return this.session.steps;
+  }
+
+  /** Token rows the model has processed (prefill + decode). */
+  get rowsProcessed(): number {
+    return this.session.rowsProcessed;
+  }
+
   completeTokens(promptIds: readonly number[], params: TokenSamplingParams, signal?: AbortSignal): Promise<TokenCompletion> {
     if (promptIds.length === 0) return Promise.reject(new RecallError("local generator: empty prompt"));
     if (promptIds.length >= this.session.capacity) {
@@ -83,25 +104,33 @@ export class LocalTokenGenerator implements TokenGenerator {
         }
       });
       this.queue.push(call);
-      if (!this.running) void this.drain();
+      if (!this.running) void this.pump();
     });
   }
 
-  /** Runs rounds until the queue is empty. Calls that arrive during a round wait for the next. */
-  private async drain(): Promise<void> {
+  /** Decode steps until no call is queued or running. */
+  private async pump(): Promise<void> {
     this.running = true;
     try {
-      // Let concurrently issued calls arrive before the first round.
+      // Let concurrently issued calls arrive before the first step.
       await new Promise((r) => setTimeout(r, 0));
-      while (this.queue.length > 0) {
-        // One round serves calls with identical sampling settings (one generate() call).
-        const key = JSON.stringify(this.queue[0]!.params);
-        const round = this.queue.filter((c) => JSON.stringify(c.params) === key).slice(0, this.session.B);
-        this.queue = this.queue.filter((c) => !round.includes(c));
+      while (this.queue.length > 0 || this.active.size > 0) {
         try {
-          await this.runRound(round);
+          this.admit();
+          const slots = [...this.active.keys()];
+          // New prompts and every running call's last sampled token, in one step.
+          this.session.advance(slots);
+          const first = this.active.get(slots[0]!)!.call.params;
+          const ids = await this.session.sampleNext(slots, { temperature: first.temperature, topP: first.topP ?? 1, topK: first.topK ?? 0, seed: first.seed ?? 0 });
+          slots.forEach((b, i) => {
+            const a = this.active.get(b)!;
+            if (!a.rule.accept(a.result, ids[i]!, this.session.tokens[b]!.length)) return;
+            this.active.delete(b);
+            a.call.resolve({ tokenIds: a.result.tokens, finishReason: a.result.finishReason === "stop" ? "stop" : "length" });
+          });
         } catch (e) {
-          for (const c of round) c.reject(e);
+          for (const a of this.active.values()) a.call.reject(e);
+          this.active.clear();
         }
       }
     } finally {
@@ -109,57 +138,44 @@ export class LocalTokenGenerator implements TokenGenerator {
     }
   }
 
-  private assignSlots(round: PendingCall[]): number[] {
+  /** Moves queued calls (with the running calls' sampling settings) into free slots. */
+  private admit(): void {
     const s = this.session;
-    const taken = new Set<number>();
-    const slots: number[] = [];
-    for (const call of round) {
-      // Best slot: the longest cached prefix of this prompt that the slot holds entirely.
-      let best = -1, bestLen = 0;
-      for (let b = 0; b < s.B; b++) {
-        if (taken.has(b)) continue;
-        const toks = s.tokens[b]!;
-        if (toks.length > 0 && toks.length < call.prompt.length && commonPrefix(toks, call.prompt) === toks.length && toks.length > bestLen) {
-          best = b;
-          bestLen = toks.length;
-        }
-      }
-      if (best < 0) {
-        const free = [...Array(s.B).keys()].filter((b) => !taken.has(b)).sort((x, y) => this.lastUsed[x]! - this.lastUsed[y]!);
-        best = free[0]!;
-        s.reset(best);
-      }
-      taken.add(best);
-      slots.push(best);
+    const key = this.active.size > 0 ? samplingKey(this.active.values().next().value!.call.params) : this.queue[0] && samplingKey(this.queue[0].params);
+    const joined: PendingCall[] = [];
+    for (const call of this.queue) {
+      if (this.active.size >= s.B) break;
+      if (samplingKey(call.params) !== key) continue;
+      const b = this.slotFor(call.prompt);
+      // A reused slot holds a strict prefix of the prompt, a reset one nothing: the rest goes in now.
+      const held = s.tokens[b]!;
+      if (!(held.length > 0 && held.length < call.prompt.length && commonPrefix(held, call.prompt) === held.length)) s.reset(b);
+      s.push(b, call.prompt.slice(s.tokens[b]!.length));
+      this.lastUsed[b] = s.steps;
+      this.active.set(b, { call, result: { tokens: [], finishReason: "length" }, rule: new StopRule({ maxNewTokens: call.params.maxNewTokens, stopTokenIds: call.params.stopTokenIds, stopStrings: call.params.stop, decode: (ids) => this.tokenizer.decode(ids) }, s.capacity) });
+      joined.push(call);
     }
-    return slots;
+    if (joined.length > 0) {
+      this.admissions++;
+      this.queue = this.queue.filter((c) => !joined.includes(c));
+    }
   }
 
-  private async runRound(round: PendingCall[]): Promise<void> {
+  /** The free slot holding the longest strict prefix of `prompt`, else the least recently used free slot. */
+  private slotFor(prompt: readonly number[]): number {
     const s = this.session;
-    const slots = this.assignSlots(round);
-    this.round++;
-    const appends: (number[] | undefined)[] = new Array(s.B).fill(undefined);
-    round.forEach((call, i) => {
-      const b = slots[i]!;
-      this.lastUsed[b] = this.round;
-      // A reused slot holds a strict prefix of the prompt, a reset one nothing: there is always a suffix to run.
-      appends[b] = call.prompt.slice(s.tokens[b]!.length);
-    });
-    s.append(appends);
-    const p = round[0]!.params;
-    const results = await s.generate({
-      maxNewTokens: p.maxNewTokens,
-      sampling: { temperature: p.temperature, topP: p.topP ?? 1, topK: p.topK ?? 0, seed: p.seed ?? 0 },
-      stopTokenIds: p.stopTokenIds,
-      stopStrings: p.stop,
-      decode: (ids) => this.tokenizer.decode(ids),
-      sequences: slots,
-    });
-    round.forEach((call, i) => {
-      const r = results[slots[i]!]!;
-      call.resolve({ tokenIds: r.tokens, finishReason: r.finishReason === "stop" ? "stop" : "length" });
-    });
+    let best = -1, bestLen = 0;
+    for (let b = 0; b < s.B; b++) {
+      if (this.active.has(b)) continue;
+      const toks = s.tokens[b]!;
+      if (toks.length > bestLen && toks.length < prompt.length && commonPrefix(toks, prompt) === toks.length) {
+        best = b;
+        bestLen = toks.length;
+      }
+    }
+    if (best >= 0) return best;
+    const free = [...Array(s.B).keys()].filter((b) => !this.active.has(b)).sort((x, y) => this.lastUsed[x]! - this.lastUsed[y]!);
+    return free[0]!;
   }
 
   async close(): Promise<void> {
