@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { openBm25RetrieverSync } from "../src/retrieval/bm25_retriever.ts";
 import { WorkerPoolRetriever } from "../src/retrieval/worker_pool.ts";
 import type { SearchResult } from "../src/retrieval/types.ts";
-import { rng } from "../test/harness.ts";
+import { mulberry32 as rng } from "../src/util/prng.ts";
 
 const argv = process.argv.slice(2);
 const opt = (name: string, dflt: string) => {
