@@ -43,6 +43,14 @@ fn linearIndex(gid: vec3u) -> u32 {
   return gid.y * p.gridX * WGS + gid.x;
 }
 
+// A block of query heads: invocation r = ((b·Tq + t)·Hkv + hk)·HB + hb handles query heads
+// hk·group + hb·GB … of row (b, t) (bt = b·Tq + t), for the forward and the dQ backward alike.
+struct QueryBlock { hb: u32, hk: u32, bt: u32, t: u32, b: u32 }
+fn queryBlock(r: u32) -> QueryBlock {
+  let bt = r / (p.HB * p.Hkv);
+  return QueryBlock(r % p.HB, (r / p.HB) % p.Hkv, bt, bt % p.Tq, bt / p.Tq);
+}
+
 // ---- forward -----------------------------------------------------------------------------------
 
 @group(0) @binding(1) var<storage, read> fq: array<f32>;
@@ -57,11 +65,12 @@ fn linearIndex(gid: vec3u) -> u32 {
 fn attn_fwd(@builtin(global_invocation_id) gid: vec3u) {
   let r = linearIndex(gid); // ((b * Tq + t) * Hkv + hk) * HB + hb
   if (r >= p.B * p.Tq * p.Hkv * p.HB) { return; }
-  let hb = r % p.HB;
-  let hk = (r / p.HB) % p.Hkv;
-  let bt = r / (p.HB * p.Hkv);
-  let t = bt % p.Tq;
-  let b = bt / p.Tq;
+  let qb = queryBlock(r);
+  let hb = qb.hb;
+  let hk = qb.hk;
+  let bt = qb.bt;
+  let t = qb.t;
+  let b = qb.b;
   let group = p.Hq / p.Hkv;
   let pos = fqStart[b] + t;
   let kvl = min(fkvLen[b], p.Tk);
@@ -176,11 +185,12 @@ fn attn_bwd_dq(@builtin(global_invocation_id) gid: vec3u) {
   let r = linearIndex(gid); // ((b * Tq + t) * Hkv + hk) * HB + hb
   if (r >= p.B * p.Tq * p.Hkv * p.HB) { return; }
   let R = p.B * p.Tq * p.Hq;
-  let hb = r % p.HB;
-  let hk = (r / p.HB) % p.Hkv;
-  let bt = r / (p.HB * p.Hkv);
-  let t = bt % p.Tq;
-  let b = bt / p.Tq;
+  let qb = queryBlock(r);
+  let hb = qb.hb;
+  let hk = qb.hk;
+  let bt = qb.bt;
+  let t = qb.t;
+  let b = qb.b;
   let group = p.Hq / p.Hkv;
   let pos = qwork[2u * R + b] + t;
   let kvl = min(qwork[2u * R + p.B + b], p.Tk);

@@ -79,6 +79,12 @@ fn sigmoid(x: f32) -> f32 {
   return 1.0 / (1.0 + exp(-x));
 }
 
+// Gradients of h = silu(g)·u: (dh·u·σ(g)·(1 + g·(1 − σ(g))), dh·silu(g)).
+fn swigluGrads(dh: f32, g: f32, u: f32) -> vec2f {
+  let s = sigmoid(g);
+  return vec2f(dh * u * s * (1.0 + g * (1.0 - s)), dh * g * s);
+}
+
 @group(0) @binding(1) var<storage, read> gluG: array<f32>;
 @group(0) @binding(2) var<storage, read> gluU: array<f32>;
 @group(0) @binding(3) var<storage, read_write> gluH: array<f32>;
@@ -124,9 +130,9 @@ fn swiglu_backward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) n
       let dh = bwdDH[gp.baseH + r * gp.strideH + j];
       let g = bwdG[gp.baseG + r * gp.strideG + j];
       let u = bwdU[gp.baseU + r * gp.strideU + j];
-      let s = sigmoid(g);
-      bwdDG[gp.baseDG + r * gp.strideDG + j] = dh * u * s * (1.0 + g * (1.0 - s));
-      bwdDU[gp.baseDU + r * gp.strideDU + j] = dh * g * s;
+      let d = swigluGrads(dh, g, u);
+      bwdDG[gp.baseDG + r * gp.strideDG + j] = d.x;
+      bwdDU[gp.baseDU + r * gp.strideDU + j] = d.y;
     }
   }
 }
@@ -146,9 +152,9 @@ fn swiglu_backward_fused(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgro
       let dh = bwdDH[gp.baseH + r * gp.strideH + j];
       let g = bwdG[gp.baseG + r * gp.strideG + j];
       let u = bwdU[gp.baseU + r * gp.strideU + j];
-      let s = sigmoid(g);
-      bwdDGU[gp.baseDG + r * gp.strideDG + j] = dh * u * s * (1.0 + g * (1.0 - s));
-      bwdDGU[gp.baseDU + r * gp.strideDU + j] = dh * g * s;
+      let d = swigluGrads(dh, g, u);
+      bwdDGU[gp.baseDG + r * gp.strideDG + j] = d.x;
+      bwdDGU[gp.baseDU + r * gp.strideDU + j] = d.y;
     }
   }
 }
