@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { readConfigFile, resolveConfig } from "../src/eval/config.ts";
 import { findDatasetFile, loadDataset, selectItems } from "../src/eval/dataset.ts";
 import { parseJudgement } from "../src/eval/judge.ts";
-import { averageScores, hasAnswer, retrievalRecall, scoreItem } from "../src/eval/metrics.ts";
+import { averageScores, docHasAnswer, retrievalRecall, scoreItem } from "../src/eval/metrics.ts";
 import { reCallPrediction, reSearchPrediction } from "../src/eval/methods.ts";
 import { formatMetricValue, newRunDir, readItemRecords } from "../src/eval/output.ts";
 import { formatReference, oneShotMessages, renderPrompt } from "../src/eval/prompts.ts";
@@ -102,11 +102,16 @@ describe("metrics", () => {
     expect(b.f1).toBeCloseTo(4 / 9, 12); // 7 tokens once "a" is dropped: p = 2/7, r = 1
     expect(averageScores([a, b]).em).toBe(0.5);
   });
-  test("retrieval recall: FlashRAG has_answer (tokens, case, accents)", () => {
-    expect(hasAnswer(["James Madison"], "Citibank... president JAMES madison, 1812")).toBe(true);
-    expect(hasAnswer(["Madison"], "Madisonville")).toBe(false); // token match, not substring
-    expect(hasAnswer(["Röntgen"], "Wilhelm Conrad Röntgen won")).toBe(true);
-    expect(hasAnswer(["1812"], "in 1812.")).toBe(true);
+  test("retrieval recall: FlashRAG's rule, normalised gold as a substring of the normalised passage", () => {
+    expect(docHasAnswer(["James Madison"], "Citibank... president JAMES madison, 1812")).toBe(true);
+    expect(docHasAnswer(["Madison"], "Madisonville")).toBe(true); // substring, not tokens
+    expect(docHasAnswer(["20 June 1837"], "crowned on 20 June 1837s, she")).toBe(true);
+    expect(docHasAnswer(["AT&T"], "sold to AT & T in 1994")).toBe(false); // "att" vs "at t"
+    expect(docHasAnswer(["AT & T"], "sold to AT&T in 1994")).toBe(false);
+    expect(docHasAnswer(["Röntgen"], "Wilhelm Conrad Röntgen won")).toBe(true);
+    expect(docHasAnswer(["Rontgen"], "Wilhelm Conrad Röntgen won")).toBe(false); // no accent folding
+    expect(docHasAnswer(["The"], "anything")).toBe(true); // normalises to "", which FlashRAG finds everywhere
+    expect(docHasAnswer(["x"], "")).toBe(false);
     const docs = [{ contents: "nothing" }, { contents: "x James Madison y" }];
     expect(retrievalRecall(["james madison"], docs, 1)).toBe(0);
     expect(retrievalRecall(["james madison"], docs, 2)).toBe(1);

@@ -2,11 +2,11 @@
  * FlashRAG's evaluation metrics (SPEC section 7) per item and averaged over items:
  * - `em`, `acc`, `f1`, `precision`, `recall` on SQuAD-normalised strings (src/reward/squad.ts);
  * - `retrieval_recall_top{k}`: 1 when any of the first k retrieved documents contains a gold answer.
- *   "Contains" is FlashRAG's `has_answer`: the text and the answer are NFD-normalised, split into DrQA
- *   tokens (runs of letters/digits/marks, or single other non-space characters), lowercased, and the
- *   answer's tokens must appear as a contiguous run in the document's.
+ *   "Contains" is FlashRAG's `Retrieval_Recall` rule: the SQuAD-normalised gold is a substring of the
+ *   SQuAD-normalised document text (no token boundaries: gold "1837" is in "1837s"; "AT&T" normalises
+ *   to "att" and is not in "at t"). A gold that normalises to "" is in every document, as in FlashRAG.
  */
-import { exactMatch, substringMatch, tokenScores } from "../reward/squad.ts";
+import { exactMatch, normalizeAnswer, substringMatch, tokenScores } from "../reward/squad.ts";
 import type { MetricName } from "./config.ts";
 
 export interface DocLike {
@@ -14,25 +14,10 @@ export interface DocLike {
   [k: string]: unknown;
 }
 
-const DRQA_TOKEN = /[\p{L}\p{N}\p{M}]+|[^\p{Z}\p{C}]/gu;
-
-function drqaTokens(text: string): string[] {
-  return (text.normalize("NFD").match(DRQA_TOKEN) ?? []).map((t) => t.toLowerCase());
-}
-
-/** FlashRAG `has_answer` (string match type). */
-export function hasAnswer(golds: readonly string[], text: string): boolean {
-  const doc = drqaTokens(text);
-  for (const g of golds) {
-    const a = drqaTokens(g);
-    if (a.length === 0) continue;
-    for (let i = 0; i + a.length <= doc.length; i++) {
-      let ok = true;
-      for (let j = 0; j < a.length && ok; j++) ok = doc[i + j] === a[j];
-      if (ok) return true;
-    }
-  }
-  return false;
+/** FlashRAG's retrieval hit: some normalised gold occurs in the normalised document text. */
+export function docHasAnswer(golds: readonly string[], text: string): boolean {
+  const doc = normalizeAnswer(text);
+  return golds.some((g) => doc.includes(normalizeAnswer(g)));
 }
 
 export function docText(d: DocLike): string {
@@ -43,7 +28,7 @@ export function docText(d: DocLike): string {
 }
 
 export function retrievalRecall(golds: readonly string[], docs: readonly DocLike[], k: number): number {
-  return docs.slice(0, k).some((d) => hasAnswer(golds, docText(d))) ? 1 : 0;
+  return docs.slice(0, k).some((d) => docHasAnswer(golds, docText(d))) ? 1 : 0;
 }
 
 export type ItemScores = Record<string, number>;
