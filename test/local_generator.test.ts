@@ -82,3 +82,20 @@ test("continuous batching: a queued call takes a freed slot while a long call ke
     await solo.close();
   }
 });
+
+test("a group of samples of one prompt shares one prefill (KV forked); each sample equals its solo run", async () => {
+  const gen = await LocalTokenGenerator.open(gpu, dir, { batchSize: 4, capacity: 96 });
+  const prompt = Array.from({ length: 40 }, (_, i) => 50 + (i % 30));
+  const outs = await Promise.all([0, 1, 2, 3].map((k) => gen.completeTokens(prompt, { ...params, streamId: 1000 + k })));
+  // The leader computed 40 prompt rows; the three others copied 39 of them and ran one.
+  expect(gen.forkedTokens).toBe(3 * 39);
+  // Different streams draw different samples; each equals the same call made alone.
+  expect(new Set(outs.map((o) => o.tokenIds.join(","))).size).toBeGreaterThan(1);
+  for (const [k, o] of outs.entries()) {
+    const solo = await LocalTokenGenerator.open(gpu, dir, { batchSize: 1, capacity: 96 });
+    const r = await solo.completeTokens(prompt, { ...params, streamId: 1000 + k });
+    expect(o.tokenIds).toEqual(r.tokenIds);
+    await solo.close();
+  }
+  await gen.close();
+});

@@ -117,6 +117,17 @@ export class Gpu {
     this.commandEncoder().copyBufferToBuffer(src.buffer, src.byteOffset, dst.buffer, dst.byteOffset, Math.ceil(src.byteLength / 4) * 4);
   }
 
+  /** Copies `count` elements from src[srcElement…] to dst[dstElement…] (same dtype; offsets and count in elements). */
+  copyRegion(src: Tensor, srcElement: number, dst: Tensor, dstElement: number, count: number): void {
+    const size = DTYPE_BYTES[src.dtype];
+    if (src.dtype !== dst.dtype) throw new Error(`copyRegion: ${src.dtype} into ${dst.dtype}`);
+    if (srcElement + count > src.numel || dstElement + count > dst.numel) throw new Error(`copyRegion: ${count} elements out of range`);
+    if ((count * size) % 4 !== 0) throw new Error("copyRegion: byte count must be a multiple of 4");
+    if (count === 0) return;
+    this.endPass();
+    this.commandEncoder().copyBufferToBuffer(src.buffer, src.byteOffset + srcElement * size, dst.buffer, dst.byteOffset + dstElement * size, count * size);
+  }
+
   release(...ts: Tensor[]): void {
     for (const t of ts) this.pool.release(t.buffer);
   }

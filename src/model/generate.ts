@@ -152,22 +152,54 @@ export class GenerationSession {
    * Samples one token for each listed sequence (each must have fresh logits), appends it to the sequence
    * (not yet cached) and returns the ids in the order given. One GPU→CPU read of B ids.
    */
-  async sampleNext(sequences: readonly number[], sampling: SamplingParams): Promise<number[]> {
+  async sampleNext(sequences: readonly number[], sampling: SamplingParams, streamIds?: readonly number[]): Promise<number[]> {
     for (const b of sequences) {
       if (!this.fresh[b]) throw new Error(`sampleNext: sequence ${b} has no fresh logits (append to it first)`);
     }
     const g = this.gpu;
-    // Each sequence's RNG stream is keyed by (seed, slot, position): results do not depend on batch composition.
+    // Each sequence's RNG stream is keyed by (seed, stream, position): results do not depend on batch
+    // composition. The stream is the slot unless the caller names one (e.g. a rollout's sample index, so a
+    // conversation draws the same tokens whichever slot it lands in).
+    let keys = this.slotIds;
+    if (streamIds) {
+      const k = Uint32Array.from({ length: this.B }, (_, b) => b);
+      sequences.forEach((b, i) => (k[b] = streamIds[i]! >>> 0));
+      keys = g.upload(k, [this.B]);
+    }
     const pos = g.upload(Uint32Array.from(this.tokens.map((t) => t.length)), [this.B]);
-    sample(g, this.logits, this.sampled, this.slotIds, pos, { B: this.B, V: this.model.V }, sampling);
+    sample(g, this.logits, this.sampled, keys, pos, { B: this.B, V: this.model.V }, sampling);
     const ids = await g.readU32(this.sampled);
     g.release(pos);
+    if (keys !== this.slotIds) g.release(keys);
     this.steps++;
     return sequences.map((b) => {
       this.tokens[b]!.push(ids[b]!);
       this.fresh[b] = false;
       return ids[b]!;
     });
+  }
+
+  /**
+   * Makes sequence `dst` start with the first `length` cached tokens of sequence `src` by copying their keys and
+   * values (a prompt's n samples share one prefill this way). `dst` must not be running.
+   */
+  forkPrefix(src: number, dst: number, length: number): void {
+    if (length > this.cached[src]!) throw new Error(`forkPrefix: sequence ${src} has only ${this.cached[src]} cached tokens, not ${length}`);
+    const F = this.model.Hkv * this.model.hd;
+    if (length > 0) {
+      // WebGPU cannot copy a buffer onto itself: slots of one cache go through a scratch tensor.
+      const scratch = this.gpu.empty([length * F]);
+      for (const c of this.caches) {
+        for (const t of [c.k, c.v]) {
+          this.gpu.copyRegion(t, src * this.capacity * F, scratch, 0, length * F);
+          this.gpu.copyRegion(scratch, 0, t, dst * this.capacity * F, length * F);
+        }
+      }
+      this.gpu.release(scratch);
+    }
+    this.tokens[dst] = this.tokens[src]!.slice(0, length);
+    this.cached[dst] = length;
+    this.fresh[dst] = false;
   }
 
   /** Empties sequence b (its cache slot is reused from position 0 by the next append). */

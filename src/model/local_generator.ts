@@ -32,6 +32,9 @@ export interface LocalGeneratorOptions {
   capacity?: number;
 }
 
+/** Shorter shared prefixes are cheaper to recompute than to wait a step for. */
+const MIN_FORK_TOKENS = 16;
+
 function commonPrefix(a: readonly number[], b: readonly number[]): number {
   const n = Math.min(a.length, b.length);
   let i = 0;
@@ -55,6 +58,8 @@ export class LocalTokenGenerator implements TokenGenerator {
   /** Step at which each slot was last used (least recently used free slots are reassigned first). */
   private lastUsed: number[];
   private admissions = 0;
+  /** Prompt tokens whose keys and values were copied from another slot instead of computed. */
+  forkedTokens = 0;
 
   constructor(readonly pretrained: Pretrained, dir: string, o: LocalGeneratorOptions = {}) {
     const { model, tokenizer } = pretrained;
@@ -121,7 +126,8 @@ export class LocalTokenGenerator implements TokenGenerator {
           // New prompts and every running call's last sampled token, in one step.
           this.session.advance(slots);
           const first = this.active.get(slots[0]!)!.call.params;
-          const ids = await this.session.sampleNext(slots, { temperature: first.temperature, topP: first.topP ?? 1, topK: first.topK ?? 0, seed: first.seed ?? 0 });
+          const streams = slots.map((b) => this.active.get(b)!.call.params.streamId ?? b);
+          const ids = await this.session.sampleNext(slots, { temperature: first.temperature, topP: first.topP ?? 1, topK: first.topK ?? 0, seed: first.seed ?? 0 }, streams);
           slots.forEach((b, i) => {
             const a = this.active.get(b)!;
             if (!a.rule.accept(a.result, ids[i]!, this.session.tokens[b]!.length)) return;
@@ -146,10 +152,20 @@ export class LocalTokenGenerator implements TokenGenerator {
     for (const call of this.queue) {
       if (this.active.size >= s.B) break;
       if (samplingKey(call.params) !== key) continue;
+      // A prompt that shares a long prefix with one joining in this same step waits one step, then copies its
+      // keys and values instead of computing them again (a GRPO group's n samples share one prefill).
+      const donor = this.prefixDonor(call.prompt);
+      if (joined.some((j) => commonPrefix(j.prompt, call.prompt) >= donor.length + MIN_FORK_TOKENS)) continue;
       const b = this.slotFor(call.prompt);
       // A reused slot holds a strict prefix of the prompt, a reset one nothing: the rest goes in now.
       const held = s.tokens[b]!;
-      if (!(held.length > 0 && held.length < call.prompt.length && commonPrefix(held, call.prompt) === held.length)) s.reset(b);
+      if (!(held.length > 0 && held.length < call.prompt.length && commonPrefix(held, call.prompt) === held.length)) {
+        s.reset(b);
+        if (donor.length >= MIN_FORK_TOKENS && donor.slot !== b) {
+          s.forkPrefix(donor.slot, b, donor.length);
+          this.forkedTokens += donor.length;
+        }
+      }
       s.push(b, call.prompt.slice(s.tokens[b]!.length));
       this.lastUsed[b] = s.steps;
       this.active.set(b, { call, result: { tokens: [], finishReason: "length" }, rule: new StopRule({ maxNewTokens: call.params.maxNewTokens, stopTokenIds: call.params.stopTokenIds, stopStrings: call.params.stop, decode: (ids) => this.tokenizer.decode(ids) }, s.capacity) });
@@ -159,6 +175,17 @@ export class LocalTokenGenerator implements TokenGenerator {
       this.admissions++;
       this.queue = this.queue.filter((c) => !joined.includes(c));
     }
+  }
+
+  /** The slot (running or not) whose cached tokens share the longest prefix with `prompt`, leaving one token to run. */
+  private prefixDonor(prompt: readonly number[]): { slot: number; length: number } {
+    const s = this.session;
+    let best = { slot: -1, length: 0 };
+    for (let b = 0; b < s.B; b++) {
+      const n = Math.min(commonPrefix(s.tokens[b]!, prompt), s.cached[b]!, prompt.length - 1);
+      if (n > best.length) best = { slot: b, length: n };
+    }
+    return best;
   }
 
   /** The free slot holding the longest strict prefix of `prompt`, else the least recently used free slot. */

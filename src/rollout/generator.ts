@@ -87,6 +87,11 @@ export interface RolloutTokenizer {
 export interface TokenSamplingParams extends SamplingParams {
   /** Ids that end generation (returned as sampled): EOS, and `<|im_start|>` which a turn must never start. */
   stopTokenIds: readonly number[];
+  /**
+   * The random stream this call draws from (with `seed` and the token's position): give each conversation its
+   * own so its samples do not depend on which cache slot or batch it runs in (RL's exact resume needs this).
+   */
+  streamId?: number;
 }
 
 export interface TokenGenerator {
