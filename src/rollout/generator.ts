@@ -45,6 +45,12 @@ export interface SamplingParams {
   /** Stop strings (besides stop token ids). */
   stop?: readonly string[];
   seed?: number;
+  /**
+   * Token engines: the random stream this call draws from (with `seed` and the token's position). Give each
+   * conversation its own so its samples do not depend on which cache slot or batch it runs in (RL's exact
+   * resume needs this). Text servers ignore it.
+   */
+  streamId?: number;
 }
 
 export type FinishReason = "stop" | "length";
@@ -87,11 +93,6 @@ export interface RolloutTokenizer {
 export interface TokenSamplingParams extends SamplingParams {
   /** Ids that end generation (returned as sampled): EOS, and `<|im_start|>` which a turn must never start. */
   stopTokenIds: readonly number[];
-  /**
-   * The random stream this call draws from (with `seed` and the token's position): give each conversation its
-   * own so its samples do not depend on which cache slot or batch it runs in (RL's exact resume needs this).
-   */
-  streamId?: number;
 }
 
 export interface TokenGenerator {
