@@ -7,11 +7,19 @@ import { defineCommand, renderUsage, runCommand, type ArgsDef, type CommandConte
 import { consola } from "consola";
 import { RecallError, errorMessage } from "../errors.ts";
 
-export type RecallCommand = CommandDef<ArgsDef> & { examples?: string[] };
+export type RecallCommand = CommandDef<ArgsDef> & { examples?: string[]; overrides?: CommandOverrides };
+
+/** A command that takes dotted `key=value` settings as bare arguments (verl/Hydra overrides, as train.sh passes them). */
+export interface CommandOverrides {
+  /** Listing of the keys for --help (see settingsHelp in src/config/schema.ts). */
+  help: string;
+}
 
 interface RecallCommandSpec<T extends ArgsDef> extends CommandDef<T> {
   /** Shell lines shown under "Examples" in --help, each runnable as written. */
   examples?: string[];
+  /** Set for commands that accept `key=value` overrides; other commands refuse stray arguments. */
+  overrides?: CommandOverrides;
 }
 
 export function defineRecallCommand<const T extends ArgsDef>(spec: RecallCommandSpec<T>): RecallCommand {
@@ -30,6 +38,7 @@ export function defineRecallCommand<const T extends ArgsDef>(spec: RecallCommand
     }),
   }) as unknown as RecallCommand;
   cmd.examples = spec.examples;
+  cmd.overrides = spec.overrides;
   return cmd;
 }
 
@@ -106,7 +115,8 @@ export function normalizeFlags(rawArgs: string[], args: ArgsDef, commandPath: st
   return out;
 }
 
-function closest(name: string, candidates: string[]): string | undefined {
+/** The candidate nearest to `name` by edit distance, if near enough to be a likely typo. */
+export function closest(name: string, candidates: string[]): string | undefined {
   let best: string | undefined;
   let bestD = Math.max(2, Math.floor(name.length / 3)) + 1;
   for (const c of candidates) {
@@ -180,6 +190,7 @@ export function requiredStringFlag(args: Record<string, unknown>, name: string):
 
 async function usageText(cmd: RecallCommand, parent?: RecallCommand): Promise<string> {
   let text = await renderUsage(cmd as CommandDef<ArgsDef>, parent as CommandDef<ArgsDef> | undefined);
+  if (cmd.overrides) text += "\n\nSettings (bare key=value arguments, or keys of a --config YAML):\n" + cmd.overrides.help;
   if (cmd.examples?.length) text += "\n\nExamples:\n" + cmd.examples.map((e) => "  " + e).join("\n") + "\n";
   text += "\nFlags may be written --snake_case (as in ReCall's scripts) or --kebab-case.\n";
   return text;
@@ -232,7 +243,9 @@ export async function runCli(root: RecallCommand, argv: string[], version: strin
     const args = (await resolve(cmd.args as Resolvable<ArgsDef>)) ?? {};
     const normalized = normalizeFlags(rest, args, path.join(" "));
     const positionals = Object.values(args).filter((a) => a.type === "positional").length;
-    const extra = normalized.filter((t, i) => !t.startsWith("-") && !(i > 0 && isValueOf(normalized, i, args)));
+    const extra = normalized.filter(
+      (t, i) => !t.startsWith("-") && !(i > 0 && isValueOf(normalized, i, args)) && !(cmd.overrides && OVERRIDE_ARG.test(t)),
+    );
     if (extra.length > positionals) {
       throw new RecallError(`unexpected argument '${extra[positionals]}' for '${path.join(" ")}'`, {
         hint: `see '${path.join(" ")} --help'`,
@@ -254,6 +267,9 @@ export async function runCli(root: RecallCommand, argv: string[], version: strin
     return 70; // internal error: a bug in recall
   }
 }
+
+/** A bare `key=value` argument (Hydra's `+key=value` and `++key=value` too): groups are the plus signs, key, value. */
+export const OVERRIDE_ARG = /^(\+\+|\+)?([A-Za-z_][\w-]*(?:\.[A-Za-z_0-9][\w-]*)*)=([\s\S]*)$/;
 
 /** Whether token i is the value of the string flag before it (`--model DIR`). */
 function isValueOf(tokens: string[], i: number, args: ArgsDef): boolean {
