@@ -123,12 +123,25 @@ describe("metrics", () => {
     expect(reCallPrediction("<|im_start|>assistant\n<think>\\boxed{x}</think> no box<|im_end|>")).toBe("");
     expect(reSearchPrediction("<think>\\boxed{a}</think> <answer> \\boxed{b} </answer>")).toBe("b");
   });
+  test("re-call prediction at the turn cap: the last closed assistant turn, not the open <think> after the tool answers", () => {
+    const prompt = "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n<think>";
+    const turn = (t: string) => `${t}<|im_end|>\n<|im_start|>user\n<tool_response>c\nr\n</tool_response>\n<|im_end|>\n<|im_start|>assistant\n<think>`;
+    const capped = prompt + turn(" a </think> \\boxed{First} <tool_call>c</tool_call>") + turn(" b </think> so \\boxed{Second} <tool_call>c</tool_call>");
+    expect(reCallPrediction(capped)).toBe("Second");
+    expect(reCallPrediction(prompt + turn(" b </think> <tool_call>c</tool_call>"))).toBe("");
+    expect(reCallPrediction(prompt + " open turn \\boxed{X}")).toBe(""); // no closed assistant turn
+  });
   test("prompts: FlashRAG reference format and plain-text rendering", () => {
     const ref = formatReference([{ id: "1", contents: '"Citibank"\nFounded 1812.\nNew York.' }]);
     expect(ref).toBe('Doc 1(Title: "Citibank") Founded 1812.\nNew York.\n');
     const msgs = oneShotMessages("zero-shot", "who?");
     expect(renderPrompt(msgs, true)).toBe("<|im_start|>system\nAnswer the question based on your own knowledge. Only give me the answer and do not output any other words.<|im_end|>\n<|im_start|>user\nQuestion: who?<|im_end|>\n<|im_start|>assistant\n");
     expect(renderPrompt(oneShotMessages("naive", "who?"), false)).toBe("who?\nAnswer:");
+    // FlashRAG's RAG system prompt: adjacent string literals, no space after "document."
+    const rag = oneShotMessages("standard-rag", "who?", [{ id: "1", contents: "T\nx" }]);
+    expect(rag[0]!.content).toBe(
+      "Answer the question based on the given document.Only give me the answer and do not output any other words.\nThe following are given documents.\n\nDoc 1(Title: T) x\n",
+    );
   });
 });
 

@@ -51,12 +51,17 @@ function questionOf(prompt: string): string {
   return m ? m[1]! : (/User: ([\s\S]*?)\. Assistant:/.exec(prompt)?.[1] ?? "");
 }
 
+/** The item whose first turn also writes a call with broken JSON (ReCall's eval sends its failure text to the tool). */
+const BROKEN_CALL_ITEM = 2;
+const BROKEN_CALL = '<tool_call>\n{"name": "wikipedia_search", "arguments": {"query": "x"}\n</tool_call>\n';
+
 /** Next turn of a ReCall model, and which stop ended it (EOS as SGLang reports it: the token id). */
 function reCallTurn(prompt: string): { text: string; matched: string | number } {
   const q = questionOf(prompt);
   const responses = prompt.split("<tool_response>").length - 1;
   if (responses === 0) {
-    return { text: ` I should look this up. </think>\n<tool_call>\n{"name": "wikipedia_search", "arguments": {"query": ${JSON.stringify(q)}, "top_n": 2}}\n</tool_call>`, matched: 151645 };
+    const broken = q === head[BROKEN_CALL_ITEM]!.question ? BROKEN_CALL : "";
+    return { text: ` I should look this up. </think>\n${broken}<tool_call>\n{"name": "wikipedia_search", "arguments": {"query": ${JSON.stringify(q)}, "top_n": 2}}\n</tool_call>`, matched: 151645 };
   }
   const found = /The answer is ([^\n]+?)\.(?:\n|$)/.exec(prompt.slice(prompt.lastIndexOf("<tool_response>")));
   return { text: ` I found it. </think> The answer is \\[ \\boxed{${found ? found[1] : "unknown"}} \\]`, matched: 151645 };
@@ -183,9 +188,10 @@ describe("re-call end to end", () => {
       const { metrics, data, config } = readRun(dir);
       expect(metrics.em).toBeCloseTo(expectedEm, 12);
       expect(metrics.retrieval_recall_top5).toBeCloseTo(expectedEm, 12);
-      expect(metrics.tool_calls_per_item).toBe(1);
+      expect(metrics.tool_calls_per_item).toBe((N + 1) / N);
+      expect(metrics.tool_call_parse_failure_rate).toBe(1 / (N + 1));
       expect(metrics.turns_per_item).toBe(2);
-      expect(metrics.format_failure_rate).toBe(0);
+      expect(metrics.format_failure_rate).toBe(1 / N); // the broken call fails the reward's format gate
       expect(metrics.items).toBe(N);
       expect(metrics.failed_items).toBe(0);
       expect(data.map((d) => d.id)).toEqual(head.map((_, i) => `test_${i}`));
@@ -197,6 +203,11 @@ describe("re-call end to end", () => {
       expect(first.output.final_response).toContain("result: \n\"Fact 0\"");
       expect(first.output.final_response!.endsWith("\\]<|im_end|>")).toBe(true);
       expect(data[1]!.output.metric_score.em).toBe(0); // its passage is not in the corpus
+      // ReCall's eval sends a broken call's failure text to the tool as Python: the sandbox's SyntaxError.
+      expect(data[BROKEN_CALL_ITEM]!.output.final_response).toContain(
+        '<tool_response>{"name": "wikipedia_search", "arguments": {"query": "x"}\nerror: \ninvalid syntax (<call>, line 1)\n</tool_response>\n<tool_response>{"name"',
+      );
+      expect(data[BROKEN_CALL_ITEM]!.output.metric_score.em).toBe(1);
       expect(config).toMatchObject({ method_name: "re-call", max_new_tokens: 512, max_turns: 5, temperature: 0, generator_model: "/models/qwen-recall" });
       expect(String(config.generator)).toContain("sglang");
       expect(s.requests).toBe(2 * N);

@@ -15,8 +15,9 @@ import { pyRepr, pyReprFloat } from "../src/python/repr.ts";
 import { pySplit, pyStrip } from "../src/python/text.ts";
 import { PlainSearchTool, WikipediaSearchTool } from "../src/rollout/search_tool.ts";
 import { extractToolCallTexts, parseToolCall, toolCallsOf } from "../src/rollout/tool_calls.ts";
-import type { ToolRunner, ValidToolCall } from "../src/rollout/tools.ts";
-import { RE_CALL_TEMPLATE_SYS, WIKIPEDIA_SEARCH_ENV, WIKIPEDIA_SEARCH_FUNC_SCHEMAS } from "../src/rollout/templates.ts";
+import { SANDBOX_CALL_FILENAME, SandboxToolRunner, type ToolRunner, type UnparsedToolCall, type ValidToolCall } from "../src/rollout/tools.ts";
+import { RE_CALL_EVAL_SYS, RE_CALL_TEMPLATE_SYS, WIKIPEDIA_SEARCH_ENV, WIKIPEDIA_SEARCH_FUNC_SCHEMAS } from "../src/rollout/templates.ts";
+import type { ExecuteRequest } from "../src/sandbox/types.ts";
 import { settleTextTurn } from "../src/rollout/turn_end.ts";
 import { reCallReward } from "../src/reward/re_call.ts";
 
@@ -34,6 +35,22 @@ describe("embedded templates", () => {
     expect(p).toBe(`<|im_start|>system\n${sys}<|im_end|>\n<|im_start|>user\nWho founded Citibank?<|im_end|>\n<|im_start|>assistant\n<think>`);
     // `$&`-style patterns in a schema are inserted literally, not interpreted by String.replace.
     expect(reCallSystemPrompt("[{\"x\": \"$& $1\"}]")).toContain("[{\"x\": \"$& $1\"}]");
+  });
+  test("ReCall's evaluation system prompt (ReCall.system_prompt): `functions. ` and one newline, else the training template", () => {
+    expect(RE_CALL_EVAL_SYS.slice(0, 296)).toBe(
+      "In this environment you have access to a set of tools you can use to assist with the user query. You may perform multiple rounds of function calls. In each round, you can call one or more functions. \n" +
+        "Here are available functions in JSONSchema format: \n```json\n{func_schemas}\n```\n\nIn your response",
+    );
+    expect(RE_CALL_TEMPLATE_SYS.slice(0, 296)).toBe(
+      "In this environment you have access to a set of tools you can use to assist with the user query. You may perform multiple rounds of function calls. In each round, you can call one or more functions.\n\n" +
+        "Here are available functions in JSONSchema format: \n```json\n{func_schemas}\n```\n\nIn your response",
+    );
+    expect(RE_CALL_EVAL_SYS.slice(296)).toBe(RE_CALL_TEMPLATE_SYS.slice(296));
+    expect(RE_CALL_EVAL_SYS.endsWith('{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>')).toBe(true);
+    const p = reCallPrompt("Q?", WIKIPEDIA_SEARCH_FUNC_SCHEMAS, RE_CALL_EVAL_SYS);
+    expect(p).toBe(`<|im_start|>system\n${RE_CALL_EVAL_SYS.replace("{func_schemas}", WIKIPEDIA_SEARCH_FUNC_SCHEMAS)}<|im_end|>\n<|im_start|>user\nQ?<|im_end|>\n<|im_start|>assistant\n<think>`);
+    // The default stays the training template (recall train).
+    expect(reCallPrompt("Q?", WIKIPEDIA_SEARCH_FUNC_SCHEMAS)).toContain("one or more functions.\n\nHere are");
   });
 });
 
@@ -237,6 +254,100 @@ describe("multi-turn loop, text generator", () => {
   });
 });
 
+describe("multi-turn loop, ReCall's evaluation rules (recall_eval)", () => {
+  const evalOpts = (gen: TextGenerator, tools: ToolRunner = new WikipediaSearchTool(fakeRetriever)): ConversationOptions => ({ generator: gen, protocol: RE_CALL, tools, sampling: { temperature: 0 }, rules: "recall_eval" });
+  const base = (gen: TextGenerator): ConversationOptions => ({ ...evalOpts(gen), rules: undefined }); // the default: training rollout
+  const env = (q: string, result: string) =>
+    `\n<|im_start|>user\n<tool_response>{"name": "wikipedia_search", "arguments": {"query": "${q}"}}\n${result}\n</tool_response>\n<|im_end|>\n<|im_start|>assistant\n<think>`;
+  const citibank = 'result: \n"Citibank"\nCitibank was founded in 1812.';
+
+  test("a turn cut by the per-turn limit after a complete call is closed with <|im_end|>, the call runs, the loop goes on", async () => {
+    const seen: string[] = [];
+    const t1 = `x</think>\n${call("Citibank")}`;
+    const gen = scriptedText([{ text: t1, finishReason: "length", completionTokens: 512 }, { text: "y</think> \\boxed{1812}", finishReason: "stop", matchedStop: 151645 }], seen);
+    const conv = await runConversation("P", evalOpts(gen));
+    expect(seen[1]).toBe(`P${t1}<|im_end|>${env("Citibank", citibank)}`);
+    expect(conv.end).toBe("answer");
+    expect(conv.toolCalls.length).toBe(1);
+    expect(conv.segments.map((x) => x.source)).toEqual(["policy", "env", "env", "policy"]);
+    // The training rollout ends the same turn as truncated.
+    const train = await runConversation("P", base(scriptedText([{ text: t1, finishReason: "length", completionTokens: 512 }])));
+    expect(train.end).toBe("truncated");
+    expect(train.response).toBe(t1);
+  });
+
+  test("a cut turn without calls is closed with <|im_end|> and ends the conversation (truncated)", async () => {
+    const conv = await runConversation("P", evalOpts(scriptedText([{ text: "long \\boxed{A", finishReason: "length", completionTokens: 512 }])));
+    expect(conv.end).toBe("truncated");
+    expect(conv.response).toBe("long \\boxed{A<|im_end|>");
+    expect(conv.lastTurnEnd.kind).toBe("length");
+  });
+
+  test("<|endoftext|> ends a turn like <|im_end|>: replaced by it, calls run, the answer is final", async () => {
+    const seen: string[] = [];
+    const gen = scriptedText(
+      [
+        { text: `x</think>\n${call("Citibank")}`, finishReason: "stop", matchedStop: "<|endoftext|>" },
+        { text: "y</think> \\boxed{1812}<|endoftext|>", finishReason: "stop" },
+      ],
+      seen,
+    );
+    const conv = await runConversation("P", evalOpts(gen));
+    expect(seen[1]).toBe(`Px</think>\n${call("Citibank")}<|im_end|>${env("Citibank", citibank)}`);
+    expect(conv.end).toBe("answer");
+    expect(conv.response.endsWith("y</think> \\boxed{1812}<|im_end|>")).toBe(true);
+    expect(conv.response).not.toContain("<|endoftext|>");
+    // The training rollout stops at it.
+    const train = await runConversation("P", base(scriptedText([{ text: "y</think> \\boxed{1812}", finishReason: "stop", matchedStop: "<|endoftext|>" }])));
+    expect(train.end).toBe("foreign_stop");
+    // <|im_start|> still ends an evaluation conversation.
+    const foreign = await runConversation("P", evalOpts(scriptedText([{ text: "z", finishReason: "stop", matchedStop: "<|im_start|>" }])));
+    expect(foreign.end).toBe("foreign_stop");
+    expect(foreign.response).toBe("z<|im_start|>");
+  });
+
+  test("a call whose JSON does not parse: its failure text goes to the tool (the sandbox's SyntaxError comes back)", async () => {
+    const bad = '<tool_call>{"name": "wikipedia_search", "arguments": {"query": "x"}</tool_call>';
+    const turns = () => [
+      { text: `x</think>${bad}`, finishReason: "stop" as const, matchedStop: 151645 },
+      { text: "y</think>\\boxed{1}", finishReason: "stop" as const, matchedStop: 151645 },
+    ];
+    const failure = "Parse tool call failed: Expecting ',' delimiter: line 1 column 57 (char 56)" // CPython 3.11;
+    const conv = await runConversation("P", evalOpts(scriptedText(turns())));
+    expect(conv.toolCalls[0]!.call.ok).toBe(false);
+    expect(conv.toolCalls[0]!.result).toBe("error: \ninvalid syntax (<call>, line 1)");
+    expect(conv.response).toContain('<tool_response>{"name": "wikipedia_search", "arguments": {"query": "x"}\nerror: \ninvalid syntax (<call>, line 1)\n</tool_response>');
+
+    // Through a sandbox: the failure text itself is the call expression it evaluates.
+    const sent: ExecuteRequest[] = [];
+    const executor = {
+      async execute(req: ExecuteRequest) {
+        sent.push(req);
+        return { output: "", result: null, error: `invalid syntax (${SANDBOX_CALL_FILENAME}, line 1)` };
+      },
+      async close() {},
+    };
+    const sandboxed = await runConversation("P", evalOpts(scriptedText(turns()), new SandboxToolRunner(executor, "ENV")));
+    expect(sent).toEqual([{ env: "ENV", call: failure, timeout: undefined }]);
+    expect(sandboxed.response).toBe(conv.response);
+
+    // The training rollout answers it without running anything.
+    let ran = 0;
+    const counting: ToolRunner = {
+      async run() { ran++; return { result: "no" }; },
+      async runUnparsed(_c: UnparsedToolCall) { ran++; return { result: "no" }; },
+    };
+    const train = await runConversation("P", { ...base(scriptedText(turns())), tools: counting });
+    expect(ran).toBe(0);
+    expect(train.toolCalls[0]!.result).toBe(failure);
+  });
+
+  test("the in-process tool and the sandbox harness name the call's file the same way", () => {
+    const harness = readFileSync(`${import.meta.dir}/../src/sandbox/harness.py`, "utf8");
+    expect(/compile\(f"response = \{call\}", "([^"]+)"/.exec(harness)?.[1]).toBe(SANDBOX_CALL_FILENAME);
+  });
+});
+
 describe("native wikipedia_search answers as the sandbox would", () => {
   const tool = new WikipediaSearchTool(fakeRetriever);
   const run = (json: string) => tool.run(parseToolCall(json) as ValidToolCall).then((r) => r.result);
@@ -332,6 +443,25 @@ describe("multi-turn loop, token engine (token-in/token-out)", () => {
     expect(conv.lossMask!.length).toBe(budget);
     expect(conv.lossMask!.slice(turn1.length)).toEqual([0, 0, 0, 0, 0]);
     expect(conv.response).toBe(tokenizer.decode(conv.responseIds!));
+  });
+
+  test("recall_eval: a sampled <|endoftext|> is replaced by <|im_end|> (not sampled, mask 0) and the calls run", async () => {
+    const eot = tokenizer.tokenId("<|endoftext|>")!;
+    const imEnd = tokenizer.tokenId("<|im_end|>")!;
+    const t1 = [...turn1.slice(0, -1), eot];
+    const seen: number[][] = [];
+    const conv = await runConversation("P", { generator: engine([t1, turn2], seen), protocol: RE_CALL, tools: new WikipediaSearchTool(fakeRetriever), sampling: { temperature: 0 }, rules: "recall_eval" });
+    expect(conv.end).toBe("answer");
+    expect(conv.toolCalls.length).toBe(1);
+    const sampled = turn1.slice(0, -1);
+    const env = conv.segments[2]!;
+    expect(conv.segments.map((x) => x.source)).toEqual(["policy", "env", "env", "policy"]);
+    expect(conv.segments[1]!.tokenIds).toEqual([imEnd]);
+    expect(seen[1]).toEqual([...conv.promptIds!, ...sampled, imEnd, ...env.tokenIds!]);
+    expect(conv.responseIds).toEqual([...sampled, imEnd, ...env.tokenIds!, ...turn2]);
+    expect(conv.lossMask).toEqual([...sampled.map(() => 1), 0, ...env.tokenIds!.map(() => 0), ...turn2.map(() => 1)]);
+    expect(conv.generatedTokens).toBe(t1.length + turn2.length);
+    expect(conv.response).not.toContain("<|endoftext|>");
   });
 
   test("per-turn token cap → truncated", async () => {

@@ -2,8 +2,10 @@
  * One evaluation item under one method: build the prompt, generate (one shot, or the multi-turn tool
  * loop of src/rollout), extract the prediction. Predictions:
  * - one-shot methods: the generated text up to EOS, stripped (as FlashRAG stores it);
- * - re-call: ReCall's rule — the last assistant turn with `<think>…</think>` removed, then the content of
- *   its last `\boxed{}`; empty when there is none;
+ * - re-call: ReCall's evaluation rule — the last *closed* assistant turn (`<|im_start|>assistant\n` … `<|im_end|>`,
+ *   stripped) with `<think>…</think>` removed, then the content of its last `\boxed{}`; empty when there is
+ *   none. At the turn cap the conversation ends with an open `<think>` after the last tool answers, so the
+ *   answer comes from the turn before them;
  * - research: the last `\boxed{}` inside `<answer>…</answer>` (or anywhere in the response when there is
  *   no answer tag); empty when there is none.
  */
@@ -13,11 +15,11 @@ import type { ChatGenerator, Generator, SamplingParams } from "../rollout/genera
 import { RE_CALL, RE_SEARCH } from "../rollout/protocols.ts";
 import { pyStrip } from "../python/text.ts";
 import { PlainSearchTool, WikipediaSearchTool, type SearchBackend } from "../rollout/search_tool.ts";
-import { WIKIPEDIA_SEARCH_FUNC_SCHEMAS } from "../rollout/templates.ts";
+import { RE_CALL_EVAL_SYS, WIKIPEDIA_SEARCH_FUNC_SCHEMAS } from "../rollout/templates.ts";
 import { settleTextTurn } from "../rollout/turn_end.ts";
 import type { RetrievedDoc, ToolRunner } from "../rollout/tools.ts";
 import { extractBoxed } from "../reward/boxed.ts";
-import { reCallFormatError } from "../reward/re_call.ts";
+import { assistantSpans, reCallFormatError } from "../reward/re_call.ts";
 import { reSearchFormatError } from "../reward/re_search.ts";
 import { RecallError } from "../errors.ts";
 import type { EvalConfig } from "./config.ts";
@@ -46,11 +48,11 @@ export interface MethodOutput {
   generated_tokens?: number;
 }
 
-/** ReCall's prediction from the full text (prompt + response). */
+/** ReCall's evaluation prediction from the full text (prompt + response). */
 export function reCallPrediction(fullText: string): string {
-  const header = `${IM_START}assistant\n`;
-  const last = fullText.slice(fullText.lastIndexOf(header) + header.length);
-  const noThink = last.replace(/<think>[\s\S]*?<\/think>/g, "");
+  const last = assistantSpans(fullText).at(-1);
+  if (last === undefined) return "";
+  const noThink = pyStrip(last.replace(/<think>[\s\S]*?<\/think>/g, ""));
   return pyStrip(extractBoxed(noThink) ?? "");
 }
 
@@ -109,8 +111,9 @@ export async function runMethod(item: EvalItem, cfg: EvalConfig, b: MethodBacken
   const limits = { maxTurns: cfg.max_turns, maxTokensPerTurn: cfg.max_new_tokens, maxResponseTokens: cfg.max_response_length ?? Infinity, maxContextTokens: cfg.context_length };
   if (method === "re-call") {
     const tools = b.reCallTools ?? new WikipediaSearchTool(needRetriever(b, method));
-    const prompt = reCallPrompt(item.question, WIKIPEDIA_SEARCH_FUNC_SCHEMAS);
-    const conv = await runConversation(prompt, { generator: g, protocol: RE_CALL, tools, sampling: sampling(cfg), limits, signal });
+    // ReCall's evaluation loop and prompt, not its training rollout's (see TurnRules in conversation.ts).
+    const prompt = reCallPrompt(item.question, WIKIPEDIA_SEARCH_FUNC_SCHEMAS, RE_CALL_EVAL_SYS);
+    const conv = await runConversation(prompt, { generator: g, protocol: RE_CALL, tools, sampling: sampling(cfg), limits, rules: "recall_eval", signal });
     const full = prompt + conv.response;
     return {
       pred: reCallPrediction(full),
@@ -121,7 +124,9 @@ export async function runMethod(item: EvalItem, cfg: EvalConfig, b: MethodBacken
       tool_calls: conv.toolCalls.length,
       tool_call_parse_failures: conv.toolCalls.filter((c) => !c.call.ok).length,
       finish: conv.end,
-      format_ok: full.endsWith(IM_END) && reCallFormatError(full) === undefined,
+      // The reward's gate, on the conversation as the model ended it (a closing `<|im_end|>` the loop
+      // added to a truncated turn does not count).
+      format_ok: conv.end === "answer" && full.endsWith(IM_END) && reCallFormatError(full) === undefined,
       generated_tokens: conv.generatedTokens,
     };
   }

@@ -6,11 +6,12 @@
  * - naive:        user = the question itself; no system message.
  * - zero-shot:    ReCall's run_eval zero-shot: system "Answer the question based on your own knowledge.
  *                 Only give me the answer and do not output any other words.", user "Question: {question}".
- * - standard-rag: FlashRAG's default RAG prompt: system "Answer the question based on the given document.
- *                 Only give me the answer and do not output any other words.\nThe following are given
+ * - standard-rag: FlashRAG's default RAG prompt: system "Answer the question based on the given document.Only
+ *                 give me the answer and do not output any other words.\nThe following are given
  *                 documents.\n\n{reference}", user "Question: {question}"; reference lines
  *                 `Doc {i}(Title: {title}) {text}` (title = first line of `contents`).
- * - re-call:      ReCall's system template with the wikipedia_search schema (src/rollout/chatml.ts).
+ * - re-call:      ReCall's evaluation system prompt (RE_CALL_EVAL_SYS, src/rollout/templates.ts) with the
+ *                 wikipedia_search schema.
  * - research:     ReSearch's templates (instruct: system prompt + ChatML; base: one text ending "Assistant:").
  */
 import { renderChatML, type ChatMessage } from "../rollout/chatml.ts";
@@ -18,7 +19,8 @@ import type { DocLike } from "./metrics.ts";
 import { docText } from "./metrics.ts";
 
 export const ZERO_SHOT_SYSTEM = "Answer the question based on your own knowledge. Only give me the answer and do not output any other words.";
-export const RAG_SYSTEM = "Answer the question based on the given document. Only give me the answer and do not output any other words.\nThe following are given documents.\n\n{reference}";
+// FlashRAG writes this as adjacent string literals with no space between the first two sentences.
+export const RAG_SYSTEM = "Answer the question based on the given document.Only give me the answer and do not output any other words.\nThe following are given documents.\n\n{reference}";
 export const QUESTION_USER = "Question: {question}";
 
 export const RESEARCH_SYSTEM =

@@ -30,15 +30,18 @@ export function renderChatML(messages: readonly ChatMessage[], addGenerationProm
   return out;
 }
 
-/** ReCall's system prompt with the tools' schema string put in verbatim. */
-export function reCallSystemPrompt(funcSchemas: string): string {
-  return RE_CALL_TEMPLATE_SYS.replace(FUNC_SCHEMAS_PLACEHOLDER, () => funcSchemas);
+/**
+ * ReCall's system prompt with the tools' schema string put in verbatim. `template` is the training
+ * template (default, `recall train`) or RE_CALL_EVAL_SYS (ReCall's evaluation loop, `recall eval`).
+ */
+export function reCallSystemPrompt(funcSchemas: string, template: string = RE_CALL_TEMPLATE_SYS): string {
+  return template.replace(FUNC_SCHEMAS_PLACEHOLDER, () => funcSchemas);
 }
 
 /** The ReCall prompt: system (template + schemas), user (question), assistant header, `<think>`. */
-export function reCallPrompt(question: string, funcSchemas: string): string {
+export function reCallPrompt(question: string, funcSchemas: string, template: string = RE_CALL_TEMPLATE_SYS): string {
   return renderChatML([
-    { role: "system", content: reCallSystemPrompt(funcSchemas) },
+    { role: "system", content: reCallSystemPrompt(funcSchemas, template) },
     { role: "user", content: question },
   ]) + THINK_OPEN;
 }

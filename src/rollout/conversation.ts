@@ -17,11 +17,15 @@
  * - `response_budget` — the response reached `maxResponseTokens` (cut there in token mode);
  * - `context_full` — token mode: prompt + response reached `maxContextTokens` (the engine's cache);
  * - `foreign_stop` — a turn wrote `<|im_start|>` (or another non-EOS stop); it is kept as sampled.
+ *
+ * Where ReCall's evaluation loop (`ReCall.run`, src/re_call/inference/re_call.py) and its training rollout
+ * differ, `rules` picks one (see TurnRules); `recall train` keeps the default, `recall eval` asks for
+ * `recall_eval`.
  */
 import type { Generator, SamplingParams } from "./generator.ts";
 import type { ConversationProtocol, ToolResultText } from "./protocols.ts";
 import type { ToolCall } from "./tool_calls.ts";
-import type { RetrievedDoc, ToolRunner } from "./tools.ts";
+import type { RetrievedDoc, ToolRunner, ToolRunResult } from "./tools.ts";
 import { allStops, settleTextTurn, settleTokenTurn, type StopSet, type TurnEnd } from "./turn_end.ts";
 import { END_OF_TEXT, IM_END, IM_START } from "./chatml.ts";
 
@@ -36,6 +40,25 @@ export interface RolloutLimits {
 /** ReCall's defaults: 5 turns, 512 new tokens per turn, no overall cap beyond that. */
 export const RECALL_LIMITS: RolloutLimits = { maxTurns: 5, maxTokensPerTurn: 512, maxResponseTokens: Infinity };
 
+/**
+ * Which of ReCall's two loops a conversation follows where they differ:
+ * - `rollout` (default; `recall train`) — ReCall's training rollout: a turn that ends without EOS (out of
+ *   tokens, `<|endoftext|>`, `<|im_start|>`) ends the conversation as sampled; a call whose JSON does not
+ *   parse is answered `Parse tool call failed: …` and not run.
+ * - `recall_eval` (`recall eval`) — ReCall's evaluation loop. SGLang returns each turn without its EOS
+ *   and `ReCall.run` appends `<|im_end|>` to whatever came back, then runs the calls it finds:
+ *   - a turn ending at `<|endoftext|>` (Qwen2.5-Instruct's second EOS, id 151643) is closed with
+ *     `<|im_end|>` instead and goes on like one ending at `<|im_end|>`;
+ *   - a turn cut by the per-turn token limit is closed with `<|im_end|>`; its tool calls (balanced tags)
+ *     run and the conversation continues; without calls it ends (`truncated`);
+ *   - a call whose JSON does not parse is sent to the tool backend with its failure text as the call
+ *     expression (ReCall's guard compares a prefix that never matches), so the model sees the
+ *     sandbox's SyntaxError (ToolRunner.runUnparsed).
+ *   `<|im_start|>` still ends the conversation (`foreign_stop`), and the response and context limits
+ *   still apply: ReCall's loop has neither.
+ */
+export type TurnRules = "rollout" | "recall_eval";
+
 export interface ConversationOptions {
   generator: Generator;
   protocol: ConversationProtocol;
@@ -46,6 +69,8 @@ export interface ConversationOptions {
   eos?: string;
   /** Stops that end the conversation without EOS (default `<|im_start|>`, `<|endoftext|>`). */
   foreignStops?: readonly string[];
+  /** Default `rollout`. */
+  rules?: TurnRules;
   /** Text mode only: counts the tokens of appended text toward the response budget. */
   countTokens?: (text: string) => number;
   signal?: AbortSignal;
@@ -93,6 +118,7 @@ export interface Conversation {
 /** Runs one conversation from `prompt` (a full prompt string, e.g. reCallPrompt()). */
 export async function runConversation(prompt: string, opts: ConversationOptions): Promise<Conversation> {
   const limits = opts.limits ?? RECALL_LIMITS;
+  const rules = opts.rules ?? "rollout";
   const gen = opts.generator;
   const stops: StopSet = {
     eos: opts.eos ?? IM_END,
@@ -156,44 +182,63 @@ export async function runConversation(prompt: string, opts: ConversationOptions)
     let text: string;
     let turnEnd: TurnEnd;
     let produced: number;
+    // recall_eval: how this turn is closed with EOS text when it did not end at EOS (see TurnRules).
+    let closeWithEos = false;
     if (gen.kind === "tokens") {
       const c = await gen.completeTokens([...promptIds!, ...responseIds], { ...opts.sampling, maxNewTokens, stop: stops.tool, stopTokenIds: [...stopIds!.eos, ...stopIds!.foreign] }, opts.signal);
       ({ text, end: turnEnd } = settleTokenTurn(c, (ids) => gen.tokenizer.decode(ids), stops, stopIds!));
       produced = c.tokenIds.length;
-      segments.push({ source: "policy", text, tokenIds: [...c.tokenIds] });
-      responseIds.push(...c.tokenIds);
-      lossMask.push(...c.tokenIds.map(() => 1));
-      logprobs.push(...(c.logprobs && c.logprobs.length === c.tokenIds.length ? c.logprobs : c.tokenIds.map(() => NaN)));
+      let ids = [...c.tokenIds];
+      let lps = c.logprobs && c.logprobs.length === c.tokenIds.length ? [...c.logprobs] : c.tokenIds.map(() => NaN);
+      closeWithEos = closesWithEos(rules, turnEnd, stops, maxNewTokens === limits.maxTokensPerTurn);
+      if (closeWithEos && turnEnd.kind === "foreign_stop") {
+        // The sampled `<|endoftext|>` is the last id: ReCall's text never has it.
+        ids = ids.slice(0, -1);
+        lps = lps.slice(0, -1);
+        text = gen.tokenizer.decode(ids);
+      }
+      segments.push({ source: "policy", text, tokenIds: ids });
+      responseIds.push(...ids);
+      lossMask.push(...ids.map(() => 1));
+      logprobs.push(...lps);
+      responseTokens += ids.length;
     } else {
       const c = await gen.complete(prompt + response, { ...opts.sampling, maxNewTokens, stop: allStops(stops) }, opts.signal);
       ({ text, end: turnEnd } = settleTextTurn(c, stops, opts.protocol.inferTrimmedStop?.bind(opts.protocol)));
       produced = c.completionTokens ?? opts.countTokens?.(text) ?? 0;
+      closeWithEos = closesWithEos(rules, turnEnd, stops, maxNewTokens === limits.maxTokensPerTurn);
+      if (closeWithEos && turnEnd.kind === "foreign_stop") text = text.slice(0, text.length - turnEnd.stop!.length);
       segments.push({ source: "policy", text });
+      responseTokens += produced;
     }
     response += text;
     generatedTokens += produced;
-    responseTokens += produced;
     lastTurnEnd = turnEnd;
 
-    if (turnEnd.kind === "foreign_stop") {
+    let settled = turnEnd;
+    if (closeWithEos) {
+      appendEnv(stops.eos);
+      settled = { kind: "eos", stop: stops.eos };
+    } else if (turnEnd.kind === "foreign_stop") {
       end = "foreign_stop";
       break;
-    }
-    if (turnEnd.kind === "length") {
+    } else if (turnEnd.kind === "length") {
       end = maxNewTokens === limits.maxTokensPerTurn ? "truncated" : maxNewTokens === contextLeft ? "context_full" : "response_budget";
       break;
     }
-    const calls = opts.protocol.callsOf(text, turnEnd);
+    const calls = opts.protocol.callsOf(text + (closeWithEos ? stops.eos : ""), settled);
     if (calls.length === 0) {
-      end = turnEnd.kind === "eos" ? "answer" : "truncated";
+      end = settled.kind === "eos" && turnEnd.kind !== "length" ? "answer" : "truncated";
       break;
     }
     const records = await Promise.all(
       calls.map(async (call): Promise<ToolRecord> => {
-        if (!call.ok) return { turn: turns, call, result: call.result, ms: 0 };
         const t0 = performance.now();
-        const r = await opts.tools.run(call, opts.signal);
-        return { turn: turns, call, result: r.result, docs: r.docs, ms: performance.now() - t0 };
+        let r: ToolRunResult;
+        if (call.ok) r = await opts.tools.run(call, opts.signal);
+        else if (rules === "recall_eval" && opts.tools.runUnparsed) r = await opts.tools.runUnparsed(call, opts.signal);
+        else return { turn: turns, call, result: call.result, ms: 0 };
+        return { turn: turns, call, result: r.result, ...(r.docs ? { docs: r.docs } : {}), ms: performance.now() - t0 };
       }),
     );
     toolCalls.push(...records);
@@ -223,4 +268,14 @@ export async function runConversation(prompt: string, opts: ConversationOptions)
   const out: Conversation = { prompt, response, segments, turns, toolCalls, end, lastTurnEnd, generatedTokens, responseTokens };
   if (tokenMode) Object.assign(out, { promptIds, responseIds, lossMask, logprobs });
   return out;
+}
+
+/**
+ * recall_eval: whether a turn that did not end at EOS is closed with EOS and goes on as if it had —
+ * one that ended at `<|endoftext|>` (with `<|im_end|>` as EOS), or one cut by the per-turn limit.
+ */
+function closesWithEos(rules: TurnRules, end: TurnEnd, stops: StopSet, perTurnCut: boolean): boolean {
+  if (rules !== "recall_eval") return false;
+  if (end.kind === "foreign_stop") return end.stop === END_OF_TEXT && stops.eos === IM_END;
+  return end.kind === "length" && perTurnCut;
 }

@@ -5,13 +5,14 @@
  *   sandbox answers when it runs ReCall's Python tool (spec/wikipedia_search_env.py) against a retriever
  *   server: the passages' `contents`, each followed by a blank line, stripped, then flattened as
  *   `result: \n…`; `'invalid query'` for an empty query; and Python's exception text for the common
- *   mistakes (unknown tool name, unknown or missing argument).
+ *   mistakes (unknown tool name, unknown or missing argument, and — in ReCall's evaluation loop — a call
+ *   whose JSON did not parse).
  * - `PlainSearchTool` — ReSearch's `<search>` tool: the same passage text, unflattened.
  */
 import { pyStrip } from "../python/text.ts";
 import type { PyValue } from "../python/value.ts";
 import { flattenAnswer } from "../sandbox/flatten.ts";
-import type { RetrievedDoc, ToolRunner, ToolRunResult, ValidToolCall } from "./tools.ts";
+import { callSyntaxError, type RetrievedDoc, type ToolRunner, type ToolRunResult, type UnparsedToolCall, type ValidToolCall } from "./tools.ts";
 
 /** What these tools need of a retriever (src/retrieval's `Retriever` has it). */
 export interface SearchBackend {
@@ -47,7 +48,7 @@ export class WikipediaSearchTool implements ToolRunner {
 
   async run(call: ValidToolCall): Promise<ToolRunResult> {
     if (call.name !== this.name) {
-      return /^[A-Za-z_][A-Za-z0-9_]*$/.test(call.name) ? error(`name '${call.name}' is not defined`) : error("invalid syntax (<string>, line 1)");
+      return /^[A-Za-z_][A-Za-z0-9_]*$/.test(call.name) ? error(`name '${call.name}' is not defined`) : error(callSyntaxError("invalid syntax"));
     }
     for (const k of call.args.entries.keys()) {
       if (k !== "query" && k !== "top_n") return error(`${this.name}() got an unexpected keyword argument '${k}'`);
@@ -63,6 +64,14 @@ export class WikipediaSearchTool implements ToolRunner {
     const { docs } = await this.retriever.search(query, Math.max(0, topN));
     const text = passagesText(docs);
     return { result: flattenAnswer({ output: "", result: text, error: null }), docs };
+  }
+
+  /**
+   * `response = Parse tool call failed: …` is not Python: whatever the failure reason, CPython rejects it
+   * at the word after `Parse`, so the sandbox answers this SyntaxError.
+   */
+  async runUnparsed(_call: UnparsedToolCall): Promise<ToolRunResult> {
+    return error(callSyntaxError("invalid syntax"));
   }
 }
 

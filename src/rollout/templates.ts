@@ -23,7 +23,16 @@ export const RE_CALL_TEMPLATE_SYS =
   "{\"name\": <function-name>, \"arguments\": <args-json-object>}\n" +
   "</tool_call>";
 
-/** The placeholder in RE_CALL_TEMPLATE_SYS that receives the schema string. */
+/**
+ * The system prompt of ReCall's evaluation loop (`ReCall.system_prompt` in `src/re_call/inference/re_call.py`,
+ * used by `recall eval`). It says the same as RE_CALL_TEMPLATE_SYS but is written as a backslash-continued
+ * Python string, which leaves one byte different: its first line ends `functions. ` (with a space)
+ * followed by a single newline, where the training template has `functions.` and a blank line. A model
+ * is evaluated on the prompt ReCall evaluated it on, so each loop keeps its own string.
+ */
+export const RE_CALL_EVAL_SYS = RE_CALL_TEMPLATE_SYS.replace("one or more functions.\n\nHere are", "one or more functions. \nHere are");
+
+/** The placeholder in RE_CALL_TEMPLATE_SYS and RE_CALL_EVAL_SYS that receives the schema string. */
 export const FUNC_SCHEMAS_PLACEHOLDER = "{func_schemas}";
 
 /** The `wikipedia_search` tool's schema string as MuSiQue rows carry it (a JSON list, indent 4). */

@@ -14,6 +14,19 @@ export interface RetrievedDoc {
 }
 
 export type ValidToolCall = Extract<ToolCall, { ok: true }>;
+/** A call whose JSON did not parse; `result` is ReCall's `Parse tool call failed: …` text. */
+export type UnparsedToolCall = Extract<ToolCall, { ok: false }>;
+
+/**
+ * The file name ReCall's sandbox compiles `response = <call>` under (recall's harness.py uses the same);
+ * Python's SyntaxError text names it.
+ */
+export const SANDBOX_CALL_FILENAME = "<call>";
+
+/** `str()` of the SyntaxError Python raises compiling a one-line call in the sandbox. */
+export function callSyntaxError(message: string): string {
+  return `${message} (${SANDBOX_CALL_FILENAME}, line 1)`;
+}
 
 export interface ToolRunResult {
   /** RESULT: the text the model sees for this call. */
@@ -25,6 +38,11 @@ export interface ToolRunResult {
 export interface ToolRunner {
   /** Runs one well-formed call. Throws only when the tool backend itself is unreachable. */
   run(call: ValidToolCall, signal?: AbortSignal): Promise<ToolRunResult>;
+  /**
+   * ReCall's evaluation loop only: what the backend answers when a call's failure text (`Parse tool call
+   * failed: …`) is sent to it as the call expression, as `ReCall.run` does (see conversation.ts).
+   */
+  runUnparsed?(call: UnparsedToolCall, signal?: AbortSignal): Promise<ToolRunResult>;
   /** false when results never carry `docs` (retrieval metrics are then not reported). */
   readonly reportsDocs?: boolean;
   close?(): Promise<void>;
@@ -50,5 +68,10 @@ export class SandboxToolRunner implements ToolRunner {
     const answer: ExecuteAnswer = await this.executor.execute({ env: this.env, call: call.expr, timeout: this.opts.timeoutSeconds });
     const docs = this.opts.docsOf?.(call);
     return docs ? { result: flattenAnswer(answer), docs } : { result: flattenAnswer(answer) };
+  }
+
+  async runUnparsed(call: UnparsedToolCall): Promise<ToolRunResult> {
+    const answer = await this.executor.execute({ env: this.env, call: call.result, timeout: this.opts.timeoutSeconds });
+    return { result: flattenAnswer(answer) };
   }
 }
