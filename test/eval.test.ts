@@ -13,7 +13,7 @@ import { findDatasetFile, loadDataset, selectItems } from "../src/eval/dataset.t
 import { parseJudgement } from "../src/eval/judge.ts";
 import { averageScores, docHasAnswer, retrievalRecall, scoreItem } from "../src/eval/metrics.ts";
 import { reCallPrediction, reSearchPrediction } from "../src/eval/methods.ts";
-import { formatMetricValue, newRunDir, readItemRecords } from "../src/eval/output.ts";
+import { formatMetricValue, intermediateData, newRunDir, readItemRecords } from "../src/eval/output.ts";
 import { formatReference, oneShotMessages, renderPrompt } from "../src/eval/prompts.ts";
 import { scoreFolder } from "../src/eval/score.ts";
 import { RecallError } from "../src/errors.ts";
@@ -27,13 +27,13 @@ describe("datasets", () => {
   test("Bamboogle {question, answer} form: ids assigned {split}_{row}", async () => {
     const items = await loadDataset(`${FIX}/bamboogle_test_qa.jsonl`, "test");
     expect(items.length).toBe(125);
-    expect(items[0]).toEqual({ id: "test_0", question: "Who was president of the United States in the year that Citibank was founded?", golden_answers: ["james madison"] });
+    expect(items[0]).toEqual({ id: "test_0", question: "Who was president of the United States in the year that Citibank was founded?", golden_answers: ["james madison"], row: { answer: ["james madison"] } });
     expect(items[124]!.id).toBe("test_124");
   });
   test("FlashRAG form keeps ids and golden_answers", async () => {
     const items = await loadDataset(`${FIX}/nq_sample_flashrag.jsonl`, "test");
     expect(items.length).toBe(17);
-    expect(items[2]).toEqual({ id: "test_2", question: "which mode is used for short wave broadcast service", golden_answers: ["Olivia", "MFSK"] });
+    expect(items[2]).toEqual({ id: "test_2", rowId: "test_2", question: "which mode is used for short wave broadcast service", golden_answers: ["Olivia", "MFSK"] });
   });
   test("pyarrow parquet (verl form: reward_model.ground_truth)", async () => {
     const items = await loadDataset(`${FIX}/toolstar_grpo_mix_test.parquet`, "test");
@@ -45,17 +45,37 @@ describe("datasets", () => {
     writeFileSync(join(tmp, "data", "toy", "dev.json"), JSON.stringify([{ id: 7, question: "q", answers: "a", metadata: { type: "x" } }]));
     const file = findDatasetFile(join(tmp, "data"), "toy", "dev");
     expect(file.endsWith("dev.json")).toBe(true);
-    expect(await loadDataset(file, "dev")).toEqual([{ id: "7", question: "q", golden_answers: ["a"], metadata: { type: "x" } }]);
+    expect(await loadDataset(file, "dev")).toEqual([{ id: "7", rowId: 7, question: "q", golden_answers: ["a"], metadata: { type: "x" }, row: { answers: "a" } }]);
     expect(() => findDatasetFile(join(tmp, "data"), "toy", "test")).toThrow(/no 'test' split for dataset 'toy'/);
+  });
+  test("other question/answer keys (Tool-Star aime25 `problem`, GAIA `Question`/`Final answer`); the row's fields are kept for intermediate_data.json", async () => {
+    const f = join(tmp, "keys.jsonl");
+    writeFileSync(f, '{"problem": "1+1?", "answer": "2", "source": "aime25"}\n{"task_id": "t1", "Question": "Capital?", "Final answer": "Paris", "Level": 1}\n');
+    const items = await loadDataset(f, "test");
+    expect(items[0]).toEqual({ id: "test_0", question: "1+1?", golden_answers: ["2"], row: { answer: "2", source: "aime25" } });
+    expect(items[1]).toEqual({ id: "test_1", question: "Capital?", golden_answers: ["Paris"], row: { task_id: "t1", "Final answer": "Paris", Level: 1 } });
+    const rec = (id: string) => [id, { id, status: "ok" as const, output: { pred: "p", prompt: "", final_response: "p", metric_score: { em: 0 } }, seconds: 0 }] as const;
+    const data = intermediateData(items, new Map([rec("test_0"), rec("test_1")])) as Record<string, unknown>[];
+    expect(Object.keys(data[0]!)).toEqual(["id", "question", "golden_answers", "answer", "source", "output"]);
+    expect(data[1]).toMatchObject({ id: "test_1", question: "Capital?", "Final answer": "Paris", task_id: "t1", Level: 1 });
+    // A row's own id keeps its type; parquet int64 values are written as numbers.
+    const json = join(tmp, "ids.json");
+    writeFileSync(json, JSON.stringify([{ id: 12, question: "q", golden_answers: ["a"] }]));
+    const [it] = await loadDataset(json, "test");
+    expect((intermediateData([it!], new Map([rec("12")])) as Record<string, unknown>[])[0]!.id).toBe(12);
+    const pq = await loadDataset(`${FIX}/toolstar_grpo_mix_test.parquet`, "test");
+    expect(() => JSON.stringify(intermediateData(pq.slice(0, 2), new Map([rec(pq[0]!.id), rec(pq[1]!.id)])))).not.toThrow();
   });
   test("malformed rows are named by file and line", async () => {
     const f = join(tmp, "bad.jsonl");
     writeFileSync(f, '{"question": "a", "answer": ["x"]}\n\n{"question": "b" "answer": []}\n');
     await expect(loadDataset(f, "test")).rejects.toThrow(/bad\.jsonl:3: not valid JSON/);
     writeFileSync(f, '{"question": "a", "answer": ["x"]}\n{"answer": ["x"]}\n');
-    await expect(loadDataset(f, "test")).rejects.toThrow(/bad\.jsonl:2: row has no 'question' string/);
-    writeFileSync(f, '{"question": "a"}\n');
-    await expect(loadDataset(f, "test")).rejects.toThrow(/bad\.jsonl:1: row has no gold answers/);
+    await expect(loadDataset(f, "test")).rejects.toThrow("bad.jsonl:2: row has no question string ('question', 'problem', 'Question') (row keys: answer)");
+    writeFileSync(f, '{"question": "a", "gold": 1}\n');
+    await expect(loadDataset(f, "test")).rejects.toThrow(
+      "bad.jsonl:1: row has no gold answers ('golden_answers', 'answer', 'answers', 'Final answer' or reward_model.ground_truth) (row keys: question, gold)",
+    );
     writeFileSync(f, '{"id": "x", "question": "a", "answer": "1"}\n{"id": "x", "question": "b", "answer": "2"}\n');
     await expect(loadDataset(f, "test")).rejects.toThrow(/id 'x' appears twice/);
   });

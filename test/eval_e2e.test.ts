@@ -239,6 +239,11 @@ describe("re-call end to end", () => {
       const z = await recall(["eval", "--method_name", "zero-shot", "--openai_base_url", s.url, "--model", "m", "--openai_api", "chat", ...common]);
       expect(z.code).toBe(0);
       expect(readRun(dirOf(z.stdout)).metrics.em).toBe(0);
+
+      // ReCall's run_eval means retrieve-then-generate by `naive`; recall's is the question alone, and says so.
+      const n = await recall(["eval", "--method_name", "naive", "--openai_base_url", s.url, "--model", "m", "--openai_api", "chat", "--limit", "1", ...common]);
+      expect(n.code).toBe(0);
+      expect(n.stderr.replace(/\s+/g, " ")).toContain("ReCall's run_eval 'naive' retrieves first");
     } finally {
       s.stop();
     }

@@ -2,7 +2,9 @@
  * Evaluation datasets as FlashRAG reads them: `{data_dir}/{dataset_name}/{split}.jsonl` (or `.json`,
  * `.parquet`), or one file given directly. Rows are `{id, question, golden_answers, metadata?}`;
  * `answer`/`answers` (Tool-Star's `{"question", "answer": [...]}` form) and verl's
- * `reward_model.ground_truth` are accepted as the gold field. Rows without an `id` get `{split}_{row}`.
+ * `reward_model.ground_truth` are accepted as the gold field, and `problem` (Tool-Star's aime25) or
+ * `Question` (GAIA) as the question. Rows without an `id` get `{split}_{row}`. The row's other fields
+ * are kept (`row`) so that intermediate_data.json can carry them, as the row had them.
  * A malformed row is reported with its file and line (JSONL) or row number.
  */
 import { existsSync, readFileSync } from "node:fs";
@@ -16,7 +18,17 @@ export interface EvalItem {
   question: string;
   golden_answers: string[];
   metadata?: Record<string, unknown>;
+  /** The row's fields besides the ones above, as read (parquet int64 values as numbers or strings). */
+  row?: Record<string, unknown>;
+  /** The row's own `id` value, when it had one (its type kept). */
+  rowId?: unknown;
 }
+
+/** Question fields, first found wins. */
+export const QUESTION_KEYS = ["question", "problem", "Question"] as const;
+/** Gold-answer fields, first found wins (then verl's reward_model.ground_truth). */
+export const GOLD_KEYS = ["golden_answers", "answer", "answers", "Final answer"] as const;
+const ITEM_KEYS = new Set(["id", "golden_answers", "metadata", "output", ...QUESTION_KEYS]);
 
 export const DATASET_EXTENSIONS = [".jsonl", ".json", ".parquet"] as const;
 
@@ -42,11 +54,15 @@ function toText(v: unknown): string | undefined {
 export function rowToItem(row: unknown, index: number, split: string, at: string): EvalItem {
   if (row === null || typeof row !== "object" || Array.isArray(row)) throw new RecallError(`${at}: expected a JSON object row, got ${JSON.stringify(row)?.slice(0, 80)}`);
   const r = row as Record<string, unknown>;
-  const question = toText(r.question);
-  if (question === undefined) throw new RecallError(`${at}: row has no 'question' string`);
+  const keys = Object.keys(r);
+  const found = `(row keys: ${keys.join(", ") || "none"})`;
+  const qKey = QUESTION_KEYS.find((k) => r[k] !== undefined && r[k] !== null);
+  const question = qKey === undefined ? undefined : toText(r[qKey]);
+  if (question === undefined) throw new RecallError(`${at}: row has no question string (${QUESTION_KEYS.map((k) => `'${k}'`).join(", ")}) ${found}`);
   const rm = r.reward_model as Record<string, unknown> | undefined;
-  const gold = r.golden_answers ?? r.answer ?? r.answers ?? (rm && typeof rm === "object" ? rm.ground_truth : undefined);
-  if (gold === undefined || gold === null) throw new RecallError(`${at}: row has no gold answers ('golden_answers', 'answer' or 'answers')`);
+  const gKey = GOLD_KEYS.find((k) => r[k] !== undefined && r[k] !== null);
+  const gold = gKey !== undefined ? r[gKey] : rm && typeof rm === "object" ? rm.ground_truth : undefined;
+  if (gold === undefined || gold === null) throw new RecallError(`${at}: row has no gold answers (${GOLD_KEYS.map((k) => `'${k}'`).join(", ")} or reward_model.ground_truth) ${found}`);
   const list = Array.isArray(gold) ? gold : [gold];
   const golden = list.map(toText);
   if (golden.some((g) => g === undefined)) throw new RecallError(`${at}: gold answers must be strings, got ${JSON.stringify(gold).slice(0, 80)}`);
@@ -54,7 +70,20 @@ export function rowToItem(row: unknown, index: number, split: string, at: string
   const id = toText(idRaw) ?? `${split}_${index}`;
   const item: EvalItem = { id, question, golden_answers: golden as string[] };
   if (r.metadata !== undefined && r.metadata !== null && typeof r.metadata === "object") item.metadata = r.metadata as Record<string, unknown>;
+  if (r.id !== undefined && r.id !== null) item.rowId = jsonSafe(r.id);
+  const rest = keys.filter((k) => !ITEM_KEYS.has(k));
+  if (rest.length > 0) item.row = Object.fromEntries(rest.map((k) => [k, jsonSafe(r[k])]));
   return item;
+}
+
+/** Parquet int64 values come back as BigInt, which JSON cannot write: numbers when exact, else strings. */
+function jsonSafe(v: unknown): unknown {
+  if (typeof v === "bigint") return Number.isSafeInteger(Number(v)) ? Number(v) : v.toString();
+  if (Array.isArray(v)) return v.map(jsonSafe);
+  if (v !== null && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, jsonSafe(x)]));
+  }
+  return v;
 }
 
 function checkUniqueIds(items: EvalItem[], file: string): void {

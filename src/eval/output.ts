@@ -83,14 +83,19 @@ export function writeMetricScore(dir: string, lines: readonly [string, number, b
   writeFileAtomic(join(dir, METRIC_FILE), lines.map(([k, v, count]) => `${k}: ${formatMetricValue(v, count)}`).join("\n") + "\n");
 }
 
-/** FlashRAG's item dicts, in dataset order; failed items carry `output.error` and an empty pred. */
+/**
+ * FlashRAG's item dicts, in dataset order; failed items carry `output.error` and an empty pred. The
+ * dataset row's own id (its type kept) and its other fields (Tool-Star's `answer`, verl's
+ * `extra_info` …) are kept beside FlashRAG's keys.
+ */
 export function intermediateData(items: readonly EvalItem[], records: Map<string, ItemRecord>): unknown[] {
   const out: unknown[] = [];
   for (const it of items) {
     const rec = records.get(it.id);
     if (!rec) continue;
-    const row: Record<string, unknown> = { id: it.id, question: it.question, golden_answers: it.golden_answers };
+    const row: Record<string, unknown> = { id: it.rowId ?? it.id, question: it.question, golden_answers: it.golden_answers };
     if (it.metadata) row.metadata = it.metadata;
+    for (const [k, v] of Object.entries(it.row ?? {})) if (!(k in row)) row[k] = v;
     row.output = rec.status === "ok" ? rec.output : { pred: "", error: rec.error?.message ?? "failed", metric_score: {} };
     out.push(row);
   }

@@ -56,6 +56,10 @@ function failureOf(e: unknown): { reason: string; message: string } {
   return { reason: `${e instanceof Error ? e.name : "error"}: ${message.split("\n")[0]!.slice(0, 100)}`, message };
 }
 
+/** Said when `naive` runs: ReCall's run_eval uses the name for FlashRAG's retrieve-then-generate pipeline. */
+export const NAIVE_WARNING =
+  "method 'naive' here generates from the question alone; ReCall's run_eval 'naive' retrieves first (FlashRAG's SequentialPipeline) — for ReCall's naive numbers use --method_name standard-rag";
+
 const TOOL_METHODS = new Set(["re-call", "research"]);
 const RETRIEVAL_METHODS = new Set(["standard-rag", "re-call", "research"]);
 
@@ -91,6 +95,7 @@ export function summarizeRecords(cfg: EvalConfig, items: readonly EvalItem[], re
 
 export async function runEvaluation(cfg: EvalConfig, backends: MethodBackends, opts: EvalOptions): Promise<EvalSummary> {
   const t0 = performance.now();
+  if (cfg.method_name === "naive") opts.warn(NAIVE_WARNING);
   const { file, items } = await loadEvalItems(cfg);
   let dir: string;
   let records: Map<string, ItemRecord>;
