@@ -102,7 +102,10 @@ interface LossCase {
 }
 interface LossFixture { horizon: number; rows: Row[]; emptyRow: Row; cases: LossCase[]; kl: Record<string, number[][]>; aggregateOfRef: Record<string, number | null> }
 
-function microBatch(rows: readonly Row[]): PolicyMicroBatch {
+/** A micro-batch held as float32 rows, as the trainer holds it. */
+type Batch32 = { [K in keyof PolicyMicroBatch]-?: Float32Array[] };
+
+function microBatch(rows: readonly Row[]): Batch32 {
   return {
     logprob: f32rows(rows.map((r) => r.logp)),
     oldLogprob: f32rows(rows.map((r) => r.old)),
@@ -171,7 +174,7 @@ const SETTINGS: PolicyLossSettings = {
 };
 
 /** A random micro-batch: ragged rows, tool spans masked out, old/new log-probs a little apart. */
-function randomBatch(seed: number, rows = 6): PolicyMicroBatch {
+function randomBatch(seed: number, rows = 6): Batch32 {
   const r = rng(seed);
   const lens = Array.from({ length: rows }, () => 3 + Math.floor(r() * 20));
   const row = (n: number, s: number, f: (x: number) => number) => Float32Array.from(randn(n, s), f);
@@ -199,7 +202,7 @@ describe("properties", () => {
       const a = policyLossAndGrads(mb, s, 0.5);
       const r = rng(99);
       const junk = (rows: readonly Float32Array[]) => rows.map((row, i) => row.map((v, t) => (mb.mask[i]![t] === 0 ? (r() - 0.5) * 50 : v)));
-      const altered: PolicyMicroBatch = { ...mb, logprob: junk(mb.logprob), oldLogprob: junk(mb.oldLogprob), refLogprob: junk(mb.refLogprob!), entropy: junk(mb.entropy), advantages: junk(mb.advantages) };
+      const altered: Batch32 = { ...mb, logprob: junk(mb.logprob), oldLogprob: junk(mb.oldLogprob), refLogprob: junk(mb.refLogprob), entropy: junk(mb.entropy), advantages: junk(mb.advantages) };
       const b = policyLossAndGrads(altered, s, 0.5);
       expect(b.loss).toBe(a.loss);
       expect(b.metrics).toEqual(a.metrics);
@@ -242,8 +245,8 @@ describe("properties", () => {
       const logp = mb.logprob.map((r) => Float64Array.from(r));
       const entropy = mb.entropy.map((r) => Float64Array.from(r));
       const lossAt = (lp: Float64Array[], en: Float64Array[]) =>
-        policyLossAndGrads({ ...mb, logprob: lp as unknown as Float32Array[], entropy: en as unknown as Float32Array[] }, s, 0.7).loss;
-      const g = policyLossAndGrads({ ...mb, logprob: logp as unknown as Float32Array[], entropy: entropy as unknown as Float32Array[] }, s, 0.7);
+        policyLossAndGrads({ ...mb, logprob: lp, entropy: en }, s, 0.7).loss;
+      const g = policyLossAndGrads({ ...mb, logprob: logp, entropy }, s, 0.7);
       const h = 1e-6;
       for (let i = 0; i < logp.length; i++) {
         for (let t = 0; t < logp[i]!.length; t++) {

@@ -155,16 +155,16 @@ export function aggregateLoss(values: readonly ArrayLike<number>[], masks: reado
 
 export interface PolicyMicroBatch {
   /** Per sequence, response tokens only: log-probs under the current policy. */
-  logprob: readonly Float32Array[];
+  logprob: readonly ArrayLike<number>[];
   /** Log-probs recorded before the update (verl's old_log_probs). */
-  oldLogprob: readonly Float32Array[];
+  oldLogprob: readonly ArrayLike<number>[];
   /** Reference policy log-probs; needed when useKlLoss. */
-  refLogprob?: readonly Float32Array[];
+  refLogprob?: readonly ArrayLike<number>[];
   /** Per-token entropy of the current policy. */
-  entropy: readonly Float32Array[];
-  advantages: readonly Float32Array[];
+  entropy: readonly ArrayLike<number>[];
+  advantages: readonly ArrayLike<number>[];
   /** The loss mask: 1 on sampled tokens only. */
-  mask: readonly Float32Array[];
+  mask: readonly ArrayLike<number>[];
 }
 
 export interface PolicyLossSettings {
@@ -235,7 +235,7 @@ function surrogateTerm(logp: number, old: number, a: number, s: PolicyLossSettin
 
 function checkMicroBatch(mb: PolicyMicroBatch, s: PolicyLossSettings): void {
   const n = mb.mask.length;
-  const fields: [string, readonly Float32Array[] | undefined][] = [
+  const fields: [string, readonly ArrayLike<number>[] | undefined][] = [
     ["logprob", mb.logprob], ["oldLogprob", mb.oldLogprob], ["entropy", mb.entropy], ["advantages", mb.advantages],
     ["refLogprob", s.useKlLoss ? mb.refLogprob : []],
   ];
