@@ -23,8 +23,9 @@ import { Transformer } from "../model/transformer.ts";
 import { LocalTokenGenerator } from "../model/local_generator.ts";
 import { estimateMemory, formatMemoryEstimate, type RunSizes } from "../model/memory.ts";
 import { writeSafetensors } from "../model/safetensors.ts";
-import { createReward, type RewardResult } from "../reward/index.ts";
-import { loadPythonReward } from "../reward/python_reward.ts";
+import { createReward, type RewardFn, type RewardResult } from "../reward/index.ts";
+import { loadCustomReward } from "../reward/custom.ts";
+import { loadPythonReward, type PythonReward } from "../reward/python_reward.ts";
 import { openSandbox } from "../sandbox/index.ts";
 import type { ToolExecutor } from "../sandbox/types.ts";
 import { VERSION } from "../version.ts";
@@ -216,10 +217,15 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
   const generator = new LocalTokenGenerator(policy, resumeFrom ?? basePath, { batchSize: s["actor_rollout_ref.rollout.max_num_seqs"], capacity });
   const sandboxUrl = s["actor_rollout_ref.rollout.sandbox_url"];
   const searchUrl = s["data.search_url"];
-  const sandbox: ToolExecutor = await openSandbox({ url: sandboxUrl || undefined, allowUrls: searchUrl ? [searchUrl] : [] });
+  const sandbox = lazySandbox(() => openSandbox({ url: sandboxUrl || undefined, allowUrls: searchUrl ? [searchUrl] : [] }));
   const builtinReward = await createReward(s["reward_model.reward_manager"] === "naive" ? "f1" : "auto");
   const customPath = s["custom_reward_function.path"];
-  const customReward = customPath ? loadPythonReward(customPath, s["custom_reward_function.name"], sandbox) : undefined;
+  // A Python file runs unchanged in the sandbox (verl's compute_score); a JS/TS module (recall's own form) in-process.
+  const customReward = !customPath
+    ? undefined
+    : /\.(m?[jt]s)$/.test(customPath)
+      ? jsReward(await loadCustomReward(customPath))
+      : loadPythonReward(customPath, s["custom_reward_function.name"], sandbox);
 
   const grads = model.newGradients();
   const [beta1, beta2] = s["actor_rollout_ref.actor.optim.betas"];
@@ -373,8 +379,9 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
       let tokenRewards: Float32Array[] | undefined;
       let rewardKl: number | undefined;
       if (s["algorithm.use_kl_in_reward"] && ref) {
-        const kl = old.logprob.map((lp, i) => klPenalty(lp, ref.logprob[i]!, s["algorithm.kl_penalty"]));
-        const r = klInReward(scores, kl, masks, s["algorithm.kl_ctrl.kl_coef"]);
+        // The penalty counts the policy's own tokens only; the score sits on the last response token, as in verl.
+        const kl = old.logprob.map((lp, i) => klPenalty(lp, ref.logprob[i]!, s["algorithm.kl_penalty"]).map((x, t) => x * masks[i]![t]!));
+        const r = klInReward(scores, kl, responseMasks, s["algorithm.kl_ctrl.kl_coef"]);
         tokenRewards = r.tokenRewards;
         rewardKl = r.klMean;
       }
@@ -516,6 +523,22 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
     reference?.params.release();
   }
   return { runDir, steps: step, lastMetrics };
+}
+
+/** The sandbox opens on first use: runs whose rows carry no tools and whose reward is not Python never start it. */
+function lazySandbox(open: () => Promise<ToolExecutor>): ToolExecutor {
+  let opened: Promise<ToolExecutor> | undefined;
+  return {
+    execute: (req) => (opened ??= open()).then((x) => x.execute(req)),
+    close: async () => {
+      if (opened) await (await opened).close();
+    },
+  };
+}
+
+/** A JS/TS scorer module seen through the Python reward's interface (it gets the response as `text`). */
+function jsReward(fn: RewardFn): PythonReward {
+  return async (i) => fn({ text: i.solutionStr, groundTruth: i.groundTruth, dataSource: i.dataSource, extraInfo: i.extraInfo });
 }
 
 function formatDuration(seconds: number): string {
