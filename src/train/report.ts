@@ -193,7 +193,7 @@ function chartSpecs(m: MetricSeries): ChartGroup[] {
         { id: "throughput", title: "Throughput", unit: "tokens / s", zeroBased: true, note: "perf/throughput", lines: [line("perf/throughput", "tokens/s", C.cyan, { smooth: true })] },
         {
           id: "timing", title: "Step time", unit: "seconds", zeroBased: true, note: "timing_s per phase, stacked; line: whole step; dashed: validation run",
-          lines: [line("timing_s/step", "step", "#111827"), line("timing_s/testing", "validation", C.gray, { dash: true, markers: true })], stack,
+          lines: [line("timing_s/step", "step", "var(--ink)"), line("timing_s/testing", "validation", "var(--muted)", { dash: true, markers: true })], stack,
         },
       ],
     },
@@ -286,7 +286,7 @@ function header(name: string, dir: string, rows: readonly MetricsRow[], m: Metri
 
   const progress = total !== undefined
     ? `<div class="progress"><div style="width:${Math.min(100, (100 * done) / total).toFixed(1)}%"></div></div><span>step <b>${done}</b> of ${total}${eta !== undefined ? ` · about ${duration(eta)} left` : ""}</span>`
-    : `<span>step <b>${done}</b></span>`;
+    : `<span>${rows.length ? `step <b>${done}</b>` : "no steps yet"}</span>`;
   const when = [
     last !== undefined ? `last update <b>${escapeHtml(isoMinute(new Date(last)))}</b>` : "",
     first !== undefined && last !== undefined && last > first ? `running for ${duration((last - first) / 1000)}` : "",
@@ -308,13 +308,13 @@ function header(name: string, dir: string, rows: readonly MetricsRow[], m: Metri
   const len = m.last("response_length/mean");
   if (len) {
     const clip = m.last("response_length/clip_ratio");
-    tile("response length", `${formatValue(len.value)} tok`, clip ? `${formatPercent(clip.value)} cut at max` : "");
+    tile("response length", formatValue(len.value), `tokens (mean)${clip ? ` · ${formatPercent(clip.value)} cut` : ""}`);
   }
   const turns = m.last("tool_calls/mean");
   if (turns) tile("tool calls / seq", formatValue(turns.value), m.last("num_turns/mean") ? `${formatValue(m.last("num_turns/mean")!.value)} turns` : "");
   if (stepTime !== undefined) tile("time / step", duration(stepTime), "mean of last 10");
   const tput = m.last("perf/throughput");
-  if (tput) tile("throughput", `${formatValue(tput.value)} tok/s`);
+  if (tput) tile("throughput", formatValue(tput.value), "tokens / s");
   if (skipped > 0) tile("skipped steps", String(skipped), "non-finite loss or gradients", " alert");
 
   return `<header><div class="title"><h1>${escapeHtml(name)}</h1>${sub ? `<span class="sub">${sub}</span>` : ""}</div>` +

@@ -12,6 +12,7 @@ export type Point = readonly [step: number, value: number | null];
 export interface LineSpec {
   label: string;
   points: readonly Point[];
+  /** A CSS colour (a var() too: it is set through style, so themes apply). */
   color: string;
   dash?: boolean;
   /** Dots on every point while the series is sparse (validation). */
@@ -104,7 +105,7 @@ export function renderChart(spec: ChartSpec, xDomain: readonly [number, number])
       const above = below.map((b, i) => b + bins.values[k]![i]!);
       const top = bins.steps.map((s, i) => `${r(sx(s))},${r(sy(above[i]!))}`);
       const bottom = bins.steps.map((s, i) => `${r(sx(s))},${r(sy(below[i]!))}`).reverse();
-      parts.push(`<polygon class="area" fill="${spec.stack![k]!.color}" points="${[...top, ...bottom].join(" ")}"/>`);
+      parts.push(`<polygon class="area" style="fill:${spec.stack![k]!.color}" points="${[...top, ...bottom].join(" ")}"/>`);
       below = above;
     });
   }
@@ -113,7 +114,7 @@ export function renderChart(spec: ChartSpec, xDomain: readonly [number, number])
     for (const seg of bandSegments(spec.band)) {
       const top = seg.map(([s, , hi]) => `${r(sx(s))},${r(sy(hi))}`);
       const bottom = seg.map(([s, lo]) => `${r(sx(s))},${r(sy(lo))}`).reverse();
-      parts.push(`<polygon class="band" fill="${spec.band.color}" points="${[...top, ...bottom].join(" ")}"/>`);
+      parts.push(`<polygon class="band" style="fill:${spec.band.color}" points="${[...top, ...bottom].join(" ")}"/>`);
     }
   }
   // Lines.
@@ -123,13 +124,13 @@ export function renderChart(spec: ChartSpec, xDomain: readonly [number, number])
     const dash = line.dash ? ` stroke-dasharray="5 4"` : "";
     for (const seg of segments(line.points)) {
       const pts = reduce(seg);
-      parts.push(`<path class="line${smooth ? " raw" : ""}" stroke="${line.color}"${dash} d="${pathData(pts, sx, sy)}"/>`);
+      parts.push(`<path class="line${smooth ? " raw" : ""}" style="stroke:${line.color}"${dash} d="${pathData(pts, sx, sy)}"/>`);
       if ((line.markers && finite <= MAX_MARKERS) || seg.length === 1) {
-        for (const [s, v] of pts) parts.push(`<circle class="dot" cx="${r(sx(s))}" cy="${r(sy(v))}" r="2.6" fill="${line.color}"/>`);
+        for (const [s, v] of pts) parts.push(`<circle class="dot" cx="${r(sx(s))}" cy="${r(sy(v))}" r="2.6" style="fill:${line.color}"/>`);
       }
     }
     if (smooth) {
-      for (const seg of segments(ema(line.points))) parts.push(`<path class="line" stroke="${line.color}"${dash} d="${pathData(reduce(seg), sx, sy)}"/>`);
+      for (const seg of segments(ema(line.points))) parts.push(`<path class="line" style="stroke:${line.color}"${dash} d="${pathData(reduce(seg), sx, sy)}"/>`);
     }
   }
   // Marks: flagged steps and non-finite values, on the x axis.

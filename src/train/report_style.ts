@@ -28,7 +28,7 @@ header{background:var(--card);border:1px solid var(--line);border-radius:12px;pa
 .tiles{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:10px;margin-top:16px}
 .tile{border:1px solid var(--line);border-radius:10px;padding:10px 12px;display:flex;flex-direction:column}
 .tile span{color:var(--muted);font-size:12px}
-.tile b{font-size:22px;font-weight:650;letter-spacing:-.01em;margin:2px 0}
+.tile b{font-size:21px;font-weight:650;letter-spacing:-.01em;margin:2px 0;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .tile small{color:var(--muted);font-size:11.5px;min-height:1em}
 .tile.alert{border-color:var(--bad);background:var(--bad-bg)}
 nav{position:sticky;top:0;z-index:2;display:flex;gap:4px;flex-wrap:wrap;margin:14px 0 0;padding:8px 0;background:var(--bg)}
