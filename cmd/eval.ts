@@ -1,12 +1,12 @@
 /** `recall eval` (FlashRAG-style QA evaluation with ReCall's run_eval flags), `recall eval judge`, `recall eval score`. */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { parseArgs, type ArgsDef } from "citty";
 import { consola } from "consola";
 import { defineRecallCommand, numberFlag, requiredStringFlag, stringFlag } from "../src/cli/command.ts";
+import { flagKeys, type SettingsSchema } from "../src/config/schema.ts";
 import { RecallError } from "../src/errors.ts";
 import { openBackends } from "../src/eval/backends.ts";
-import { METHODS, METRICS, readConfigFile, resolveConfig, type MetricName, type RawSettings } from "../src/eval/config.ts";
+import { EVAL_ARGS, EVAL_COMMAND_LINE, EVAL_SETTINGS, METRICS, evalFileEntries, parseEvalFlags, readConfigFile, resolveEvalConfig, type MetricName, type RawSettings } from "../src/eval/config.ts";
 import { judgeFolder } from "../src/eval/judge.ts";
 import { CONFIG_FILE } from "../src/eval/output.ts";
 import { runEvaluation } from "../src/eval/run.ts";
@@ -16,15 +16,11 @@ import { VERSION } from "../src/version.ts";
 
 const s = (description: string) => ({ type: "string" as const, description });
 
+/** Bool settings as flags (`--apply_chat`), which may be given bare. */
+const BOOL_FLAGS = [...flagKeys(EVAL_SETTINGS, EVAL_COMMAND_LINE.keyFlags)].filter(([, key]) => (EVAL_SETTINGS as SettingsSchema)[key]!.type === "bool").map(([flag]) => `--${flag}`);
+
 /** Settings that config.yaml records but that are not settings to resume with. */
 const RECORD_ONLY = ["recall_version", "generator", "generator_model_recorded", "retriever", "dataset_file", "items", "api_key_set", "resume", "started_at"];
-
-const SETTING_FLAGS = [
-  "method_name", "data_dir", "dataset_name", "split", "dataset_path", "save_dir", "save_note", "limit", "seed", "sgl_remote_url",
-  "openai_base_url", "model", "api_key", "openai_api", "generator_model", "remote_retriever_url", "sandbox_url", "tool_backend", "index_path",
-  "corpus_path", "retrieval_method", "retrieval_topk", "apply_chat", "temperature", "top_p", "top_k", "max_new_tokens", "max_turns",
-  "max_response_length", "context_length", "metrics", "retrieval_recall_topk", "workers", "max_retries", "request_timeout", "retry_backoff", "resume",
-] as const;
 
 const judge = defineRecallCommand({
   meta: { name: "judge", description: "ReCall's LLM-judge pass over an eval output folder: writes llm_judge.jsonl and llm_judge_metric.txt." },
@@ -92,48 +88,6 @@ const score = defineRecallCommand({
   },
 });
 
-const EVAL_ARGS = {
-  config_path: s("ReCall/FlashRAG eval_config.yaml; flags override its keys"),
-  method_name: s(`${METHODS.join(" | ")} (default re-call)`),
-  data_dir: s("Datasets root: reads {data_dir}/{dataset_name}/{split}.jsonl|.json|.parquet (default data)"),
-  dataset_name: s("Dataset folder name, e.g. bamboogle (default bamboogle)"),
-  split: s("Split file name (default test)"),
-  dataset_path: s("One dataset file instead of data_dir/dataset_name/split"),
-  save_dir: s("Where run folders go (default eval_results)"),
-  save_note: s("Suffix of the run folder name (default: the method name)"),
-  limit: s("Evaluate only N items (FlashRAG test_sample_num): the first N, or a random N with --seed"),
-  seed: s("Seed for a random --limit subset"),
-  sgl_remote_url: s("SGLang server (native /generate), e.g. 127.0.0.1:30000"),
-  openai_base_url: s("OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (vLLM, SGLang, llama.cpp, hosted)"),
-  model: s("Model name for --openai_base_url; without a URL, a local model folder (= --generator_model)"),
-  api_key: s("API key for --openai_base_url (default: $OPENAI_API_KEY)"),
-  openai_api: s("completions (raw prompt, default; needed for re-call/research) or chat (one-shot methods)"),
-  generator_model: s("Local model folder run by the WebGPU engine (batch = --workers); with a remote URL only recorded"),
-  remote_retriever_url: s("Retriever server (ReCall /search API), e.g. 127.0.0.1:8000"),
-  sandbox_url: s("ReCall sandbox server (/execute): re-call's tool calls run ReCall's Python wikipedia_search there"),
-  tool_backend: s("re-call's wikipedia_search: native (in-process, default) or sandbox (ReCall's Python tool in the local sandbox)"),
-  index_path: s("BM25 index built by 'recall retriever index' (searched in this process)"),
-  corpus_path: s("Corpus JSONL of --index_path (default: the path stored in the index)"),
-  retrieval_method: s("bm25 (default; dense retrievers only through --remote_retriever_url)"),
-  retrieval_topk: s("Passages per search for standard-rag and research (default 5)"),
-  apply_chat: s("true (default): ChatML prompts; false: base-model prompts (ReSearch base template)"),
-  temperature: s("Sampling temperature (default 0 = greedy)"),
-  top_p: s("Top-p (default: server's)"),
-  top_k: s("Top-k (default: server's)"),
-  max_new_tokens: s("New tokens per turn (default 512)"),
-  max_turns: s("Assistant turns for re-call/research (default 5)"),
-  max_response_length: s("Response token budget over all turns (default: none)"),
-  context_length: s("Local engine: tokens per sequence in the KV cache, prompt + all turns (default 4096)"),
-  metrics: s(`Comma list of ${METRICS.join(", ")} (default all)`),
-  retrieval_recall_topk: s("k of retrieval_recall_top{k} (default 5)"),
-  workers: s("Items evaluated concurrently against remote servers (default 8)"),
-  max_retries: s("Retries per request on 429/5xx/connection errors/timeouts (default 5)"),
-  request_timeout: s("Seconds per request before it is retried (default 300)"),
-  retry_backoff: s("Seconds before the first retry, doubled each time (default 0.5)"),
-  resume: s("Continue the run in this output folder: finished items are kept, failed and missing ones run"),
-  json: { type: "boolean" as const, description: "Print the summary as JSON" },
-} satisfies ArgsDef;
-
 export default defineRecallCommand({
   meta: {
     name: "eval",
@@ -154,38 +108,30 @@ export default defineRecallCommand({
   setup({ rawArgs }) {
     // ReCall's `--apply_chat` is a store_true flag; here it also takes a value (`--apply_chat False`). citty
     // would read a bare `--apply_chat` as taking the next flag for its value (and then mistake that flag's
-    // value for a subcommand), so it is spelled out in place before the subcommand lookup, and run()
-    // parses the fixed arguments again.
+    // value for a subcommand), so bare bool flags are spelled out in place before the subcommand lookup.
     for (let i = 0; i < rawArgs.length; i++) {
       const next = rawArgs[i + 1];
-      if (rawArgs[i] === "--apply_chat" && (next === undefined || next.startsWith("-"))) rawArgs[i] = "--apply_chat=true";
+      if (BOOL_FLAGS.includes(rawArgs[i]!) && (next === undefined || next.startsWith("-"))) rawArgs[i] += "=true";
     }
   },
   async run({ rawArgs }) {
-    // Parsed again from the arguments as setup() left them (see there).
-    const args = parseArgs(rawArgs, EVAL_ARGS) as Record<string, unknown>;
-    const flags: RawSettings = {};
-    for (const k of SETTING_FLAGS) {
-      const v = stringFlag(args, k);
-      if (v !== undefined) flags[k] = k === "apply_chat" && v === "" ? "true" : v;
-    }
+    const { flags, configPath, json } = parseEvalFlags(rawArgs);
     let file: RawSettings = {};
     let fileSource = "the config file";
-    const resume = stringFlag(args, "resume");
-    if (resume !== undefined) {
+    const resume = flags.findLast((e) => e.key === "resume")?.value;
+    if (typeof resume === "string") {
       const recorded = join(resume, CONFIG_FILE);
       if (!existsSync(recorded)) throw new RecallError(`--resume '${resume}' is not an eval output folder (no ${CONFIG_FILE})`);
       file = readConfigFile(recorded);
       for (const k of RECORD_ONLY) delete file[k];
       fileSource = recorded;
     } else {
-      const configPath = stringFlag(args, "config_path");
       if (configPath !== undefined) {
         file = readConfigFile(configPath);
         fileSource = configPath;
       }
     }
-    const cfg = resolveConfig(file, flags, fileSource);
+    const cfg = resolveEvalConfig([...evalFileEntries(file, fileSource), ...flags]);
     const backends = await openBackends(cfg);
     try {
       const summary = await runEvaluation(cfg, backends, {
@@ -194,7 +140,7 @@ export default defineRecallCommand({
         record: { recall_version: VERSION, started_at: new Date().toISOString(), ...backends.description },
       });
       const retries = backends.retries();
-      if (args.json) {
+      if (json) {
         console.log(JSON.stringify({ dir: summary.dir, metrics: Object.fromEntries(summary.metrics.map(([k, v]) => [k, v])), failures: Object.fromEntries(summary.failures), retries }, null, 2));
       } else {
         console.log(summary.table);

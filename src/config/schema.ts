@@ -87,6 +87,13 @@ export type NullsAsOptional<T> = { [K in keyof T as null extends T[K] ? never : 
   [K in keyof T as null extends T[K] ? K : never]?: Exclude<T[K], null>;
 };
 
+/** The values with null settings left out (for code that reads "unset" as an absent property). */
+export function dropNulls<T extends Record<string, unknown>>(values: T): NullsAsOptional<T> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(values)) if (v !== null) out[k] = v;
+  return out as NullsAsOptional<T>;
+}
+
 /**
  * Declares a schema. The `const` type parameter keeps literal types (`type: "int"`, enum choices, `nullable: true`) so
  * `SettingsOf` can derive the value type. Checks the declaration itself once: a default of the wrong type, a default
@@ -401,7 +408,7 @@ export interface CommandLineSpec {
   keyFlags: boolean;
   /** Whether bare `key=value` arguments (Hydra overrides, `+key=value`, `++key=value`) set settings. */
   overrides: boolean;
-  /** Flags that are not settings (`--config FILE`, `--print_config`, `--json`) and their help. */
+  /** Flags that are not settings (`--config FILE`; switches such as `--print_config`, `--json`) and their help. */
   options?: Readonly<Record<string, { type: "string" | "bool"; help: string }>>;
   /** Flags accepted for compatibility that set nothing: flag → the note shown (the value is never echoed). */
   ignoredFlags?: Readonly<Record<string, string>>;
@@ -454,8 +461,13 @@ export function parseCommandLine(schema: SettingsSchema, rawArgs: readonly strin
     if (tok === "--") throw new RecallError(`unexpected argument '--'`);
     const body = tok.replace(/^--?/, "");
     const eq = body.indexOf("=");
-    const name = canonicalFlag(eq >= 0 ? body.slice(0, eq) : body);
+    let name = canonicalFlag(eq >= 0 ? body.slice(0, eq) : body);
     let text: string | undefined = eq >= 0 ? body.slice(eq + 1) : undefined;
+    // Switches (bool options) take no separate value; `--no-json` turns one off.
+    if (name.startsWith("no_") && options[name.slice(3)]?.type === "bool" && text === undefined) {
+      name = name.slice(3);
+      text = "false";
+    } else if (options[name]?.type === "bool" && text === undefined) text = "true";
     const known = byFlag.has(name) || Object.hasOwn(options, name) || Object.hasOwn(ignored, name);
     if (!known) {
       const suggestion = closest(name, [...byFlag.keys(), ...Object.keys(options), ...Object.keys(ignored)]);
@@ -514,12 +526,13 @@ function flagDescription(key: string, flag: string, s: Setting): string {
 }
 
 /**
- * citty's args for the command: every flag is a string (bools too, so `--use_re_call false` reads as ReCall's scripts
- * write it); `parseCommandLine` turns them into typed values. Options come first, in the spec's order.
+ * citty's args for the command: every setting flag is a string (bools too, so `--use_re_call false` reads as ReCall's
+ * scripts write it); `parseCommandLine` turns them into typed values. Options come first, in the spec's order; bool
+ * options are switches.
  */
 export function settingsArgs(schema: SettingsSchema, spec: CommandLineSpec): ArgsDef {
   const args: ArgsDef = {};
-  for (const [name, o] of Object.entries(spec.options ?? {})) args[name] = { type: "string", description: o.help, valueHint: o.type === "bool" ? "true|false" : undefined };
+  for (const [name, o] of Object.entries(spec.options ?? {})) args[name] = o.type === "bool" ? { type: "boolean", description: o.help } : { type: "string", description: o.help };
   for (const [flag, key] of flagKeys(schema, spec.keyFlags)) {
     const s = schema[key]!;
     args[flag] = { type: "string", description: flagDescription(key, flag, s), valueHint: valueHint(s) };

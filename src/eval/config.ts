@@ -11,121 +11,111 @@
  * {retrieval_recall_topk}, workers, max_retries, request_timeout, retry_backoff. Other FlashRAG keys (gpu_id,
  * framework, faiss_gpu, save_intermediate_data …) are accepted and kept in config.yaml.
  */
-import { existsSync, readFileSync } from "node:fs";
 import { basename } from "node:path";
-import { parse } from "yaml";
+import {
+  atLeast,
+  above,
+  defineSettings,
+  dropNulls,
+  parseCommandLine,
+  readYamlMapping,
+  resolveSettings,
+  settingsArgs,
+  type CommandLineSpec,
+  type NullsAsOptional,
+  type SettingEntry,
+  type SettingsOf,
+} from "../config/schema.ts";
 import { RecallError } from "../errors.ts";
 
 export const METHODS = ["naive", "zero-shot", "standard-rag", "re-call", "research"] as const;
 export type MethodName = (typeof METHODS)[number];
 /** ReCall's run_eval methods recall does not implement. */
 const UNSUPPORTED_METHODS: Record<string, string> = {
-  iterretgen: "FlashRAG's ITER-RETGEN pipeline",
-  ircot: "FlashRAG's IRCoT pipeline",
+  iterretgen: "(FlashRAG's ITER-RETGEN pipeline) is not implemented in recall",
+  ircot: "(FlashRAG's IRCoT pipeline) is not implemented in recall",
 };
 
 export const METRICS = ["em", "acc", "f1", "precision", "recall"] as const;
 export type MetricName = (typeof METRICS)[number];
 
-export interface EvalConfig {
-  method_name: MethodName;
-  data_dir: string;
-  dataset_name: string;
-  split: string;
-  dataset_path?: string;
-  save_dir: string;
-  save_note: string;
-  /** Evaluate only this many items (FlashRAG test_sample_num). */
-  limit?: number;
-  /** With limit: pick a seeded random subset instead of the first N (FlashRAG random_sample + seed). */
-  seed?: number;
-  random_sample: boolean;
-  sgl_remote_url?: string;
-  openai_base_url?: string;
-  model?: string;
-  api_key?: string;
-  openai_api: "completions" | "chat";
-  generator_model?: string;
-  remote_retriever_url?: string;
-  sandbox_url?: string;
-  /** re-call's wikipedia_search: `native` (answered in-process) or `sandbox` (ReCall's Python tool in the local sandbox). */
-  tool_backend: "native" | "sandbox";
-  index_path?: string;
-  corpus_path?: string;
-  retrieval_method: string;
-  retrieval_topk: number;
-  apply_chat: boolean;
-  temperature: number;
-  top_p?: number;
-  top_k?: number;
-  max_new_tokens: number;
-  max_turns: number;
-  max_response_length?: number;
-  /** Local engine: tokens per sequence in its cache (prompt + every turn). */
-  context_length: number;
+/**
+ * Every setting of `recall eval`, once: its flag is its key (FlashRAG's names), its YAML key too. Nullable settings
+ * are unset (absent from EvalConfig) unless given.
+ */
+export const EVAL_SETTINGS = defineSettings({
+  method_name: { type: "enum", choices: METHODS, refused: UNSUPPORTED_METHODS, default: "re-call", help: "Evaluation method" },
+  data_dir: { type: "string", default: "data", help: "Datasets root: reads {data_dir}/{dataset_name}/{split}.jsonl|.json|.parquet" },
+  dataset_name: { type: "string", default: "bamboogle", help: "Dataset folder name, e.g. bamboogle" },
+  split: { type: "string", default: "test", help: "Split file name" },
+  dataset_path: { type: "string", nullable: true, default: null, help: "One dataset file instead of data_dir/dataset_name/split" },
+  save_dir: { type: "string", default: "eval_results", help: "Where run folders go" },
+  save_note: { type: "string", default: "", help: "Suffix of the run folder name (default: the method name)" },
+  limit: { type: "int", nullable: true, default: null, check: atLeast(1), help: "Evaluate only N items (FlashRAG test_sample_num): the first N, or a random N with --seed" },
+  seed: { type: "int", nullable: true, default: null, help: "Seed for a random --limit subset" },
+  random_sample: { type: "bool", default: false, flags: [], help: "With limit: a seeded random subset instead of the first N (FlashRAG's YAML key)" },
+  sgl_remote_url: { type: "string", nullable: true, default: null, help: "SGLang server (native /generate), e.g. 127.0.0.1:30000" },
+  openai_base_url: { type: "string", nullable: true, default: null, help: "OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (vLLM, SGLang, llama.cpp, hosted)" },
+  model: { type: "string", nullable: true, default: null, help: "Model name for --openai_base_url; without a URL, a local model folder (= --generator_model)" },
+  api_key: { type: "string", nullable: true, default: null, secret: true, help: "API key for --openai_base_url (default: $OPENAI_API_KEY)" },
+  openai_api: { type: "enum", choices: ["completions", "chat"], default: "completions", help: "completions (raw prompt; needed for re-call/research) or chat (one-shot methods)" },
+  generator_model: { type: "string", nullable: true, default: null, help: "Local model folder run by the WebGPU engine (batch = --workers); with a remote URL only recorded" },
+  remote_retriever_url: { type: "string", nullable: true, default: null, help: "Retriever server (ReCall /search API), e.g. 127.0.0.1:8000" },
+  sandbox_url: { type: "string", nullable: true, default: null, help: "ReCall sandbox server (/execute): re-call's tool calls run ReCall's Python wikipedia_search there" },
+  tool_backend: {
+    type: "enum",
+    choices: ["native", "sandbox"],
+    default: "native",
+    help: "re-call's wikipedia_search: native (in-process) or sandbox (ReCall's Python tool in the local sandbox)",
+  },
+  index_path: { type: "string", nullable: true, default: null, help: "BM25 index built by 'recall retriever index' (searched in this process)" },
+  corpus_path: { type: "string", nullable: true, default: null, help: "Corpus JSONL of --index_path (default: the path stored in the index)" },
+  retrieval_method: { type: "string", default: "bm25", help: "bm25 (dense retrievers only through --remote_retriever_url)" },
+  retrieval_topk: { type: "int", default: 5, check: atLeast(1), help: "Passages per search for standard-rag and research" },
+  apply_chat: { type: "bool", default: true, help: "true: ChatML prompts; false: base-model prompts (ReSearch base template)" },
+  temperature: { type: "float", default: 0, check: atLeast(0), help: "Sampling temperature (0 = greedy)" },
+  top_p: { type: "float", nullable: true, default: null, help: "Top-p (default: server's)" },
+  top_k: { type: "int", nullable: true, default: null, help: "Top-k (default: server's)" },
+  max_new_tokens: { type: "int", default: 512, check: atLeast(1), help: "New tokens per turn" },
+  max_turns: { type: "int", default: 5, check: atLeast(1), help: "Assistant turns for re-call/research" },
+  max_response_length: { type: "int", nullable: true, default: null, check: atLeast(1), help: "Response token budget over all turns (default: none)" },
+  context_length: { type: "int", default: 4096, check: atLeast(16), help: "Local engine: tokens per sequence in the KV cache, prompt + all turns" },
+  metrics: { type: "list<string>", default: [...METRICS], help: `Comma list of ${METRICS.join(", ")}` },
+  retrieval_recall_topk: { type: "int", default: 5, check: atLeast(1), help: "k of retrieval_recall_top{k}" },
+  workers: { type: "int", default: 8, check: atLeast(1), help: "Items evaluated concurrently against remote servers" },
+  max_retries: { type: "int", default: 5, check: atLeast(0), help: "Retries per request on 429/5xx/connection errors/timeouts" },
+  request_timeout: { type: "float", default: 300, check: above(0), help: "Seconds per request before it is retried" },
+  retry_backoff: { type: "float", default: 0.5, check: atLeast(0), help: "Seconds before the first retry, doubled each time" },
+  resume: { type: "string", nullable: true, default: null, help: "Continue the run in this output folder: finished items are kept, failed and missing ones run" },
+});
+
+/** `recall eval`'s command line: a flag per setting (FlashRAG's names), `--config_path`, `--json`. */
+export const EVAL_COMMAND_LINE: CommandLineSpec = {
+  keyFlags: true,
+  overrides: false,
+  options: {
+    config_path: { type: "string", help: "ReCall/FlashRAG eval_config.yaml; flags override its keys" },
+    json: { type: "bool", help: "Print the summary as JSON" },
+  },
+};
+
+/** citty args of `recall eval`, from the schema. */
+export const EVAL_ARGS = settingsArgs(EVAL_SETTINGS, EVAL_COMMAND_LINE);
+
+/** The resolved settings of one evaluation (unset settings absent), as methods, backends and config.yaml use them. */
+export type EvalConfig = Omit<NullsAsOptional<SettingsOf<typeof EVAL_SETTINGS>>, "metrics"> & {
+  /** The metrics recall computes; FlashRAG names it does not are listed in extra.unsupported_metrics. */
   metrics: MetricName[];
-  retrieval_recall_topk: number;
-  workers: number;
-  max_retries: number;
-  /** Seconds per HTTP request. */
-  request_timeout: number;
-  /** Seconds before the first retry (doubled each retry, with jitter). */
-  retry_backoff: number;
-  /** Continue the run in this folder. */
-  resume?: string;
   /** FlashRAG keys recall does not use, kept for config.yaml. */
   extra: Record<string, unknown>;
-}
-
-export const DEFAULTS: Omit<EvalConfig, "extra"> = {
-  method_name: "re-call",
-  data_dir: "data",
-  dataset_name: "bamboogle",
-  split: "test",
-  save_dir: "eval_results",
-  save_note: "",
-  random_sample: false,
-  openai_api: "completions",
-  tool_backend: "native",
-  retrieval_method: "bm25",
-  retrieval_topk: 5,
-  apply_chat: true,
-  temperature: 0,
-  max_new_tokens: 512,
-  max_turns: 5,
-  context_length: 4096,
-  metrics: [...METRICS],
-  retrieval_recall_topk: 5,
-  workers: 8,
-  max_retries: 5,
-  request_timeout: 300,
-  retry_backoff: 0.5,
 };
 
 /** Flag or YAML values before checking: strings, numbers, booleans as the source gives them. */
 export type RawSettings = Record<string, unknown>;
 
-const STRING_KEYS = [
-  "data_dir", "dataset_name", "split", "dataset_path", "save_dir", "save_note", "sgl_remote_url", "openai_base_url", "model",
-  "api_key", "generator_model", "remote_retriever_url", "sandbox_url", "index_path", "corpus_path", "retrieval_method", "resume",
-] as const;
-const INT_KEYS = ["limit", "seed", "retrieval_topk", "max_new_tokens", "max_turns", "max_response_length", "context_length", "retrieval_recall_topk", "workers", "max_retries", "top_k"] as const;
-const FLOAT_KEYS = ["temperature", "top_p", "request_timeout", "retry_backoff"] as const;
-const BOOL_KEYS = ["random_sample", "apply_chat"] as const;
-const KNOWN = new Set<string>([...STRING_KEYS, ...INT_KEYS, ...FLOAT_KEYS, ...BOOL_KEYS, "method_name", "openai_api", "tool_backend", "metrics"]);
-
 /** Reads ReCall's eval_config.yaml into flat settings (generation_params and metric_setting flattened). */
 export function readConfigFile(path: string): RawSettings {
-  if (!existsSync(path)) throw new RecallError(`--config_path '${path}' not found`);
-  let v: unknown;
-  try {
-    v = parse(readFileSync(path, "utf8"));
-  } catch (e) {
-    throw new RecallError(`--config_path '${path}' is not valid YAML: ${(e as Error).message.split("\n")[0]}`);
-  }
-  if (v === null || v === undefined) return {};
-  if (typeof v !== "object" || Array.isArray(v)) throw new RecallError(`--config_path '${path}' must be a YAML mapping of keys`);
-  const y = { ...(v as Record<string, unknown>) };
+  const y = { ...readYamlMapping(path, "--config_path") };
   const out: RawSettings = {};
   const gp = y.generation_params;
   if (gp !== undefined && gp !== null) {
@@ -148,83 +138,42 @@ export function readConfigFile(path: string): RawSettings {
   return out;
 }
 
-function where(source: string, key: string): string {
-  return source === "flag" ? `flag --${key}` : `'${key}' in ${source}`;
-}
+/** Flat settings read from a YAML (see readConfigFile) as entries naming the file. */
+export const evalFileEntries = (file: RawSettings, source: string): SettingEntry[] =>
+  Object.entries(file).filter(([, v]) => v !== undefined).map(([key, value]) => ({ key, value, source: { kind: "file", file: source, key } }));
 
 /**
  * Merges defaults ← file ← flags and checks every value; errors name the flag or the file key.
- * `fileSource` names the YAML for messages.
+ * `fileSource` names the YAML for messages. (The command line goes through `parseEvalFlags`.)
  */
 export function resolveConfig(file: RawSettings, flags: RawSettings, fileSource = "the config file"): EvalConfig {
-  const cfg: EvalConfig = { ...DEFAULTS, metrics: [...DEFAULTS.metrics], extra: {} };
-  const target = cfg as unknown as Record<string, unknown>;
-  for (const [layer, source] of [[file, fileSource], [flags, "flag"]] as const) {
-    for (const [key, raw] of Object.entries(layer)) {
-      if (raw === undefined) continue;
-      const at = where(source, key);
-      if (!KNOWN.has(key)) {
-        if (source === "flag") throw new RecallError(`unknown setting '${key}'`);
-        cfg.extra[key] = raw;
-        continue;
-      }
-      if ((STRING_KEYS as readonly string[]).includes(key)) {
-        if (typeof raw !== "string" && typeof raw !== "number") throw new RecallError(`${at} must be a string, got ${JSON.stringify(raw)}`);
-        target[key] = String(raw);
-      } else if ((INT_KEYS as readonly string[]).includes(key) || (FLOAT_KEYS as readonly string[]).includes(key)) {
-        const n = typeof raw === "number" ? raw : Number(String(raw).trim());
-        if (String(raw).trim() === "" || !Number.isFinite(n)) throw new RecallError(`${at} expects a number, got '${raw}'`);
-        if ((INT_KEYS as readonly string[]).includes(key) && !Number.isInteger(n)) throw new RecallError(`${at} expects an integer, got '${raw}'`);
-        target[key] = n;
-      } else if ((BOOL_KEYS as readonly string[]).includes(key)) {
-        if (typeof raw === "boolean") target[key] = raw;
-        else if (/^(true|1|yes)$/i.test(String(raw))) target[key] = true;
-        else if (/^(false|0|no)$/i.test(String(raw))) target[key] = false;
-        else throw new RecallError(`${at} expects true or false, got '${raw}'`);
-      } else if (key === "method_name") {
-        const m = String(raw);
-        if (m in UNSUPPORTED_METHODS) {
-          throw new RecallError(`${at}: '${m}' (${UNSUPPORTED_METHODS[m]}) is not implemented in recall`, { hint: `methods: ${METHODS.join(", ")}` });
-        }
-        if (!(METHODS as readonly string[]).includes(m)) throw new RecallError(`${at}: unknown method '${m}'`, { hint: `methods: ${METHODS.join(", ")}` });
-        cfg.method_name = m as MethodName;
-      } else if (key === "openai_api") {
-        if (raw !== "completions" && raw !== "chat") throw new RecallError(`${at} must be 'completions' or 'chat', got '${raw}'`);
-        cfg.openai_api = raw;
-      } else if (key === "tool_backend") {
-        if (raw !== "native" && raw !== "sandbox") throw new RecallError(`${at} must be 'native' or 'sandbox', got '${raw}'`);
-        cfg.tool_backend = raw;
-      } else if (key === "metrics") {
-        const list = Array.isArray(raw) ? raw.map(String) : String(raw).split(",").map((s) => s.trim()).filter(Boolean);
-        const known = list.filter((m) => (METRICS as readonly string[]).includes(m));
-        // FlashRAG metric names recall does not compute (bleu, rouge …) are dropped from the list.
-        cfg.metrics = known as MetricName[];
-        if (list.length > known.length) cfg.extra.unsupported_metrics = list.filter((m) => !known.includes(m));
-      }
-    }
-  }
-  const checks: [boolean, string][] = [
-    [cfg.workers >= 1, "workers must be >= 1"],
-    [cfg.max_new_tokens >= 1, "max_new_tokens must be >= 1"],
-    [cfg.max_turns >= 1, "max_turns must be >= 1"],
-    [cfg.context_length >= 16, "context_length must be >= 16"],
-    [cfg.retrieval_topk >= 1, "retrieval_topk must be >= 1"],
-    [cfg.retrieval_recall_topk >= 1, "retrieval_recall_topk must be >= 1"],
-    [cfg.temperature >= 0, "temperature must be >= 0"],
-    [cfg.max_retries >= 0, "max_retries must be >= 0"],
-    [cfg.request_timeout > 0, "request_timeout must be > 0"],
-    [cfg.retry_backoff >= 0, "retry_backoff must be >= 0"],
-    [cfg.limit === undefined || cfg.limit >= 1, "limit must be >= 1"],
-    [cfg.max_response_length === undefined || cfg.max_response_length >= 1, "max_response_length must be >= 1"],
-  ];
-  for (const [ok, msg] of checks) if (!ok) throw new RecallError(msg);
+  const flagEntries = Object.entries(flags)
+    .filter(([, v]) => v !== undefined)
+    .map(([key, value]): SettingEntry => ({ key, value, source: { kind: "flag", flag: key } }));
+  return resolveEvalConfig([...evalFileEntries(file, fileSource), ...flagEntries]);
+}
+
+/** `recall eval`'s flags as setting entries, with its options (`config_path`, `json`). */
+export function parseEvalFlags(rawArgs: readonly string[]): { flags: SettingEntry[]; configPath?: string; json: boolean } {
+  const cl = parseCommandLine(EVAL_SETTINGS, rawArgs, EVAL_COMMAND_LINE);
+  const configPath = cl.options.config_path;
+  return { flags: cl.flags, configPath: typeof configPath === "string" ? configPath : undefined, json: cl.options.json === true };
+}
+
+/** Resolves flat file entries (FlashRAG keys; unknown ones kept in `extra`) and flag entries into an EvalConfig. */
+export function resolveEvalConfig(entries: readonly SettingEntry[]): EvalConfig {
+  const r = resolveSettings(EVAL_SETTINGS, entries, { keepUnknownFileKeys: true });
+  const { metrics, ...rest } = dropNulls(r.values);
+  // FlashRAG metric names recall does not compute (bleu, rouge …) are dropped from the list.
+  const known = metrics.filter((m): m is MetricName => (METRICS as readonly string[]).includes(m));
+  const extra = { ...r.extra };
+  if (metrics.length > known.length) extra.unsupported_metrics = metrics.filter((m) => !(METRICS as readonly string[]).includes(m));
+  const cfg: EvalConfig = { ...rest, metrics: known, extra };
   // `--limit N --seed S` asks for a random subset; in a YAML, FlashRAG's random_sample decides.
-  if (flags.seed !== undefined) cfg.random_sample = true;
+  if (r.sources.seed.kind === "flag") cfg.random_sample = true;
   if (cfg.save_note === "") cfg.save_note = cfg.method_name;
   // A dataset given as a file names the run folder after the file unless a name was given.
-  if (cfg.dataset_path && file.dataset_name === undefined && flags.dataset_name === undefined) {
-    cfg.dataset_name = basename(cfg.dataset_path).replace(/\.(jsonl|json|parquet)$/, "");
-  }
+  if (cfg.dataset_path && r.sources.dataset_name.kind === "default") cfg.dataset_name = basename(cfg.dataset_path).replace(/\.(jsonl|json|parquet)$/, "");
   return cfg;
 }
 
