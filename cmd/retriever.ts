@@ -5,7 +5,7 @@ import { RecallError } from "../src/errors.ts";
 import { progressPrinter } from "../src/retrieval/build_progress.ts";
 import { openBm25RetrieverSync } from "../src/retrieval/bm25_retriever.ts";
 import { buildBm25Index } from "../src/retrieval/index_builder.ts";
-import { loadServeConfig } from "../src/retrieval/serve_config.ts";
+import { parseServeCommandLine, SERVE_ARGS } from "../src/retrieval/serve_config.ts";
 import { startRetrieverServer } from "../src/retrieval/server.ts";
 import { parseStemmerName } from "../src/retrieval/stemmer.ts";
 import { resolveStopwords } from "../src/retrieval/stopwords.ts";
@@ -66,30 +66,16 @@ const serve = defineRecallCommand({
     "recall retriever serve --config retriever_config.yaml --num_retriever 2 --port 8000",
     "curl -s localhost:8000/search -H 'content-type: application/json' -d '{\"query\": \"nobel prize physics\", \"top_n\": 3, \"return_score\": true}'",
   ],
-  args: {
-    config: { type: "string", description: "ReCall retriever YAML: retrieval_method (bm25), index_path, corpus_path, retrieval_topk" },
-    index_path: { type: "string", description: "Index directory (overrides the config)" },
-    corpus_path: { type: "string", description: "Corpus JSONL the index was built from (default: the path stored in the index)" },
-    num_retriever: { type: "string", description: "Search worker threads (default 1; 0 searches on the server thread)" },
-    port: { type: "string", description: "Port (default 8000; 0 picks a free one)" },
-    host: { type: "string", description: "Address to bind (default 127.0.0.1; 0.0.0.0 exposes it to the network)" },
-    topk: { type: "string", description: "Default topk for /retrieve requests (default: the config's retrieval_topk, else 3)" },
-    log_requests: { type: "boolean", description: "Log every request with its status and latency" },
-  },
-  async run({ args }) {
-    const topkFlag = stringFlag(args, "topk");
-    const cfg = loadServeConfig(stringFlag(args, "config"), {
-      indexPath: stringFlag(args, "index_path"),
-      corpusPath: stringFlag(args, "corpus_path"),
-      topK: topkFlag === undefined ? undefined : numberFlag(args, "topk", { integer: true, min: 0 }),
-    });
-    const n = numberFlag(args, "num_retriever", { default: 1, integer: true, min: 0, max: 256 });
+  args: SERVE_ARGS,
+  async run({ rawArgs }) {
+    const cfg = parseServeCommandLine(rawArgs);
+    const n = cfg.num_retriever;
     // Open once here so a bad path or a changed corpus fails before anything starts.
-    const local = openBm25RetrieverSync(cfg.indexPath, cfg.corpusPath);
+    const local = openBm25RetrieverSync(cfg.index_path, cfg.corpus_path);
     let retriever: Retriever = local;
     if (n > 0) {
       try {
-        retriever = await WorkerPoolRetriever.start(n, cfg.indexPath, cfg.corpusPath);
+        retriever = await WorkerPoolRetriever.start(n, cfg.index_path, cfg.corpus_path);
         await local.close();
       } catch (e) {
         if (e instanceof RecallError && !/did not start|failed to start/.test(e.message)) throw e;
@@ -97,13 +83,13 @@ const serve = defineRecallCommand({
       }
     }
     const server = await startRetrieverServer(retriever, {
-      host: stringFlag(args, "host") ?? "127.0.0.1",
-      port: numberFlag(args, "port", { default: 8000, integer: true, min: 0, max: 65535 }),
-      defaultTopK: cfg.topK,
-      logRequests: args.log_requests === true,
+      host: cfg.host,
+      port: cfg.port,
+      defaultTopK: cfg.retrieval_topk,
+      logRequests: cfg.log_requests,
     });
     const m = local.index.manifest;
-    consola.success(`retriever serving ${m.stats.docs.toLocaleString("en-US")} docs from ${cfg.indexPath} at ${server.url} (${n > 0 && retriever !== local ? `${n} worker${n > 1 ? "s" : ""}` : "in-thread"})`);
+    consola.success(`retriever serving ${m.stats.docs.toLocaleString("en-US")} docs from ${cfg.index_path} at ${server.url} (${n > 0 && retriever !== local ? `${n} worker${n > 1 ? "s" : ""}` : "in-thread"})`);
     const shutdown = async () => {
       await server.stop();
       await retriever.close();

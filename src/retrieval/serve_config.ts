@@ -1,52 +1,62 @@
 /**
- * What `recall retriever serve` serves: ReCall's retriever YAML (`--config`), overridden by plain
- * flags. Keys read: `retrieval_method` (only `bm25` for now), `index_path`, `corpus_path`,
- * `retrieval_topk`; `faiss_gpu`, `bm25_backend` and FlashRAG's other keys are accepted and ignored.
+ * What `recall retriever serve` serves: ReCall's retriever YAML (`--config`), overridden by plain flags. Keys read:
+ * `retrieval_method` (only `bm25` for now), `index_path`, `corpus_path`, `retrieval_topk` (flag `--topk`), and the
+ * server's own settings (`num_retriever`, `port`, `host`, `log_requests`); `faiss_gpu`, `bm25_backend` and FlashRAG's
+ * other keys are accepted and ignored.
  */
-import { existsSync, readFileSync } from "node:fs";
-import { parse } from "yaml";
 import { RecallError } from "../errors.ts";
+import {
+  atLeast,
+  defineSettings,
+  describeSource,
+  dropNulls,
+  inRange,
+  parseCommandLine,
+  readYamlMapping,
+  resolveSettings,
+  settingsArgs,
+  treeEntries,
+  type CommandLineSpec,
+  type NullsAsOptional,
+  type SettingsOf,
+} from "../config/schema.ts";
 
-export interface ServeConfig {
-  retrievalMethod: string;
-  indexPath: string;
-  corpusPath: string | undefined;
-  topK: number;
-}
+export const SERVE_SETTINGS = defineSettings({
+  retrieval_method: { type: "string", default: "bm25", flags: [], help: "bm25 (dense methods such as e5 are refused)" },
+  index_path: { type: "string", nullable: true, default: null, help: "Index directory (overrides the config)" },
+  corpus_path: { type: "string", nullable: true, default: null, help: "Corpus JSONL the index was built from (default: the path stored in the index)" },
+  retrieval_topk: { type: "int", default: 3, check: atLeast(0), flags: ["topk"], help: "Default topk for /retrieve requests (the config's retrieval_topk)" },
+  num_retriever: { type: "int", default: 1, check: inRange(0, 256), help: "Search worker threads (0 searches on the server thread)" },
+  port: { type: "int", default: 8000, check: inRange(0, 65535), help: "Port (0 picks a free one)" },
+  host: { type: "string", default: "127.0.0.1", help: "Address to bind (0.0.0.0 exposes it to the network)" },
+  log_requests: { type: "bool", default: false, help: "Log every request with its status and latency" },
+});
 
-export function loadServeConfig(configPath: string | undefined, flags: { indexPath?: string; corpusPath?: string; topK?: number }): ServeConfig {
-  let y: Record<string, unknown> = {};
-  if (configPath !== undefined) {
-    if (!existsSync(configPath)) throw new RecallError(`--config '${configPath}' not found`);
-    let v: unknown;
-    try {
-      v = parse(readFileSync(configPath, "utf8"));
-    } catch (e) {
-      throw new RecallError(`--config '${configPath}' is not valid YAML: ${(e as Error).message}`);
-    }
-    if (v !== null && v !== undefined && (typeof v !== "object" || Array.isArray(v))) throw new RecallError(`--config '${configPath}' must be a YAML mapping of keys`);
-    y = (v ?? {}) as Record<string, unknown>;
-  }
-  const where = configPath ? `in ${configPath}` : "";
-  const str = (k: string): string | undefined => {
-    const v = y[k];
-    if (v === undefined || v === null) return undefined;
-    if (typeof v !== "string") throw new RecallError(`'${k}' ${where} must be a string, got ${JSON.stringify(v)}`);
-    return v;
-  };
-  const method = (str("retrieval_method") ?? "bm25").trim();
+export const SERVE_COMMAND_LINE: CommandLineSpec = {
+  keyFlags: true,
+  overrides: false,
+  options: { config: { type: "string", help: "ReCall retriever YAML: retrieval_method (bm25), index_path, corpus_path, retrieval_topk" } },
+};
+
+/** citty args of `recall retriever serve`, from the schema. */
+export const SERVE_ARGS = settingsArgs(SERVE_SETTINGS, SERVE_COMMAND_LINE);
+
+export type ServeConfig = NullsAsOptional<SettingsOf<typeof SERVE_SETTINGS>> & { index_path: string };
+
+/** Resolves `recall retriever serve`'s arguments (defaults ← `--config` YAML ← flags); refuses dense methods and no index. */
+export function parseServeCommandLine(rawArgs: readonly string[]): ServeConfig {
+  const cl = parseCommandLine(SERVE_SETTINGS, rawArgs, SERVE_COMMAND_LINE);
+  const configPath = cl.options.config;
+  const file = typeof configPath === "string" ? treeEntries(SERVE_SETTINGS, readYamlMapping(configPath, "--config"), configPath) : [];
+  const r = resolveSettings(SERVE_SETTINGS, [...file, ...cl.flags], { keepUnknownFileKeys: true });
+  const cfg = dropNulls(r.values);
+  const method = cfg.retrieval_method.trim();
   if (method.toLowerCase() !== "bm25") {
-    throw new RecallError(`retrieval_method '${method}' ${where} is a dense retriever; recall serves only bm25 for now`, {
+    throw new RecallError(`retrieval_method '${method}' (${describeSource(r.sources.retrieval_method)}) is a dense retriever; recall serves only bm25 for now`, {
       hint: "set retrieval_method: bm25 and build an index with 'recall retriever index'",
     });
   }
-  const indexPath = flags.indexPath ?? str("index_path");
+  const indexPath = cfg.index_path;
   if (!indexPath) throw new RecallError("no index: pass --index_path or --config with index_path");
-  let topK = flags.topK;
-  if (topK === undefined && y.retrieval_topk !== undefined) {
-    const v = Number(y.retrieval_topk);
-    if (!Number.isInteger(v) || v < 0) throw new RecallError(`retrieval_topk ${where} must be a non-negative integer, got ${JSON.stringify(y.retrieval_topk)}`);
-    topK = v;
-  }
-  return { retrievalMethod: "bm25", indexPath, corpusPath: flags.corpusPath ?? str("corpus_path"), topK: topK ?? 3 };
+  return { ...cfg, retrieval_method: "bm25", index_path: indexPath };
 }
