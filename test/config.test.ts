@@ -21,6 +21,8 @@ import {
 } from "../src/config/schema.ts";
 import { parseTrainCommandLine, TRAIN_ARGS, TRAIN_SETTINGS, trainSettingsTree, trainSettingsYaml, type TrainSettings } from "../src/config/train.ts";
 import { RecallError } from "../src/errors.ts";
+import { EVAL_ARGS, parseEvalFlags, readConfigFile, resolveConfig, resolveEvalConfig } from "../src/eval/config.ts";
+import { parseServeCommandLine, SERVE_ARGS } from "../src/retrieval/serve_config.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "recall-config-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -375,5 +377,41 @@ describe("CLI: key=value overrides reach commands that take them", () => {
     expect(seen).toEqual(["--lr", "1", "actor_rollout_ref.actor.optim.lr=1e-6", "+data.max_response_length=64"]);
     expect(await runCli(root, ["p", "--lr", "1", "a.b=1"], "0")).toBe(1);
     expect(await runCli(root, ["t", "stray"], "0")).toBe(1);
+  });
+});
+
+describe("recall eval and retriever serve on the schema", () => {
+  test("eval: the same flags as before, each from one declaration; bare --apply_chat; --json switch", () => {
+    const flags = [
+      "method_name", "data_dir", "dataset_name", "split", "dataset_path", "save_dir", "save_note", "limit", "seed", "sgl_remote_url",
+      "openai_base_url", "model", "api_key", "openai_api", "generator_model", "remote_retriever_url", "sandbox_url", "tool_backend", "index_path",
+      "corpus_path", "retrieval_method", "retrieval_topk", "apply_chat", "temperature", "top_p", "top_k", "max_new_tokens", "max_turns",
+      "max_response_length", "context_length", "metrics", "retrieval_recall_topk", "workers", "max_retries", "request_timeout", "retry_backoff", "resume",
+    ];
+    expect(Object.keys(EVAL_ARGS).sort()).toEqual([...flags, "config_path", "json"].sort());
+    const p = parseEvalFlags(["--apply_chat", "--limit", "3", "--json", "--config_path", "c.yaml"]);
+    expect(p.json).toBe(true);
+    expect(p.configPath).toBe("c.yaml");
+    const cfg = resolveEvalConfig(p.flags);
+    expect(cfg).toMatchObject({ apply_chat: true, limit: 3, random_sample: false });
+    expect("top_p" in cfg).toBe(false); // unset nullable settings are absent, not null
+    expect(resolveEvalConfig(parseEvalFlags(["--apply_chat", "False", "--seed", "4"]).flags)).toMatchObject({ apply_chat: false, seed: 4, random_sample: true });
+  });
+  test("eval: FlashRAG YAML (generation_params, metric_setting, test_sample_num, unknown keys kept)", () => {
+    const y = yamlFile("eval_config.yaml", "test_sample_num: 7\ngeneration_params: {max_tokens: 64, do_sample: false}\nmetric_setting: {retrieval_recall_topk: 2}\nframework: vllm\nmetrics: [em, rouge-l]\ndataset_path: /d/hotpot.jsonl\n");
+    const cfg = resolveConfig(readConfigFile(y), { temperature: "0.5" }, y);
+    expect(cfg).toMatchObject({ limit: 7, max_new_tokens: 64, temperature: 0.5, retrieval_recall_topk: 2, metrics: ["em"], dataset_name: "hotpot", save_note: "re-call" });
+    expect(cfg.extra).toEqual({ framework: "vllm", metric_setting: { retrieval_recall_topk: 2 }, unsupported_metrics: ["rouge-l"] });
+    expect(() => resolveConfig(readConfigFile(y), { workers: "0" }, y)).toThrow("flag --workers must be >= 1, got 0");
+    expect(() => resolveConfig({ method_name: "iterretgen" }, {}, y)).toThrow("'method_name' in " + y + ": 'iterretgen' (FlashRAG's ITER-RETGEN pipeline) is not implemented in recall");
+  });
+  test("retriever serve: YAML keys, flags over them, other FlashRAG keys ignored, dense methods refused", () => {
+    const y = yamlFile("retriever_config.yaml", "retrieval_method: BM25\nindex_path: /idx\nretrieval_topk: 2\nfaiss_gpu: true\n");
+    expect(parseServeCommandLine(["--config", y])).toMatchObject({ retrieval_method: "bm25", index_path: "/idx", retrieval_topk: 2, port: 8000, num_retriever: 1, log_requests: false });
+    expect(parseServeCommandLine(["--config", y, "--topk", "4", "--index_path", "/other", "--log_requests", "--port", "0"])).toMatchObject({ index_path: "/other", retrieval_topk: 4, port: 0, log_requests: true });
+    expect(Object.keys(SERVE_ARGS)).toEqual(["config", "index_path", "corpus_path", "topk", "num_retriever", "port", "host", "log_requests"]);
+    expect(() => parseServeCommandLine(["--config", yamlFile("dense.yaml", "retrieval_method: e5\nindex_path: /idx\n")])).toThrow(/retrieval_method 'e5' .* only bm25/);
+    expect(() => parseServeCommandLine([])).toThrow("no index: pass --index_path or --config with index_path");
+    expect(() => parseServeCommandLine(["--index_path", "/idx", "--num_retriever", "300"])).toThrow("flag --num_retriever must be in [0, 256], got 300");
   });
 });
