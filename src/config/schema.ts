@@ -549,6 +549,6 @@ export function settingsHelp(schema: SettingsSchema): string {
     return [key, `${type} = ${d}`, s.help + (s.ignored ? ` [ignored: ${s.ignored}]` : "")];
   });
   const w0 = Math.max(...rows.map((r) => r[0]!.length));
-  const w1 = Math.max(...rows.map((r) => r[1]!.length));
+  const w1 = Math.min(28, Math.max(...rows.map((r) => r[1]!.length))); // a long enum list overflows rather than widening every row
   return rows.map(([k, t, h]) => `  ${k!.padEnd(w0)}  ${t!.padEnd(w1)}  ${h}`).join("\n") + "\n";
 }
