@@ -49,3 +49,30 @@ export function packMicroBatches(lengths: readonly number[], o: PackingOptions):
   for (let i = 0; i < lengths.length; i += size) out.push(Array.from({ length: Math.min(size, lengths.length - i) }, (_, k) => i + k));
   return out;
 }
+
+/**
+ * Micro-batches of right-padded sequences under a budget of padded tokens (sequences × longest ≤ maxTokens):
+ * sequences taken longest first, so each micro-batch holds sequences of similar length (length buckets) and little
+ * padding. Each sequence is its own row, so nothing attends across sequences. Deterministic; indices ascending per group.
+ */
+export function paddedMicroBatches(lengths: readonly number[], maxTokens: number): number[][] {
+  if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new RecallError(`micro-batch token budget must be a positive integer, got ${maxTokens}`);
+  const order = lengths.map((_, i) => i).sort((a, b) => lengths[b]! - lengths[a]! || a - b);
+  const out: number[][] = [];
+  let group: number[] = [];
+  let width = 0;
+  for (const i of order) {
+    const len = lengths[i]!;
+    if (len > maxTokens) throw new RecallError(`a sequence of ${len} tokens does not fit the micro-batch token budget of ${maxTokens}`);
+    const w = Math.max(width, len);
+    if (group.length > 0 && (group.length + 1) * w > maxTokens) {
+      out.push(group.sort((a, b) => a - b));
+      group = [];
+      width = 0;
+    }
+    group.push(i);
+    width = Math.max(width, len);
+  }
+  if (group.length > 0) out.push(group.sort((a, b) => a - b));
+  return out;
+}

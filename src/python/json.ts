@@ -6,6 +6,7 @@
  * (code points, not UTF-16 units): `Expecting ',' delimiter: line 1 column 9 (char 8)`. These
  * messages reach the model as tool results, so they are kept to the letter.
  */
+import { pyReprFloat } from "./repr.ts";
 import { pyFloat, pyInt, type PyValue } from "./value.ts";
 
 /** A `json.JSONDecodeError`: `msg` plus where, formatted as Python formats it. */
@@ -186,4 +187,55 @@ export class JsonScanner {
 /** Python `json.loads(text)`. Throws PyJsonError (a SyntaxError) as Python raises JSONDecodeError. */
 export function pyJsonLoads(text: string): PyValue {
   return JsonScanner.parse(text);
+}
+
+/** Options of Python's `json.dumps` that recall writes with. */
+export interface PyJsonDumpsOptions {
+  /** Spaces per level, items one per line (separators `,` and `: `); undefined: one line with `, ` and `: `. */
+  indent?: number;
+  /** Python's default (true) writes every non-ASCII character as `\uXXXX`; false keeps it (as HF's `tojson`). */
+  ensureAscii?: boolean;
+}
+
+/** A str as `json.dumps` writes it. */
+function dumpsStr(s: string, ensureAscii: boolean): string {
+  let out = '"';
+  for (let i = 0; i < s.length; i++) {
+    const ch = s[i]!;
+    const c = s.charCodeAt(i);
+    if (ch === '"') out += '\\"';
+    else if (ch === "\\") out += "\\\\";
+    else if (ch === "\n") out += "\\n";
+    else if (ch === "\r") out += "\\r";
+    else if (ch === "\t") out += "\\t";
+    else if (ch === "\b") out += "\\b";
+    else if (ch === "\f") out += "\\f";
+    else if (c < 0x20 || (ensureAscii && c > 0x7e)) out += "\\u" + c.toString(16).padStart(4, "0");
+    else out += ch;
+  }
+  return out + '"';
+}
+
+/** Python `json.dumps(v, indent=…, ensure_ascii=…)` (keys in the dict's order; floats as `float.__repr__`). */
+export function pyJsonDumps(v: PyValue, o: PyJsonDumpsOptions = {}): string {
+  const ascii = o.ensureAscii ?? true;
+  const write = (x: PyValue, depth: number): string => {
+    if (x === null) return "null";
+    if (x === true) return "true";
+    if (x === false) return "false";
+    if (typeof x === "string") return dumpsStr(x, ascii);
+    if (!Array.isArray(x) && x.py === "int") return x.value.toString();
+    if (!Array.isArray(x) && x.py === "float") {
+      if (Number.isNaN(x.value)) return "NaN";
+      if (!Number.isFinite(x.value)) return x.value > 0 ? "Infinity" : "-Infinity";
+      return pyReprFloat(x.value);
+    }
+    const items = Array.isArray(x) ? x.map((y) => write(y, depth + 1)) : [...x.entries].map(([k, y]) => `${dumpsStr(k, ascii)}: ${write(y, depth + 1)}`);
+    const [open, close] = Array.isArray(x) ? ["[", "]"] : ["{", "}"];
+    if (items.length === 0) return open + close;
+    if (o.indent === undefined) return open + items.join(", ") + close;
+    const pad = "\n" + " ".repeat(o.indent * (depth + 1));
+    return open + pad + items.join("," + pad) + "\n" + " ".repeat(o.indent * depth) + close;
+  };
+  return write(v, 0);
 }

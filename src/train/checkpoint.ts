@@ -36,6 +36,8 @@ export interface TrainerState {
   settings: Record<string, unknown>;
   recallVersion: string;
   savedAt: string;
+  /** State of one trainer that the others do not have (SFT: early stopping's best held-out loss). */
+  extra?: Record<string, unknown>;
 }
 
 export function checkpointDir(runDir: string, step: number): string {
