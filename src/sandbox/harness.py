@@ -1,21 +1,26 @@
-"""recall sandbox harness: the trusted Python side of a sandbox worker.
+"""recall sandbox call runner: the Python side of a sandbox worker.
 
 It runs inside a worker process -- Pyodide (CPython in WebAssembly) or, with `--engine python`, the
 system python3 under an OS sandbox -- before any tool code. It seals the interpreter (removes
 Pyodide's JavaScript bridge, installs an audit hook that refuses network, process creation, native
-code loading and heap walking), then serves calls from the host channel one at a time with
-ReCall's semantics: run `env` in fresh globals, evaluate `response = <call>`, capture stdout, and
-answer {output, result (JSON text, FastAPI-style encoding), error (str of the exception)}. Between
-calls it puts back the interpreter state a call could have changed (builtins, module attributes,
-newly imported modules, sys hooks and paths, environment, working directory, scratch files).
+code loading, heap walking, new audit hooks and sub-interpreters), then runs calls with ReCall's
+semantics: run `env` in fresh globals, evaluate `response = <call>`, capture stdout, and answer
+{output, result (JSON text, FastAPI-style encoding), error (str of the exception)}.
 
-Wire format (one JSON object per line, both ways):
-  host -> worker: {"t": "init", ...settings}, {"t": "call", "id", "env", "call"}, {"t": "http_result", ...}
-  worker -> host: {"t": "ready", ...}, {"t": "answer", "id", "output", "result_json", "error", "limit"},
-                  {"t": "http", "id", "method", "url", "headers", "body_b64", "timeout"},
-                  {"t": "idle"} once the state a call could have changed is put back (after its answer)
-The host enforces the wall-clock limit (it kills the worker); this side enforces the output and
-result caps and reports them as `limit`.
+Nothing here is trusted to keep calls apart, because tool code can reach all of it (frames, the
+requests shim, the channel): each call starts from a fresh interpreter instead. Pyodide: the worker's
+JavaScript side owns the protocol with the host and, after every call, copies the interpreter's
+memory back from the copy it took when this setup finished, and gives the file system fresh scratch
+directories. `--engine python`: every call gets a fresh process. So tool code can change this runner
+only for its own call, and the host checks every answer's caps itself.
+
+Messages (one JSON object per line):
+  in:  {"t": "init", ...settings} (once, at setup), {"t": "call", "id", "env", "call"}, {"t": "http_result", ...}
+  out: {"t": "answer", "id", "output", "result_json", "error", "limit"}, {"t": "limit", "what": "output"},
+       {"t": "http", "id", "method", "url", "headers", "body_b64", "timeout"};
+       Pyodide setup ends with {"t": "runner", "address", "python"}, `--engine python`'s with {"t": "ready", ...}.
+Under Pyodide the channel is the device /dev/recall, whose other end is the worker's JavaScript (it
+sets the call ids and relays to the host); under `--engine python` it is the process's stdin/stdout.
 """
 
 import base64
@@ -25,21 +30,14 @@ import dataclasses
 import datetime
 import decimal
 import enum
-import functools
 import io
-import itertools
 import json
 import math
-import operator
 import os
-import shutil
 import sys
 import types
 import uuid
 
-# Compiled env and call code, keyed by the source itself: code objects are immutable and the cache
-# lives inside lru_cache's C state, so tool code can neither read it nor plant a wrong entry.
-_compile = functools.lru_cache(maxsize=256)(compile)
 _json_dumps = json.dumps
 _json_loads = json.loads
 _os_read = os.read
@@ -93,6 +91,8 @@ class _CappedWriter(io.TextIOBase):
     def write(self, s):
         if not isinstance(s, str):
             raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        if type(s) is not str:
+            s = str.__str__(s)  # an exact copy: a subclass's __len__ cannot hide its size
         if self.exceeded or self.size + len(s) > self.limit:
             if not self.exceeded:
                 self.exceeded = True
@@ -195,22 +195,36 @@ def _encode(o, depth=0, seen=None):
 
 _BLOCKED_MODULES = ("js", "pyodide_js", "pyodide", "_pyodide", "_pyodide_core", "micropip", "pyodide_http")
 _NATIVE_MODULES = ("ctypes", "_ctypes")
+# CPython's own test helpers (`_testcapi.run_in_subinterp` runs code under no audit hook, others poke at
+# memory) and the sub-interpreter modules (a new interpreter starts without this process's audit hooks).
+_TEST_MODULES = ("_testcapi", "_testinternalcapi", "_testbuffer", "_testclinic", "_testclinic_limited",
+                 "_testlimitedcapi", "_testimportmultiple", "_testmultiphase", "_testsinglephase",
+                 "_testexternalinspection", "_xxtestfuzz", "_remote_debugging", "xxsubtype", "_xxsubinterpreters",
+                 "_interpreters", "_interpchannels", "_interpqueues", "_xxinterpchannels")
+
+
+class _Refused(BaseException):
+    """Raised when tool code tries to add an audit hook (not an Exception, which CPython would swallow)."""
 
 
 def _install_audit_hook(engine):
     """Refuse what tool code must not do. The hook keeps everything it needs in default arguments
     and constants, so tool code cannot change its behaviour by editing builtins or module globals;
     once added, an audit hook cannot be removed."""
-    blocked = _BLOCKED_MODULES + (_NATIVE_MODULES if engine == "pyodide" else ())
+    blocked = _BLOCKED_MODULES + _TEST_MODULES + (_NATIVE_MODULES if engine == "pyodide" else ())
     net_msg = ("network access is disabled in the sandbox; use requests.get/requests.post, which reach "
                "only the URLs the sandbox allow-lists")
     proc_msg = "creating processes is disabled in the sandbox"
     native_msg = "loading native code (ctypes) is disabled in the sandbox"
     heap_msg = "walking the interpreter's heap (gc.get_objects and friends) is disabled in the sandbox"
+    hook_msg = "adding audit hooks is disabled in the sandbox"
+    refused = _Refused
+    interp_msg = "creating sub-interpreters is disabled in the sandbox"
 
     def hook(event, args, _blocked=blocked, _blocked_dots=tuple(m + "." for m in blocked), _str=str,
              _type=type, _startswith=str.startswith, _ImportError=ImportError, _PermissionError=PermissionError,
-             _net=net_msg, _proc=proc_msg, _native=native_msg, _heap=heap_msg,
+             _net=net_msg, _proc=proc_msg, _native=native_msg, _heap=heap_msg, _hook=hook_msg, _interp=interp_msg,
+             _Refused=refused,
              _native_events=engine == "pyodide"):
         if event == "import":
             name = args[0]
@@ -219,9 +233,15 @@ def _install_audit_hook(engine):
             if name in _blocked or _startswith(name, _blocked_dots):
                 raise _ImportError(f"module '{name}' is not available in the sandbox")
             return
+        if event == "sys.addaudithook":
+            # CPython swallows an Exception raised here (the hook is then silently not added); this one reaches the caller.
+            raise _Refused(_hook)
+        if event == "cpython.PyInterpreterState_New":
+            raise _PermissionError(_interp)
         if event == "socket.__new__":
-            # Local socket pairs (asyncio's self-pipe) are fine; anything that could reach a network is not.
-            if args[1] == 1:
+            # Local socket pairs (asyncio's self-pipe) are fine for real CPython; Pyodide needs none
+            # (its asyncio has no self-pipe) and its sockets live in the worker's JavaScript.
+            if args[1] == 1 and not _native_events:
                 return
             raise _PermissionError(_net)
         if _startswith(event, ("socket.", "urllib.Request", "http.client.", "ftplib.", "smtplib.", "poplib.",
@@ -301,11 +321,11 @@ PRELOADED = ("abc", "argparse", "array", "ast", "base64", "bisect", "calendar", 
 
 
 def preload_modules(engine):
-    """Import every builtin module and what tools commonly use. Modules imported before the first
-    call are the shared baseline every call starts from (put back after each call). Pyodide's
-    interpreter snapshot is taken after this, so workers restored from it skip the imports."""
+    """Import every builtin module and what tools commonly use, so that no call pays for them: each
+    Pyodide call starts from the memory copied after this (a module a call imports is gone for the
+    next), and Pyodide's start-up snapshot is taken after it too."""
     for name in sys.builtin_module_names:
-        if name in _BLOCKED_MODULES or (engine == "pyodide" and name in _NATIVE_MODULES):
+        if name in _BLOCKED_MODULES or name in _TEST_MODULES or (engine == "pyodide" and name in _NATIVE_MODULES):
             continue
         try:
             __import__(name)
@@ -343,144 +363,6 @@ def _seal_imports(engine):
     _imp.create_dynamic = create_dynamic
 
 
-# ---------------------------------------------------------------- state between calls
-
-_is = operator.is_
-_chain = itertools.chain
-
-
-class _DictSnapshot:
-    """A dict's contents at one moment, and how to put them back. The unchanged case (nearly every
-    module after nearly every call) is found by identity alone, in C, without running any code a
-    tool could have planted (no __eq__ or __hash__ of its objects)."""
-
-    __slots__ = ("d", "keys", "values", "copy")
-
-    def __init__(self, d):
-        self.d = d
-        self.keys = tuple(d)
-        self.values = tuple(d.values())
-        self.copy = dict(d)
-
-    def restore(self):
-        d = self.d
-        if len(d) == len(self.keys) and all(map(_is, d.values(), self.values)) and all(map(_is, d, self.keys)):
-            return
-        d.clear()
-        d.update(self.copy)
-
-
-class _Baseline:
-    """The interpreter state every call starts from, and how to put it back."""
-
-    def __init__(self, home, scratch_dirs):
-        self.home = home
-        self.scratch_dirs = scratch_dirs
-        self.keep = {home, *scratch_dirs}
-        self.modules = dict(sys.modules)
-        self.module_dicts = [_DictSnapshot(m.__dict__) for m in self.modules.values()
-                             if isinstance(m, types.ModuleType)]
-        self._index_module_dicts()
-        self.sys_lists = [(lst, list(lst)) for lst in (sys.path, sys.meta_path, sys.path_hooks, sys.argv)]
-        self.environ = dict(os.environ)
-        self.recursion_limit = sys.getrecursionlimit()
-        roots = [p for p in sys.path if p and os.path.isabs(p)]
-        self.scratch_roots = tuple(os.path.join(d, "") for d in self.keep)
-        self.library_roots = tuple(os.path.join(p, "") if not p.endswith(".zip") else p + os.sep
-                                   for p in roots if not p.startswith(self.scratch_roots))
-        self.int_max_str_digits = sys.get_int_max_str_digits()
-
-    def restore(self):
-        imported = [(name, mod) for name, mod in list(sys.modules.items()) if name not in self.modules]
-        for name, _ in imported:
-            del sys.modules[name]
-        for name, mod in self.modules.items():
-            if sys.modules.get(name) is not mod:
-                sys.modules[name] = mod
-        if not self._module_dicts_unchanged():
-            for snap in self.module_dicts:
-                snap.restore()
-        for lst, snap in self.sys_lists:
-            if len(lst) != len(snap) or not all(map(_is, lst, snap)):
-                lst[:] = snap
-        sys.path_importer_cache.clear()
-        sys.settrace(None)
-        sys.setprofile(None)
-        sys.setrecursionlimit(self.recursion_limit)
-        sys.set_int_max_str_digits(self.int_max_str_digits)
-        if dict(os.environ) != self.environ:
-            os.environ.clear()
-            os.environ.update(self.environ)
-        try:
-            if os.getcwd() != self.home:
-                os.chdir(self.home)
-        except OSError:
-            os.makedirs(self.home, exist_ok=True)
-            os.chdir(self.home)
-        self._clean_scratch()
-        self._adopt([name for name, mod in imported if self._is_library(mod)])
-
-    def _index_module_dicts(self):
-        self.dicts = [snap.d for snap in self.module_dicts]
-        self.lens = tuple(map(len, self.dicts))
-        self.flat_keys = tuple(_chain.from_iterable(self.dicts))
-        self.flat_values = tuple(_chain.from_iterable(map(dict.values, self.dicts)))
-
-    def _module_dicts_unchanged(self):
-        """One pass in C over every module attribute, by identity: the common case costs ~0.2 ms."""
-        dicts = self.dicts
-        return (tuple(map(len, dicts)) == self.lens
-                and all(map(_is, _chain.from_iterable(map(dict.values, dicts)), self.flat_values))
-                and all(map(_is, _chain.from_iterable(dicts), self.flat_keys)))
-
-    def _is_library(self, mod):
-        """A module that came from the standard library or installed packages (not from a file a tool wrote)."""
-        spec = getattr(mod, "__spec__", None) if type(mod) is types.ModuleType else None
-        origin = getattr(spec, "origin", None)
-        if type(origin) is not str:
-            return False
-        if origin in ("built-in", "frozen"):
-            return True
-        return origin.startswith(self.library_roots) and not origin.startswith(self.scratch_roots)
-
-    def _adopt(self, names):
-        """Import again, cleanly, the library modules the last call imported, and make them part of
-        the baseline: later calls get them without paying for the import."""
-        if not names:
-            return
-        before = set(sys.modules)
-        for name in sorted(names, key=len):
-            try:
-                __import__(name)
-            except BaseException:
-                pass
-        for name in [n for n in sys.modules if n not in before]:
-            mod = sys.modules[name]
-            self.modules[name] = mod
-            if isinstance(mod, types.ModuleType):
-                self.module_dicts.append(_DictSnapshot(mod.__dict__))
-        self._index_module_dicts()
-
-    def _clean_scratch(self):
-        for d in self.scratch_dirs:
-            try:
-                entries = os.listdir(d)
-            except OSError:
-                os.makedirs(d, exist_ok=True)
-                continue
-            for e in entries:
-                p = os.path.join(d, e)
-                if p in self.keep:
-                    continue
-                try:
-                    if os.path.isdir(p) and not os.path.islink(p):
-                        shutil.rmtree(p, ignore_errors=True)
-                    else:
-                        os.remove(p)
-                except OSError:
-                    pass
-
-
 # ---------------------------------------------------------------- serving
 
 def _safe_str(e):
@@ -490,17 +372,24 @@ def _safe_str(e):
         return f"<{type(e).__name__}: str() failed>"
 
 
-class _Harness:
+class _Runner:
+    """Runs one call and says its answer. It keeps no state from call to call: there is no next call
+    in this interpreter state (see the module docstring)."""
+
     def __init__(self, engine, chan, init):
         self.engine = engine
         self.chan = chan
         self.output_limit = int(init["output_limit"])
         self.result_limit = int(init["result_limit"])
-        self.requests_code = compile(init["requests_src"], "<requests>", "exec")
         self.call_id = None
+        mod = types.ModuleType("requests")
+        mod.__dict__["_transport"] = self.transport
+        exec(compile(init["requests_src"], "<requests>", "exec"), mod.__dict__)
+        sys.modules["requests"] = mod
+        sys.modules["requests.exceptions"] = mod.exceptions
 
     def transport(self, method, url, headers, body, timeout):
-        """The requests shim's way out: the host performs allow-listed requests."""
+        """The requests shim's way out: the host performs allow-listed requests, one at a time."""
         self.chan.send({"t": "http", "id": self.call_id, "method": method, "url": url, "headers": headers,
                         "body_b64": None if body is None else base64.b64encode(body).decode("ascii"),
                         "timeout": timeout})
@@ -513,15 +402,20 @@ class _Harness:
                 "headers": {str(k): str(v) for k, v in msg.get("headers", {}).items()},
                 "body": base64.b64decode(msg.get("body_b64") or ""), "url": str(msg.get("url", url))}
 
-    def fresh_requests(self):
-        mod = types.ModuleType("requests")
-        mod.__dict__["_transport"] = self.transport
-        exec(self.requests_code, mod.__dict__)
-        sys.modules["requests"] = mod
-        sys.modules["requests.exceptions"] = mod.exceptions
+    def serve_one(self):
+        """Reads one call from the channel and writes its answer (what Pyodide's worker calls per call)."""
+        try:
+            msg = self.chan.recv()
+        except EOFError:
+            return
+        if msg.get("t") == "call":
+            self.chan.send(self.run(msg))
 
     def run(self, msg):
         self.call_id = msg.get("id")
+        if self.engine == "pyodide":
+            import random
+            random.seed()  # from os.urandom: the copied memory would give every call the same sequence
         writer = _CappedWriter(self.output_limit, lambda: self.chan.send({"t": "limit", "what": "output"}))
         result_json = None
         error = None
@@ -529,14 +423,13 @@ class _Harness:
         saved = (sys.stdout, sys.stderr, sys.stdin)
         sys.stdout = writer
         try:
-            self.fresh_requests()
             env = msg.get("env")
             call = msg.get("call")
             if not isinstance(env, str) or not isinstance(call, str):
                 raise TypeError("env and call must be strings")
             g = {"__name__": "__main__"}
-            exec(_compile(env, "<env>", "exec"), g)
-            exec(_compile(f"response = {call}", "<call>", "exec"), g)
+            exec(compile(env, "<env>", "exec"), g)
+            exec(compile(f"response = {call}", "<call>", "exec"), g)
             result = g.get("response")
             encoded = _encode(result)
             if encoded is not None:
@@ -565,51 +458,70 @@ class _Harness:
                 "error": error, "limit": limit}
 
 
-def main(engine):
-    if engine == "pyodide":
-        fd = os.open("/dev/recall", os.O_RDWR)
-        chan = _Channel(fd, fd)
-    else:
-        fd_in, fd_out = os.dup(0), os.dup(1)
-        null = os.open(os.devnull, os.O_RDWR)
-        os.dup2(null, 0)
-        os.dup2(null, 1)
-        chan = _Channel(fd_in, fd_out)
-    init = chan.recv()
+def _settle(init):
     home = init.get("home") or os.getcwd()
     os.makedirs(home, exist_ok=True)
     os.chdir(home)
-    if engine == "python" and sys.platform == "linux":
+    os.environ.clear()
+    os.environ.update({"HOME": home, "LANG": "C.UTF-8", "PATH": "/usr/local/bin:/usr/bin:/bin",
+                       "USER": "sandbox", "LOGNAME": "sandbox"})
+
+
+def setup_pyodide():
+    """Called once by the Pyodide worker before its memory is copied: everything every call starts from."""
+    fd = os.open("/dev/recall", os.O_RDWR)
+    chan = _Channel(fd, fd)
+    init = chan.recv()
+    _settle(init)
+    _seal_pyodide()
+    runner = _Runner("pyodide", chan, init)
+    preload_modules("pyodide")
+    for name in _TEST_MODULES:
+        sys.modules.pop(name, None)
+    _seal_imports("pyodide")
+    _install_audit_hook("pyodide")
+    entry = runner.serve_one
+    # The worker keeps `entry` alive with a reference of its own and calls it by address once per call.
+    chan.send({"t": "runner", "address": id(entry), "python": sys.version.split()[0]})
+
+
+def main(engine):
+    """`--engine python`: set up, serve ONE call, then wait to be killed (the host never sends a second)."""
+    fd_in, fd_out = os.dup(0), os.dup(1)
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    chan = _Channel(fd_in, fd_out)
+    init = chan.recv()
+    try:  # a process group of its own, which the host kills after the call (children included)
+        os.setpgid(0, 0)
+    except OSError:
+        pass
+    if sys.platform == "linux":
         try:  # die with the pool, even mid-call (bubblewrap's --die-with-parent does it when present)
             import ctypes
             ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)
         except Exception:
             pass
-    if engine == "python" and init.get("memory_bytes"):
+    if init.get("memory_bytes"):
         import resource
         with open("/proc/self/statm") as f:
             base = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
         cap = base + int(init["memory_bytes"])
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-    os.environ.clear()
-    os.environ.update({"HOME": home, "LANG": "C.UTF-8", "PATH": "/usr/local/bin:/usr/bin:/bin",
-                       "USER": "sandbox", "LOGNAME": "sandbox"})
-    if engine == "pyodide":
-        _seal_pyodide()
-    harness = _Harness(engine, chan, init)
-    preload_modules(engine)
-    _seal_imports(engine)
+    _settle(init)
+    runner = _Runner(engine, chan, init)
     _install_audit_hook(engine)
-    scratch = [d for d in init.get("scratch") or [home] if os.path.isdir(d)]
-    baseline = _Baseline(home, scratch)
     chan.send({"t": "ready", "engine": engine, "python": sys.version.split()[0]})
-    while True:
-        try:
-            msg = chan.recv()
-        except EOFError:
-            return
-        if msg.get("t") != "call":
-            continue
-        chan.send(harness.run(msg))
-        baseline.restore()
-        chan.send({"t": "idle"})
+    try:
+        msg = chan.recv()
+    except EOFError:
+        return
+    if msg.get("t") == "call":
+        chan.send(runner.run(msg))
+    try:
+        while True:
+            chan.recv()  # only to notice the host closing the channel
+    except BaseException:
+        pass
+    os._exit(0)

@@ -1,10 +1,11 @@
 /**
  * The local sandbox: a warm pool of worker processes behind one FIFO queue, used in-process by
- * training and evaluation and served over HTTP by `recall sandbox serve`. Each call runs in fresh
- * globals on one idle worker under its own wall-clock limit; a call that breaks a limit (time,
- * memory, output, result size) gets an error answer and its worker is killed and replaced, while
- * other calls carry on. Workers are also retired after a number of calls, their replacement
- * started first.
+ * training and evaluation and served over HTTP by `recall sandbox serve`. Each call runs on one idle
+ * worker, from a fresh interpreter state, under its own wall-clock limit: a Pyodide worker puts its
+ * whole interpreter back after every call (pyodide-pristine.ts), an `--engine python` worker serves
+ * one call and is replaced by a fresh process. A call that breaks a limit (time, memory, output,
+ * result size) gets an error answer and its worker is killed and replaced, while other calls carry
+ * on. Pyodide workers are also retired after a number of calls, their replacement started first.
  */
 import { availableParallelism } from "node:os";
 import { RecallError } from "../errors.ts";
@@ -24,7 +25,7 @@ export interface LocalSandboxOptions {
   engine?: Engine;
   /** Memory a call may use, in MiB (default 512). */
   memoryMb?: number;
-  /** Largest `timeout` a request may ask for, in seconds (default 30); larger ones are clamped. */
+  /** Largest `timeout` a request may ask for, in seconds (default 30); larger ones are clamped, and ones below MIN_TIMEOUT raised. */
   maxTimeout?: number;
   /** Timeout of a request that gives none, in seconds (ReCall's default, 5). */
   defaultTimeout?: number;
@@ -37,7 +38,7 @@ export interface LocalSandboxOptions {
   /** Per HTTP request made by a tool: largest timeout in seconds (default 30) and response size in bytes (default 10 MiB). */
   httpTimeout?: number;
   httpMaxBytes?: number;
-  /** Calls a worker serves before it is replaced (default 1000); bounds what a call could leave behind. */
+  /** Calls a Pyodide worker serves before it is replaced (default 1000; `--engine python` workers serve one). */
   maxCallsPerWorker?: number;
   /** "auto" (default): bubblewrap when usable; "none": plain processes. */
   osSandbox?: "auto" | "none";
@@ -73,6 +74,9 @@ interface Job {
   enqueued: number;
   resolve: (a: ExecuteAnswer) => void;
 }
+
+/** Shortest wall-clock limit of a call, in seconds: below it every call would time out and cost a worker. */
+export const MIN_TIMEOUT = 0.1;
 
 const LIMIT_TEXT = {
   memory: (s: LocalSandbox) => `memory limit exceeded: the call used more than ${s.memoryMb} MB`,
@@ -119,11 +123,11 @@ export class LocalSandbox implements ToolExecutor {
     if (!(this.memoryMb >= 64)) throw new RecallError(`the sandbox memory limit must be at least 64 MB, got ${this.memoryMb}`);
     this.maxTimeout = opts.maxTimeout ?? 30;
     this.defaultTimeout = Math.min(opts.defaultTimeout ?? 5, this.maxTimeout);
-    if (!(this.maxTimeout > 0)) throw new RecallError(`the sandbox's maximum timeout must be positive, got ${this.maxTimeout}`);
+    if (!(this.maxTimeout >= MIN_TIMEOUT)) throw new RecallError(`the sandbox's maximum timeout must be at least ${MIN_TIMEOUT} s, got ${this.maxTimeout}`);
     this.outputLimit = opts.outputLimit ?? 1 << 20;
     this.resultLimit = opts.resultLimit ?? 1 << 20;
     this.target = Math.max(1, Math.floor(opts.workers ?? availableParallelism()));
-    this.maxCalls = opts.maxCallsPerWorker ?? 1000;
+    this.maxCalls = this.engine === "python" ? 1 : (opts.maxCallsPerWorker ?? 1000);
     this.maxQueue = opts.maxQueue ?? 100_000;
     this.unsafe = opts.unsafeNoIsolation ?? false;
     this.onCall = opts.onCall;
@@ -155,6 +159,9 @@ export class LocalSandbox implements ToolExecutor {
       rssGrowthLimitBytes: this.memoryMb * 2 ** 20 + (256 << 20),
       startTimeoutMs: 120_000,
       proxy: this.proxy,
+      outputLimit: this.outputLimit,
+      resultLimit: this.resultLimit,
+      singleUse: this.engine === "python",
     });
     this.all.add(w);
     this.starting.add(w);
@@ -267,7 +274,7 @@ export class LocalSandbox implements ToolExecutor {
 
   private async runOn(w: WorkerProcess, job: Job): Promise<void> {
     const started = performance.now();
-    const seconds = Math.min(job.req.timeout ?? this.defaultTimeout, this.maxTimeout);
+    const seconds = Math.max(MIN_TIMEOUT, Math.min(job.req.timeout ?? this.defaultTimeout, this.maxTimeout));
     const outcome = await w.run(job.req.env, job.req.call, seconds * 1000);
     if (outcome.kind !== "answer") {
       // Counted now rather than when the process is reaped, so stats are current when the answer is.

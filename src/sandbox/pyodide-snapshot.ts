@@ -7,13 +7,16 @@
  */
 import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import harnessSource from "./harness.py" with { type: "text" };
 import { pyodideAssetsDir, runtimeTag, writableCacheDir } from "./pyodide-assets.ts";
 import { selfCommand } from "./worker-launch.ts";
 
 /** Where the snapshot lives (undefined when no cache directory is writable). */
 export function snapshotFile(): string | undefined {
   const dir = writableCacheDir();
-  return dir ? join(dir, `pyodide-${runtimeTag()}.snapshot`) : undefined;
+  // The harness decides what the snapshot holds (which modules are preloaded): a new harness, a new snapshot.
+  const harness = Bun.hash(harnessSource).toString(36);
+  return dir ? join(dir, `pyodide-${runtimeTag()}-${harness}.snapshot`) : undefined;
 }
 
 /** The snapshot's path, making it first if needed; undefined when it cannot be made (workers then start the slow way). */

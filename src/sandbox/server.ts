@@ -3,8 +3,12 @@
  * `{"env", "call", "timeout"}` answers `{"output", "result", "error"}` (HTTP 200, also for tool
  * errors, timeouts and broken limits); `GET /health` reports the pool. Request bodies are capped,
  * an optional bearer token is required on /execute, bad requests get FastAPI-style 4xx answers, and
- * nothing a request does takes the server down.
+ * nothing a request does takes the server down. A web page must not be able to drive it (cross-site
+ * requests, DNS rebinding onto 127.0.0.1): the Host must be a name this server answers to, a
+ * browser's Origin must be the server's own, and /execute bodies must be declared JSON (a type no
+ * cross-site form or simple request can send).
  */
+import { networkInterfaces } from "node:os";
 import { consola } from "consola";
 import { answerToJson } from "./answer.ts";
 import type { LocalSandbox } from "./local-sandbox.ts";
@@ -17,7 +21,37 @@ export interface SandboxServerOptions {
   token?: string;
   /** Largest request body in bytes. */
   maxBodyBytes: number;
+  /** Host names (or addresses) served besides loopback and the bound address; "*" serves any. */
+  allowHosts?: string[];
 }
+
+const LOOPBACK_NAMES = ["127.0.0.1", "localhost", "[::1]"];
+
+/** The host part of a Host header or URL host (port dropped, IPv6 kept in brackets), lower-cased. */
+function hostOnly(hostPort: string): string {
+  const h = hostPort.trim().toLowerCase();
+  if (h.startsWith("[")) return h.slice(0, h.indexOf("]") + 1);
+  const colon = h.indexOf(":");
+  return colon < 0 ? h : h.slice(0, colon);
+}
+
+/** The names a server bound to `host` answers to. */
+export function servedHostNames(host: string, allowHosts: string[] = []): { any: boolean; names: string[] } {
+  const names = new Set(LOOPBACK_NAMES);
+  const bound = host.includes(":") && !host.startsWith("[") ? `[${host.toLowerCase()}]` : host.toLowerCase();
+  if (bound === "0.0.0.0" || bound === "[::]") {
+    // Every address of this machine (a client may use any); names still need --allow_host.
+    for (const list of Object.values(networkInterfaces())) {
+      for (const a of list ?? []) names.add(a.family === "IPv6" ? `[${a.address.toLowerCase()}]` : a.address);
+    }
+  } else {
+    names.add(bound);
+  }
+  for (const h of allowHosts) names.add(hostOnly(h));
+  return { any: allowHosts.includes("*"), names: [...names] };
+}
+
+const JSON_TYPE = /^application\/([a-z0-9.+-]*\+)?json\s*(;|$)/i;
 
 export interface SandboxServer {
   url: string;
@@ -62,6 +96,8 @@ function tokensEqual(a: string, b: string): boolean {
 
 export function serveSandbox(pool: LocalSandbox, opts: SandboxServerOptions): SandboxServer {
   let stopping = false;
+  const served = servedHostNames(opts.host, opts.allowHosts);
+  const servedSet = new Set(served.names);
   const server = Bun.serve({
     hostname: opts.host,
     port: opts.port,
@@ -69,6 +105,20 @@ export function serveSandbox(pool: LocalSandbox, opts: SandboxServerOptions): Sa
     idleTimeout: Math.min(255, Math.ceil(pool.maxTimeout) + 30),
     async fetch(req) {
       const path = new URL(req.url).pathname;
+      const host = req.headers.get("host") ?? "";
+      if (!served.any && !servedSet.has(hostOnly(host))) {
+        return detail(403, `requests for host '${hostOnly(host)}' are not served here (allowed: ${served.names.join(", ")}; add names with --allow_host)`);
+      }
+      const origin = req.headers.get("origin");
+      if (origin !== null && !served.any) {
+        let same = false;
+        try {
+          same = new URL(origin).host.toLowerCase() === host.trim().toLowerCase();
+        } catch {
+          // "null" or garbage: not this server
+        }
+        if (!same) return detail(403, `requests from origin '${origin.slice(0, 200)}' are not served here`);
+      }
       if (path === "/health") {
         if (req.method !== "GET" && req.method !== "HEAD") return detail(405, "Method Not Allowed");
         const s = pool.stats();
@@ -77,6 +127,8 @@ export function serveSandbox(pool: LocalSandbox, opts: SandboxServerOptions): Sa
       if (path !== "/execute") return detail(404, "Not Found");
       if (req.method !== "POST") return detail(405, "Method Not Allowed");
       if (stopping) return detail(503, "the sandbox is shutting down");
+      const type = req.headers.get("content-type");
+      if (type !== null && !JSON_TYPE.test(type)) return detail(415, `Content-Type must be application/json, got '${type.slice(0, 100)}'`);
       if (opts.token) {
         const auth = req.headers.get("authorization") ?? "";
         const m = /^Bearer\s+(.+)$/i.exec(auth);

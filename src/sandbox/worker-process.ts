@@ -2,8 +2,10 @@
  * The host's handle on one sandbox worker process: starts it, speaks the harness's line protocol
  * over its stdin/stdout, runs one call at a time under a wall-clock timer, answers its HTTP
  * requests through the allow-list proxy, watches its memory, and kills it when a limit is broken.
- * Everything the worker sends is treated as untrusted: unknown or out-of-step messages, or lines
- * longer than the caps allow, end the worker.
+ * Everything the worker sends is treated as untrusted: the host believes one answer per call, for
+ * the call's own unguessable id, checks the output and result caps itself, performs at most one HTTP
+ * request per call at a time, and ends the worker on anything else (unknown or out-of-step messages,
+ * a second answer or request, lines longer than the caps allow).
  */
 import { readFileSync, readdirSync, rmSync } from "node:fs";
 import type { Subprocess } from "bun";
@@ -30,10 +32,51 @@ export interface WorkerSettings {
   rssGrowthLimitBytes: number;
   startTimeoutMs: number;
   proxy: HttpProxy;
+  /** Caps checked on every answer, whatever the worker reports: characters of output, bytes of result JSON. */
+  outputLimit: number;
+  resultLimit: number;
+  /** Serve one call, then kill the process and its process group (`--engine python`: a fresh process per call). */
+  singleUse?: boolean;
+}
+
+/** Python refuses to print an int of more digits than this (sys.int_max_str_digits); a longer number in a result is forged. */
+const MAX_INT_DIGITS = 4300;
+
+/** Characters as Python counts them (code points). */
+function codePoints(s: string): number {
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c < 0xdc00) n--;
+  }
+  return n;
+}
+
+/** Whether a JSON text has a run of more than MAX_INT_DIGITS digits outside its strings. */
+function hasHugeNumber(json: string): boolean {
+  let run = 0;
+  let inString = false;
+  for (let i = 0; i < json.length; i++) {
+    const c = json.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) {
+      inString = true;
+      run = 0;
+    } else if (c >= 0x30 && c <= 0x39) {
+      if (++run > MAX_INT_DIGITS) return true;
+    } else {
+      run = 0;
+    }
+  }
+  return false;
 }
 
 interface PendingCall {
-  id: number;
+  id: string;
+  /** An HTTP request of this call is being performed. */
+  http: boolean;
   resolve: (o: CallOutcome) => void;
   timer: ReturnType<typeof setTimeout>;
   deadline: number;
@@ -80,7 +123,6 @@ export class WorkerProcess {
   snapshot = "none";
   private proc: Subprocess<"pipe", "pipe", "pipe">;
   private pending: PendingCall | undefined;
-  private callSeq = 0;
   private dead = false;
   private killedFor: string | undefined;
   private stderrTail = "";
@@ -166,6 +208,13 @@ export class WorkerProcess {
     if (this.dead) return;
     this.dead = true;
     this.settle(false);
+    if (this.settings.singleUse) {
+      try {
+        process.kill(-this.proc.pid, "SIGKILL"); // the worker's process group: children it forked too
+      } catch {
+        // no such group (under bubblewrap the PID namespace goes with the process)
+      }
+    }
     try {
       this.proc.kill("SIGKILL");
     } catch {
@@ -298,15 +347,17 @@ export class WorkerProcess {
   private onAnswer(msg: Record<string, unknown>): void {
     const p = this.pending;
     if (!p || msg.id !== p.id) return this.protocolError("an answer nobody asked for");
-    const limit = msg.limit;
+    const output = typeof msg.output === "string" ? msg.output : "";
+    const error = typeof msg.error === "string" ? msg.error : null;
+    const resultJson = typeof msg.result_json === "string" ? msg.result_json : null;
+    let limit = msg.limit;
+    if (output.length > this.settings.outputLimit && codePoints(output) > this.settings.outputLimit) limit = "output";
+    if (resultJson !== null && (resultJson.length > this.settings.resultLimit || hasHugeNumber(resultJson))) limit ??= "result";
     if (limit === "output" || limit === "result" || limit === "memory") {
       this.finish({ kind: "limit", what: limit });
       this.kill(`${limit} limit`);
       return;
     }
-    const output = typeof msg.output === "string" ? msg.output : "";
-    const error = typeof msg.error === "string" ? msg.error : null;
-    const resultJson = typeof msg.result_json === "string" ? msg.result_json : null;
     let answer: ExecuteAnswer;
     try {
       answer = answerFromResultJson(output, resultJson, error);
@@ -314,6 +365,11 @@ export class WorkerProcess {
       return this.protocolError("a result that is not JSON");
     }
     this.calls++;
+    if (this.settings.singleUse) {
+      this.finish({ kind: "answer", answer });
+      this.kill("closed"); // its one call is done
+      return;
+    }
     let resolve!: (ok: boolean) => void;
     const done = new Promise<boolean>((r) => (resolve = r));
     this.settling = { resolve, done, timer: setTimeout(() => this.kill("did not put its state back within 10 s"), 10_000) };
@@ -323,6 +379,8 @@ export class WorkerProcess {
   private onHttp(msg: Record<string, unknown>): void {
     const p = this.pending;
     if (!p || msg.id !== p.id) return this.protocolError("an HTTP request outside a call");
+    if (p.http) return this.protocolError("a second HTTP request before the first was answered");
+    p.http = true;
     const req: ProxyRequest = {
       method: String(msg.method ?? "GET"),
       url: String(msg.url ?? ""),
@@ -331,7 +389,9 @@ export class WorkerProcess {
       timeoutSec: typeof msg.timeout === "number" ? msg.timeout : undefined,
     };
     void this.settings.proxy.fetch(req, p.deadline).then((res) => {
-      if (this.pending === p && !this.dead) this.send({ t: "http_result", ...res });
+      if (this.pending !== p || this.dead) return;
+      p.http = false;
+      this.send({ t: "http_result", ...res });
     });
   }
 
@@ -348,13 +408,14 @@ export class WorkerProcess {
   run(env: string, call: string, timeoutMs: number): Promise<CallOutcome> {
     if (this.dead) return Promise.resolve({ kind: "crash", detail: this.killedFor ?? "worker is gone" });
     if (this.busy) throw new Error("sandbox worker is busy");
-    const id = ++this.callSeq;
+    if (this.settings.singleUse && this.calls > 0) throw new Error("a single-use sandbox worker got a second call");
+    const id = crypto.randomUUID();
     return new Promise<CallOutcome>((resolve) => {
       const timer = setTimeout(() => {
         this.finish({ kind: "timeout" });
         this.kill("timeout");
       }, timeoutMs);
-      const pending: PendingCall = { id, resolve, timer, deadline: Date.now() + timeoutMs };
+      const pending: PendingCall = { id, http: false, resolve, timer, deadline: Date.now() + timeoutMs };
       const rssLimit = this.settings.rssGrowthLimitBytes;
       if (rssLimit > 0 && this.baselineRss > 0) {
         pending.rssTimer = setInterval(() => {
