@@ -1,6 +1,6 @@
 /** The run's metrics log (append, merge, torn lines, resume truncation, non-finite values) and its HTML report. */
 import { afterAll, describe, expect, test } from "bun:test";
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { RecallError } from "../src/errors.ts";
@@ -207,6 +207,20 @@ describe("report.html", () => {
     expect(page).toContain("3 sequences");
   });
 
+  test("when every sequence of a dump ties, the first and the last are shown, not a 'best' and 'worst'", () => {
+    const d = fresh();
+    const rows = [1, 2, 3].map((i) => JSON.stringify({ data_source: "s", sequences_str: transcript(`question ${i}`, 0, "x"), ground_truth: "y", score: 0, reason: "f1 0" }));
+    writeFileSync(join(d, "metrics.jsonl"), '{"step": 1, "critic/score/mean": 0}\n');
+    mkdirSync(join(d, "rollout"));
+    writeFileSync(join(d, "rollout", "train_1.jsonl"), rows.join("\n") + "\n");
+    const page = renderReport(d);
+    expect(page).toContain("All 3 sequences scored 0: the first and the last are shown.");
+    expect(page).toContain("question 1");
+    expect(page).toContain("question 3");
+    expect(page).not.toContain("question 2");
+    expect(page).not.toContain('class="which best"');
+  });
+
   test("1,000 steps stay small: lines are reduced to a few hundred points", () => {
     const d = fresh();
     writeSyntheticRun(d, { steps: 1000, dumpSteps: [999, 1000] });
@@ -248,6 +262,9 @@ describe("chart scales", () => {
     expect(formatTick(0.25, 0.05)).toBe("0.25");
     expect(formatTick(20000, 5000)).toBe("20k");
     expect(formatTick(3, 1)).toBe("3");
+    // A tiny step on large values (entropy that barely moves) stays in fixed notation.
+    expect(formatTick(5.75235, 0.00005, 5.76)).toBe("5.75235");
+    expect(formatTick(1.2e-7, 2e-8, 1.4e-7)).toBe("1.2e-7");
   });
 });
 

@@ -58,7 +58,7 @@ export function renderReport(runDir: string, opts: ReportOptions = {}): string {
   const others = m.keys().filter((k) => !m.usedKeys.has(k)).slice(0, 40);
   if (others.length) {
     const small = others.map((k, i): ChartSpec => ({ id: `other-${i}`, title: k, unit: "value", lines: [{ label: k, points: m.get(k), color: C.gray, smooth: true }] }));
-    sections.push(section("other", "Other metrics", `<div class="grid small">${small.filter(chartHasData).map((c) => renderChart(c, xDomain)).join("")}</div>`));
+    sections.push(section("other", "Other metrics", `<div class="grid">${small.filter(chartHasData).map((c) => renderChart(c, xDomain)).join("")}</div>`));
   }
   const missing = specs.flatMap((g) => g.charts).filter((c) => !chartHasData(c)).map((c) => c.title);
 
@@ -178,7 +178,7 @@ function chartSpecs(m: MetricSeries): ChartGroup[] {
           id: "kl", title: "KL divergence", unit: "nats / token", note: "ppo_kl: to the rollout policy; kl_loss: to the reference",
           lines: [line("actor/ppo_kl", "ppo_kl", C.blue, { smooth: true }), line("actor/kl_loss", "kl_loss", C.pink, { smooth: true })],
         },
-        { id: "clipfrac", title: "Clip fraction", unit: "share of tokens", zeroBased: true, percent: true, note: "actor/pg_clipfrac", lines: [line("actor/pg_clipfrac", "clipped", C.orange, { smooth: true })] },
+        { id: "clipfrac", title: "Clip fraction", unit: "share of tokens", zeroBased: true, percent: true, note: "actor/pg_clipfrac, pg_clipfrac_lower", lines: [line("actor/pg_clipfrac", "clipped", C.orange, { smooth: true }), line("actor/pg_clipfrac_lower", "dual-clip (lower)", C.purple, { smooth: true })] },
         { id: "pg_loss", title: "Policy loss", unit: "loss", note: "actor/pg_loss", lines: [line("actor/pg_loss", "pg_loss", C.gray, { smooth: true })] },
       ],
     },
@@ -311,7 +311,8 @@ function header(name: string, dir: string, rows: readonly MetricsRow[], m: Metri
     tile("response length", formatValue(len.value), `tokens (mean)${clip ? ` · ${formatPercent(clip.value)} cut` : ""}`);
   }
   const turns = m.last("tool_calls/mean");
-  if (turns) tile("tool calls / seq", formatValue(turns.value), m.last("num_turns/mean") ? `${formatValue(m.last("num_turns/mean")!.value)} turns` : "");
+  const turnsMean = m.last("num_turns/mean");
+  if (turns) tile("tool calls / seq", formatValue(turns.value), turnsMean ? `turns / seq: ${formatValue(turnsMean.value)}` : "");
   if (stepTime !== undefined) tile("time / step", duration(stepTime), "mean of last 10");
   const tput = m.last("perf/throughput");
   if (tput) tile("throughput", formatValue(tput.value), "tokens / s");

@@ -48,7 +48,7 @@ export interface ChartSpec {
 
 const W = 640, H = 250;
 const M = { left: 58, right: 14, top: 12, bottom: 32 };
-const PW = W - M.left - M.right, PH = H - M.top - M.bottom;
+const PH = H - M.top - M.bottom;
 /** Above this many points a line is reduced to min/max per bin (two points per bin). */
 const MAX_POINTS = 320;
 const HOVER_BINS = 140;
@@ -70,20 +70,35 @@ export function renderChart(spec: ChartSpec, xDomain: readonly [number, number])
   if (spec.band) for (const [, v] of [...spec.band.lo, ...spec.band.hi]) if (v !== null) ys.push(v);
   for (const [, top] of stacked.totals) ys.push(top);
   if (spec.zeroBased || spec.stack) ys.push(0);
-  const [y0, y1, yStep] = niceDomain(Math.min(...ys), Math.max(...ys));
+  let lo = Infinity, hi = -Infinity;
+  for (const v of ys) {
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  // A flat non-negative series sits on the floor of its range (0 for zero-based charts) rather than mid-chart.
+  if (lo === hi && lo >= 0 && (lo === 0 || spec.zeroBased)) [lo, hi] = [0, lo === 0 ? 1 : lo * 1.25];
+  const [y0, y1, yStep] = niceDomain(lo, hi);
+  const maxAbs = Math.max(Math.abs(y0), Math.abs(y1));
+  const fmtTick = (v: number) => (spec.percent ? formatPercentTick(v, yStep, maxAbs) : formatTick(v, yStep, maxAbs));
+  const ticks: { v: number; label: string }[] = [];
+  for (let k = 0; y0 + k * yStep <= y1 + yStep / 2; k++) {
+    const v = tidy(y0 + k * yStep);
+    ticks.push({ v, label: fmtTick(v) });
+  }
+  // Room on the left for the widest tick label and the rotated axis title.
+  const left = Math.max(M.left, Math.round(Math.max(...ticks.map((t) => t.label.length)) * 6.4 + 28));
+  const PW = W - left - M.right;
   let [x0, x1] = xDomain;
   if (x1 <= x0) [x0, x1] = [x0 - 1, x1 + 1];
-  const sx = (s: number) => M.left + ((s - x0) / (x1 - x0)) * PW;
+  const sx = (s: number) => left + ((s - x0) / (x1 - x0)) * PW;
   const sy = (v: number) => M.top + PH - ((v - y0) / (y1 - y0)) * PH;
-  const fmtTick = (v: number) => (spec.percent ? formatPercentTick(v, yStep) : formatTick(v, yStep));
 
   const parts: string[] = [];
   // Grid and y ticks.
-  for (let k = 0; y0 + k * yStep <= y1 + yStep / 2; k++) {
-    const v = tidy(y0 + k * yStep);
+  for (const { v, label } of ticks) {
     const y = r(sy(v));
-    parts.push(`<line class="grid" x1="${M.left}" x2="${W - M.right}" y1="${y}" y2="${y}"/>`);
-    parts.push(`<text class="tick" x="${M.left - 6}" y="${y + 3.5}" text-anchor="end">${escapeHtml(fmtTick(v))}</text>`);
+    parts.push(`<line class="grid" x1="${left}" x2="${W - M.right}" y1="${y}" y2="${y}"/>`);
+    parts.push(`<text class="tick" x="${left - 6}" y="${y + 3.5}" text-anchor="end">${escapeHtml(label)}</text>`);
   }
   // x ticks (integer steps).
   const xStep = Math.max(1, niceStep((x1 - x0) / 7));
@@ -92,9 +107,9 @@ export function renderChart(spec: ChartSpec, xDomain: readonly [number, number])
     parts.push(`<line class="grid vgrid" x1="${x}" x2="${x}" y1="${M.top}" y2="${M.top + PH}"/>`);
     parts.push(`<text class="tick" x="${x}" y="${M.top + PH + 15}" text-anchor="middle">${formatTick(s, xStep)}</text>`);
   }
-  parts.push(`<line class="axis" x1="${M.left}" x2="${W - M.right}" y1="${M.top + PH}" y2="${M.top + PH}"/>`);
-  parts.push(`<line class="axis" x1="${M.left}" x2="${M.left}" y1="${M.top}" y2="${M.top + PH}"/>`);
-  parts.push(`<text class="label" x="${M.left + PW / 2}" y="${H - 3}" text-anchor="middle">step</text>`);
+  parts.push(`<line class="axis" x1="${left}" x2="${W - M.right}" y1="${M.top + PH}" y2="${M.top + PH}"/>`);
+  parts.push(`<line class="axis" x1="${left}" x2="${left}" y1="${M.top}" y2="${M.top + PH}"/>`);
+  parts.push(`<text class="label" x="${left + PW / 2}" y="${H - 3}" text-anchor="middle">step</text>`);
   parts.push(`<text class="label" transform="translate(13 ${M.top + PH / 2}) rotate(-90)" text-anchor="middle">${escapeHtml(spec.unit)}</text>`);
 
   // Stacked areas.
@@ -140,7 +155,7 @@ export function renderChart(spec: ChartSpec, xDomain: readonly [number, number])
     const x = r(sx(m.step)), y = M.top + PH;
     parts.push(`<path class="flag" d="M${x} ${y - 7}L${r(x - 4)} ${y}L${r(x + 4)} ${y}Z"><title>${escapeHtml(`step ${m.step}: ${m.label}`)}</title></path>`);
   }
-  parts.push(hoverStrips(spec, x0, x1, sx));
+  parts.push(hoverStrips(spec, x0, x1, sx, left));
 
   const legend = legendHtml(spec);
   const note = spec.note ? `<span class="note">${escapeHtml(spec.note)}</span>` : "";
@@ -162,7 +177,7 @@ function legendHtml(spec: ChartSpec): string {
 }
 
 /** Transparent full-height strips, one per bin of steps, whose <title> lists every series' value there. */
-function hoverStrips(spec: ChartSpec, x0: number, x1: number, sx: (s: number) => number): string {
+function hoverStrips(spec: ChartSpec, x0: number, x1: number, sx: (s: number) => number, left: number): string {
   const fmt = (v: number) => (spec.percent ? formatPercent(v) : formatValue(v));
   const series: { label: string; points: readonly Point[]; agg: "mean" | "min" | "max" }[] = [
     ...spec.lines.map((l) => ({ label: l.label, points: l.points, agg: "mean" as const })),
@@ -199,7 +214,7 @@ function hoverStrips(spec: ChartSpec, x0: number, x1: number, sx: (s: number) =>
         lines.push(`${s.label}: ${fmt(v)}`);
       } else if (c.nulls[k]! > 0) lines.push(`${s.label}: not finite`);
     });
-    const xa = Math.max(M.left, sx(start + b * width)), xb = Math.min(W - M.right, sx(start + (b + 1) * width));
+    const xa = Math.max(left, sx(start + b * width)), xb = Math.min(W - M.right, sx(start + (b + 1) * width));
     out.push(`<rect class="hv" x="${r(xa)}" y="${M.top}" width="${r(Math.max(1, xb - xa))}" height="${PH}"><title>${escapeHtml(lines.join("\n"))}</title></rect>`);
   });
   return `<g>${out.join("")}</g>`;
@@ -334,18 +349,21 @@ export function niceDomain(lo: number, hi: number): [number, number, number] {
   return [tidy(Math.floor(lo / step + 1e-9) * step), tidy(Math.ceil(hi / step - 1e-9) * step), step];
 }
 
-/** A tick label with as many decimals as the tick step needs (exponent form below 1e-4, k/M above 1e4). */
-export function formatTick(v: number, step: number): string {
+/**
+ * A tick label with as many decimals as the tick step needs: exponent form when the whole axis is below 1e-3
+ * (`maxAbs`, the largest |tick|), k/M above 1e4.
+ */
+export function formatTick(v: number, step: number, maxAbs = Math.abs(v)): string {
   if (Math.abs(v) < step * 1e-6) return "0";
-  if (step < 1e-4) return trimExponent(v.toExponential(Math.max(0, Math.round(Math.log10(Math.abs(v) / step)))));
+  if (maxAbs < 1e-3) return trimExponent(v.toExponential(Math.max(0, Math.round(Math.log10(Math.abs(v) / step)))));
   if (Math.abs(v) >= 1e6 && step >= 1e5) return `${trimZeros((v / 1e6).toFixed(Math.max(0, -Math.floor(Math.log10(step / 1e6)))))}M`;
   if (Math.abs(v) >= 1e4 && step >= 1e3) return `${trimZeros((v / 1e3).toFixed(Math.max(0, -Math.floor(Math.log10(step / 1e3)))))}k`;
-  const decimals = Math.max(0, -Math.floor(Math.log10(step) + 1e-9));
+  const decimals = Math.min(10, Math.max(0, -Math.floor(Math.log10(step) + 1e-9)));
   return v.toFixed(decimals);
 }
 
-function formatPercentTick(v: number, step: number): string {
-  return `${formatTick(v * 100, step * 100)}%`;
+function formatPercentTick(v: number, step: number, maxAbs: number): string {
+  return `${formatTick(v * 100, step * 100, maxAbs * 100)}%`;
 }
 
 /** A value for read-outs: 4 significant digits, thousands grouped, exponent form when tiny. */

@@ -56,7 +56,7 @@ export function listRolloutFiles(dir: string): RolloutFile[] {
 // A report is rewritten every step; a dump does not change once written, so its summary is kept by size and mtime.
 const cache = new Map<string, { size: number; mtimeMs: number; summary: RolloutSummary }>();
 
-/** One pass over a dump: count, mean score, ends, best and worst row (first of equals). */
+/** One pass over a dump: count, mean score, ends, best and worst row. */
 export function summarizeRolloutFile(file: RolloutFile): RolloutSummary {
   const st = statSync(file.path);
   const hit = cache.get(file.path);
@@ -82,8 +82,9 @@ export function summarizeRolloutFile(file: RolloutFile): RolloutSummary {
     if (r.score > 0) s.positive++;
     const end = typeof r.end === "string" ? r.end : "unknown";
     s.ends.set(end, (s.ends.get(end) ?? 0) + 1);
+    // Best: the first of the highest; worst: the last of the lowest — two different rows even when all scores tie.
     if (!s.best || r.score > s.best.score) s.best = r;
-    if (!s.worst || r.score < s.worst.score) s.worst = r;
+    if (!s.worst || r.score <= s.worst.score) s.worst = r;
   });
   s.meanScore = s.rows > 0 ? sum / s.rows : NaN;
   cache.set(file.path, { size: st.size, mtimeMs: st.mtimeMs, summary: s });
@@ -147,8 +148,10 @@ export function renderRolloutSummary(s: RolloutSummary, open: boolean): string {
     ? `<div class="warn">${s.problems.length} unreadable line${s.problems.length > 1 ? "s" : ""}: ${s.problems.slice(0, 3).map(escapeHtml).join("; ")}${s.problems.length > 3 ? " …" : ""}</div>`
     : "";
   const samples: string[] = [];
-  if (s.best) samples.push(renderSample("best", s.best));
-  if (s.worst && s.worst !== s.best) samples.push(renderSample(s.best && s.worst.score === s.best.score ? "another (all scores equal)" : "worst", s.worst));
+  const tie = s.best !== undefined && s.worst !== undefined && s.best.score === s.worst.score;
+  if (s.best) samples.push(renderSample(tie ? "first" : "best", s.best));
+  if (s.worst && s.worst !== s.best) samples.push(renderSample(tie ? "last" : "worst", s.worst));
+  if (tie && s.rows > 1) samples.unshift(`<p class="muted tie">All ${s.rows.toLocaleString("en-US")} sequences scored ${escapeHtml(formatValue(s.best!.score))}: the first and the last are shown.</p>`);
   return `<details class="step"${open ? " open" : ""}><summary><span class="step-title">${title}</span><span class="stats">${stats}</span></summary>` +
     `${problems}<div class="samples">${samples.join("")}</div></details>`;
 }
@@ -164,7 +167,7 @@ function renderSample(which: string, row: RolloutRow): string {
   const gt = typeof row.ground_truth === "string" ? row.ground_truth : JSON.stringify(row.ground_truth) ?? "";
   const facts = `<dl><dt>ground truth</dt><dd>${escapeHtml(clip(gt, 600))}</dd>` +
     (row.reason ? `<dt>reward</dt><dd>${escapeHtml(clip(String(row.reason), 600))}</dd>` : "") + `</dl>`;
-  return `<article class="sample"><header><span class="which ${which === "worst" ? "worst" : "best"}">${escapeHtml(which)}</span>${meta.join("")}</header>` +
+  return `<article class="sample"><header><span class="which ${which === "worst" ? "worst" : which === "best" ? "best" : "plain"}">${escapeHtml(which)}</span>${meta.join("")}</header>` +
     `${facts}<div class="convo">${renderConversation(row.sequences_str)}</div></article>`;
 }
 

@@ -36,7 +36,6 @@ nav a{color:var(--ink);text-decoration:none;font-size:13px;padding:4px 10px;bord
 nav a:hover{border-color:var(--accent);color:var(--accent)}
 section{scroll-margin-top:48px}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:14px}
-.grid.small{grid-template-columns:repeat(auto-fill,minmax(340px,1fr))}
 .card{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:12px 14px 6px;margin:0;box-shadow:0 1px 2px rgba(0,0,0,.04)}
 figcaption{display:flex;align-items:baseline;gap:10px;flex-wrap:wrap}
 .note{color:var(--muted);font-size:12px}
@@ -78,6 +77,8 @@ details.step[open]>summary{border-bottom:1px solid var(--line)}
 .sample header{all:unset;display:flex;flex-wrap:wrap;gap:6px;align-items:center}
 .which{font-weight:700;text-transform:uppercase;font-size:11px;letter-spacing:.06em;padding:2px 8px;border-radius:4px;background:var(--good-bg);color:var(--good)}
 .which.worst{background:var(--bad-bg);color:var(--bad)}
+.which.plain{background:var(--chip);color:var(--muted)}
+.tie{grid-column:1/-1;margin:10px 14px 0;font-size:12.5px}
 .score{font-weight:650;font-size:13px;padding:1px 8px;border-radius:4px}
 .score.good{color:var(--good);background:var(--good-bg)}
 .score.bad{color:var(--bad);background:var(--bad-bg)}
