@@ -29,7 +29,7 @@ const serve = defineRecallCommand({
   examples: [
     "recall sandbox serve --port 8080",
     "recall sandbox serve --workers 4 --allow_url http://127.0.0.1:8000 --max_timeout 20 --memory_mb 256",
-    "RECALL_SANDBOX_TOKEN=secret recall sandbox serve --host 0.0.0.0",
+    "RECALL_SANDBOX_TOKEN=secret recall sandbox serve --host 0.0.0.0 --allow_host sandbox.internal",
   ],
   args: {
     port: { type: "string", description: "TCP port (default 8080; 0 picks a free one)" },
@@ -38,6 +38,7 @@ const serve = defineRecallCommand({
     max_timeout: { type: "string", description: "Largest per-call timeout a request may ask for, in seconds (default 30)" },
     token: { type: "string", description: "Require 'Authorization: Bearer TOKEN' on /execute (default: $RECALL_SANDBOX_TOKEN, else open)" },
     max_body_kb: { type: "string", description: "Largest request body, in KiB (default 4096)" },
+    allow_host: { type: "string", description: "Host name the server answers to besides loopback and the bound address (repeatable; '*': any). Other Host or Origin headers get 403" },
     verbose: { type: "boolean", description: "Log one debug line per call: duration, queue wait, outcome, worker" },
     ...poolFlags,
   },
@@ -54,12 +55,18 @@ const serve = defineRecallCommand({
     const pool = await createLocalSandbox({
       ...opts,
       workers: workersFlag === undefined ? undefined : numberFlag(args, "workers", { integer: true, min: 1 }),
-      maxTimeout: numberFlag(args, "max_timeout", { default: 30, min: 0.001 }),
+      maxTimeout: numberFlag(args, "max_timeout", { default: 30, min: 0.1 }),
       onCall: (c) => consola.debug(`execute ${c.ms.toFixed(1)} ms (queued ${c.waitMs.toFixed(1)} ms) ${c.outcome}${c.worker ? ` worker ${c.worker}` : ""}`),
     });
     let server;
     try {
-      server = serveSandbox(pool, { host, port, token: token || undefined, maxBodyBytes: numberFlag(args, "max_body_kb", { default: 4096, min: 1 }) * 1024 });
+      server = serveSandbox(pool, {
+        host,
+        port,
+        token: token || undefined,
+        maxBodyBytes: numberFlag(args, "max_body_kb", { default: 4096, min: 1 }) * 1024,
+        allowHosts: listFlag(args, "allow_host"),
+      });
     } catch (e) {
       await pool.close();
       throw new RecallError(`cannot listen on ${host}:${port}: ${(e as Error).message}`, { hint: "pick another --port, or 0 for a free one" });
@@ -114,7 +121,7 @@ const exec = defineRecallCommand({
       env = env.replaceAll("<search-url-placeholder>", searchUrl.replace(/\/+$/, ""));
       opts.allowUrls.push(searchUrl);
     }
-    const timeout = numberFlag(args, "timeout", { default: 5, min: 0.001 });
+    const timeout = numberFlag(args, "timeout", { default: 5, min: 0.1 });
     const pool = await createLocalSandbox({ ...opts, workers: 1, maxTimeout: Math.max(30, timeout) });
     try {
       const answer = await pool.execute({ env, call: requiredStringFlag(args, "call"), timeout });
