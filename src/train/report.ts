@@ -13,7 +13,7 @@ import { writeFileAtomic } from "../eval/output.ts";
 import { escapeHtml } from "../util/html.ts";
 import { METRICS_FILE, readMetrics, type MetricsRow } from "./metrics.ts";
 import { chartHasData, formatPercent, formatValue, renderChart, type ChartSpec, type LineSpec, type Point } from "./report_chart.ts";
-import { listRolloutFiles, renderRolloutSummary, summarizeRolloutFile } from "./report_rollouts.ts";
+import { listRolloutFiles, renderRolloutSummary, summarizeRolloutFiles } from "./report_rollouts.ts";
 import { REPORT_CSS } from "./report_style.ts";
 
 export const REPORT_FILE = "report.html";
@@ -60,9 +60,11 @@ export function renderReport(runDir: string, opts: ReportOptions = {}): string {
     const small = others.map((k, i): ChartSpec => ({ id: `other-${i}`, title: k, unit: "value", lines: [{ label: k, points: m.get(k), color: C.gray, smooth: true }] }));
     sections.push(section("other", "Other metrics", `<div class="grid">${small.filter(chartHasData).map((c) => renderChart(c, xDomain)).join("")}</div>`));
   }
-  const missing = specs.flatMap((g) => g.charts).filter((c) => !chartHasData(c)).map((c) => c.title);
+  // An SFT run (`recall sft`) has no rollouts: no sample section, and the RL charts it lacks are not worth listing.
+  const sft = m.keys().includes("train/loss") && !m.keys().includes("critic/score/mean");
+  const missing = sft ? [] : specs.flatMap((g) => g.charts).filter((c) => !chartHasData(c)).map((c) => c.title);
 
-  sections.push(section("samples", "Sample rollouts", samplesHtml(rolloutDir(runDir, config), opts.rolloutSteps ?? 3)));
+  if (!sft) sections.push(section("samples", "Sample rollouts", samplesHtml(rolloutDir(runDir, config), opts.rolloutSteps ?? 3)));
   const nav = [...sections.map((s) => /<section id="([^"]+)"><h2>([^<]+)</.exec(s)).filter((x) => x !== null).map((x) => `<a href="#${x![1]}">${x![2]}</a>`)];
 
   const name = basename(resolve(runDir));
@@ -133,6 +135,19 @@ function chartSpecs(m: MetricSeries): ChartGroup[] {
 
   return [
     {
+      id: "loss", title: "Loss (SFT)", charts: [
+        {
+          id: "sft_loss", title: "Loss", unit: "nats / token", zeroBased: true, note: "train/loss per step (token mean over trained tokens); val/loss on the held-out set",
+          lines: [line("train/loss", "train", C.blue, { smooth: true }), line("val/loss", "held out", C.orange, { markers: true })],
+          flags: skipped,
+        },
+        {
+          id: "token_acc", title: "Held-out token accuracy", unit: "share of tokens", zeroBased: true, percent: true, note: "val/token_acc: trained tokens that are the model's argmax",
+          lines: [line("val/token_acc", "token accuracy", C.green, { markers: true })],
+        },
+      ],
+    },
+    {
       id: "reward", title: "Reward", charts: [
         {
           id: "score", title: "Training score", unit: "score", note: "critic/score per step: batch mean, min–max band",
@@ -184,8 +199,8 @@ function chartSpecs(m: MetricSeries): ChartGroup[] {
     },
     {
       id: "optimizer", title: "Optimizer", charts: [
-        { id: "grad_norm", title: "Gradient norm", unit: "L2 norm", zeroBased: true, note: "actor/grad_norm, before clipping", lines: [line("actor/grad_norm", "grad norm", C.red, { smooth: true })], flags: skipped },
-        { id: "lr", title: "Learning rate", unit: "learning rate", zeroBased: true, note: "actor/lr", lines: [line("actor/lr", "lr", C.green)] },
+        { id: "grad_norm", title: "Gradient norm", unit: "L2 norm", zeroBased: true, note: "actor/grad_norm, before clipping", lines: [line("actor/grad_norm", "grad norm", C.red, { smooth: true }), line("train/grad_norm", "grad norm (SFT)", C.pink, { smooth: true })], flags: skipped },
+        { id: "lr", title: "Learning rate", unit: "learning rate", zeroBased: true, note: "actor/lr", lines: [line("actor/lr", "lr", C.green), line("train/lr", "lr (SFT)", C.cyan)] },
       ],
     },
     {
@@ -248,9 +263,9 @@ function lookup(tree: Record<string, unknown> | undefined, path: string): unknow
 }
 
 const HIGHLIGHTS: [label: string, paths: string[]][] = [
-  ["model", ["actor_rollout_ref.model.path"]],
+  ["model", ["actor_rollout_ref.model.path", "model.partial_pretrain"]],
   ["algorithm", ["algorithm.adv_estimator"]],
-  ["lr", ["actor_rollout_ref.actor.optim.lr"]],
+  ["lr", ["actor_rollout_ref.actor.optim.lr", "optim.lr"]],
   ["batch", ["data.train_batch_size"]],
   ["n", ["actor_rollout_ref.rollout.n"]],
   ["mini-batch", ["actor_rollout_ref.actor.ppo_mini_batch_size"]],
@@ -340,7 +355,7 @@ function samplesHtml(dir: string, keep: number): string {
   const val = files.filter((f) => f.split === "val");
   const shown = [...train.slice(-keep).reverse(), ...val.slice(-1)];
   const note = `<p class="muted">${train.length} training and ${val.length} validation dumps in <code>${escapeHtml(dir)}</code>; the newest ${Math.min(keep, train.length)} training and the newest validation dump are shown, each with its best- and worst-scored sequence.</p>`;
-  return note + shown.map((f, i) => renderRolloutSummary(summarizeRolloutFile(f), i === 0)).join("");
+  return note + summarizeRolloutFiles(shown).map((summary, i) => renderRolloutSummary(summary, i === 0)).join("");
 }
 
 function isoMinute(d: Date): string {

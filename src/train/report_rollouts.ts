@@ -53,11 +53,20 @@ export function listRolloutFiles(dir: string): RolloutFile[] {
   return out.sort((a, b) => a.step - b.step || a.split.localeCompare(b.split));
 }
 
-// A report is rewritten every step; a dump does not change once written, so its summary is kept by size and mtime.
+// A report is rewritten every step; a dump does not change once written, so its summary is kept by size and
+// mtime — only for the dumps the last report showed, so a long run does not pile up old samples in memory.
 const cache = new Map<string, { size: number; mtimeMs: number; summary: RolloutSummary }>();
 
+/** Summaries of `files`, reading only those not summarized by the previous call. */
+export function summarizeRolloutFiles(files: readonly RolloutFile[]): RolloutSummary[] {
+  const out = files.map(summarizeRolloutFile);
+  const keep = new Set(files.map((f) => f.path));
+  for (const key of cache.keys()) if (!keep.has(key)) cache.delete(key);
+  return out;
+}
+
 /** One pass over a dump: count, mean score, ends, best and worst row. */
-export function summarizeRolloutFile(file: RolloutFile): RolloutSummary {
+function summarizeRolloutFile(file: RolloutFile): RolloutSummary {
   const st = statSync(file.path);
   const hit = cache.get(file.path);
   if (hit && hit.size === st.size && hit.mtimeMs === st.mtimeMs) return hit.summary;
