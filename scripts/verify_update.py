@@ -2,6 +2,7 @@
 """Recomputes one `recall train` actor update in PyTorch, independently, and compares it with the run's checkpoint.
 
     python3 scripts/verify_update.py RUN STEP [--json OUT.json]   # RUN: the run folder (metrics.jsonl, config.yaml)
+    python3 scripts/verify_update.py RUN STEP --partition recall  # micro-batches packed as recall packs them
     python3 scripts/verify_update.py --fixture fixtures/grpo/update_tiny.json           # (re)writes the golden fixture
     python3 scripts/verify_update.py --fixture fixtures/grpo/update_tiny.json --check   # recomputes it, writes nothing
 
