@@ -1,0 +1,83 @@
+/**
+ * `recall synth` settings, on the one settings schema (src/config/schema.ts): flag names are the keys
+ * (`--mix`, `--n`, `--calc_min` …); `--config FILE.yaml` sets the same keys from a file, flags win over it.
+ */
+import { RecallError } from "../errors.ts";
+import { CALC_OPS } from "../synth/calc.ts";
+import { FAMILIES } from "../synth/families.ts";
+import { MAX_DISTRACTORS } from "../synth/tools.ts";
+import {
+  atLeast,
+  defineSettings,
+  describeSource,
+  inRange,
+  parseCommandLine,
+  readYamlMapping,
+  resolveSettings,
+  settingsArgs,
+  treeEntries,
+  type CommandLineSpec,
+  type SettingsOf,
+} from "./schema.ts";
+
+export const SYNTH_SETTINGS = defineSettings({
+  mix: { type: "list<string>", default: ["calc"], help: `Families and weights, FAMILY[:W],… (families: ${Object.keys(FAMILIES).join(", ")})` },
+  n: { type: "int", default: 1000, check: atLeast(1), help: "Verified samples to write, over all families (train + test)" },
+  seed: { type: "int", default: 0, help: "Seed: the same settings and seed give the same files" },
+  out: { type: "string", default: "", help: "Output folder (train.parquet, test.parquet, sft.jsonl, sft_test.jsonl, stats.json, rejects.jsonl)" },
+  test_ratio: { type: "float", default: 0.1, check: inRange(0, 0.9), help: "Share of each family's samples held out in test.parquet (0: no test split)" },
+  style: { type: "enum", choices: ["natural", "compact"], default: "natural", help: "natural: varied templates and reasoning; compact: short questions and empty <think> (tiny models)" },
+  hops: { type: "int", default: 1, check: inRange(1, 3), help: "Tool calls per task: chained calc steps, chained lookups, search hops" },
+  digits: { type: "int", default: 2, check: inRange(1, 6), help: "Digits of calc operands (unless calc_min/calc_max) and of units values" },
+  calc_min: { type: "int", nullable: true, default: null, check: atLeast(1), help: "Smallest calc operand (default: from digits)" },
+  calc_max: { type: "int", nullable: true, default: null, check: atLeast(1), help: "Largest calc operand (default: from digits)" },
+  calc_ops: { type: "list<string>", default: ["mul", "add", "sub", "div"], help: `calc operations to draw from (${CALC_OPS.join(", ")})` },
+  distractors: { type: "int", default: 0, check: inRange(0, MAX_DISTRACTORS), help: "Unneeded tools added to each task's env and schemas" },
+  lookup_keys: { type: "int", default: 8, check: inRange(1, 1000), help: "Entries in each lookup task's store" },
+  kb_entities: { type: "int", default: 200, check: atLeast(10), help: "People in the search family's knowledge base (cities, companies, countries scale with it)" },
+  search_top_n: { type: "int", default: 3, check: inRange(1, 10), help: "top_n of the golden wikipedia_search calls" },
+  system_prompt: { type: "string", default: "", help: "System turn of the SFT conversations (default: ReCall's template with the sample's schemas, as recall train prompts)" },
+  verify: { type: "enum", choices: ["batched", "per_call"], default: "batched", help: "batched: many samples per sandbox call (fast); per_call: each golden call on its own, as a rollout sends it" },
+  batch_size: { type: "int", default: 128, check: inRange(1, 10000), help: "Samples per sandbox call when verify is batched" },
+  workers: { type: "int", nullable: true, default: null, check: atLeast(1), help: "Sandbox workers (default: CPU cores)" },
+  sandbox_url: { type: "string", default: "", help: "Verify in a remote sandbox (ReCall /execute API) instead of the local one" },
+});
+
+export type SynthSettings = SettingsOf<typeof SYNTH_SETTINGS>;
+
+export const SYNTH_COMMAND_LINE: CommandLineSpec = {
+  keyFlags: true,
+  overrides: false,
+  options: {
+    config: { type: "string", help: "YAML with the same keys as the flags; flags override it" },
+    json: { type: "bool", help: "Print stats.json to stdout at the end" },
+    print_config: { type: "bool", help: "Print the resolved settings as JSON and exit" },
+  },
+};
+
+export const SYNTH_ARGS = settingsArgs(SYNTH_SETTINGS, SYNTH_COMMAND_LINE);
+
+export interface SynthCommandLine {
+  settings: SynthSettings;
+  json: boolean;
+  printConfig: boolean;
+  notes: string[];
+}
+
+/** Resolves `recall synth`'s arguments; throws RecallError naming the flag (or file key) on anything bad. */
+export function parseSynthCommandLine(rawArgs: string[]): SynthCommandLine {
+  const cl = parseCommandLine(SYNTH_SETTINGS, rawArgs, SYNTH_COMMAND_LINE);
+  const configPath = cl.options.config;
+  const file = typeof configPath === "string" ? treeEntries(SYNTH_SETTINGS, readYamlMapping(configPath, "--config"), configPath) : [];
+  const r = resolveSettings(SYNTH_SETTINGS, [...file, ...cl.flags]);
+  const s = r.values;
+  const at = (k: keyof SynthSettings) => (r.sources[k].kind === "default" ? `${k} (default)` : describeSource(r.sources[k]));
+  const printConfig = cl.options.print_config === true;
+  if (!printConfig && s.out === "") throw new RecallError("no output folder: pass --out DIR");
+  for (const op of s.calc_ops) {
+    if (!(CALC_OPS as readonly string[]).includes(op)) throw new RecallError(`${at("calc_ops")}: unknown operation '${op}' (use ${CALC_OPS.join(", ")})`);
+  }
+  if (s.calc_ops.length === 0) throw new RecallError(`${at("calc_ops")}: give at least one operation`);
+  if (s.calc_min !== null && s.calc_max !== null && s.calc_min > s.calc_max) throw new RecallError(`${at("calc_min")}: calc_min ${s.calc_min} is above calc_max ${s.calc_max}`);
+  return { settings: s, json: cl.options.json === true, printConfig, notes: [...cl.notes, ...r.notes] };
+}

@@ -1,0 +1,189 @@
+/**
+ * `recall synth` for the procedural families: generate candidates per family from seeded streams, drop duplicates
+ * (normalised question + env hash), verify them all in the sandbox, make up rejects with new candidates, split
+ * train/test per family with the seed, and write the outputs (write.ts). Rejects are kept with their reasons.
+ */
+import { availableParallelism } from "node:os";
+import { mkdirSync } from "node:fs";
+import { resolve } from "node:path";
+import { createHash } from "node:crypto";
+import type { SynthSettings } from "../config/synth.ts";
+import { RecallError } from "../errors.ts";
+import { normalizeAnswer } from "../reward/squad.ts";
+import { openSandbox } from "../sandbox/index.ts";
+import type { ToolExecutor } from "../sandbox/types.ts";
+import { dataSourceOf, parseMix, type MixEntry } from "./families.ts";
+import { makeRng, streamSeed, type Rng } from "./random.ts";
+import type { Candidate, FamilyGenerator, FamilyKnobs, Sample } from "./types.ts";
+import { verifyCandidates } from "./verify.ts";
+import { writeSynthOutputs, type Reject, type SynthStats } from "./write.ts";
+
+export interface SynthRunOptions {
+  log: (line: string) => void;
+  /** An executor to verify with (tests share one); otherwise one is opened from the settings and closed at the end. */
+  executor?: ToolExecutor;
+}
+
+export interface SynthResult {
+  outDir: string;
+  train: Sample[];
+  test: Sample[];
+  rejects: Reject[];
+  stats: SynthStats;
+}
+
+export function knobsOf(s: SynthSettings): FamilyKnobs {
+  return {
+    style: s.style,
+    hops: s.hops,
+    digits: s.digits,
+    calcMin: s.calc_min,
+    calcMax: s.calc_max,
+    calcOps: s.calc_ops,
+    distractors: s.distractors,
+    lookupKeys: s.lookup_keys,
+    kbEntities: s.kb_entities,
+    searchTopN: s.search_top_n,
+  };
+}
+
+/** Identity of a task for de-duplication: the normalised question and the tools' code. */
+function taskKey(c: Candidate): string {
+  return normalizeAnswer(c.question) + "\u0000" + createHash("sha256").update(c.env).digest("hex");
+}
+
+interface FamilyRun {
+  entry: MixEntry;
+  gen: FamilyGenerator;
+  rng: Rng;
+  seen: Set<string>;
+  accepted: Candidate[];
+  generated: number;
+  duplicates: number;
+  rejected: number;
+}
+
+const MAX_ROUNDS = 8;
+
+export async function runSynth(s: SynthSettings, o: SynthRunOptions): Promise<SynthResult> {
+  const outDir = resolve(s.out);
+  mkdirSync(outDir, { recursive: true });
+  const mix = parseMix(s.mix, s.n, "--mix");
+  const knobs = knobsOf(s);
+  const runs: FamilyRun[] = [];
+  const rejects: Reject[] = [];
+  let executor = o.executor;
+  const t0 = performance.now();
+  let generateMs = 0;
+  let verifyMs = 0;
+  try {
+    for (const entry of mix) {
+      if (entry.count === 0) continue;
+      const gen = await entry.family.open({ knobs, seed: s.seed, outDir, log: o.log });
+      runs.push({ entry, gen, rng: makeRng(streamSeed(s.seed, entry.family.name)), seen: new Set(), accepted: [], generated: 0, duplicates: 0, rejected: 0 });
+    }
+    executor ??= await openSandbox({
+      url: s.sandbox_url || undefined,
+      workers: s.workers ?? availableParallelism(),
+      allowUrls: runs.flatMap((r) => r.gen.allowUrls ?? []),
+      resultLimit: 256 << 20,
+    });
+    const byFamily = new Map(runs.map((r) => [r.entry.family.name, r]));
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      const batch: Candidate[] = [];
+      const tg = performance.now();
+      for (const r of runs) {
+        const want = r.entry.count - r.accepted.length;
+        // Duplicates and generation failures are retried; a family that cannot make enough distinct tasks stops.
+        let misses = 0;
+        let made = 0;
+        while (made < want) {
+          const c = r.gen.generate(r.rng);
+          r.generated++;
+          if (typeof c === "string") {
+            r.rejected++;
+            rejects.push({ family: r.entry.family.name, stage: "generate", reason: c });
+          } else if (r.seen.has(taskKey(c))) r.duplicates++;
+          else {
+            r.seen.add(taskKey(c));
+            batch.push(c);
+            made++;
+            misses = 0;
+            continue;
+          }
+          if (++misses > 2000) {
+            throw new RecallError(
+              `family '${r.entry.family.name}': only ${r.accepted.length + made} distinct tasks after ${r.generated} tries for ${r.entry.count} asked; widen its knobs (e.g. --calc_min/--calc_max, --hops, --kb_entities) or lower --n`,
+            );
+          }
+        }
+      }
+      generateMs += performance.now() - tg;
+      if (batch.length === 0) break;
+      const tv = performance.now();
+      const verdicts = await verifyCandidates(batch, {
+        executor,
+        mode: s.verify,
+        batchSize: s.batch_size,
+        callTimeout: 10,
+        envFor: (c) => byFamily.get(c.family)!.gen.verificationEnv?.(c.env) ?? c.env,
+        dataSourceOf: (c) => dataSourceOf(c.family),
+      });
+      verifyMs += performance.now() - tv;
+      batch.forEach((c, i) => {
+        const r = byFamily.get(c.family)!;
+        const v = verdicts[i]!;
+        if (v.ok) r.accepted.push(c);
+        else {
+          r.rejected++;
+          rejects.push({ family: c.family, stage: "verify", reason: v.reason, question: c.question });
+        }
+      });
+      const done = runs.reduce((n, r) => n + r.accepted.length, 0);
+      o.log(`round ${round + 1}: verified ${batch.length} candidates in ${((performance.now() - tv) / 1000).toFixed(1)} s; ${done}/${s.n} accepted, ${rejects.length} rejected so far`);
+      if (runs.every((r) => r.accepted.length >= r.entry.count)) break;
+    }
+    const short = runs.filter((r) => r.accepted.length < r.entry.count);
+    if (short.length > 0) {
+      const r = short[0]!;
+      const reasons = rejects.filter((x) => x.family === r.entry.family.name).slice(0, 1).map((x) => x.reason);
+      throw new RecallError(`family '${r.entry.family.name}': only ${r.accepted.length} of ${r.entry.count} samples verified after ${MAX_ROUNDS} rounds` + (reasons.length ? `; e.g. ${reasons[0]}` : ""));
+    }
+
+    // Split per family, with the seed; ids are stable for the same settings.
+    const train: Sample[] = [];
+    const test: Sample[] = [];
+    for (const r of runs) {
+      const name = r.entry.family.name;
+      const order = makeRng(streamSeed(s.seed, `${name}:split`)).shuffle(r.accepted.map((_, i) => i));
+      const nTest = s.test_ratio === 0 ? 0 : Math.min(r.accepted.length - 1, Math.max(1, Math.round(r.accepted.length * s.test_ratio)));
+      order.forEach((k, pos) => {
+        const split = pos < nTest ? "test" : "train";
+        (split === "test" ? test : train).push({ ...r.accepted[k]!, id: `${name}-${k}`, dataSource: dataSourceOf(name), split });
+      });
+    }
+    // Families interleaved in a seeded order, so a file read front to back sees the mix.
+    makeRng(streamSeed(s.seed, "train-order")).shuffle(train);
+    makeRng(streamSeed(s.seed, "test-order")).shuffle(test);
+
+    const stats = writeSynthOutputs(outDir, s, {
+      train,
+      test,
+      rejects,
+      families: runs.map((r) => ({
+        name: r.entry.family.name,
+        weight: r.entry.weight,
+        requested: r.entry.count,
+        generated: r.generated,
+        duplicates: r.duplicates,
+        rejected: r.rejected,
+        files: r.gen.files ?? [],
+      })),
+      timing: { generate_s: generateMs / 1000, verify_s: verifyMs / 1000, total_s: (performance.now() - t0) / 1000 },
+    });
+    return { outDir, train, test, rejects, stats };
+  } finally {
+    for (const r of runs) await r.gen.close();
+    if (executor && executor !== o.executor) await executor.close();
+  }
+}

@@ -1,0 +1,172 @@
+/**
+ * Verification of generated samples in the sandbox, with ReCall's `/execute` semantics: for every golden call, the
+ * sample's `env` runs in fresh globals and then the call expression (built from the call's JSON exactly as a rollout
+ * builds it) is evaluated; the flattened answer must equal the result the trace says. Then the final answer must
+ * follow from the last response, and ReCall's reward must give the whole golden conversation full marks.
+ *
+ * `batched` (default) sends many samples to one sandbox call: a small Python driver runs each sample's env and call
+ * in fresh globals, as the sandbox does per call, and returns each answer's stdout, JSON result and error, which are
+ * flattened here by the same code as a single call's. `per_call` sends every golden call on its own (ReCall's path
+ * exactly; slower). A batch that fails as a whole (a hanging tool, a limit) is retried call by call, so one bad
+ * sample never sinks others.
+ */
+import { pyReprStr } from "../python/repr.ts";
+import { reCallReward } from "../reward/re_call.ts";
+import { normalizeAnswer } from "../reward/squad.ts";
+import { parseToolCall } from "../rollout/tool_calls.ts";
+import { answerFromResultJson } from "../sandbox/answer.ts";
+import { flattenAnswer } from "../sandbox/flatten.ts";
+import type { ExecuteAnswer, ToolExecutor } from "../sandbox/types.ts";
+import { callJsonText, conversationText } from "./trace.ts";
+import type { Candidate } from "./types.ts";
+
+export type VerifyMode = "batched" | "per_call";
+
+export interface VerifyOptions {
+  executor: ToolExecutor;
+  mode: VerifyMode;
+  /** Samples per sandbox call in batched mode. */
+  batchSize: number;
+  /** Seconds a single call may take (per_call, and retries of a failed batch). */
+  callTimeout: number;
+  /** `env` as the sandbox must run it (the search family's retriever URL), by family. */
+  envFor: (c: Candidate) => string;
+  /** `data_source` of a family's rows (the reward is chosen by it). */
+  dataSourceOf: (c: Candidate) => string;
+}
+
+export type Verdict = { ok: true } | { ok: false; reason: string };
+
+/** The Python driver of a batch: env and call in fresh globals per call, stdout captured, result as the harness encodes it. */
+const BATCH_DRIVER = `import io as _io
+import json as _json
+import sys as _sys
+
+def __recall_verify_batch(jobs_json):
+    out = []
+    for env, calls in _json.loads(jobs_json):
+        answers = []
+        for call in calls:
+            buf = _io.StringIO()
+            saved = _sys.stdout
+            _sys.stdout = buf
+            result_json = None
+            error = None
+            try:
+                g = {"__name__": "__main__"}
+                exec(compile(env, "<env>", "exec"), g)
+                exec(compile("response = " + call, "<call>", "exec"), g)
+                r = g.get("response")
+                if r is not None:
+                    result_json = _json.dumps(r, ensure_ascii=True, allow_nan=False)
+            except BaseException as e:
+                error = str(e)
+            finally:
+                _sys.stdout = saved
+            answers.append([buf.getvalue(), result_json, error])
+        out.append(answers)
+    return out
+`;
+
+/** The Python call expressions of a candidate's golden calls, as a rollout would build them from the call JSON. */
+function callExprs(c: Candidate): string[] | string {
+  const exprs: string[] = [];
+  for (const turn of c.golden.turns) {
+    for (const call of turn.calls) {
+      const parsed = parseToolCall(callJsonText(call));
+      if (!parsed.ok) return `golden call ${callJsonText(call)} does not parse: ${parsed.result}`;
+      exprs.push(parsed.expr);
+    }
+  }
+  return exprs;
+}
+
+/** Checks that need no sandbox: the tools named exist, the answer is in the last response, the reward is full. */
+function staticCheck(c: Candidate, dataSource: string): string | undefined {
+  if (c.question.trim() === "") return "empty question";
+  let names: string[];
+  try {
+    names = (JSON.parse(c.funcSchemas) as { function: { name: string } }[]).map((s) => s.function.name);
+  } catch {
+    return "func_schemas is not a JSON list of function schemas";
+  }
+  const calls = c.golden.turns.flatMap((t) => t.calls);
+  if (calls.length === 0) return "the golden trace makes no tool call";
+  for (const call of calls) if (!names.includes(call.name)) return `golden call to '${call.name}', which is not in func_schemas`;
+  const last = calls[calls.length - 1]!.result;
+  if (normalizeAnswer(c.golden.answer) === "" || !normalizeAnswer(last).includes(normalizeAnswer(c.golden.answer))) {
+    return `the final answer '${c.golden.answer}' does not follow from the last tool response`;
+  }
+  const reward = reCallReward({ text: conversationText(c), groundTruth: c.groundTruth, dataSource });
+  if (reward.score !== 1) return `the golden trace gets reward ${reward.score}, not 1 (${reward.reason})`;
+  return undefined;
+}
+
+function compareResults(c: Candidate, got: string[]): string | undefined {
+  const calls = c.golden.turns.flatMap((t) => t.calls);
+  for (const [i, call] of calls.entries()) {
+    if (got[i] !== call.result) {
+      return `golden call ${i + 1} (${callJsonText(call)}) returned ${JSON.stringify(got[i]!.slice(0, 200))}, the trace says ${JSON.stringify(call.result.slice(0, 200))}`;
+    }
+  }
+  return undefined;
+}
+
+async function perCall(o: VerifyOptions, c: Candidate, exprs: string[]): Promise<string[]> {
+  const env = o.envFor(c);
+  return Promise.all(exprs.map(async (call) => flattenAnswer(await o.executor.execute({ env, call, timeout: o.callTimeout }))));
+}
+
+/** One sandbox call for many samples; undefined when the batch failed as a whole. */
+async function batch(o: VerifyOptions, items: { c: Candidate; exprs: string[] }[]): Promise<string[][] | undefined> {
+  const jobs = items.map(({ c, exprs }) => [o.envFor(c), exprs]);
+  const calls = items.reduce((n, it) => n + it.exprs.length, 0);
+  const answer: ExecuteAnswer = await o.executor.execute({
+    env: BATCH_DRIVER,
+    call: `__recall_verify_batch(${pyReprStr(JSON.stringify(jobs))})`,
+    timeout: Math.min(30, o.callTimeout * Math.max(1, Math.ceil(calls / 20))),
+  });
+  const r = answer.result;
+  if (answer.error || !Array.isArray(r) || r.length !== items.length) return undefined;
+  const out: string[][] = [];
+  for (const [i, perSample] of (r as unknown[]).entries()) {
+    if (!Array.isArray(perSample) || perSample.length !== items[i]!.exprs.length) return undefined;
+    out.push(
+      perSample.map((a) => {
+        const [output, resultJson, error] = a as [string, string | null, string | null];
+        return flattenAnswer(answerFromResultJson(output, resultJson, error));
+      }),
+    );
+  }
+  return out;
+}
+
+/** Verdicts for the candidates, in order. */
+export async function verifyCandidates(candidates: readonly Candidate[], o: VerifyOptions): Promise<Verdict[]> {
+  const verdicts: Verdict[] = candidates.map(() => ({ ok: true }));
+  const pending: { i: number; c: Candidate; exprs: string[] }[] = [];
+  candidates.forEach((c, i) => {
+    const exprs = callExprs(c);
+    const problem = typeof exprs === "string" ? exprs : staticCheck(c, o.dataSourceOf(c));
+    if (problem !== undefined) verdicts[i] = { ok: false, reason: problem };
+    else pending.push({ i, c, exprs: exprs as string[] });
+  });
+  const judge = (i: number, c: Candidate, got: string[]) => {
+    const problem = compareResults(c, got);
+    if (problem !== undefined) verdicts[i] = { ok: false, reason: problem };
+  };
+  if (o.mode === "per_call") {
+    await Promise.all(pending.map(async ({ i, c, exprs }) => judge(i, c, await perCall(o, c, exprs))));
+    return verdicts;
+  }
+  const groups: (typeof pending)[] = [];
+  for (let k = 0; k < pending.length; k += o.batchSize) groups.push(pending.slice(k, k + o.batchSize));
+  await Promise.all(
+    groups.map(async (g) => {
+      const got = await batch(o, g);
+      if (got !== undefined) g.forEach(({ i, c }, k) => judge(i, c, got[k]!));
+      else await Promise.all(g.map(async ({ i, c, exprs }) => judge(i, c, await perCall(o, c, exprs))));
+    }),
+  );
+  return verdicts;
+}

@@ -1,0 +1,124 @@
+/**
+ * The files `recall synth` writes, each to a temp name then renamed:
+ * - `train.parquet`, `test.parquet`: verl parquet in ReCall's schema (SPEC §5) with real nested structs; `extra_info`
+ *   also carries the sample's `id`, `family` and its `golden` trace (JSON text: turns with calls and results, answer);
+ * - `sft.jsonl`, `sft_test.jsonl`: `{"id", "data_source", "messages": [...], "tools": [...]}` conversations of the
+ *   golden traces in ReCall's exact turn format;
+ * - `rejects.jsonl`: every rejected candidate with its reason; `stats.json`: counts per family and split, timing.
+ */
+import { renameSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { SynthSettings } from "../config/synth.ts";
+import { writeVerlParquet, type VerlRow } from "../data/verl_parquet.ts";
+import { sftMessages } from "./trace.ts";
+import type { Sample } from "./types.ts";
+
+export interface Reject {
+  family: string;
+  stage: "generate" | "verify";
+  reason: string;
+  question?: string;
+}
+
+export interface FamilyStats {
+  name: string;
+  weight: number;
+  requested: number;
+  generated: number;
+  duplicates: number;
+  rejected: number;
+  files: string[];
+}
+
+export interface SynthStats {
+  settings: SynthSettings;
+  files: string[];
+  samples: { train: number; test: number };
+  families: (FamilyStats & {
+    train: number;
+    test: number;
+    mean_tool_calls: number;
+    mean_question_chars: number;
+    reject_reasons: Record<string, number>;
+  })[];
+  timing: { generate_s: number; verify_s: number; total_s: number; verified_per_s: number };
+}
+
+function writeAtomic(path: string, text: string): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
+}
+
+export function verlRows(samples: readonly Sample[]): VerlRow[] {
+  return samples.map((s, index) => ({
+    data_source: s.dataSource,
+    question: s.question,
+    ability: "re_call",
+    ground_truth: s.groundTruth,
+    index,
+    split: s.split,
+    env: s.env,
+    func_schemas: s.funcSchemas,
+    extra: { id: s.id, family: s.family, golden: JSON.stringify(s.golden) },
+  }));
+}
+
+export function sftRecord(s: Sample, systemPrompt: string): Record<string, unknown> {
+  return {
+    id: s.id,
+    data_source: s.dataSource,
+    messages: sftMessages(s, systemPrompt === "" ? undefined : systemPrompt),
+    tools: JSON.parse(s.funcSchemas),
+  };
+}
+
+/** A rejection reason without its specifics (numbers, quoted text), to count reasons of one kind together. */
+function reasonKind(reason: string): string {
+  return reason.replace(/'[^']*'|"[^"]*"/g, "…").replace(/\d+/g, "N").slice(0, 120);
+}
+
+export function writeSynthOutputs(
+  outDir: string,
+  s: SynthSettings,
+  d: { train: Sample[]; test: Sample[]; rejects: readonly { family: string; reason: string }[]; families: FamilyStats[]; timing: { generate_s: number; verify_s: number; total_s: number } },
+): SynthStats {
+  const files: string[] = [];
+  writeVerlParquet(join(outDir, "train.parquet"), verlRows(d.train));
+  files.push("train.parquet");
+  if (d.test.length > 0) {
+    writeVerlParquet(join(outDir, "test.parquet"), verlRows(d.test));
+    files.push("test.parquet");
+  } else rmSync(join(outDir, "test.parquet"), { force: true }); // a stale one from an earlier run would mislead
+  writeAtomic(join(outDir, "sft.jsonl"), d.train.map((x) => JSON.stringify(sftRecord(x, s.system_prompt)) + "\n").join(""));
+  writeAtomic(join(outDir, "sft_test.jsonl"), d.test.map((x) => JSON.stringify(sftRecord(x, s.system_prompt)) + "\n").join(""));
+  writeAtomic(join(outDir, "rejects.jsonl"), d.rejects.map((r) => JSON.stringify(r) + "\n").join(""));
+  files.push("sft.jsonl", "sft_test.jsonl", "rejects.jsonl", "stats.json", ...d.families.flatMap((f) => f.files));
+
+  const all = [...d.train, ...d.test];
+  const stats: SynthStats = {
+    settings: s,
+    files,
+    samples: { train: d.train.length, test: d.test.length },
+    families: d.families.map((f) => {
+      const mine = all.filter((x) => x.family === f.name);
+      const reasons: Record<string, number> = {};
+      for (const r of d.rejects) if (r.family === f.name) reasons[reasonKind(r.reason)] = (reasons[reasonKind(r.reason)] ?? 0) + 1;
+      const mean = (xs: number[]) => (xs.length ? Number((xs.reduce((a, b) => a + b, 0) / xs.length).toFixed(3)) : 0);
+      return {
+        ...f,
+        train: d.train.filter((x) => x.family === f.name).length,
+        test: d.test.filter((x) => x.family === f.name).length,
+        mean_tool_calls: mean(mine.map((x) => x.golden.turns.reduce((n, t) => n + t.calls.length, 0))),
+        mean_question_chars: mean(mine.map((x) => x.question.length)),
+        reject_reasons: reasons,
+      };
+    }),
+    timing: {
+      ...d.timing,
+      verified_per_s: d.timing.verify_s > 0 ? Math.round((all.length + d.rejects.length) / d.timing.verify_s) : 0,
+    },
+  };
+  writeAtomic(join(outDir, "stats.json"), JSON.stringify(stats, null, 2) + "\n");
+  return stats;
+}
