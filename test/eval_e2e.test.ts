@@ -291,7 +291,7 @@ describe("in-process sandbox and local engine", () => {
   test("local WebGPU engine (--generator_model DIR): batched re-call, greedy and repeatable", async () => {
     const model = join(tmp, "tiny-model");
     await initModel({ arch: "qwen2", preset: "tiny", outDir: model, seed: 3 });
-    const args = ["eval", "--method_name", "re-call", "--generator_model", model, "--limit", "3", "--max_new_tokens", "12", "--workers", "3", ...common];
+    const args = ["eval", "--method_name", "re-call", "--generator_model", model, "--limit", "3", "--max_tokens_per_turn", "12", "--workers", "3", ...common];
     const r1 = await recall(args);
     expect(r1.stderr).not.toContain("ERROR");
     expect(r1.code).toBe(0);

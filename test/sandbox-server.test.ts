@@ -203,7 +203,7 @@ describe("recall sandbox CLI", () => {
         void read(proc.stdout);
         void read(proc.stderr);
       });
-      const slow = fetch(`${url}/execute`, { method: "POST", body: JSON.stringify({ env: "import time", call: "time.sleep(1.5) or 'finished'" }) });
+      const slow = fetch(`${url}/execute`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ env: "import time", call: "time.sleep(1.5) or 'finished'" }) });
       await Bun.sleep(400);
       proc.kill("SIGTERM");
       const answer = await slow;

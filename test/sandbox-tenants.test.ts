@@ -239,7 +239,7 @@ describe("pyodide: nothing a call does reaches the next call on the same worker"
       if (p.victim) expect(await pool.execute(VICTIM)).toEqual(VICTIM_ANSWER);
       const probe = await pool.execute(p.probe);
       expect(probe).toEqual({ output: "", result: p.clean, error: null });
-    }, 30_000);
+    }, 120_000);
   }
 
   test("test modules and sub-interpreters are absent; audit hooks cannot be added", async () => {
@@ -249,14 +249,14 @@ describe("pyodide: nothing a call does reaches the next call on the same worker"
     const loaded = await pool.execute({ env: "import sys", call: "sorted(m for m in sys.modules if m.startswith(('_test', '_xxtest', '_remote')))" });
     expect(loaded.result).toEqual([]);
     expect((await pool.execute({ env: "import sys", call: "sys.addaudithook(lambda e, a: None)" })).error).toBe("adding audit hooks is disabled in the sandbox");
-  }, 30_000);
+  }, 120_000);
 });
 
 describe("pyodide: caps the host enforces whatever the worker says", () => {
   test("a str subclass whose __len__ is 0 cannot print past the output cap", async () => {
     const a = await pool.execute({ env: "import sys\nclass S(str):\n    def __len__(self):\n        return 0", call: "sys.stdout.write(S('x' * 2_000_000))" });
     expect(a).toEqual({ output: "", result: null, error: "output limit exceeded: more than 1048576 characters printed" });
-  }, 30_000);
+  }, 120_000);
 
   // Both attacks speak through every route to the host a call could find: the harness's channel with
   // its real call id (how they worked before the harness moved out of Python) and the device itself.
@@ -272,7 +272,7 @@ def routes():
 `;
 
   test("a forged answer cannot skip the result cap", async () => {
-    for (const result of ['"' + "'x' * 5_000_000" + '"', "'1' * 10_000_000", "'9' * 100_000"]) {
+    for (const result of [`'"' + 'x' * 5_000_000 + '"'`, "'1' * 10_000_000", "'9' * 100_000"]) {
       const forge = `${routes}
 def forge():
     for send, cid in routes():
@@ -283,13 +283,21 @@ def forge():
         except OSError:
             pass
     return 'forged'`;
-      const t0 = performance.now();
+      // The host must not stall on what it is sent (10M digits once froze its event loop for seconds).
+      let last = performance.now();
+      let stall = 0;
+      const tick = setInterval(() => {
+        const now = performance.now();
+        stall = Math.max(stall, now - last);
+        last = now;
+      }, 10);
       const a = await pool.execute({ env: forge, call: "forge()" });
-      expect(performance.now() - t0).toBeLessThan(2000);
+      clearInterval(tick);
+      expect(stall).toBeLessThan(1000);
       expect(a).toEqual({ output: "", result: null, error: "result too large: its JSON is more than 1048576 bytes" });
       expect((await pool.execute({ env: "", call: "'after'" })).result).toBe("after");
     }
-  }, 60_000);
+  }, 300_000);
 
   test("requests written straight to the channel run one at a time", async () => {
     maxActive = 0;
@@ -304,13 +312,13 @@ def flood():
     await Bun.sleep(300);
     expect(maxActive).toBeLessThanOrEqual(1);
     expect((await pool.execute({ env: "", call: "'after'" })).result).toBe("after");
-  }, 30_000);
+  }, 120_000);
 
   test("a timeout below 0.1 s is raised to 0.1 s instead of killing the worker", async () => {
     const before = pool.stats().replaced.timeout ?? 0;
     expect(await pool.execute({ env: "", call: "6 * 7", timeout: 1e-6 })).toEqual({ output: "", result: 42, error: null });
     expect(pool.stats().replaced.timeout ?? 0).toBe(before);
-  }, 30_000);
+  }, 120_000);
 });
 
 describe("the host trusts nothing a worker says beyond one answer for its call", () => {
@@ -360,7 +368,7 @@ for await (const chunk of Bun.stdin.stream()) {
     await Bun.sleep(200);
     expect(bodies.length).toBeLessThanOrEqual(1);
     expect(w.alive).toBe(false);
-  }, 30_000);
+  }, 120_000);
 
   test("an answer over the output or result cap is a broken limit, whatever the worker claims", async () => {
     const big = liar(`send({ t: "answer", id: msg.id, output: "", result_json: JSON.stringify("x".repeat(5000)), error: null, limit: null });`);
@@ -372,7 +380,7 @@ for await (const chunk of Bun.stdin.stream()) {
     const chatty = liar(`send({ t: "answer", id: msg.id, output: "y".repeat(1001), result_json: null, error: null, limit: null });`);
     await chatty.ready;
     expect(await chatty.run("", "1", 5000)).toEqual({ kind: "limit", what: "output" });
-  }, 30_000);
+  }, 120_000);
 
   test("an answer for another id, or a second answer, ends the worker", async () => {
     const wrong = liar(`send({ t: "answer", id: "guess", output: "", result_json: "1", error: null, limit: null });`);
@@ -384,16 +392,16 @@ for await (const chunk of Bun.stdin.stream()) {
     expect(first.kind).toBe("answer");
     await Bun.sleep(200);
     expect(twice.alive).toBe(false);
-  }, 30_000);
+  }, 120_000);
 });
 
 describe("HTTP: a web page cannot drive the server", () => {
   let server: SandboxServer;
-  beforeAll(() => {
-    server = serveSandbox(pool, { host: "127.0.0.1", port: 0, maxBodyBytes: 64 * 1024 });
-  });
+  beforeAll(async () => {
+    // Its own pool: shutting the server down closes the pool it serves.
+    server = serveSandbox(await createLocalSandbox({ workers: 1, memoryMb: 128 }), { host: "127.0.0.1", port: 0, maxBodyBytes: 64 * 1024 });
+  }, 120_000);
   afterAll(async () => {
-    // The pool is closed by the file's afterAll; stop only the listener here.
     await server?.shutdown();
   });
   const body = JSON.stringify({ env: "", call: "1 + 1" });

@@ -319,9 +319,10 @@ def _has(cell):
     expect((await run("", "'alive'")).result).toBe("alive");
   }, 30_000);
 
-  test("tool code that writes the host channel itself, or exits the interpreter, only ends its own worker", async () => {
-    const forged = await run("import os\nfd = os.open('/dev/recall', os.O_RDWR)\nos.write(fd, b'{\"t\": \"answer\", \"id\": 999}\\n')", "1");
-    expect(forged.error).toBe("the sandbox worker stopped unexpectedly (protocol violation (an answer nobody asked for)) and was replaced");
+  test("tool code that writes the channel device itself can only answer its own call; exiting the interpreter only ends its own worker", async () => {
+    // The worker sets the call id and takes the last answer written: the harness's own, here.
+    const forged = await run("import os\nfd = os.open('/dev/recall', os.O_RDWR)\nos.write(fd, b'{\"t\": \"answer\", \"id\": 999, \"result_json\": \"666\"}\\n')", "1");
+    expect(forged).toEqual({ output: "", result: 1, error: null });
     const exited = await run("import os", "os._exit(0)");
     expect(exited.error).toBe("the sandbox worker stopped unexpectedly (fatal: Program terminated with exit(0)) and was replaced");
     expect((await run("", "'fine'")).result).toBe("fine");

@@ -225,7 +225,7 @@ function torchPython(): string | undefined {
 const python = torchPython();
 
 describe("recall train recomputed in PyTorch (scripts/verify_update.py)", () => {
-  test.skipIf(!python)("2 steps: metrics, grad norms, every weight and AdamW moment match (recall's micro-batch packing)", () => {
+  test.skipIf(!python)("2 steps: metrics, grad norms, every weight and AdamW moment match (verl's micro-batch partition)", () => {
     const dir = mkdtempSync(join(tmpdir(), "recall-update-"));
     try {
       const model = join(dir, "model");
@@ -248,8 +248,8 @@ describe("recall train recomputed in PyTorch (scripts/verify_update.py)", () => 
       const runDir = join(dir, "runs", "p", "e");
       for (const step of [1, 2]) {
         const out = join(dir, `verify_${step}.json`);
-        // --partition recall: the trainer packs micro-batches its own way (see the todo below); all else is verl's.
-        const v = Bun.spawnSync([python!, join(PROJECT_ROOT, "scripts/verify_update.py"), runDir, String(step), "--partition", "recall", "--json", out], { stdout: "pipe", stderr: "pipe" });
+        // The script partitions micro-batches as verl does (Karmarkar–Karp into ⌈tokens / budget⌉ parts): so must the trainer.
+        const v = Bun.spawnSync([python!, join(PROJECT_ROOT, "scripts/verify_update.py"), runDir, String(step), "--json", out], { stdout: "pipe", stderr: "pipe" });
         const text = v.stdout.toString() + v.stderr.toString();
         const r = JSON.parse(readFileSync(out, "utf8")) as { ok: boolean; partitions: number[][][]; lr: number; largest_weight_change: number; checks: Record<string, { ok: boolean }> };
         expect({ step, failed: Object.entries(r.checks).filter(([, c]) => !c.ok).map(([k]) => k), text: r.ok ? "" : text }).toEqual({ step, failed: [], text: "" });
@@ -265,6 +265,4 @@ describe("recall train recomputed in PyTorch (scripts/verify_update.py)", () => 
       rmSync(dir, { recursive: true, force: true });
     }
   });
-
-  test.todo("2 steps with verl's own micro-batch partition (Karmarkar–Karp into ceil(tokens / ppo_max_token_len_per_gpu) parts): recall's packing (src/data/packing.ts) forms other micro-batches, so the per-micro-batch token means, pg_loss and the gradient differ from verl's");
 });
