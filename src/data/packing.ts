@@ -1,9 +1,10 @@
 /**
  * Packing trajectories into micro-batches for forward/backward passes. With a token budget (verl's
- * `use_dynamic_bsz` + `ppo_max_token_len_per_gpu`) sequences are spread over the fewest micro-batches whose
- * summed lengths each fit the budget, balanced by length (longest first into the lightest batch, as verl's
- * balanced partitioning aims for); without one, consecutive groups of a fixed number of sequences. Each
- * micro-batch lists its sequence indices in ascending order, so the same input always packs the same way.
+ * `use_dynamic_bsz` + `ppo_max_token_len_per_gpu`) the sequences go into exactly ⌈total tokens / budget⌉
+ * micro-batches balanced by length with verl's Karmarkar–Karp partition (largest differencing, verl's tie-breaking),
+ * so the micro-batches — and hence the per-micro-batch token means of the loss — are verl's. Like verl, a part may
+ * then exceed the budget a little; a single sequence longer than the budget is refused. Without a budget,
+ * consecutive groups of a fixed number of sequences. Each micro-batch lists its indices in ascending order.
  */
 import { RecallError } from "../errors.ts";
 
@@ -14,17 +15,54 @@ export interface PackingOptions {
   maxSequences?: number;
 }
 
-function balancedPartition(lengths: readonly number[], bins: number): number[][] {
-  const order = lengths.map((_, i) => i).sort((a, b) => lengths[b]! - lengths[a]! || a - b);
-  const parts: number[][] = Array.from({ length: bins }, () => []);
-  const load = new Array<number>(bins).fill(0);
-  for (const i of order) {
-    let best = 0;
-    for (let b = 1; b < bins; b++) if (load[b]! < load[best]!) best = b;
-    parts[best]!.push(i);
-    load[best]! += lengths[i]!;
+/** One part of a partition state: its items (index, length) and their sum. */
+interface Part {
+  sum: number;
+  items: [number, number][];
+}
+
+/** verl's `Set.__lt__`: by sum, then size, then the item lists (Python's lexicographic tuple order). */
+function comparePart(a: Part, b: Part): number {
+  if (a.sum !== b.sum) return a.sum - b.sum;
+  if (a.items.length !== b.items.length) return a.items.length - b.items.length;
+  for (let i = 0; i < a.items.length; i++) {
+    const [ai, al] = a.items[i]!, [bi, bl] = b.items[i]!;
+    if (ai !== bi) return ai - bi;
+    if (al !== bl) return al - bl;
   }
-  return parts.filter((p) => p.length > 0).map((p) => p.sort((a, b) => a - b));
+  return 0;
+}
+
+/** A state holds k parts sorted largest first (verl sorts them in reverse after each merge). */
+type PartitionState = Part[];
+const spread = (st: PartitionState) => st[0]!.sum - st[st.length - 1]!.sum;
+
+/** verl's `State.__lt__` as a min-heap order: the larger spread first, then the larger leading part. */
+function before(a: PartitionState, b: PartitionState): boolean {
+  if (spread(a) !== spread(b)) return spread(a) > spread(b);
+  return comparePart(a[0]!, b[0]!) > 0;
+}
+
+/** verl's `karmarkar_karp(seqlen_list, k, equal_size=False)`: k parts of indices, each ascending. */
+export function karmarkarKarp(lengths: readonly number[], k: number): number[][] {
+  const sortParts = (parts: Part[]) => parts.sort((a, b) => comparePart(b, a));
+  const order = lengths.map((l, i) => [l, i] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let states: PartitionState[] = order.map(([l, i]) => sortParts([{ sum: l, items: [[i, l]] }, ...Array.from({ length: k - 1 }, () => ({ sum: 0, items: [] as [number, number][] }))]));
+  // The order is total (items differ), so popping from a sorted list gives what verl's heap gives.
+  const take = (): PartitionState => {
+    let best = 0;
+    for (let j = 1; j < states.length; j++) if (before(states[j]!, states[best]!)) best = j;
+    return states.splice(best, 1)[0]!;
+  };
+  while (states.length > 1) {
+    const a = take(), b = take();
+    const merged = a.map((part, i) => {
+      const other = b[k - 1 - i]!;
+      return { sum: part.sum + other.sum, items: [...part.items, ...other.items] };
+    });
+    states = [...states, sortParts(merged)];
+  }
+  return states[0]!.map((p) => p.items.map(([i]) => i).sort((x, y) => x - y));
 }
 
 /** Groups of sequence indices (each ascending); every index appears exactly once. */
@@ -38,10 +76,8 @@ export function packMicroBatches(lengths: readonly number[], o: PackingOptions):
       });
     }
     const total = lengths.reduce((a, b) => a + b, 0);
-    for (let bins = Math.max(1, Math.ceil(total / o.maxTokens)); ; bins++) {
-      const parts = balancedPartition(lengths, Math.min(bins, lengths.length));
-      if (parts.every((p) => p.reduce((s, i) => s + lengths[i]!, 0) <= o.maxTokens!)) return parts;
-    }
+    const k = Math.min(lengths.length, Math.max(1, Math.ceil(total / o.maxTokens)));
+    return karmarkarKarp(lengths, k).filter((p) => p.length > 0);
   }
   const size = o.maxSequences ?? lengths.length;
   if (!Number.isInteger(size) || size < 1) throw new RecallError(`micro-batch size must be a positive integer, got ${size}`);

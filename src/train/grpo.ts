@@ -211,6 +211,11 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
   if (batchSize % miniPrompts !== 0) {
     throw new RecallError(`data.train_batch_size ${batchSize} must be a multiple of actor_rollout_ref.actor.ppo_mini_batch_size ${miniPrompts}`);
   }
+  const microSize = s["actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu"];
+  if (!s["actor_rollout_ref.actor.use_dynamic_bsz"] && microSize !== null && (miniPrompts * n) % microSize !== 0) {
+    // verl refuses this too: the 1 / accumulation scaling assumes equal micro-batches.
+    throw new RecallError(`actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu ${microSize} must divide ppo_mini_batch_size × rollout.n = ${miniPrompts * n}`);
+  }
   const warmupSetting = s["actor_rollout_ref.actor.optim.lr_warmup_steps"];
   const warmupSteps = warmupSetting >= 0 ? warmupSetting : Math.floor(s["actor_rollout_ref.actor.optim.lr_warmup_steps_ratio"] * totalSteps);
 
