@@ -147,11 +147,11 @@ test("dynamic sampling (DAPO filter_groups) drops groups whose rewards are all e
   );
   expect(batches.some((n) => n >= 2)).toBe(true);
   for (const step of [1, 2]) {
-    const rows = readFileSync(join(r.runDir, "rollout", `train_${step}.jsonl`), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    const rows = readFileSync(join(r.runDir, "rollout", `train_${step}.jsonl`), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { uid: number; score: number });
     expect(rows.length).toBe(16);
-    const groups = Map.groupBy(rows, (x: { uid: number }) => x.uid);
+    const groups = Map.groupBy(rows, (x) => x.uid);
     expect(groups.size).toBe(4);
-    for (const g of groups.values()) expect(new Set(g.map((x: { score: number }) => x.score)).size).toBeGreaterThan(1);
+    for (const g of groups.values()) expect(new Set(g.map((x) => x.score)).size).toBeGreaterThan(1);
   }
 }, 180_000);
 
