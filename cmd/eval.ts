@@ -6,7 +6,7 @@ import { defineRecallCommand, numberFlag, requiredStringFlag, stringFlag } from 
 import { flagKeys, type SettingsSchema } from "../src/config/schema.ts";
 import { RecallError } from "../src/errors.ts";
 import { openBackends } from "../src/eval/backends.ts";
-import { EVAL_ARGS, EVAL_COMMAND_LINE, EVAL_SETTINGS, METRICS, evalFileEntries, parseEvalFlags, readConfigFile, resolveEvalConfig, type MetricName, type RawSettings } from "../src/eval/config.ts";
+import { EVAL_ARGS, EVAL_COMMAND_LINE, EVAL_SETTINGS, METRICS, evalFileEntries, onlySplit, parseEvalFlags, perSplitConfigs, readConfigFile, resolveEvalRun, type MetricName, type RawSettings } from "../src/eval/config.ts";
 import { judgeFolder } from "../src/eval/judge.ts";
 import { CONFIG_FILE } from "../src/eval/output.ts";
 import { runEvaluation } from "../src/eval/run.ts";
@@ -98,6 +98,8 @@ export default defineRecallCommand({
     "recall eval --method_name re-call --dataset_path ../shared/fixtures/bamboogle_test_qa.jsonl --index_path /tmp/wiki-bm25 --openai_base_url http://127.0.0.1:8000/v1 --model Qwen2.5-7B-Instruct --limit 20 --seed 1",
     "recall eval --method_name zero-shot --dataset_path ../shared/fixtures/nq_sample_flashrag.jsonl --openai_base_url http://127.0.0.1:8000/v1 --model qwen --openai_api chat",
     "recall eval --config_path eval_config.yaml --method_name standard-rag --sgl_remote_url 127.0.0.1:30000",
+    "recall eval --method_name re-call --data_dir data --dataset_name hotpotqa --split dev,test --sgl_remote_url 127.0.0.1:30000 --index_path /tmp/wiki-bm25 --max_tokens_per_turn 1024",
+    "recall eval --method_name naive --dataset_path aime25.jsonl --question_key problem --answer_key answer --sgl_remote_url 127.0.0.1:30000 --generator_model /models/Qwen2.5-7B-Instruct --chat_template model --max_new_tokens 8192",
     "recall eval --method_name re-call --generator_model runs/tiny-qwen2 --index_path /tmp/wiki-bm25 --limit 8 --workers 8",
     "recall eval --method_name re-call --sgl_remote_url 127.0.0.1:30000 --index_path /tmp/wiki-bm25 --tool_backend sandbox",
     "recall eval --resume eval_results/bamboogle_2026_01_01_12_00_re-call",
@@ -131,26 +133,35 @@ export default defineRecallCommand({
         fileSource = configPath;
       }
     }
-    const cfg = resolveEvalConfig([...evalFileEntries(file, fileSource), ...flags]);
+    const { cfg, notes } = resolveEvalRun([...evalFileEntries(file, fileSource), ...flags]);
+    for (const note of notes) consola.warn(note);
     const backends = await openBackends(cfg);
     try {
-      const summary = await runEvaluation(cfg, backends, {
-        log: (l) => consola.info(l),
-        warn: (l) => consola.warn(l),
-        record: { recall_version: VERSION, started_at: new Date().toISOString(), ...backends.description },
-      });
-      const retries = backends.retries();
-      if (json) {
-        console.log(JSON.stringify({ dir: summary.dir, metrics: Object.fromEntries(summary.metrics.map(([k, v]) => [k, v])), failures: Object.fromEntries(summary.failures), retries }, null, 2));
-      } else {
-        console.log(summary.table);
-        consola.info(`${summary.ranNow} items in ${summary.seconds.toFixed(1)} s (${(summary.ranNow / Math.max(summary.seconds, 1e-9)).toFixed(2)} items/s)${retries ? `, ${retries} request retries` : ""}`);
-        consola.success(`wrote ${summary.dir}/{config.yaml,metric_score.txt,intermediate_data.json,items.jsonl}`);
+      // One run folder per split, against the same servers.
+      const runs = perSplitConfigs(cfg);
+      const results: Record<string, unknown>[] = [];
+      for (const splitCfg of runs) {
+        const retriesBefore = backends.retries();
+        const summary = await runEvaluation(splitCfg, backends, {
+          log: (l) => consola.info(l),
+          warn: (l) => consola.warn(l),
+          record: { recall_version: VERSION, started_at: new Date().toISOString(), ...backends.description },
+        });
+        const retries = backends.retries() - retriesBefore;
+        if (json) {
+          results.push({ dir: summary.dir, ...(runs.length > 1 ? { split: onlySplit(splitCfg) } : {}), metrics: Object.fromEntries(summary.metrics.map(([k, v]) => [k, v])), failures: Object.fromEntries(summary.failures), retries });
+        } else {
+          console.log(summary.table);
+          consola.info(`${summary.ranNow} items in ${summary.seconds.toFixed(1)} s (${(summary.ranNow / Math.max(summary.seconds, 1e-9)).toFixed(2)} items/s)${retries ? `, ${retries} request retries` : ""}`);
+          consola.success(`wrote ${summary.dir}/{config.yaml,metric_score.txt,intermediate_data.json,items.jsonl}`);
+        }
+        if (summary.failed > 0) {
+          consola.warn(`${summary.failed} of ${summary.total} items failed (${summary.failures.map(([r, n]) => `${n}× ${r}`).join(", ")}); run again with --resume ${summary.dir} to retry them`);
+          process.exitCode = 3;
+        }
       }
-      if (summary.failed > 0) {
-        consola.warn(`${summary.failed} of ${summary.total} items failed (${summary.failures.map(([r, n]) => `${n}× ${r}`).join(", ")}); run again with --resume ${summary.dir} to retry them`);
-        process.exitCode = 3;
-      }
+      // One split: the summary object as before; several: a list of them, each naming its split.
+      if (json) console.log(JSON.stringify(runs.length > 1 ? results : results[0], null, 2));
     } finally {
       await backends.close();
     }

@@ -383,9 +383,9 @@ describe("CLI: key=value overrides reach commands that take them", () => {
 describe("recall eval and retriever serve on the schema", () => {
   test("eval: the same flags as before, each from one declaration; bare --apply_chat; --json switch", () => {
     const flags = [
-      "method_name", "data_dir", "dataset_name", "split", "dataset_path", "save_dir", "save_note", "limit", "seed", "sgl_remote_url",
+      "method_name", "data_dir", "dataset_name", "split", "dataset_path", "question_key", "answer_key", "save_dir", "save_note", "limit", "seed", "sgl_remote_url",
       "openai_base_url", "model", "api_key", "openai_api", "generator_model", "remote_retriever_url", "sandbox_url", "tool_backend", "index_path",
-      "corpus_path", "retrieval_method", "retrieval_topk", "apply_chat", "temperature", "top_p", "top_k", "max_new_tokens", "max_turns",
+      "corpus_path", "retrieval_method", "retrieval_topk", "apply_chat", "chat_template", "temperature", "top_p", "top_k", "max_new_tokens", "max_tokens_per_turn", "max_turns",
       "max_response_length", "context_length", "metrics", "retrieval_recall_topk", "workers", "max_retries", "request_timeout", "retry_backoff", "resume",
     ];
     expect(Object.keys(EVAL_ARGS).sort()).toEqual([...flags, "config_path", "json"].sort());
@@ -396,6 +396,16 @@ describe("recall eval and retriever serve on the schema", () => {
     expect(cfg).toMatchObject({ apply_chat: true, limit: 3, random_sample: false });
     expect("top_p" in cfg).toBe(false); // unset nullable settings are absent, not null
     expect(resolveEvalConfig(parseEvalFlags(["--apply_chat", "False", "--seed", "4"]).flags)).toMatchObject({ apply_chat: false, seed: 4, random_sample: true });
+  });
+  test("eval: issue 11 settings from their declarations — split list, question/answer keys, chat template, two token budgets", () => {
+    const cfg = resolveEvalConfig(parseEvalFlags(["--split", "dev,test", "--question_key", "problem", "--answer_key", "answer", "--chat_template", "model", "--max_tokens_per_turn", "1024"]).flags);
+    expect(cfg).toMatchObject({ split: ["dev", "test"], question_key: "problem", answer_key: "answer", chat_template: "model", max_tokens_per_turn: 1024, max_new_tokens: 512 });
+    expect(resolveEvalConfig(parseEvalFlags(["--split", "[dev, test]"]).flags).split).toEqual(["dev", "test"]);
+    expect(EVAL_ARGS.split!.description).toBe("Split file name; a list (test,dev) evaluates each split into its own run folder (default test)");
+    expect(EVAL_ARGS.max_tokens_per_turn!.description).toBe("New tokens per assistant turn of re-call and research (ReCall.run asks for 512) (default 512)");
+    expect(() => resolveEvalConfig(parseEvalFlags(["--max_tokens_per_turn", "0"]).flags)).toThrow("flag --max_tokens_per_turn must be >= 1, got 0");
+    const y = yamlFile("recall_eval.yaml", "framework: sgl_remote\ngenerator_max_input_len: 8192\ngeneration_params: {do_sample: false, max_tokens: 8192}\nsplit: [test]\n");
+    expect(resolveConfig(readConfigFile(y), {}, y)).toMatchObject({ max_new_tokens: 8192, max_tokens_per_turn: 512, temperature: 0, split: ["test"] });
   });
   test("eval: FlashRAG YAML (generation_params, metric_setting, test_sample_num, unknown keys kept)", () => {
     const y = yamlFile("eval_config.yaml", "test_sample_num: 7\ngeneration_params: {max_tokens: 64, do_sample: false}\nmetric_setting: {retrieval_recall_topk: 2}\nframework: vllm\nmetrics: [em, rouge-l]\ndataset_path: /d/hotpot.jsonl\n");

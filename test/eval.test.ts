@@ -8,11 +8,14 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { readConfigFile, resolveConfig } from "../src/eval/config.ts";
+import { openChatTemplate } from "../src/eval/backends.ts";
+import { parseEvalFlags, perSplitConfigs, readConfigFile, resolveConfig, resolveEvalRun, evalFileEntries, type EvalConfig } from "../src/eval/config.ts";
 import { findDatasetFile, loadDataset, selectItems } from "../src/eval/dataset.ts";
 import { parseJudgement } from "../src/eval/judge.ts";
 import { averageScores, docHasAnswer, retrievalRecall, scoreItem } from "../src/eval/metrics.ts";
-import { reCallPrediction, reSearchPrediction } from "../src/eval/methods.ts";
+import { reCallPrediction, reSearchPrediction, runMethod } from "../src/eval/methods.ts";
+import { tinyByteTokenizer } from "../src/data/tiny_tokenizer.ts";
+import type { SamplingParams, TextGenerator } from "../src/rollout/generator.ts";
 import { formatMetricValue, intermediateData, newRunDir, readItemRecords } from "../src/eval/output.ts";
 import { formatReference, oneShotMessages, renderPrompt } from "../src/eval/prompts.ts";
 import { scoreFolder } from "../src/eval/score.ts";
@@ -66,15 +69,27 @@ describe("datasets", () => {
     const pq = await loadDataset(`${FIX}/toolstar_grpo_mix_test.parquet`, "test");
     expect(() => JSON.stringify(intermediateData(pq.slice(0, 2), new Map([rec(pq[0]!.id), rec(pq[1]!.id)])))).not.toThrow();
   });
+  test("--question_key/--answer_key name the fields (top level or a.b nested); a row without them is named with its keys", async () => {
+    const f = join(tmp, "custom_keys.jsonl");
+    writeFileSync(f, '{"query": "Who?", "label": {"gold": ["Ada", "A. Lovelace"]}, "question": "ignored", "answer": "ignored too"}\n');
+    const items = await loadDataset(f, "dev", { question: "query", answer: "label.gold" });
+    expect(items).toEqual([{ id: "dev_0", question: "Who?", golden_answers: ["Ada", "A. Lovelace"], row: { label: { gold: ["Ada", "A. Lovelace"] }, answer: "ignored too" } }]);
+    await expect(loadDataset(f, "dev", { question: "prompt" })).rejects.toThrow(`${f}:1: row has no question string (--question_key 'prompt') (row keys: query, label, question, answer)`);
+    await expect(loadDataset(f, "dev", { answer: "label.silver" })).rejects.toThrow(`${f}:1: row has no gold answers (--answer_key 'label.silver') (row keys: query, label, question, answer)`);
+    const g = join(tmp, "no_keys.jsonl");
+    writeFileSync(g, '{"query": "Who?"}\n');
+    await expect(loadDataset(g, "dev")).rejects.toThrow("row has no question string ('question', 'problem', 'Question'; or pass --question_key) (row keys: query)");
+    expect(resolveConfig({}, { question_key: "query", answer_key: "label.gold" })).toMatchObject({ question_key: "query", answer_key: "label.gold" });
+  });
   test("malformed rows are named by file and line", async () => {
     const f = join(tmp, "bad.jsonl");
     writeFileSync(f, '{"question": "a", "answer": ["x"]}\n\n{"question": "b" "answer": []}\n');
     await expect(loadDataset(f, "test")).rejects.toThrow(/bad\.jsonl:3: not valid JSON/);
     writeFileSync(f, '{"question": "a", "answer": ["x"]}\n{"answer": ["x"]}\n');
-    await expect(loadDataset(f, "test")).rejects.toThrow("bad.jsonl:2: row has no question string ('question', 'problem', 'Question') (row keys: answer)");
+    await expect(loadDataset(f, "test")).rejects.toThrow("bad.jsonl:2: row has no question string ('question', 'problem', 'Question'; or pass --question_key) (row keys: answer)");
     writeFileSync(f, '{"question": "a", "gold": 1}\n');
     await expect(loadDataset(f, "test")).rejects.toThrow(
-      "bad.jsonl:1: row has no gold answers ('golden_answers', 'answer', 'answers', 'Final answer' or reward_model.ground_truth) (row keys: question, gold)",
+      "bad.jsonl:1: row has no gold answers ('golden_answers', 'answer', 'answers', 'Final answer' or reward_model.ground_truth; or pass --answer_key) (row keys: question, gold)",
     );
     writeFileSync(f, '{"id": "x", "question": "a", "answer": "1"}\n{"id": "x", "question": "b", "answer": "2"}\n');
     await expect(loadDataset(f, "test")).rejects.toThrow(/id 'x' appears twice/);
@@ -96,7 +111,7 @@ describe("config layering", () => {
     const y = join(tmp, "eval_config.yaml");
     writeFileSync(y, "data_dir: /data\ndataset_name: hotpotqa\nsplit: dev\ntest_sample_num: 50\nrandom_sample: true\nseed: 2024\nretrieval_topk: 3\ngeneration_params:\n  max_tokens: 256\n  temperature: 0.7\nmetric_setting:\n  retrieval_recall_topk: 3\nmetrics: [em, f1, bleu]\ngpu_id: '0,1'\n");
     const cfg = resolveConfig(readConfigFile(y), { split: "test", max_new_tokens: "128" }, y);
-    expect(cfg).toMatchObject({ data_dir: "/data", dataset_name: "hotpotqa", split: "test", limit: 50, random_sample: true, seed: 2024, retrieval_topk: 3, max_new_tokens: 128, temperature: 0.7, retrieval_recall_topk: 3, metrics: ["em", "f1"] });
+    expect(cfg).toMatchObject({ data_dir: "/data", dataset_name: "hotpotqa", split: ["test"], limit: 50, random_sample: true, seed: 2024, retrieval_topk: 3, max_new_tokens: 128, temperature: 0.7, retrieval_recall_topk: 3, metrics: ["em", "f1"] });
     expect(cfg.extra).toMatchObject({ gpu_id: "0,1", unsupported_metrics: ["bleu"] });
     expect(cfg.save_note).toBe("re-call");
   });
@@ -105,6 +120,20 @@ describe("config layering", () => {
     expect(() => resolveConfig({ max_turns: 2.5 }, {}, "cfg.yaml")).toThrow(/'max_turns' in cfg.yaml expects an integer/);
     expect(() => resolveConfig({}, { method_name: "ircot" })).toThrow(RecallError);
     expect(() => resolveConfig({}, { apply_chat: "maybe" })).toThrow(/apply_chat expects true or false/);
+  });
+  test("split: one name, a comma list, or a YAML list; each split gets its own config and run folder note", () => {
+    expect(resolveConfig({}, {}).split).toEqual(["test"]);
+    expect(resolveConfig({ split: "dev" }, {}).split).toEqual(["dev"]);
+    const y = join(tmp, "splits.yaml");
+    writeFileSync(y, 'split: ["dev", "test"]\nsave_note: exp\n');
+    const cfg = resolveConfig(readConfigFile(y), {}, y);
+    expect(cfg.split).toEqual(["dev", "test"]);
+    expect(perSplitConfigs(cfg).map((c) => [c.split, c.save_note])).toEqual([[["dev"], "exp_dev"], [["test"], "exp_test"]]);
+    expect(perSplitConfigs(resolveConfig({}, { split: "dev" })).map((c) => [c.split, c.save_note])).toEqual([[["dev"], "re-call"]]);
+    expect(resolveConfig({}, { split: "dev,test" }).split).toEqual(["dev", "test"]);
+    expect(() => resolveConfig({}, { split: "dev,test", dataset_path: "/d/x.jsonl" })).toThrow("flag --split lists 2 splits, but --dataset_path reads one file");
+    expect(() => resolveConfig({}, { split: "dev,test", resume: "/runs/x" })).toThrow("--resume continues one run folder (one split); flag --split lists 2");
+    expect(() => resolveConfig({}, { split: "[]" })).toThrow("flag --split names no split");
   });
   test("--limit with --seed flag means a random subset", () => {
     expect(resolveConfig({}, { limit: "5", seed: "1" }).random_sample).toBe(true);
@@ -236,5 +265,109 @@ describe("recall eval CLI errors", () => {
     const bare = runRecall(["eval", "--apply_chat", "--method_name", "naive", "--sgl_remote_url", "127.0.0.1:9", "--dataset_path", join(tmp, "missing.jsonl")]);
     expect(bare.stderr).toContain("missing.jsonl' not found"); // got past flag parsing with method naive
     expect(runRecall(["eval", "--apply-chat", "perhaps"]).stderr).toContain("--apply_chat expects true or false");
+  });
+});
+
+/** ReCall's scripts/evaluation/eval_config.yaml, generator part, as shipped. */
+const RECALL_EVAL_YAML =
+  'framework: sgl_remote\nsgl_remote_url: "your-sgl-remote-url"\nsandbox_url: "your-sandbox-url"\ngenerator_model: "the-model-local-path"\n' +
+  "generator_max_input_len: 8192\ngeneration_params:\n  do_sample: False\n  max_tokens: 8192\nretrieval_topk: 5\nmetrics: [ 'em','f1','acc','precision','recall']\n";
+
+/** A text generator that records what each request asked for and answers with a boxed answer. */
+function recordingGenerator(): { gen: TextGenerator; asked: SamplingParams[]; prompts: string[] } {
+  const asked: SamplingParams[] = [];
+  const prompts: string[] = [];
+  const gen: TextGenerator = {
+    kind: "text",
+    description: "recording",
+    async complete(prompt, params) {
+      asked.push(params);
+      prompts.push(prompt);
+      return { text: "I know it. </think> \\boxed{Ada}<|im_end|>", finishReason: "stop", matchedStop: "<|im_end|>" };
+    },
+  };
+  return { gen, asked, prompts };
+}
+
+const retriever = { search: async () => ({ docs: [{ id: "1", contents: "Ada\nAda Lovelace wrote the first program." }] }) };
+const item = { id: "test_0", question: "Who wrote the first program?", golden_answers: ["Ada"] };
+
+async function budgetsOf(cfg: EvalConfig): Promise<number[]> {
+  const { gen, asked } = recordingGenerator();
+  await runMethod(item, cfg, { generator: gen, retriever });
+  return asked.map((p) => p.maxNewTokens);
+}
+
+describe("token budgets (issue 11.9): what each method asks the server for", () => {
+  const y = join(tmp, "recall_eval_config.yaml");
+  writeFileSync(y, RECALL_EVAL_YAML);
+  const withYaml = (flags: string[]) => resolveEvalRun([...evalFileEntries(readConfigFile(y), y), ...parseEvalFlags(flags).flags]);
+
+  test("ReCall's eval_config.yaml: re-call and research turns ask for 512 (ReCall.run), one-shot methods for generator_max_input_len 8192 (FlashRAG's SGLang generator)", async () => {
+    expect(await budgetsOf(withYaml(["--method_name", "re-call"]).cfg)).toEqual([512]);
+    expect(await budgetsOf(withYaml(["--method_name", "research"]).cfg)).toEqual([512]);
+    for (const m of ["naive", "zero-shot", "standard-rag"]) expect(await budgetsOf(withYaml(["--method_name", m]).cfg)).toEqual([8192]);
+    expect(withYaml([]).cfg).toMatchObject({ max_new_tokens: 8192, max_tokens_per_turn: 512, temperature: 0 });
+    expect(withYaml([]).cfg.extra).toMatchObject({ framework: "sgl_remote", generator_max_input_len: 8192 });
+  });
+  test("flags override: --max_new_tokens sets the one-shot answer, --max_tokens_per_turn the tool methods' turns; each names the other where it has no effect", async () => {
+    expect(await budgetsOf(withYaml(["--method_name", "standard-rag", "--max_new_tokens", "64"]).cfg)).toEqual([64]);
+    const reCall = withYaml(["--method_name", "re-call", "--max_new_tokens", "64"]);
+    expect(await budgetsOf(reCall.cfg)).toEqual([512]);
+    expect(reCall.notes).toEqual(["--max_new_tokens sets one-shot methods' answer budget; re-call asks for --max_tokens_per_turn (512) per turn"]);
+    expect(await budgetsOf(withYaml(["--method_name", "re-call", "--max_tokens_per_turn", "300"]).cfg)).toEqual([300]);
+    const naive = withYaml(["--method_name", "naive", "--max_tokens_per_turn", "300"]);
+    expect(await budgetsOf(naive.cfg)).toEqual([8192]);
+    expect(naive.notes).toEqual(["--max_tokens_per_turn applies to re-call and research; naive asks for --max_new_tokens (8192)"]);
+    expect(withYaml(["--method_name", "naive"]).notes).toEqual([]);
+  });
+  test("other frameworks read generation_params (max_new_tokens before max_tokens); without a YAML both budgets are 512", async () => {
+    expect(resolveConfig({}, {})).toMatchObject({ max_new_tokens: 512, max_tokens_per_turn: 512 });
+    const vllm = join(tmp, "vllm.yaml");
+    writeFileSync(vllm, "framework: vllm\ngenerator_max_input_len: 1024\ngeneration_params:\n  max_tokens: 32\n");
+    expect(resolveConfig(readConfigFile(vllm), {}, vllm)).toMatchObject({ max_new_tokens: 32, max_tokens_per_turn: 512 });
+    writeFileSync(vllm, "generation_params:\n  max_tokens: 32\n  max_new_tokens: 48\n");
+    expect(resolveConfig(readConfigFile(vllm), {}, vllm).max_new_tokens).toBe(48);
+    // A recorded config.yaml (--resume) holds max_new_tokens itself, which wins over the FlashRAG keys.
+    writeFileSync(vllm, "framework: sgl_remote\ngenerator_max_input_len: 8192\nmax_new_tokens: 100\nmax_tokens_per_turn: 200\n");
+    expect(resolveConfig(readConfigFile(vllm), {}, vllm)).toMatchObject({ max_new_tokens: 100, max_tokens_per_turn: 200 });
+    // generation_params never sets the per-turn budget, whatever the framework.
+    writeFileSync(vllm, "framework: vllm\ngeneration_params:\n  max_tokens: 8192\n");
+    expect(await budgetsOf(resolveConfig({ ...readConfigFile(vllm), method_name: "re-call" }, {}, vllm))).toEqual([512]);
+  });
+});
+
+describe("--chat_template model: one-shot prompts rendered by the model's own template", () => {
+  const model = join(tmp, "qwen-tok");
+  mkdirSync(model, { recursive: true });
+  const files = tinyByteTokenizer();
+  writeFileSync(join(model, "tokenizer.json"), JSON.stringify(files.tokenizer));
+  writeFileSync(join(model, "tokenizer_config.json"), JSON.stringify(files.tokenizerConfig));
+
+  test("naive gets Qwen2.5's default system message, as transformers' apply_chat_template(add_generation_prompt=True) writes it; chatml does not", async () => {
+    const cfg = resolveConfig({}, { method_name: "naive", chat_template: "model", sgl_remote_url: "127.0.0.1:9", generator_model: model });
+    const chatTemplate = openChatTemplate(cfg)!;
+    const { gen, prompts } = recordingGenerator();
+    const out = await runMethod(item, cfg, { generator: gen, chatTemplate });
+    const expected =
+      "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\nWho wrote the first program?<|im_end|>\n<|im_start|>assistant\n";
+    expect(prompts).toEqual([expected]);
+    expect(out.prompt).toBe(expected);
+    const zero = resolveConfig({}, { method_name: "zero-shot", chat_template: "model", generator_model: model, sgl_remote_url: "127.0.0.1:9" });
+    expect(openChatTemplate(zero)!(oneShotMessages("zero-shot", "Q?"))).toBe(renderPrompt(oneShotMessages("zero-shot", "Q?"), true)); // with a system message Qwen2.5's template is plain ChatML
+    expect(openChatTemplate(resolveConfig({}, { method_name: "naive", generator_model: model }))).toBeUndefined(); // chatml (default)
+    expect(openChatTemplate(resolveConfig({}, { method_name: "naive", chat_template: "model", apply_chat: "false", generator_model: model }))).toBeUndefined();
+    expect(openChatTemplate(resolveConfig({}, { method_name: "re-call", chat_template: "model", generator_model: model }))).toBeUndefined();
+  });
+  test("errors: no tokenizer folder, a folder without a template, the chat API", () => {
+    expect(() => openChatTemplate(resolveConfig({}, { method_name: "naive", chat_template: "model", sgl_remote_url: "127.0.0.1:9" }))).toThrow("--chat_template model needs the model's tokenizer: pass --generator_model DIR");
+    const bare = join(tmp, "no-template");
+    mkdirSync(bare, { recursive: true });
+    writeFileSync(join(bare, "tokenizer.json"), JSON.stringify(files.tokenizer));
+    expect(() => openChatTemplate(resolveConfig({}, { method_name: "naive", chat_template: "model", generator_model: bare, sgl_remote_url: "127.0.0.1:9" }))).toThrow(`--chat_template model: ${bare} has no chat template`);
+    expect(() =>
+      openChatTemplate(resolveConfig({}, { method_name: "naive", chat_template: "model", generator_model: model, openai_base_url: "http://h/v1", model: "m", openai_api: "chat" })),
+    ).toThrow("--chat_template model renders raw prompts; with --openai_api chat the server applies the model's template");
+    expect(() => resolveConfig({}, { chat_template: "jinja" })).toThrow("flag --chat_template must be one of chatml, model, got 'jinja'");
   });
 });

@@ -65,7 +65,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       index_path: indexDir,
       corpus_path: corpusPath,
       save_dir: join(out, "eval"),
-      max_new_tokens: o.maxNewTokens,
+      max_tokens_per_turn: o.maxNewTokens,
       max_turns: o.maxTurns,
       tool_backend: o.toolBackend,
       workers: 4,

@@ -10,14 +10,19 @@
  * - re-call's `wikipedia_search`: by default answered in this process from the retriever (the same text
  *   the sandbox would return). With `--tool_backend sandbox` ReCall's Python tool source runs in the local
  *   sandbox, and with `--sandbox_url` in that remote sandbox, querying the retriever over HTTP
- *   (`--remote_retriever_url`, or a local index served on 127.0.0.1 for the purpose).
+ *   (`--remote_retriever_url`, or a local index served on 127.0.0.1 for the purpose);
+ * - with `--chat_template model`, the one-shot methods' prompts are rendered by the chat template of the model
+ *   folder's tokenizer (`--generator_model`, which next to a remote URL is the local copy ReCall's scripts pass),
+ *   with the generation prompt, as FlashRAG's PromptTemplate does.
  */
 import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
+import { RecallTokenizer } from "../data/tokenizer.ts";
 import { getGpu } from "../gpu/runtime.ts";
 import { LocalTokenGenerator } from "../model/local_generator.ts";
 import { RecallError } from "../errors.ts";
+import type { ChatMessage } from "../rollout/chatml.ts";
 import type { ChatGenerator, Generator } from "../rollout/generator.ts";
 import { RecordingRetriever } from "../rollout/recording_retriever.ts";
 import { normalizeBaseUrl, type HttpOptions } from "../rollout/remote/http.ts";
@@ -97,12 +102,28 @@ export async function openRetriever(cfg: EvalConfig, http: HttpOptions): Promise
 }
 
 const NEEDS_RETRIEVER = new Set(["standard-rag", "re-call", "research"]);
+const ONE_SHOT = new Set(["naive", "zero-shot", "standard-rag"]);
+
+/** The model's chat template for one-shot prompts (`--chat_template model`), or undefined when not asked for. */
+export function openChatTemplate(cfg: EvalConfig): ((messages: readonly ChatMessage[]) => string) | undefined {
+  if (cfg.chat_template !== "model" || !cfg.apply_chat || !ONE_SHOT.has(cfg.method_name)) return undefined;
+  if (cfg.openai_base_url && cfg.openai_api === "chat") {
+    throw new RecallError("--chat_template model renders raw prompts; with --openai_api chat the server applies the model's template", { hint: "drop --chat_template, or use --openai_api completions" });
+  }
+  const folder = cfg.generator_model ?? (cfg.sgl_remote_url || cfg.openai_base_url ? undefined : cfg.model);
+  if (!folder) throw new RecallError("--chat_template model needs the model's tokenizer: pass --generator_model DIR (a local copy of the served model)");
+  const tokenizer = RecallTokenizer.load(folder);
+  if (!tokenizer.hasChatTemplate) throw new RecallError(`--chat_template model: ${folder} has no chat template (tokenizer_config.json 'chat_template' or chat_template.jinja)`, { hint: "use --chat_template chatml" });
+  return (messages) => tokenizer.applyChatTemplate(messages.map((m) => ({ role: m.role, content: m.content })), { addGenerationPrompt: true });
+}
 
 export async function openBackends(cfg: EvalConfig): Promise<OpenedBackends> {
   let retries = 0;
   const http = httpOptions(cfg, () => void retries++);
+  const chatTemplate = openChatTemplate(cfg);
   const generator = await openGenerator(cfg, http);
   const description: Record<string, string> = { generator: generator.description };
+  if (chatTemplate) description.chat_template = `model (${cfg.generator_model ?? cfg.model})`;
   if (cfg.generator_model && (cfg.sgl_remote_url || cfg.openai_base_url)) description.generator_model = cfg.generator_model;
   let retriever: Retriever | undefined;
   if (NEEDS_RETRIEVER.has(cfg.method_name)) {
@@ -145,6 +166,7 @@ export async function openBackends(cfg: EvalConfig): Promise<OpenedBackends> {
   }
   return {
     generator,
+    chatTemplate,
     retriever,
     reCallTools,
     description,

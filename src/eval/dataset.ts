@@ -3,7 +3,8 @@
  * `.parquet`), or one file given directly. Rows are `{id, question, golden_answers, metadata?}`;
  * `answer`/`answers` (Tool-Star's `{"question", "answer": [...]}` form) and verl's
  * `reward_model.ground_truth` are accepted as the gold field, and `problem` (Tool-Star's aime25) or
- * `Question` (GAIA) as the question. Rows without an `id` get `{split}_{row}`. The row's other fields
+ * `Question` (GAIA) as the question; `--question_key`/`--answer_key` name other fields (`a.b` for a nested one).
+ * Rows without an `id` get `{split}_{row}`. The row's other fields
  * are kept (`row`) so that intermediate_data.json can carry them, as the row had them.
  * A malformed row is reported with its file and line (JSONL) or row number.
  */
@@ -30,6 +31,23 @@ export const QUESTION_KEYS = ["question", "problem", "Question"] as const;
 export const GOLD_KEYS = ["golden_answers", "answer", "answers", "Final answer"] as const;
 const ITEM_KEYS = new Set(["id", "golden_answers", "metadata", "output", ...QUESTION_KEYS]);
 
+/** The fields a dataset's question and gold answers are read from, when not the common ones. */
+export interface RowKeys {
+  question?: string;
+  answer?: string;
+}
+
+/** A row's field by name: the key itself, else a dotted path into nested objects (`reward_model.ground_truth`). */
+function field(r: Record<string, unknown>, key: string): unknown {
+  if (Object.hasOwn(r, key)) return r[key];
+  let v: unknown = r;
+  for (const part of key.split(".")) {
+    if (v === null || typeof v !== "object" || Array.isArray(v) || !Object.hasOwn(v, part)) return undefined;
+    v = (v as Record<string, unknown>)[part];
+  }
+  return v;
+}
+
 export const DATASET_EXTENSIONS = [".jsonl", ".json", ".parquet"] as const;
 
 /** The file for `data_dir/dataset_name/split`, or a RecallError listing where it looked. */
@@ -51,18 +69,29 @@ function toText(v: unknown): string | undefined {
 }
 
 /** One raw row → an EvalItem; `at` says where it came from for errors. */
-export function rowToItem(row: unknown, index: number, split: string, at: string): EvalItem {
+export function rowToItem(row: unknown, index: number, split: string, at: string, rowKeys: RowKeys = {}): EvalItem {
   if (row === null || typeof row !== "object" || Array.isArray(row)) throw new RecallError(`${at}: expected a JSON object row, got ${JSON.stringify(row)?.slice(0, 80)}`);
   const r = row as Record<string, unknown>;
   const keys = Object.keys(r);
   const found = `(row keys: ${keys.join(", ") || "none"})`;
-  const qKey = QUESTION_KEYS.find((k) => r[k] !== undefined && r[k] !== null);
-  const question = qKey === undefined ? undefined : toText(r[qKey]);
-  if (question === undefined) throw new RecallError(`${at}: row has no question string (${QUESTION_KEYS.map((k) => `'${k}'`).join(", ")}) ${found}`);
+  const present = (k: string) => field(r, k) !== undefined && field(r, k) !== null;
+  const qKey = rowKeys.question !== undefined ? (present(rowKeys.question) ? rowKeys.question : undefined) : QUESTION_KEYS.find(present);
+  const question = qKey === undefined ? undefined : toText(field(r, qKey));
+  if (question === undefined) {
+    const wanted = rowKeys.question !== undefined ? `--question_key '${rowKeys.question}'` : `${QUESTION_KEYS.map((k) => `'${k}'`).join(", ")}; or pass --question_key`;
+    throw new RecallError(`${at}: row has no question string (${wanted}) ${found}`);
+  }
   const rm = r.reward_model as Record<string, unknown> | undefined;
-  const gKey = GOLD_KEYS.find((k) => r[k] !== undefined && r[k] !== null);
-  const gold = gKey !== undefined ? r[gKey] : rm && typeof rm === "object" ? rm.ground_truth : undefined;
-  if (gold === undefined || gold === null) throw new RecallError(`${at}: row has no gold answers (${GOLD_KEYS.map((k) => `'${k}'`).join(", ")} or reward_model.ground_truth) ${found}`);
+  let gold: unknown;
+  if (rowKeys.answer !== undefined) gold = field(r, rowKeys.answer);
+  else {
+    const gKey = GOLD_KEYS.find(present);
+    gold = gKey !== undefined ? r[gKey] : rm && typeof rm === "object" ? rm.ground_truth : undefined;
+  }
+  if (gold === undefined || gold === null) {
+    const wanted = rowKeys.answer !== undefined ? `--answer_key '${rowKeys.answer}'` : `${GOLD_KEYS.map((k) => `'${k}'`).join(", ")} or reward_model.ground_truth; or pass --answer_key`;
+    throw new RecallError(`${at}: row has no gold answers (${wanted}) ${found}`);
+  }
   const list = Array.isArray(gold) ? gold : [gold];
   const golden = list.map(toText);
   if (golden.some((g) => g === undefined)) throw new RecallError(`${at}: gold answers must be strings, got ${JSON.stringify(gold).slice(0, 80)}`);
@@ -71,7 +100,7 @@ export function rowToItem(row: unknown, index: number, split: string, at: string
   const item: EvalItem = { id, question, golden_answers: golden as string[] };
   if (r.metadata !== undefined && r.metadata !== null && typeof r.metadata === "object") item.metadata = r.metadata as Record<string, unknown>;
   if (r.id !== undefined && r.id !== null) item.rowId = jsonSafe(r.id);
-  const rest = keys.filter((k) => !ITEM_KEYS.has(k));
+  const rest = keys.filter((k) => !ITEM_KEYS.has(k) && k !== qKey);
   if (rest.length > 0) item.row = Object.fromEntries(rest.map((k) => [k, jsonSafe(r[k])]));
   return item;
 }
@@ -96,7 +125,7 @@ function checkUniqueIds(items: EvalItem[], file: string): void {
 }
 
 /** Reads a dataset file (by extension). */
-export async function loadDataset(file: string, split: string): Promise<EvalItem[]> {
+export async function loadDataset(file: string, split: string, rowKeys: RowKeys = {}): Promise<EvalItem[]> {
   if (!existsSync(file)) throw new RecallError(`dataset file '${file}' not found`);
   let items: EvalItem[];
   if (file.endsWith(".parquet")) {
@@ -108,7 +137,7 @@ export async function loadDataset(file: string, split: string): Promise<EvalItem
     } catch (e) {
       throw new RecallError(`${file}: not a readable parquet file (${errorMessage(e)})`);
     }
-    items = rows.map((row, i) => rowToItem(row, i, split, `${file} row ${i + 1}`));
+    items = rows.map((row, i) => rowToItem(row, i, split, `${file} row ${i + 1}`, rowKeys));
   } else if (file.endsWith(".json")) {
     let v: unknown;
     try {
@@ -118,7 +147,7 @@ export async function loadDataset(file: string, split: string): Promise<EvalItem
     }
     const rows = Array.isArray(v) ? v : v && typeof v === "object" && Array.isArray((v as { data?: unknown }).data) ? (v as { data: unknown[] }).data : undefined;
     if (!rows) throw new RecallError(`${file}: expected a JSON list of rows`);
-    items = rows.map((row, i) => rowToItem(row, i, split, `${file} item ${i + 1}`));
+    items = rows.map((row, i) => rowToItem(row, i, split, `${file} item ${i + 1}`, rowKeys));
   } else {
     const lines = readFileSync(file, "utf8").split("\n");
     items = [];
@@ -130,7 +159,7 @@ export async function loadDataset(file: string, split: string): Promise<EvalItem
       } catch (e) {
         throw new RecallError(`${file}:${i + 1}: not valid JSON (${errorMessage(e)})`);
       }
-      items.push(rowToItem(row, items.length, split, `${file}:${i + 1}`));
+      items.push(rowToItem(row, items.length, split, `${file}:${i + 1}`, rowKeys));
     });
   }
   if (items.length === 0) throw new RecallError(`${file}: no rows`);

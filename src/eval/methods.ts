@@ -9,7 +9,7 @@
  * - research: the last `\boxed{}` inside `<answer>…</answer>` (or anywhere in the response when there is
  *   no answer tag); empty when there is none.
  */
-import { END_OF_TEXT, IM_END, IM_START, reCallPrompt } from "../rollout/chatml.ts";
+import { END_OF_TEXT, IM_END, IM_START, reCallPrompt, type ChatMessage } from "../rollout/chatml.ts";
 import { runConversation, type Conversation } from "../rollout/conversation.ts";
 import type { ChatGenerator, Generator, SamplingParams } from "../rollout/generator.ts";
 import { RE_CALL, RE_SEARCH } from "../rollout/protocols.ts";
@@ -28,6 +28,8 @@ import { oneShotMessages, renderPrompt, researchPrompt } from "./prompts.ts";
 
 export interface MethodBackends {
   generator: Generator | ChatGenerator;
+  /** The model's own chat template for one-shot prompts (`--chat_template model`), rendering with the generation prompt. */
+  chatTemplate?: (messages: readonly ChatMessage[]) => string;
   retriever?: SearchBackend;
   /** Tool calls for re-call go here when set (a sandbox running wikipedia_search's Python source). */
   reCallTools?: ToolRunner;
@@ -100,7 +102,8 @@ export async function runMethod(item: EvalItem, cfg: EvalConfig, b: MethodBacken
     let docs: RetrievedDoc[] | undefined;
     if (method === "standard-rag") docs = (await needRetriever(b, method).search(item.question, cfg.retrieval_topk)).docs;
     const messages = oneShotMessages(method, item.question, docs);
-    const prompt = b.generator.kind === "chat" ? JSON.stringify(messages) : renderPrompt(messages, cfg.apply_chat);
+    const prompt =
+      b.generator.kind === "chat" ? JSON.stringify(messages) : cfg.apply_chat && b.chatTemplate ? b.chatTemplate(messages) : renderPrompt(messages, cfg.apply_chat);
     const text = await oneShot(prompt, messages, cfg, b, signal);
     return { pred: text, prompt, final_response: text, ...(docs ? { retrieval_result: docs } : {}) };
   }
@@ -108,7 +111,8 @@ export async function runMethod(item: EvalItem, cfg: EvalConfig, b: MethodBacken
   if (g.kind === "chat") {
     throw new RecallError(`method '${method}' needs raw-prompt continuation; --openai_api chat cannot run it`, { hint: "use --openai_api completions (the default) or --sgl_remote_url" });
   }
-  const limits = { maxTurns: cfg.max_turns, maxTokensPerTurn: cfg.max_new_tokens, maxResponseTokens: cfg.max_response_length ?? Infinity, maxContextTokens: cfg.context_length };
+  // ReCall.run asks for its own per-turn budget, not FlashRAG's generation_params (see config.ts).
+  const limits = { maxTurns: cfg.max_turns, maxTokensPerTurn: cfg.max_tokens_per_turn, maxResponseTokens: cfg.max_response_length ?? Infinity, maxContextTokens: cfg.context_length };
   if (method === "re-call") {
     const tools = b.reCallTools ?? new WikipediaSearchTool(needRetriever(b, method));
     // ReCall's evaluation loop and prompt, not its training rollout's (see TurnRules in conversation.ts).

@@ -9,7 +9,7 @@
  */
 import { RecallError, errorMessage } from "../errors.ts";
 import { HttpFailure } from "../rollout/remote/http.ts";
-import { configForRecord, type EvalConfig } from "./config.ts";
+import { configForRecord, onlySplit, type EvalConfig } from "./config.ts";
 import { findDatasetFile, loadDataset, selectItems, type EvalItem } from "./dataset.ts";
 import { averageScores, scoreItem } from "./metrics.ts";
 import { runMethod, type MethodBackends } from "./methods.ts";
@@ -64,8 +64,9 @@ const TOOL_METHODS = new Set(["re-call", "research"]);
 const RETRIEVAL_METHODS = new Set(["standard-rag", "re-call", "research"]);
 
 export async function loadEvalItems(cfg: EvalConfig): Promise<{ file: string; items: EvalItem[] }> {
-  const file = cfg.dataset_path ?? findDatasetFile(cfg.data_dir, cfg.dataset_name, cfg.split);
-  const all = await loadDataset(file, cfg.split);
+  const split = onlySplit(cfg);
+  const file = cfg.dataset_path ?? findDatasetFile(cfg.data_dir, cfg.dataset_name, split);
+  const all = await loadDataset(file, split, { question: cfg.question_key, answer: cfg.answer_key });
   return { file, items: selectItems(all, cfg.limit, cfg.random_sample, cfg.seed ?? 0) };
 }
 
@@ -93,6 +94,7 @@ export function summarizeRecords(cfg: EvalConfig, items: readonly EvalItem[], re
   return { metrics, ok, failed };
 }
 
+/** Evaluates one split (a config from perSplitConfigs). */
 export async function runEvaluation(cfg: EvalConfig, backends: MethodBackends, opts: EvalOptions): Promise<EvalSummary> {
   const t0 = performance.now();
   if (cfg.method_name === "naive") opts.warn(NAIVE_WARNING);
@@ -158,6 +160,6 @@ export async function runEvaluation(cfg: EvalConfig, backends: MethodBackends, o
   const failures = [...counts].sort((a, b) => b[1] - a[1]);
   const rows: [string, string][] = metrics.map(([k, v, c]) => [k, c ? String(v) : v.toFixed(4)]);
   for (const [reason, n] of failures) rows.push([`failed: ${reason}`, String(n)]);
-  const table = renderTable(`${cfg.method_name} · ${cfg.dataset_name}/${cfg.split}`, rows);
+  const table = renderTable(`${cfg.method_name} · ${cfg.dataset_name}/${onlySplit(cfg)}`, rows);
   return { dir, total: items.length, ok: ok.length, failed: failed.length, failures, metrics, table, ranNow: todo.length, seconds: (performance.now() - t0) / 1000 };
 }
