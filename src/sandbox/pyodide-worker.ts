@@ -511,8 +511,9 @@ export async function runPyodideWorker(opts: PyodideWorkerOptions): Promise<neve
     try {
       M._PyObject_CallNoArgs!(runner);
     } catch (e) {
-      // A trap, exit() or a JavaScript stack overflow inside Python: this worker is done.
-      notify({ t: "fatal", message: e instanceof Error ? e.message.slice(-2000) : String(e) });
+      // A trap, exit() (Emscripten's ExitStatus, not an Error) or a JavaScript stack overflow inside Python: this worker is done.
+      const message = (e as { message?: unknown } | null)?.message;
+      notify({ t: "fatal", message: typeof message === "string" ? message.slice(-2000) : String(e) });
       process.exit(70);
     }
     device = undefined;
