@@ -208,7 +208,7 @@ describe("re-call end to end", () => {
         '<tool_response>{"name": "wikipedia_search", "arguments": {"query": "x"}\nerror: \ninvalid syntax (<call>, line 1)\n</tool_response>\n<tool_response>{"name"',
       );
       expect(data[BROKEN_CALL_ITEM]!.output.metric_score.em).toBe(1);
-      expect(config).toMatchObject({ method_name: "re-call", max_new_tokens: 512, max_turns: 5, temperature: 0, generator_model: "/models/qwen-recall" });
+      expect(config).toMatchObject({ method_name: "re-call", max_new_tokens: 512, max_tokens_per_turn: 512, max_turns: 5, temperature: 0, generator_model: "/models/qwen-recall" });
       expect(String(config.generator)).toContain("sglang");
       expect(s.requests).toBe(2 * N);
     } finally {
