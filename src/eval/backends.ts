@@ -123,7 +123,6 @@ export async function openBackends(cfg: EvalConfig): Promise<OpenedBackends> {
   const chatTemplate = openChatTemplate(cfg);
   const generator = await openGenerator(cfg, http);
   const description: Record<string, string> = { generator: generator.description };
-  if (chatTemplate) description.chat_template = `model (${cfg.generator_model ?? cfg.model})`;
   if (cfg.generator_model && (cfg.sgl_remote_url || cfg.openai_base_url)) description.generator_model = cfg.generator_model;
   let retriever: Retriever | undefined;
   if (NEEDS_RETRIEVER.has(cfg.method_name)) {
