@@ -36,7 +36,7 @@ export const SYNTH_SETTINGS = defineSettings({
   lookup_keys: { type: "int", default: 8, check: inRange(1, 1000), help: "Entries in each lookup task's store" },
   kb_entities: { type: "int", default: 200, check: atLeast(10), help: "People in the search family's knowledge base (cities, companies, countries scale with it)" },
   search_top_n: { type: "int", default: 3, check: inRange(1, 10), help: "top_n of the golden wikipedia_search calls" },
-  system_prompt: { type: "string", default: "", help: "System turn of the SFT conversations (default: ReCall's template with the sample's schemas, as recall train prompts)" },
+  system_prompt: { type: "string", default: "", help: "System turn of the SFT conversations, e.g. 'Use calc.' (default: none, and the tools in 'tools', from which readers build ReCall's system prompt)" },
   verify: { type: "enum", choices: ["batched", "per_call"], default: "batched", help: "batched: many samples per sandbox call (fast); per_call: each golden call on its own, as a rollout sends it" },
   batch_size: { type: "int", default: 128, check: inRange(1, 10000), help: "Samples per sandbox call when verify is batched" },
   workers: { type: "int", nullable: true, default: null, check: atLeast(1), help: "Sandbox workers (default: CPU cores)" },

@@ -4,6 +4,7 @@
  * step's call uses the previous result), distractor tools, style. With operands 32–99 and `mul`, every product has
  * four digits (the learning demo's task).
  */
+import { RecallError } from "../errors.ts";
 import { finalTurn } from "./trace.ts";
 import { toolsetText, withDistractors, type ToolDef } from "./tools.ts";
 import type { Rng } from "./random.ts";
@@ -121,6 +122,7 @@ export const calcFamily: Family = {
   description: "arithmetic and word problems solved by a calc tool call (the answer is the tool's output)",
   async open({ knobs }) {
     const [lo, hi] = operandRange(knobs);
+    if (lo > hi) throw new RecallError(`calc: the operand range ${lo}..${hi} is empty (check --calc_min, --calc_max, --digits)`);
     return {
       generate(rng): Candidate | string {
         const steps: Step[] = [];

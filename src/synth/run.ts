@@ -20,7 +20,11 @@ import { writeSynthOutputs, type Reject, type SynthStats } from "./write.ts";
 
 export interface SynthRunOptions {
   log: (line: string) => void;
-  /** An executor to verify with (tests share one); otherwise one is opened from the settings and closed at the end. */
+  /**
+   * An executor to verify with (tests share one); otherwise one is opened from the settings and closed at the end.
+   * Not used when a family's tools must reach a local server (the search family's retriever): that run opens a
+   * sandbox with the server's URL allow-listed.
+   */
   executor?: ToolExecutor;
 }
 
@@ -72,20 +76,22 @@ export async function runSynth(s: SynthSettings, o: SynthRunOptions): Promise<Sy
   const knobs = knobsOf(s);
   const runs: FamilyRun[] = [];
   const rejects: Reject[] = [];
-  let executor = o.executor;
+  let executor: ToolExecutor | undefined;
   const t0 = performance.now();
   let generateMs = 0;
   let verifyMs = 0;
+  let verified = 0;
   try {
     for (const entry of mix) {
       if (entry.count === 0) continue;
       const gen = await entry.family.open({ knobs, seed: s.seed, outDir, log: o.log });
       runs.push({ entry, gen, rng: makeRng(streamSeed(s.seed, entry.family.name)), seen: new Set(), accepted: [], generated: 0, duplicates: 0, rejected: 0 });
     }
-    executor ??= await openSandbox({
+    const allowUrls = runs.flatMap((r) => r.gen.allowUrls ?? []);
+    executor = o.executor !== undefined && allowUrls.length === 0 ? o.executor : await openSandbox({
       url: s.sandbox_url || undefined,
       workers: s.workers ?? availableParallelism(),
-      allowUrls: runs.flatMap((r) => r.gen.allowUrls ?? []),
+      allowUrls,
       resultLimit: 256 << 20,
     });
     const byFamily = new Map(runs.map((r) => [r.entry.family.name, r]));
@@ -130,6 +136,7 @@ export async function runSynth(s: SynthSettings, o: SynthRunOptions): Promise<Sy
         dataSourceOf: (c) => dataSourceOf(c.family),
       });
       verifyMs += performance.now() - tv;
+      verified += batch.length;
       batch.forEach((c, i) => {
         const r = byFamily.get(c.family)!;
         const v = verdicts[i]!;
@@ -179,7 +186,7 @@ export async function runSynth(s: SynthSettings, o: SynthRunOptions): Promise<Sy
         rejected: r.rejected,
         files: r.gen.files ?? [],
       })),
-      timing: { generate_s: generateMs / 1000, verify_s: verifyMs / 1000, total_s: (performance.now() - t0) / 1000 },
+      timing: { generate_s: generateMs / 1000, verify_s: verifyMs / 1000, total_s: (performance.now() - t0) / 1000, verified },
     });
     return { outDir, train, test, rejects, stats };
   } finally {

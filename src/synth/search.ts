@@ -15,10 +15,9 @@ import { RecallError } from "../errors.ts";
 import { passagesText } from "../rollout/search_tool.ts";
 import { SEARCH_URL_PLACEHOLDER, WIKIPEDIA_SEARCH_ENV, WIKIPEDIA_SEARCH_FUNC_SCHEMAS } from "../rollout/templates.ts";
 import { finalTurn } from "./trace.ts";
-import { toolsetText, withDistractors, type ToolDef } from "./tools.ts";
+import { toolsetText, withDistractors, type JsonValue, type ToolDef } from "./tools.ts";
 import { madeUpName, makeRng, streamSeed } from "./random.ts";
 import type { Candidate, Family, GoldenTurn } from "./types.ts";
-import type { JsonValue } from "./json_text.ts";
 
 type EntityType = "person" | "city" | "company" | "country";
 

@@ -1,9 +1,13 @@
+/** A JSON value (the schemas). */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+
 /**
  * Tool definitions shared by the families: a tool is its Python source (part of a row's `env`) and its JSON schema
  * (one entry of `func_schemas`, in the form of ReCall's `wikipedia_search` schema). Distractor tools are real,
  * working tools that a task never needs; they make the model pick the right one from the list.
  */
-import { pyJsonDumpsIndent4, type JsonValue } from "./json_text.ts";
+import { pyJsonDumps } from "../python/json.ts";
+import { fromJsValue } from "../python/value.ts";
 import type { Rng } from "./random.ts";
 
 export interface ToolParam {
@@ -34,7 +38,7 @@ export function toolSchema(t: ToolDef): JsonValue {
 
 /** `env` and `func_schemas` for a set of tools, in the given order. */
 export function toolsetText(tools: readonly ToolDef[]): { env: string; funcSchemas: string } {
-  return { env: tools.map((t) => t.source).join("\n\n"), funcSchemas: pyJsonDumpsIndent4(tools.map(toolSchema)) };
+  return { env: tools.map((t) => t.source).join("\n\n"), funcSchemas: pyJsonDumps(fromJsValue(tools.map(toolSchema)), { indent: 4 }) };
 }
 
 const DISTRACTORS: readonly ToolDef[] = [

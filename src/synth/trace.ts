@@ -5,13 +5,13 @@
  * check) and the role/content messages of an SFT conversation; rendering those messages as ChatML gives that text.
  */
 import { IM_END, reCallPrompt, reCallToolResponseBlock, THINK_OPEN, type ChatMessage, type ToolResponsePart } from "../rollout/chatml.ts";
-import { reCallSystemPrompt } from "../rollout/chatml.ts";
-import { pyJsonDumps } from "./json_text.ts";
+import { pyJsonDumps } from "../python/json.ts";
+import { fromJsValue } from "../python/value.ts";
 import type { Candidate, GoldenCall, GoldenTrace, GoldenTurn } from "./types.ts";
 
 /** CALL_JSON_TEXT: the call as the model writes it between the `<tool_call>` tags. */
 export function callJsonText(call: Pick<GoldenCall, "name" | "arguments">): string {
-  return pyJsonDumps({ name: call.name, arguments: call.arguments });
+  return pyJsonDumps(fromJsValue({ name: call.name, arguments: call.arguments }));
 }
 
 /** An assistant turn with calls, as the model writes it (starting with `<think>`, without `<|im_end|>`). */
@@ -43,14 +43,11 @@ export function conversationText(c: Pick<Candidate, "question" | "funcSchemas" |
 }
 
 /**
- * The conversation as role/content messages (TRL / LLaMA-Factory form). `system` is the system turn's text; by
- * default ReCall's template with the sample's schemas (what `recall train` puts in its prompts).
+ * The conversation as role/content messages (TRL / LLaMA-Factory form). `system` is the system turn's text (ReCall's
+ * template with the sample's schemas is `reCallSystemPrompt(funcSchemas)`); undefined leaves the system turn out.
  */
 export function sftMessages(c: Pick<Candidate, "question" | "funcSchemas" | "golden">, system?: string): ChatMessage[] {
-  const messages: ChatMessage[] = [
-    { role: "system", content: system ?? reCallSystemPrompt(c.funcSchemas) },
-    { role: "user", content: c.question },
-  ];
+  const messages: ChatMessage[] = [...(system === undefined ? [] : [{ role: "system" as const, content: system }]), { role: "user", content: c.question }];
   for (const turn of c.golden.turns) {
     messages.push({ role: "assistant", content: toolTurnText(turn) });
     messages.push({ role: "user", content: toolResponseContent(turn) });

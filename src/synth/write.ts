@@ -3,7 +3,7 @@
  * - `train.parquet`, `test.parquet`: verl parquet in ReCall's schema (SPEC §5) with real nested structs; `extra_info`
  *   also carries the sample's `id`, `family` and its `golden` trace (JSON text: turns with calls and results, answer);
  * - `sft.jsonl`, `sft_test.jsonl`: `{"id", "data_source", "messages": [...], "tools": [...]}` conversations of the
- *   golden traces in ReCall's exact turn format;
+ *   golden traces in ReCall's exact turn format (train and test split);
  * - `rejects.jsonl`: every rejected candidate with its reason; `stats.json`: counts per family and split, timing.
  */
 import { renameSync, rmSync, writeFileSync } from "node:fs";
@@ -41,7 +41,7 @@ export interface SynthStats {
     mean_question_chars: number;
     reject_reasons: Record<string, number>;
   })[];
-  timing: { generate_s: number; verify_s: number; total_s: number; verified_per_s: number };
+  timing: { generate_s: number; verify_s: number; total_s: number; verified: number; verified_per_s: number };
 }
 
 function writeAtomic(path: string, text: string): void {
@@ -64,13 +64,14 @@ export function verlRows(samples: readonly Sample[]): VerlRow[] {
   }));
 }
 
+/**
+ * One SFT row. By default the tools go in `tools` and the messages have no system turn: a reader builds ReCall's
+ * system prompt from the tools (recall sft does; it refuses a row with both). With a custom system prompt the row
+ * carries that system turn and no `tools`.
+ */
 export function sftRecord(s: Sample, systemPrompt: string): Record<string, unknown> {
-  return {
-    id: s.id,
-    data_source: s.dataSource,
-    messages: sftMessages(s, systemPrompt === "" ? undefined : systemPrompt),
-    tools: JSON.parse(s.funcSchemas),
-  };
+  if (systemPrompt !== "") return { id: s.id, data_source: s.dataSource, messages: sftMessages(s, systemPrompt) };
+  return { id: s.id, data_source: s.dataSource, messages: sftMessages(s), tools: JSON.parse(s.funcSchemas) };
 }
 
 /** A rejection reason without its specifics (numbers, quoted text), to count reasons of one kind together. */
@@ -81,7 +82,7 @@ function reasonKind(reason: string): string {
 export function writeSynthOutputs(
   outDir: string,
   s: SynthSettings,
-  d: { train: Sample[]; test: Sample[]; rejects: readonly { family: string; reason: string }[]; families: FamilyStats[]; timing: { generate_s: number; verify_s: number; total_s: number } },
+  d: { train: Sample[]; test: Sample[]; rejects: readonly { family: string; reason: string }[]; families: FamilyStats[]; timing: { generate_s: number; verify_s: number; total_s: number; verified: number } },
 ): SynthStats {
   const files: string[] = [];
   writeVerlParquet(join(outDir, "train.parquet"), verlRows(d.train));
@@ -116,7 +117,7 @@ export function writeSynthOutputs(
     }),
     timing: {
       ...d.timing,
-      verified_per_s: d.timing.verify_s > 0 ? Math.round((all.length + d.rejects.length) / d.timing.verify_s) : 0,
+      verified_per_s: d.timing.verify_s > 0 ? Math.round(d.timing.verified / d.timing.verify_s) : 0,
     },
   };
   writeAtomic(join(outDir, "stats.json"), JSON.stringify(stats, null, 2) + "\n");
