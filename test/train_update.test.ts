@@ -21,6 +21,7 @@ import { writeVerlParquet } from "../src/data/verl_parquet.ts";
 import { forwardForUpdate, type PolicySequence } from "../src/train/actor.ts";
 import { policyLossAndGrads, type KlType, type LossAggMode, type LossCompat, type PolicyLossMetrics, type PolicyLossSettings } from "../src/train/loss.ts";
 import { ActorOptimizer } from "../src/train/optimizer.ts";
+import { updateActor } from "../src/train/update.ts";
 import { PROJECT_ROOT, runRecall } from "./harness.ts";
 
 // Pipelines compile on first use and lavapipe is slow; the end-to-end run takes about a minute.
@@ -84,11 +85,7 @@ interface FixtureCase {
 
 const fixture = JSON.parse(readFileSync(join(PROJECT_ROOT, "fixtures/grpo/update_tiny.json"), "utf8")) as { model: string; cases: FixtureCase[] };
 
-/**
- * One training step's actor update as src/train/grpo.ts runs it: consecutive mini-batches of mini_batch_prompts × n
- * sequences, micro-batches from packMicroBatches, each micro-batch's loss scaled by its share of the mini-batch
- * (dynamic) or 1 / the number of micro-batches, one optimizer step per mini-batch.
- */
+/** One training step's actor update through the trainer's own code (src/train/update.ts). */
 async function gpuUpdate(model: Transformer, c: FixtureCase) {
   const s = c.settings;
   const grads = model.newGradients();
@@ -105,32 +102,23 @@ async function gpuUpdate(model: Transformer, c: FixtureCase) {
     klType: s.kl_type,
     horizon: s.horizon,
   };
-  const seqs: PolicySequence[] = c.sequences.map((q) => ({ ids: q.ids, responseStart: q.response_start }));
-  const f32 = (key: "old_log_probs" | "ref_log_prob" | "advantages" | "loss_mask") => (i: number) => Float32Array.from(c.sequences[i]![key]);
-  const metrics: PolicyLossMetrics[] = [];
-  const partitions: number[][][] = [];
-  const gradNorms: number[] = [];
-  const miniSize = s.mini_batch_prompts * s.n;
-  for (let m0 = 0; m0 < seqs.length; m0 += miniSize) {
-    const mini = Array.from({ length: Math.min(miniSize, seqs.length - m0) }, (_, k) => m0 + k);
-    const micros = packMicroBatches(
-      mini.map((i) => seqs[i]!.ids.length),
-      s.dynamic ? { maxTokens: s.max_token_len } : { maxSequences: s.micro_batch_size ?? mini.length },
-    ).map((g) => g.map((k) => mini[k]!));
-    partitions.push(micros);
-    for (const micro of micros) {
-      const scale = s.dynamic ? micro.length / mini.length : 1 / micros.length;
-      const pass = await forwardForUpdate(model, micro.map((i) => seqs[i]!), { temperature: s.temperature, checkpoint: true });
-      const r = policyLossAndGrads(
-        { logprob: pass.logprob, oldLogprob: micro.map(f32("old_log_probs")), refLogprob: micro.map(f32("ref_log_prob")), entropy: pass.entropy, advantages: micro.map(f32("advantages")), mask: micro.map(f32("loss_mask")) },
-        loss,
-        scale,
-      );
-      metrics.push(r.metrics);
-      pass.backward(r.dLogprob, r.dEntropy, grads);
-    }
-    gradNorms.push((await optimizer.apply(c.lr)).gradNorm);
-  }
+  const f32 = (key: "old_log_probs" | "ref_log_prob" | "advantages" | "loss_mask") => c.sequences.map((q) => Float32Array.from(q[key]));
+  const r = await updateActor(
+    model,
+    optimizer,
+    { seqs: c.sequences.map((q) => ({ ids: q.ids, responseStart: q.response_start })), oldLogprob: f32("old_log_probs"), refLogprob: f32("ref_log_prob"), advantages: f32("advantages"), lossMask: f32("loss_mask") },
+    {
+      ppoEpochs: 1,
+      miniBatchSequences: s.mini_batch_prompts * s.n,
+      maxTokens: s.dynamic ? s.max_token_len : undefined,
+      microBatchSequences: s.micro_batch_size ?? undefined,
+      temperature: s.temperature,
+      checkpoint: true,
+      loss,
+      lr: c.lr,
+    },
+  );
+  const metrics = r.lossMetrics, partitions = r.partitions, gradNorms = r.gradNorms;
   const read = async (set: typeof grads) => new Map(await Promise.all(set.specs.map(async (sp) => [sp.name, await gpu.readF32(set.get(sp.name))] as const)));
   const out = { metrics, partitions, gradNorms, params: await read(model.params), m: await read(optimizer.m), v: await read(optimizer.v), steps: optimizer.step };
   optimizer.release();

@@ -17,7 +17,6 @@ import { RecallError } from "../errors.ts";
 import { getGpu, type Gpu } from "../gpu/runtime.ts";
 import { loadRlDataset, type RlDataset, type RlExample } from "../data/rl_dataset.ts";
 import { EpochSampler, type DataCursor } from "../data/sampler.ts";
-import { packMicroBatches } from "../data/packing.ts";
 import { openPretrained, type Pretrained } from "../model/pretrained.ts";
 import { Transformer } from "../model/transformer.ts";
 import { LocalTokenGenerator } from "../model/local_generator.ts";
@@ -32,9 +31,10 @@ import { VERSION } from "../version.ts";
 import type { TrainSettings } from "../config/train.ts";
 import { trainSettingsTree } from "../config/train.ts";
 import { outcomeAdvantages } from "./advantages.ts";
-import { klInReward, klPenalty, overlongPenalty, policyLossAndGrads, type PolicyLossMetrics, type PolicyLossSettings } from "./loss.ts";
+import { klInReward, klPenalty, overlongPenalty, type PolicyLossMetrics, type PolicyLossSettings } from "./loss.ts";
 import { lrAt } from "./schedule.ts";
-import { forwardForUpdate, scoreResponses, type PolicySequence } from "./actor.ts";
+import { scoreResponses, type PolicySequence } from "./actor.ts";
+import { updateActor } from "./update.ts";
 import { ActorOptimizer } from "./optimizer.ts";
 import { checkpointDir, latestCheckpoint, loadMoments, readTrainerState, saveCheckpoint, type TrainerState } from "./checkpoint.ts";
 import { MetricsLog, METRICS_FILE, summarize } from "./metrics.ts";
@@ -407,47 +407,24 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
         numCycles: s["actor_rollout_ref.actor.optim.num_cycles"],
       });
       const loss = lossSettings(s, maxResponse);
-      const lossMetrics: PolicyLossMetrics[] = [];
-      let gradNorm = NaN;
-      let skippedSteps = 0;
-      const miniSize = miniPrompts * n;
       const dynamic = s["actor_rollout_ref.actor.use_dynamic_bsz"];
-      await timed("update_actor", async () => {
-        for (let epoch = 0; epoch < s["actor_rollout_ref.actor.ppo_epochs"]; epoch++) {
-          for (let m0 = 0; m0 < kept.length; m0 += miniSize) {
-            const mini = Array.from({ length: Math.min(miniSize, kept.length - m0) }, (_, k) => m0 + k);
-            const micros = packMicroBatches(
-              mini.map((i) => seqs[i]!.ids.length),
-              dynamic ? { maxTokens: s["actor_rollout_ref.actor.ppo_max_token_len_per_gpu"] } : { maxSequences: s["actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu"] ?? mini.length },
-            ).map((g) => g.map((k) => mini[k]!));
-            for (const micro of micros) {
-              // verl's scaling: a micro-batch's share of the mini-batch (dynamic sizes) or 1 / gradient accumulation.
-              const scale = dynamic ? micro.length / mini.length : 1 / micros.length;
-              const pass = await forwardForUpdate(model, micro.map((i) => seqs[i]!), { temperature, checkpoint: s["actor_rollout_ref.model.enable_gradient_checkpointing"] });
-              const r = policyLossAndGrads(
-                {
-                  logprob: pass.logprob,
-                  oldLogprob: micro.map((i) => old.logprob[i]!),
-                  refLogprob: ref ? micro.map((i) => ref.logprob[i]!) : undefined,
-                  entropy: pass.entropy,
-                  advantages: micro.map((i) => adv.advantages[i]!),
-                  mask: micro.map((i) => masks[i]!),
-                },
-                loss,
-                scale,
-              );
-              lossMetrics.push(r.metrics);
-              pass.backward(r.dLogprob, r.dEntropy, grads);
-            }
-            const result = await optimizer.apply(lr);
-            gradNorm = result.gradNorm;
-            if (result.skipped) {
-              skippedSteps++;
-              io.warn(`step ${step}: non-finite gradient norm (${result.gradNorm}); this update was skipped`);
-            }
-          }
-        }
-      });
+      const update = await timed("update_actor", () =>
+        updateActor(model, optimizer, { seqs, oldLogprob: old.logprob, refLogprob: ref?.logprob, advantages: adv.advantages, lossMask: masks }, {
+          ppoEpochs: s["actor_rollout_ref.actor.ppo_epochs"],
+          miniBatchSequences: miniPrompts * n,
+          maxTokens: dynamic ? s["actor_rollout_ref.actor.ppo_max_token_len_per_gpu"] : undefined,
+          microBatchSequences: s["actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu"] ?? undefined,
+          temperature,
+          checkpoint: s["actor_rollout_ref.model.enable_gradient_checkpointing"],
+          loss,
+          lr,
+        }),
+      );
+      const lossMetrics = update.lossMetrics;
+      // verl logs the last mini-batch's gradient norm.
+      const gradNorm = update.gradNorms[update.gradNorms.length - 1] ?? NaN;
+      const skippedSteps = update.skippedSteps;
+      if (skippedSteps > 0) io.warn(`step ${step}: ${skippedSteps} update(s) had a non-finite gradient norm and were skipped`);
 
       // ---- metrics -----------------------------------------------------------------------------
       const lengths = kept.map((t) => t.responseIds.length);

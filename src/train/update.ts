@@ -1,0 +1,80 @@
+/**
+ * The actor update of one training step, as verl runs it: `ppoEpochs` passes over the batch in consecutive
+ * mini-batches (`miniBatchSequences` = ppo_mini_batch_size × n), each split into micro-batches (verl's balanced
+ * partition under a token budget, or fixed sizes), each micro-batch's loss scaled by its share of the mini-batch
+ * (dynamic sizes) or by 1 / the number of micro-batches, gradients accumulated, then one clipped AdamW step per
+ * mini-batch (skipped when the gradient norm is not finite).
+ */
+import type { Transformer } from "../model/transformer.ts";
+import { packMicroBatches } from "../data/packing.ts";
+import { forwardForUpdate, type PolicySequence } from "./actor.ts";
+import { policyLossAndGrads, type PolicyLossMetrics, type PolicyLossSettings } from "./loss.ts";
+import type { ActorOptimizer } from "./optimizer.ts";
+
+/** Everything the update needs per sequence (response tokens only for the arrays). */
+export interface UpdateBatch {
+  seqs: readonly PolicySequence[];
+  oldLogprob: readonly Float32Array[];
+  refLogprob?: readonly Float32Array[];
+  advantages: readonly Float32Array[];
+  lossMask: readonly Float32Array[];
+}
+
+export interface UpdateSettings {
+  ppoEpochs: number;
+  miniBatchSequences: number;
+  /** Token budget per micro-batch (verl's use_dynamic_bsz); else `microBatchSequences`. */
+  maxTokens?: number;
+  microBatchSequences?: number;
+  temperature: number;
+  checkpoint: boolean;
+  loss: PolicyLossSettings;
+  lr: number;
+}
+
+export interface UpdateResult {
+  /** One entry per micro-batch, as verl logs them. */
+  lossMetrics: PolicyLossMetrics[];
+  /** Each optimizer step's gradient norm (before clipping). */
+  gradNorms: number[];
+  skippedSteps: number;
+  /** Micro-batches (sequence indices) of each mini-batch, for logs and tests. */
+  partitions: number[][][];
+}
+
+export async function updateActor(model: Transformer, optimizer: ActorOptimizer, b: UpdateBatch, o: UpdateSettings): Promise<UpdateResult> {
+  const out: UpdateResult = { lossMetrics: [], gradNorms: [], skippedSteps: 0, partitions: [] };
+  const S = b.seqs.length;
+  for (let epoch = 0; epoch < o.ppoEpochs; epoch++) {
+    for (let m0 = 0; m0 < S; m0 += o.miniBatchSequences) {
+      const mini = Array.from({ length: Math.min(o.miniBatchSequences, S - m0) }, (_, k) => m0 + k);
+      const micros = packMicroBatches(
+        mini.map((i) => b.seqs[i]!.ids.length),
+        o.maxTokens !== undefined ? { maxTokens: o.maxTokens } : { maxSequences: o.microBatchSequences ?? mini.length },
+      ).map((g) => g.map((k) => mini[k]!));
+      out.partitions.push(micros);
+      for (const micro of micros) {
+        const scale = o.maxTokens !== undefined ? micro.length / mini.length : 1 / micros.length;
+        const pass = await forwardForUpdate(model, micro.map((i) => b.seqs[i]!), { temperature: o.temperature, checkpoint: o.checkpoint });
+        const r = policyLossAndGrads(
+          {
+            logprob: pass.logprob,
+            oldLogprob: micro.map((i) => b.oldLogprob[i]!),
+            refLogprob: b.refLogprob ? micro.map((i) => b.refLogprob![i]!) : undefined,
+            entropy: pass.entropy,
+            advantages: micro.map((i) => b.advantages[i]!),
+            mask: micro.map((i) => b.lossMask[i]!),
+          },
+          o.loss,
+          scale,
+        );
+        out.lossMetrics.push(r.metrics);
+        pass.backward(r.dLogprob, r.dEntropy, optimizer.grads);
+      }
+      const step = await optimizer.apply(o.lr);
+      out.gradNorms.push(step.gradNorm);
+      if (step.skipped) out.skippedSteps++;
+    }
+  }
+  return out;
+}
