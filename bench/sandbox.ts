@@ -3,7 +3,7 @@
  * server stands on (CPython `exec()` in-process, same env and call, same loopback retriever).
  *
  *   ./node_modules/.bin/bun bench/sandbox.ts [--workers 2] [--calls 400] [--concurrency 8] [--http_clients 8]
- *                                            [--python python3] [--no_peer] [--no_os_sandbox]
+ *                                            [--python python3] [--no_peer] [--no_os_sandbox] [--python_engine]
  *
  * Prints:
  *  - cold start: the first start on a machine (interpreter snapshot made, then a worker restored from it),
@@ -13,7 +13,12 @@
  *    allow-list proxy to a loopback retriever, 5 passages back);
  *  - the same two over HTTP (`POST /execute` to `recall sandbox serve` running as its own process, --http_clients
  *    concurrent clients; the loopback retriever stays in this process);
+ *  - with --python_engine: `--engine python` (a fresh python3 process per call), trivial tool, in-process
+ *    (under bubblewrap when usable, else with --unsafe_no_isolation);
  *  - the peer: CPython exec() of the same env + call in one process (no isolation, no limits), calls/s.
+ *
+ * Every Pyodide call includes putting the whole interpreter back afterwards (copying ~30 MiB of
+ * WebAssembly memory), which is most of a trivial call's cost.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -167,6 +172,16 @@ try {
 } finally {
   serve.kill("SIGTERM");
   await serve.exited;
+}
+
+// ---------- --engine python: one fresh process per call ----------
+if (flag("python_engine")) {
+  const py = await createLocalSandbox({ engine: "python", workers: WORKERS, osSandbox: OS_SANDBOX, unsafeNoIsolation: true });
+  try {
+    await inProcess(`trivial tool, --engine python (${py.os.kind === "bwrap" ? "bubblewrap" : "no OS sandbox"}, a process per call)`, TRIVIAL, py);
+  } finally {
+    await py.close();
+  }
 }
 
 // ---------- peer: CPython exec() in-process (ReCall's server without HTTP) ----------
