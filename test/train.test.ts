@@ -224,3 +224,16 @@ test("tool-calling rollouts: n samples per prompt interleaved; the loss mask is 
     expect(t.responseIds.length).toBe(t.lossMask.length);
   }
 });
+
+test("a run whose buffers cannot exist on this adapter is refused before it starts, with the numbers and what to lower", async () => {
+  const out = join(dir, "too-big");
+  await expect(train(args(out, 1, ["actor_rollout_ref.rollout.max_num_seqs=200000"]))).rejects.toThrow(/one layer's KV cache .* MiB in one buffer; the adapter allows \d+ MiB/);
+  expect(existsSync(join(out, "recall", "grpo", "metrics.jsonl"))).toBe(false);
+});
+
+test("actor.shuffle and data.val_batch_size: mini-batches drawn from a seeded reshuffle, validation in chunks", async () => {
+  const r = await train(args(join(dir, "shuffle"), 1, ["--save_freq", "-1", "--test_files", data, "actor_rollout_ref.actor.shuffle=true", "data.val_batch_size=5"]));
+  const val = readFileSync(join(r.runDir, "rollout", "val_1.jsonl"), "utf8").trim().split("\n");
+  expect(val.length).toBe(16);
+  expect(typeof r.lastMetrics["actor/pg_loss"]).toBe("number");
+});

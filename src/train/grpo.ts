@@ -288,16 +288,20 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
     if (!val) return {};
     const vt0 = performance.now();
     const doSample = s["actor_rollout_ref.rollout.val_kwargs.do_sample"];
-    const trajectories = await rolloutBatch(val.examples, generator, sandbox, {
-      n: doSample ? s["actor_rollout_ref.rollout.val_kwargs.n"] : 1,
-      temperature: doSample ? s["actor_rollout_ref.rollout.val_kwargs.temperature"] : 0,
-      topP: s["actor_rollout_ref.rollout.val_kwargs.top_p"],
-      topK: Math.max(0, s["actor_rollout_ref.rollout.val_kwargs.top_k"]),
-      seed: stepSeed(s["trainer.seed"], atStep, "val"),
-      limits,
-      toolTimeout: 5,
-    });
-    const scored = await score(trajectories);
+    const chunk = s["data.val_batch_size"] ?? val.examples.length;
+    const scored: Scored[] = [];
+    for (let i = 0; i < val.examples.length; i += chunk) {
+      const trajectories = await rolloutBatch(val.examples.slice(i, i + chunk), generator, sandbox, {
+        n: doSample ? s["actor_rollout_ref.rollout.val_kwargs.n"] : 1,
+        temperature: doSample ? s["actor_rollout_ref.rollout.val_kwargs.temperature"] : 0,
+        topP: s["actor_rollout_ref.rollout.val_kwargs.top_p"],
+        topK: Math.max(0, s["actor_rollout_ref.rollout.val_kwargs.top_k"]),
+        seed: stepSeed(s["trainer.seed"], atStep * 1000 + i / chunk, "val"),
+        limits,
+        toolTimeout: 5,
+      });
+      scored.push(...(await score(trajectories)));
+    }
     writeDump(rolloutDir, `val_${atStep}.jsonl`, scored.map((t) => dumpRow(t, decode)));
     const bySource = new Map<string, number[]>();
     for (const t of scored) bySource.set(t.example.dataSource, [...(bySource.get(t.example.dataSource) ?? []), t.score]);
@@ -418,6 +422,7 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
           checkpoint: s["actor_rollout_ref.model.enable_gradient_checkpointing"],
           loss,
           lr,
+          shuffleSeed: s["actor_rollout_ref.actor.shuffle"] ? stepSeed(s["trainer.seed"], step, "train") : undefined,
         }),
       );
       const lossMetrics = update.lossMetrics;

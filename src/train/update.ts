@@ -7,6 +7,7 @@
  */
 import type { Transformer } from "../model/transformer.ts";
 import { packMicroBatches } from "../data/packing.ts";
+import { epochOrder } from "../data/sampler.ts";
 import { forwardForUpdate, type PolicySequence } from "./actor.ts";
 import { policyLossAndGrads, type PolicyLossMetrics, type PolicyLossSettings } from "./loss.ts";
 import type { ActorOptimizer } from "./optimizer.ts";
@@ -30,6 +31,8 @@ export interface UpdateSettings {
   checkpoint: boolean;
   loss: PolicyLossSettings;
   lr: number;
+  /** actor.shuffle: a seeded reshuffle of the sequences before each epoch's mini-batches (undefined: in order). */
+  shuffleSeed?: number;
 }
 
 export interface UpdateResult {
@@ -46,8 +49,9 @@ export async function updateActor(model: Transformer, optimizer: ActorOptimizer,
   const out: UpdateResult = { lossMetrics: [], gradNorms: [], skippedSteps: 0, partitions: [] };
   const S = b.seqs.length;
   for (let epoch = 0; epoch < o.ppoEpochs; epoch++) {
+    const order = epochOrder(S, o.shuffleSeed ?? 0, epoch, o.shuffleSeed !== undefined);
     for (let m0 = 0; m0 < S; m0 += o.miniBatchSequences) {
-      const mini = Array.from({ length: Math.min(o.miniBatchSequences, S - m0) }, (_, k) => m0 + k);
+      const mini = order.slice(m0, m0 + o.miniBatchSequences);
       const micros = packMicroBatches(
         mini.map((i) => b.seqs[i]!.ids.length),
         o.maxTokens !== undefined ? { maxTokens: o.maxTokens } : { maxSequences: o.microBatchSequences ?? mini.length },
