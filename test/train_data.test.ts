@@ -59,6 +59,13 @@ test("ReCall prompts: the system template with the row's schemas, the question, 
   expect(d.examples[1]!.env).toContain("<search-url-placeholder>");
 });
 
+test("data.system_prompt: a system turn of the user's own, with the row's schemas put in; <think> still appended", async () => {
+  const file = join(dir, "own.parquet");
+  writeVerlParquet(file, [row(0, { func_schemas: '[{"name": "calc"}]' })]);
+  const d = await loadRlDataset([file], tok, { ...base, systemPrompt: "Use calc. Tools: {func_schemas}" });
+  expect(d.examples[0]!.prompt).toBe('<|im_start|>system\nUse calc. Tools: [{"name": "calc"}]<|im_end|>\n<|im_start|>user\nWho wrote book 0?<|im_end|>\n<|im_start|>assistant\n<think>');
+});
+
 test("max_prompt_length: overlong prompts are dropped (filter on) or refused naming the row (truncation=error)", async () => {
   const file = join(dir, "long.parquet");
   writeVerlParquet(file, [row(0), row(1, { question: "x".repeat(5000) })]);

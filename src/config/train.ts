@@ -48,6 +48,12 @@ export const TRAIN_SETTINGS = defineSettings({
   "data.seed": { type: "int", default: 1, help: "Seed of the data shuffle" },
   "data.use_re_call": { type: "bool", default: true, flags: ["use_re_call"], help: "Build ReCall's tool-use prompts (system template with the rows' tool schemas)" },
   "data.prompt_template_name": { type: "string", default: "re_call_template_sys", flags: ["prompt_template_name"], help: "ReCall prompt template" },
+  "data.system_prompt": {
+    type: "string",
+    default: "",
+    flags: ["system_prompt"],
+    help: "recall key: your own system turn instead of the named template ({func_schemas} is replaced by the row's schemas), e.g. 'Use calc.'",
+  },
   "data.search_url": { type: "string", default: "", flags: ["search_url"], help: "Retriever URL substituted into the tool env of *re_call rows, as ReCall does" },
   // model / actor
   "actor_rollout_ref.model.path": { type: "string", default: "", flags: ["actor_model_path"], help: "Model folder (Hugging Face layout) to train" },

@@ -45,6 +45,8 @@ export interface RlDatasetOptions {
   useReCall: boolean;
   /** ReCall's template name; only `re_call_template_sys` exists. */
   promptTemplateName: string;
+  /** A system template of the user's own ({func_schemas} replaced); "" uses the named template. */
+  systemPrompt?: string;
   /** Replaces `<search-url-placeholder>` in `env` of `*re_call` rows ("" leaves it). */
   searchUrl: string;
 }
@@ -125,7 +127,7 @@ function renderPrompt(tokenizer: RecallTokenizer, messages: { role: string; cont
 /** Loads and tokenizes the prompts of one or more verl parquet files, in file order. */
 export async function loadRlDataset(files: readonly string[], tokenizer: RecallTokenizer, o: RlDatasetOptions): Promise<RlDataset> {
   if (files.length === 0) throw new RecallError("no data files given");
-  const template = TEMPLATES[o.promptTemplateName];
+  const template = o.systemPrompt ? o.systemPrompt : TEMPLATES[o.promptTemplateName];
   if (o.useReCall && template === undefined) {
     throw new RecallError(`data.prompt_template_name '${o.promptTemplateName}' is unknown`, { hint: `templates: ${Object.keys(TEMPLATES).join(", ")}` });
   }

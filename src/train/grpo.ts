@@ -10,9 +10,10 @@
  * optimizer.ts; files in checkpoint.ts, metrics.ts and report.ts. Everything random is keyed by (seed, step), and
  * the data cursor and AdamW moments are checkpointed, so a resumed run repeats the uninterrupted one exactly.
  */
-import { existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
+import { writeFileAtomic } from "../util/fs.ts";
 import { RecallError } from "../errors.ts";
 import { getGpu, type Gpu } from "../gpu/runtime.ts";
 import { loadRlDataset, type RlDataset, type RlExample } from "../data/rl_dataset.ts";
@@ -62,12 +63,6 @@ interface Scored extends Trajectory {
 
 function runFolder(s: TrainSettings): string {
   return join(s["trainer.default_local_dir"], s["trainer.project_name"], s["trainer.experiment_name"]);
-}
-
-function writeTextAtomic(path: string, text: string): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, path);
 }
 
 const mean = (xs: readonly number[]) => (xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length);
@@ -153,7 +148,7 @@ function dumpRow(t: Scored, decode: (ids: readonly number[]) => string): Record<
 
 function writeDump(dir: string, name: string, rows: readonly Record<string, unknown>[]): void {
   mkdirSync(dir, { recursive: true });
-  writeTextAtomic(join(dir, name), rows.map((r) => JSON.stringify(r)).join("\n") + (rows.length ? "\n" : ""));
+  writeFileAtomic(join(dir, name), rows.map((r) => JSON.stringify(r)).join("\n") + (rows.length ? "\n" : ""));
 }
 
 /** Tool-use figures of a set of trajectories (the metrics a ReCall user watches besides the score). */
@@ -195,6 +190,7 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
     truncation: s["data.truncation"],
     useReCall: s["data.use_re_call"],
     promptTemplateName: s["data.prompt_template_name"],
+    systemPrompt: s["data.system_prompt"],
     searchUrl: s["data.search_url"],
   };
   const train = await loadRlDataset(s["data.train_files"], tokenizer, dataOptions);
@@ -253,7 +249,7 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
   const metricsLog = new MetricsLog(join(runDir, METRICS_FILE));
   metricsLog.truncateAfter(step);
   const rolloutDir = s["trainer.rollout_save_path"] || join(runDir, "rollout");
-  writeTextAtomic(join(runDir, "config.yaml"), stringify(trainSettingsTree(s)));
+  writeFileAtomic(join(runDir, "config.yaml"), stringify(trainSettingsTree(s)));
   const decode = (ids: readonly number[]) => tokenizer.decode(ids, { skipSpecialTokens: false });
   const limits = {
     maxTurns: s["actor_rollout_ref.rollout.max_turns"],
@@ -558,7 +554,7 @@ async function saveBatch(runDir: string, step: number, b: { kept: readonly Score
   if (b.ref) tensors.push({ name: "ref_log_prob", shape: [S, width], data: padded(b.ref) });
   await writeSafetensors(join(dir, `step_${step}.safetensors`), tensors);
   const json = b.kept.map((t) => ({ uid: t.uid, prompt_ids: t.promptIds, response_ids: t.responseIds, response_start: t.promptIds.length, loss_mask: t.lossMask, score: t.score, data_source: t.example.dataSource }));
-  writeTextAtomic(join(dir, `step_${step}.json`), JSON.stringify({ step, sequences: json }) + "\n");
+  writeFileAtomic(join(dir, `step_${step}.json`), JSON.stringify({ step, sequences: json }) + "\n");
 }
 
 export { checkpointDir, runFolder };
