@@ -74,6 +74,20 @@ function convertValue(value: number, from: string, to: string): number {
   return (value * LINEAR[from]![1]) / LINEAR[to]![1];
 }
 
+/**
+ * Python's `f"{x:.2f}"`: like toFixed(2), except that an exact tie (2.125 is a double) rounds to even, where
+ * toFixed rounds up. Verification still compares with the tool's own text.
+ */
+export function pyFixed2(x: number): string {
+  const fixed = x.toFixed(2);
+  const exact = Math.abs(x).toPrecision(40);
+  const m = /^(\d+)\.(\d\d)(5)(0*)$/.exec(exact);
+  if (m === null) return fixed;
+  const down = (x < 0 ? "-" : "") + `${m[1]}.${m[2]}`;
+  const lastDigit = Number(m[2]![1]);
+  return lastDigit % 2 === 0 ? down : fixed;
+}
+
 function unitName(u: string): string {
   return LINEAR[u]?.[2] ?? TEMPERATURE[u]!;
 }
@@ -93,7 +107,7 @@ export const unitsFamily: Family = {
         }
         const max = 10 ** Math.max(1, knobs.digits) - 1;
         const value = rng.int(1, max);
-        const answer = convertValue(value, from, to).toFixed(2);
+        const answer = pyFixed2(convertValue(value, from, to));
         const q = questionText(rng, knobs.style, value, from, to);
         const { env, funcSchemas } = toolsetText(withDistractors(rng, [CONVERT_TOOL], knobs.distractors));
         return {

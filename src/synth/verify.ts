@@ -5,9 +5,9 @@
  * follow from the last response, and ReCall's reward must give the whole golden conversation full marks.
  *
  * `batched` (default) sends many samples to one sandbox call: a small Python driver runs each sample's env and call
- * in fresh globals, as the sandbox does per call, and returns each answer's stdout, JSON result and error, which are
- * flattened here by the same code as a single call's. `per_call` sends every golden call on its own (ReCall's path
- * exactly; slower). A batch that fails as a whole (a hanging tool, a limit) is retried call by call, so one bad
+ * in fresh globals, as the sandbox does per call (compiling each distinct env once), and returns each answer's stdout,
+ * JSON result and error, which are flattened here by the same code as a single call's. `per_call` sends every golden
+ * call on its own (ReCall's path exactly; slower). A batch that fails as a whole (a hanging tool, a limit) is retried call by call, so one bad
  * sample never sinks others.
  */
 import { pyReprStr } from "../python/repr.ts";
@@ -43,8 +43,10 @@ import json as _json
 import sys as _sys
 
 def __recall_verify_batch(jobs_json):
+    jobs = _json.loads(jobs_json)
+    codes = [compile(env, "<env>", "exec") for env in jobs["envs"]]
     out = []
-    for env, calls in _json.loads(jobs_json):
+    for env_index, calls in jobs["items"]:
         answers = []
         for call in calls:
             buf = _io.StringIO()
@@ -54,7 +56,7 @@ def __recall_verify_batch(jobs_json):
             error = None
             try:
                 g = {"__name__": "__main__"}
-                exec(compile(env, "<env>", "exec"), g)
+                exec(codes[env_index], g)
                 exec(compile("response = " + call, "<call>", "exec"), g)
                 r = g.get("response")
                 if r is not None:
@@ -119,7 +121,17 @@ async function perCall(o: VerifyOptions, c: Candidate, exprs: string[]): Promise
 
 /** One sandbox call for many samples; undefined when the batch failed as a whole. */
 async function batch(o: VerifyOptions, items: { c: Candidate; exprs: string[] }[]): Promise<string[][] | undefined> {
-  const jobs = items.map(({ c, exprs }) => [o.envFor(c), exprs]);
+  // Each distinct env is sent and compiled once; every call still runs it in fresh globals.
+  const envs: string[] = [];
+  const envIndex = new Map<string, number>();
+  const jobs = {
+    envs,
+    items: items.map(({ c, exprs }) => {
+      const env = o.envFor(c);
+      if (!envIndex.has(env)) envIndex.set(env, envs.push(env) - 1);
+      return [envIndex.get(env)!, exprs];
+    }),
+  };
   const calls = items.reduce((n, it) => n + it.exprs.length, 0);
   const answer: ExecuteAnswer = await o.executor.execute({
     env: BATCH_DRIVER,
