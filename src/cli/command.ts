@@ -6,6 +6,7 @@
 import { defineCommand, renderUsage, runCommand, type ArgsDef, type CommandContext, type CommandDef } from "citty";
 import { consola } from "consola";
 import { RecallError, errorMessage } from "../errors.ts";
+import { fileError } from "../util/fs.ts";
 
 export type RecallCommand = CommandDef<ArgsDef> & { examples?: string[]; overrides?: CommandOverrides };
 
@@ -253,7 +254,9 @@ export async function runCli(root: RecallCommand, argv: string[], version: strin
     }
     await runCommand(cmd as CommandDef<ArgsDef>, { rawArgs: normalized });
     return process.exitCode === undefined ? 0 : Number(process.exitCode);
-  } catch (e) {
+  } catch (caught) {
+    // An operating-system error (a missing file, a full disk, no permission) is the user's to fix: one line naming the path.
+    const e = fileError(caught);
     if (e instanceof RecallError) {
       consola.error(e.message);
       if (e.hint) consola.info(e.hint);

@@ -3,20 +3,21 @@
  * own dataset (and pandas) read our files and our reader reads theirs:
  *
  *   data_source: string, question: string, ability: string,
- *   reward_model: struct<ground_truth: string, style: string>,
+ *   reward_model: struct<ground_truth: string | list<string>, style: string>,
  *   extra_info: struct<index: int64, split: string, env: string, func_schemas: string, ...extra string fields>
  *
  * Written to a temp name and renamed.
  */
-import { renameSync, writeFileSync } from "node:fs";
 import { parquetWriteBuffer } from "hyparquet-writer";
 import { RecallError } from "../errors.ts";
+import { writeFileAtomic } from "../util/fs.ts";
 
 export interface VerlRow {
   data_source: string;
   question: string;
   ability: string;
-  ground_truth: string;
+  /** One answer, or a list of accepted answers (MuSiQue's `golden_answers`); every row of a file the same kind. */
+  ground_truth: string | readonly string[];
   index: number;
   split: string;
   env: string;
@@ -34,6 +35,10 @@ export function verlParquetBytes(rows: readonly VerlRow[]): ArrayBuffer {
     const keys = Object.keys(r.extra ?? {});
     if (keys.join("\u0000") !== extraKeys.join("\u0000")) throw new RecallError(`row ${i + 1}: extra_info fields ${keys.join(",")} differ from row 1's ${extraKeys.join(",")}`);
   });
+  const listTruth = Array.isArray(rows[0]!.ground_truth);
+  rows.forEach((r, i) => {
+    if (Array.isArray(r.ground_truth) !== listTruth) throw new RecallError(`row ${i + 1}: ground_truth is ${listTruth ? "a string" : "a list"}, row 1's is ${listTruth ? "a list" : "a string"}`);
+  });
   const extraInfo = rows.map((r) => ({ index: BigInt(r.index), split: r.split, env: r.env, func_schemas: r.func_schemas, ...(r.extra ?? {}) }));
   return parquetWriteBuffer({
     columnData: [
@@ -49,7 +54,10 @@ export function verlParquetBytes(rows: readonly VerlRow[]): ArrayBuffer {
       str("question"),
       str("ability"),
       { name: "reward_model", repetition_type: "OPTIONAL", num_children: 2 },
-      str("ground_truth"),
+      // pyarrow's list<string>: an optional LIST group around a repeated `list` group of optional `element`s.
+      ...(listTruth
+        ? [{ name: "ground_truth", repetition_type: "OPTIONAL", converted_type: "LIST", num_children: 1 } as const, { name: "list", repetition_type: "REPEATED", num_children: 1 } as const, str("element")]
+        : [str("ground_truth")]),
       str("style"),
       { name: "extra_info", repetition_type: "OPTIONAL", num_children: 4 + extraKeys.length },
       { name: "index", type: "INT64", repetition_type: "OPTIONAL" },
@@ -63,7 +71,5 @@ export function verlParquetBytes(rows: readonly VerlRow[]): ArrayBuffer {
 
 export function writeVerlParquet(path: string, rows: readonly VerlRow[]): void {
   const bytes = verlParquetBytes(rows);
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, new Uint8Array(bytes));
-  renameSync(tmp, path);
+  writeFileAtomic(path, new Uint8Array(bytes));
 }

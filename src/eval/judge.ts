@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { errorMessage } from "../errors.ts";
 import type { ChatGenerator } from "../rollout/generator.ts";
 import { readIntermediate, type StoredItem } from "./intermediate.ts";
-import { writeFileAtomic } from "./output.ts";
+import { writeFileAtomic } from "../util/fs.ts";
 import { pyReprFloat } from "../python/repr.ts";
 import { EvalProgress } from "./progress.ts";
 

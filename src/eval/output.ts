@@ -5,10 +5,11 @@
  * `items.jsonl`: one line per finished (or failed) item, appended as items finish — the record that
  * `--resume` continues from. Whole files are written to a temporary name and renamed.
  */
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { RecallError } from "../errors.ts";
+import { writeFileAtomic } from "../util/fs.ts";
 import { pyReprFloat } from "../python/repr.ts";
 import type { EvalItem } from "./dataset.ts";
 import type { ItemScores } from "./metrics.ts";
@@ -26,12 +27,6 @@ export interface ItemRecord {
   /** Why the item failed: `reason` short (for counting), `message` in full. */
   error?: { reason: string; message: string };
   seconds: number;
-}
-
-export function writeFileAtomic(path: string, text: string): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, path);
 }
 
 const pad = (n: number) => String(n).padStart(2, "0");

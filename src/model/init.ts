@@ -4,9 +4,10 @@
  * transformers' `_init_weights`: matrices and the embedding ~ normal(0, initializer_range), biases 0, RMSNorm
  * weights 1; seeded, so the same flags give the same bytes.
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { RecallError } from "../errors.ts";
+import { copyFileAtomic, fileError, removeQuietly, writeFileAtomic } from "../util/fs.ts";
 import { QWEN_ADDED_TOKENS, tinyByteTokenizer } from "../data/tiny_tokenizer.ts";
 import { RecallTokenizer } from "../data/tokenizer.ts";
 import { modelConfigToHfJson, parameterCount, parameterSpecs, type Architecture, type ModelConfig, type ParameterSpec } from "./config.ts";
@@ -164,16 +165,25 @@ export interface InitResult {
   tokenizerSize: number;
 }
 
-async function writeJson(path: string, value: unknown): Promise<void> {
-  const tmp = `${path}.${process.pid}.tmp`;
-  await Bun.write(tmp, JSON.stringify(value, null, 2) + "\n");
-  renameSync(tmp, path);
+function writeJson(path: string, value: unknown): void {
+  writeFileAtomic(path, JSON.stringify(value, null, 2) + "\n");
 }
 
-function copyAtomic(from: string, to: string): void {
-  const tmp = `${to}.${process.pid}.tmp`;
-  copyFileSync(from, tmp);
-  renameSync(tmp, to);
+/** Weight files a model folder may hold; with --force, ones the new model does not write are removed (they would mix models). */
+const isWeightFile = (f: string) => f.endsWith(".safetensors") || f === "model.safetensors.index.json";
+
+/**
+ * Moves the finished files of `staging` into `dir` and removes `staging`. Everything has been written by
+ * then, so a full disk or a kill during the writes leaves `dir` as it was (or absent), never half a model.
+ */
+function publish(staging: string, dir: string, files: readonly string[]): void {
+  if (!existsSync(dir)) {
+    renameSync(staging, dir);
+    return;
+  }
+  for (const f of files) renameSync(join(staging, f), join(dir, f));
+  for (const f of readdirSync(dir)) if (isWeightFile(f) && !files.includes(f)) rmSync(join(dir, f), { force: true });
+  rmSync(staging, { recursive: true, force: true });
 }
 
 /** Writes a randomly initialised model folder; refuses a non-empty folder unless `force`. */
@@ -185,8 +195,29 @@ export async function initModel(o: InitOptions): Promise<InitResult> {
     if (!statSync(dir).isDirectory()) throw new RecallError(`--out ${dir} exists and is not a folder`);
     if (readdirSync(dir).length > 0 && !o.force) throw new RecallError(`--out ${dir} is not empty`, { hint: "pass --force to overwrite the model files in it" });
   }
-  mkdirSync(dir, { recursive: true });
+  // Written into a sibling folder and moved into place when complete (see publish).
+  const staging = `${dir.replace(/\/+$/, "")}.${process.pid}.partial`;
+  try {
+    mkdirSync(dirname(staging), { recursive: true });
+  } catch (e) {
+    throw fileError(e); // names the part of the path that is at fault
+  }
+  try {
+    mkdirSync(staging);
+  } catch (e) {
+    throw fileError(e, dir, "create the folder");
+  }
+  try {
+    const r = await writeModelFolder(o, staging);
+    publish(staging, dir, r.files);
+    return { ...r, dir };
+  } catch (e) {
+    removeQuietly(staging);
+    throw fileError(e, dir, "write");
+  }
+}
 
+async function writeModelFolder(o: InitOptions, dir: string): Promise<InitResult> {
   const written: string[] = [];
   if (o.tokenizer) {
     const src = o.tokenizer;
@@ -199,14 +230,14 @@ export async function initModel(o: InitOptions): Promise<InitResult> {
     RecallTokenizer.load(srcDir); // fail before writing anything if it does not load
     for (const f of TOKENIZER_FILES) {
       if (existsSync(join(srcDir, f))) {
-        copyAtomic(join(srcDir, f), join(dir, f));
+        copyFileAtomic(join(srcDir, f), join(dir, f));
         written.push(f);
       }
     }
   } else {
     const t = tinyByteTokenizer();
-    await writeJson(join(dir, "tokenizer.json"), t.tokenizer);
-    await writeJson(join(dir, "tokenizer_config.json"), t.tokenizerConfig);
+    writeJson(join(dir, "tokenizer.json"), t.tokenizer);
+    writeJson(join(dir, "tokenizer_config.json"), t.tokenizerConfig);
     written.push("tokenizer.json", "tokenizer_config.json");
   }
   const tok = RecallTokenizer.load(dir);
@@ -225,10 +256,10 @@ export async function initModel(o: InitOptions): Promise<InitResult> {
     { dtype: o.dtype ?? "F32", metadata: { recall_init: `${o.arch}/${o.preset}/seed=${seed}` } },
   );
   written.push(...files);
-  await writeJson(join(dir, "config.json"), modelConfigToHfJson(config));
+  writeJson(join(dir, "config.json"), modelConfigToHfJson(config));
   const generation: Record<string, unknown> = { bos_token_id: bos, eos_token_id: eosList.length === 1 ? eosList[0] : eosList };
   if (tok.padTokenId !== null) generation.pad_token_id = tok.padTokenId;
-  await writeJson(join(dir, "generation_config.json"), generation);
+  writeJson(join(dir, "generation_config.json"), generation);
   written.push("config.json", "generation_config.json");
   return { dir, config, parameters: parameterCount(config), files: written, tokenizerSize: tok.size };
 }

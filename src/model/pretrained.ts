@@ -1,5 +1,6 @@
 /** A model folder opened for inference: the GPU model, its tokenizer, and the ids that end a generation. */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
+import { readJson } from "../util/fs.ts";
 import { join } from "node:path";
 import type { Gpu } from "../gpu/runtime.ts";
 import { RecallTokenizer } from "../data/tokenizer.ts";
@@ -18,7 +19,7 @@ export async function openPretrained(gpu: Gpu, dir: string): Promise<Pretrained>
   const stop = new Set<number>(model.config.eosTokenIds);
   const genFile = join(dir, "generation_config.json");
   if (existsSync(genFile)) {
-    const eos = (JSON.parse(readFileSync(genFile, "utf8")) as { eos_token_id?: number | number[] }).eos_token_id;
+    const eos = (readJson(genFile) as { eos_token_id?: number | number[] } | null)?.eos_token_id;
     for (const id of ([] as number[]).concat(eos ?? [])) stop.add(id);
   }
   if (tokenizer.eosTokenId !== null) stop.add(tokenizer.eosTokenId);

@@ -12,6 +12,7 @@
  */
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import { fileError, openForReading } from "../util/fs.ts";
 import { RecallError, errorMessage } from "../errors.ts";
 import { parameterSpecs, type ModelConfig } from "./config.ts";
 
@@ -65,11 +66,7 @@ export class SafetensorsFile {
 
   static open(path: string): SafetensorsFile {
     let fd: number;
-    try {
-      fd = openSync(path, "r");
-    } catch (e) {
-      throw new RecallError(`cannot open ${path}: ${errorMessage(e)}`);
-    }
+    fd = openForReading(path);
     try {
       const size = fstatSync(fd).size;
       if (size < 8) fail(path, `file is ${size} bytes, too short for a safetensors header`);
@@ -355,7 +352,7 @@ async function writeFileTemp(path: string, tensors: readonly TensorSource[], opt
   } catch (e) {
     closeSync(fd);
     rmSync(tmp, { force: true });
-    throw e;
+    throw fileError(e, path, "write");
   }
   closeSync(fd);
   return tmp;

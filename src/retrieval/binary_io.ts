@@ -4,6 +4,7 @@
  * file in memory.
  */
 import { closeSync, fsyncSync, openSync, readFileSync, readSync, writeSync } from "node:fs";
+import { openForReading } from "../util/fs.ts";
 
 export class BinaryWriter {
   private readonly fd: number;
@@ -76,7 +77,7 @@ export class BinaryReader {
   private filePos = 0;
 
   constructor(readonly path: string, bufferBytes = 1 << 22) {
-    this.fd = openSync(path, "r");
+    this.fd = openForReading(path);
     this.buf = Buffer.allocUnsafe(bufferBytes);
   }
 

@@ -1,18 +1,13 @@
 /** Identifies a corpus file cheaply (size + hash of its first and last MiB) so an index can tell if it changed. */
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, fstatSync, readSync } from "node:fs";
 import { resolve } from "node:path";
-import { RecallError } from "../errors.ts";
+import { openForReading } from "../util/fs.ts";
 import type { CorpusIdentity } from "./index_format.ts";
 
 const SAMPLE = 1 << 20;
 
 export function corpusIdentity(path: string): CorpusIdentity {
-  let fd: number;
-  try {
-    fd = openSync(path, "r");
-  } catch (e) {
-    throw new RecallError(`cannot open corpus '${path}': ${(e as Error).message}`);
-  }
+  const fd = openForReading(path);
   try {
     const bytes = fstatSync(fd).size;
     const head = Buffer.alloc(Math.min(SAMPLE, bytes));

@@ -2,7 +2,8 @@
  * Streams a JSONL corpus row by row without holding it in memory, reporting each row's byte range so
  * the index can fetch the row again later by offset. Blank lines are skipped (they are not documents).
  */
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, fstatSync, readSync } from "node:fs";
+import { openForReading } from "../util/fs.ts";
 import { RecallError } from "../errors.ts";
 import { parseCorpusLine } from "./corpus_row.ts";
 import type { Doc } from "./types.ts";
@@ -30,11 +31,7 @@ export function* readCorpusRows(path: string, from: CorpusReadPosition = { byteO
     throw new RecallError(`corpus '${path}' is compressed or not JSONL; recall indexes plain JSONL (decompress it first)`);
   }
   let fd: number;
-  try {
-    fd = openSync(path, "r");
-  } catch (e) {
-    throw new RecallError(`cannot open corpus '${path}': ${(e as Error).message}`);
-  }
+  fd = openForReading(path);
   try {
     const size = fstatSync(fd).size;
     let buf = Buffer.allocUnsafe(chunkBytes);

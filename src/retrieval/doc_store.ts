@@ -3,7 +3,8 @@
  * index — the corpus is never loaded into memory. Opening checks that the corpus is the file the index
  * was built from (size and a hash of its first and last MiB).
  */
-import { closeSync, existsSync, openSync, readSync } from "node:fs";
+import { closeSync, existsSync, readSync } from "node:fs";
+import { openForReading } from "../util/fs.ts";
 import { join } from "node:path";
 import { RecallError } from "../errors.ts";
 import { asF64, asU32, mapFile } from "./binary_io.ts";
@@ -31,7 +32,7 @@ export class DocStore {
     }
     this.starts = asF64(mapFile(join(indexDir, "docs.start")));
     this.lens = asU32(mapFile(join(indexDir, "docs.len")));
-    this.fd = openSync(corpusPath, "r");
+    this.fd = openForReading(corpusPath);
   }
 
   get size(): number {

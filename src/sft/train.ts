@@ -11,9 +11,10 @@
  * data order is a function of (seed, epoch) and the cursor is checkpointed with the moments, so a resumed run ends
  * with the same weights as an uninterrupted one.
  */
-import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
+import { writeFileAtomic } from "../util/fs.ts";
 import { RecallError } from "../errors.ts";
 import { getGpu } from "../gpu/runtime.ts";
 import { EpochSampler, type DataCursor } from "../data/sampler.ts";
@@ -54,12 +55,6 @@ interface EarlyStopping {
 
 export function sftRunFolder(s: SftSettings): string {
   return join(s["trainer.default_local_dir"], s["trainer.project_name"], s["trainer.experiment_name"]);
-}
-
-function writeTextAtomic(path: string, text: string): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, path);
 }
 
 /** Which checkpoint to start from, per trainer.resume_mode (verl's auto | disable | resume_path). */
@@ -155,7 +150,7 @@ export async function runSft(s: SftSettings, io: SftIo): Promise<SftResult> {
   }
   const metricsLog = new MetricsLog(join(runDir, METRICS_FILE));
   metricsLog.truncateAfter(step);
-  writeTextAtomic(join(runDir, "config.yaml"), stringify(sftSettingsTree(s)));
+  writeFileAtomic(join(runDir, "config.yaml"), stringify(sftSettingsTree(s)));
   const valPasses = microBatches(val, batching);
 
   /** Held-out loss and token accuracy at `atStep`, logged on their own line; updates early stopping. */

@@ -6,8 +6,9 @@
  *   golden traces in ReCall's exact turn format (train and test split);
  * - `rejects.jsonl`: every rejected candidate with its reason; `stats.json`: counts per family and split, timing.
  */
-import { renameSync, rmSync, writeFileSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
+import { writeFileAtomic } from "../util/fs.ts";
 import type { SynthSettings } from "../config/synth.ts";
 import { writeVerlParquet, type VerlRow } from "../data/verl_parquet.ts";
 import { sftMessages } from "./trace.ts";
@@ -42,12 +43,6 @@ export interface SynthStats {
     reject_reasons: Record<string, number>;
   })[];
   timing: { generate_s: number; verify_s: number; total_s: number; verified: number; verified_per_s: number };
-}
-
-function writeAtomic(path: string, text: string): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, path);
 }
 
 export function verlRows(samples: readonly Sample[]): VerlRow[] {
@@ -91,9 +86,9 @@ export function writeSynthOutputs(
     writeVerlParquet(join(outDir, "test.parquet"), verlRows(d.test));
     files.push("test.parquet");
   } else rmSync(join(outDir, "test.parquet"), { force: true }); // a stale one from an earlier run would mislead
-  writeAtomic(join(outDir, "sft.jsonl"), d.train.map((x) => JSON.stringify(sftRecord(x, s.system_prompt)) + "\n").join(""));
-  writeAtomic(join(outDir, "sft_test.jsonl"), d.test.map((x) => JSON.stringify(sftRecord(x, s.system_prompt)) + "\n").join(""));
-  writeAtomic(join(outDir, "rejects.jsonl"), d.rejects.map((r) => JSON.stringify(r) + "\n").join(""));
+  writeFileAtomic(join(outDir, "sft.jsonl"), d.train.map((x) => JSON.stringify(sftRecord(x, s.system_prompt)) + "\n").join(""));
+  writeFileAtomic(join(outDir, "sft_test.jsonl"), d.test.map((x) => JSON.stringify(sftRecord(x, s.system_prompt)) + "\n").join(""));
+  writeFileAtomic(join(outDir, "rejects.jsonl"), d.rejects.map((r) => JSON.stringify(r) + "\n").join(""));
   files.push("sft.jsonl", "sft_test.jsonl", "rejects.jsonl", "stats.json", ...d.families.flatMap((f) => f.files));
 
   const all = [...d.train, ...d.test];
@@ -120,6 +115,6 @@ export function writeSynthOutputs(
       verified_per_s: d.timing.verify_s > 0 ? Math.round(d.timing.verified / d.timing.verify_s) : 0,
     },
   };
-  writeAtomic(join(outDir, "stats.json"), JSON.stringify(stats, null, 2) + "\n");
+  writeFileAtomic(join(outDir, "stats.json"), JSON.stringify(stats, null, 2) + "\n");
   return stats;
 }

@@ -15,6 +15,7 @@
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { RecallError, errorMessage } from "../errors.ts";
+import { writeFileAtomic } from "../util/fs.ts";
 import type { Gpu } from "../gpu/runtime.ts";
 import { SafetensorsModel, writeSafetensors } from "../model/safetensors.ts";
 import type { ParameterSet } from "../model/weights.ts";
@@ -42,12 +43,6 @@ export interface TrainerState {
 
 export function checkpointDir(runDir: string, step: number): string {
   return join(runDir, `global_step_${step}`);
-}
-
-function writeAtomic(path: string, text: string): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, path);
 }
 
 /** Throws when any parameter holds NaN or ±Infinity (checked on the host while reading for the save). */
@@ -99,7 +94,7 @@ export async function saveCheckpoint(gpu: Gpu, o: SaveInput): Promise<string> {
   }
   rmSync(final, { recursive: true, force: true });
   renameSync(partial, final);
-  writeAtomic(join(o.runDir, LATEST_FILE), String(o.step));
+  writeFileAtomic(join(o.runDir, LATEST_FILE), String(o.step));
   if (o.keep !== undefined && o.keep > 0) pruneCheckpoints(o.runDir, o.keep);
   return final;
 }

@@ -9,7 +9,7 @@
  */
 import { appendFileSync, closeSync, existsSync, ftruncateSync, fstatSync, openSync, readFileSync, readSync, writeSync } from "node:fs";
 import { RecallError } from "../errors.ts";
-import { writeFileAtomic } from "../eval/output.ts";
+import { writeFileAtomic } from "../util/fs.ts";
 
 export const METRICS_FILE = "metrics.jsonl";
 

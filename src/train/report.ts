@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { RecallError, errorMessage } from "../errors.ts";
-import { writeFileAtomic } from "../eval/output.ts";
+import { writeFileAtomic } from "../util/fs.ts";
 import { escapeHtml } from "../util/html.ts";
 import { METRICS_FILE, readMetrics, type MetricsRow } from "./metrics.ts";
 import { chartHasData, formatPercent, formatValue, renderChart, type ChartSpec, type LineSpec, type Point } from "./report_chart.ts";
