@@ -125,7 +125,9 @@ export async function openBackends(cfg: EvalConfig): Promise<OpenedBackends> {
   const description: Record<string, string> = { generator: generator.description };
   if (cfg.generator_model && (cfg.sgl_remote_url || cfg.openai_base_url)) description.generator_model = cfg.generator_model;
   let retriever: Retriever | undefined;
-  if (NEEDS_RETRIEVER.has(cfg.method_name)) {
+  // re-call on rows that carry their own tools needs no retriever: it is opened only when one is configured.
+  const optionalRetriever = cfg.method_name === "re-call" && !cfg.index_path && !cfg.remote_retriever_url && cfg.tool_backend === "native" && !cfg.sandbox_url;
+  if (NEEDS_RETRIEVER.has(cfg.method_name) && !optionalRetriever) {
     retriever = await openRetriever(cfg, http);
     description.retriever = cfg.remote_retriever_url ? `remote ${cfg.remote_retriever_url}` : `bm25 ${cfg.index_path}`;
   }
@@ -163,11 +165,27 @@ export async function openBackends(cfg: EvalConfig): Promise<OpenedBackends> {
   } else if (cfg.method_name === "re-call") {
     description.tools = "native wikipedia_search (in-process, from the retriever)";
   }
+  // Rows with their own tools (verl parquet from `recall synth` or ReCall's SynTool form) run them in a sandbox,
+  // opened on first use: the remote one with --sandbox_url, else a local pool.
+  let rowExecutor: Promise<ToolExecutor> | undefined;
+  const openRowExecutor = () =>
+    (rowExecutor ??= (async () => {
+      const ex: ToolExecutor = cfg.sandbox_url
+        ? new RemoteSandbox(cfg.sandbox_url, { retries: cfg.max_retries, backoffMs: cfg.retry_backoff * 1000 })
+        : await createLocalSandbox({ workers: Math.max(1, Math.min(cfg.workers, availableParallelism())) });
+      closers.push(() => ex.close());
+      return ex;
+    })());
+  const rowTools = (env: string): ToolRunner => ({
+    reportsDocs: false,
+    run: async (call) => new SandboxToolRunner(await openRowExecutor(), env).run(call),
+  });
   return {
     generator,
     chatTemplate,
     retriever,
     reCallTools,
+    rowTools,
     description,
     retries: () => retries,
     async close() {

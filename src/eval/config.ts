@@ -72,6 +72,11 @@ export const EVAL_SETTINGS = defineSettings({
   generator_model: { type: "string", nullable: true, default: null, help: "Local model folder run by the WebGPU engine (batch = --workers); with a remote URL only recorded" },
   remote_retriever_url: { type: "string", nullable: true, default: null, help: "Retriever server (ReCall /search API), e.g. 127.0.0.1:8000" },
   sandbox_url: { type: "string", nullable: true, default: null, help: "ReCall sandbox server (/execute): re-call's tool calls run ReCall's Python wikipedia_search there" },
+  system_prompt: {
+    type: "string",
+    default: "",
+    help: "re-call: your own system turn instead of ReCall's ({func_schemas} is replaced by the tools' schemas), e.g. 'Use calc.'",
+  },
   tool_backend: {
     type: "enum",
     choices: ["native", "sandbox"],

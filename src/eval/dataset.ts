@@ -8,11 +8,12 @@
  * are kept (`row`) so that intermediate_data.json can carry them, as the row had them.
  * A malformed row is reported with its file and line (JSONL) or row number.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { basename, join } from "node:path";
 import { parquetReadObjects } from "hyparquet";
 import { RecallError, errorMessage } from "../errors.ts";
 import { mulberry32 } from "../util/prng.ts";
+import { readBytes, readText } from "../util/fs.ts";
 
 export interface EvalItem {
   id: string;
@@ -23,6 +24,8 @@ export interface EvalItem {
   row?: Record<string, unknown>;
   /** The row's own `id` value, when it had one (its type kept). */
   rowId?: unknown;
+  /** verl rows that carry their own tools (`extra_info.func_schemas` + `env`): re-call runs those, not wikipedia_search. */
+  tools?: { funcSchemas: string; env: string };
 }
 
 /** Question fields, first found wins. */
@@ -95,11 +98,19 @@ export function rowToItem(row: unknown, index: number, split: string, at: string
   const list = Array.isArray(gold) ? gold : [gold];
   const golden = list.map(toText);
   if (golden.some((g) => g === undefined)) throw new RecallError(`${at}: gold answers must be strings, got ${JSON.stringify(gold).slice(0, 80)}`);
+  // An empty list would score 0 on every metric and pull the means down without a word: refused (see README, recall eval).
+  if (golden.length === 0) {
+    throw new RecallError(`${at}: the row's gold answer list is empty; every metric would score it 0`, { hint: "give the row its answers, or remove it from the dataset" });
+  }
   const idRaw = r.id ?? (r.extra_info as Record<string, unknown> | undefined)?.id;
   const id = toText(idRaw) ?? `${split}_${index}`;
   const item: EvalItem = { id, question, golden_answers: golden as string[] };
   if (r.metadata !== undefined && r.metadata !== null && typeof r.metadata === "object") item.metadata = r.metadata as Record<string, unknown>;
   if (r.id !== undefined && r.id !== null) item.rowId = jsonSafe(r.id);
+  const extra = r.extra_info as Record<string, unknown> | undefined;
+  if (extra && typeof extra === "object" && typeof extra.func_schemas === "string" && extra.func_schemas !== "") {
+    item.tools = { funcSchemas: extra.func_schemas, env: typeof extra.env === "string" ? extra.env : "" };
+  }
   const rest = keys.filter((k) => !ITEM_KEYS.has(k) && k !== qKey);
   if (rest.length > 0) item.row = Object.fromEntries(rest.map((k) => [k, jsonSafe(r[k])]));
   return item;
@@ -130,8 +141,8 @@ export async function loadDataset(file: string, split: string, rowKeys: RowKeys 
   let items: EvalItem[];
   if (file.endsWith(".parquet")) {
     let rows: Record<string, unknown>[];
+    const buf = readBytes(file);
     try {
-      const buf = readFileSync(file);
       const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
       rows = (await parquetReadObjects({ file: ab })) as Record<string, unknown>[];
     } catch (e) {
@@ -140,8 +151,9 @@ export async function loadDataset(file: string, split: string, rowKeys: RowKeys 
     items = rows.map((row, i) => rowToItem(row, i, split, `${file} row ${i + 1}`, rowKeys));
   } else if (file.endsWith(".json")) {
     let v: unknown;
+    const text = readText(file);
     try {
-      v = JSON.parse(readFileSync(file, "utf8"));
+      v = JSON.parse(text);
     } catch (e) {
       throw new RecallError(`${file}: not valid JSON (${errorMessage(e)})`);
     }
@@ -149,7 +161,7 @@ export async function loadDataset(file: string, split: string, rowKeys: RowKeys 
     if (!rows) throw new RecallError(`${file}: expected a JSON list of rows`);
     items = rows.map((row, i) => rowToItem(row, i, split, `${file} item ${i + 1}`, rowKeys));
   } else {
-    const lines = readFileSync(file, "utf8").split("\n");
+    const lines = readText(file).split("\n");
     items = [];
     lines.forEach((line, i) => {
       if (line.trim() === "") return;

@@ -33,6 +33,8 @@ export interface MethodBackends {
   retriever?: SearchBackend;
   /** Tool calls for re-call go here when set (a sandbox running wikipedia_search's Python source). */
   reCallTools?: ToolRunner;
+  /** A runner for a row's own tool source (rows that carry `extra_info.env`). */
+  rowTools?: (env: string) => ToolRunner;
 }
 
 /** What a method produced for one item (stored under `output` in intermediate_data.json). */
@@ -114,9 +116,11 @@ export async function runMethod(item: EvalItem, cfg: EvalConfig, b: MethodBacken
   // ReCall.run asks for its own per-turn budget, not FlashRAG's generation_params (see config.ts).
   const limits = { maxTurns: cfg.max_turns, maxTokensPerTurn: cfg.max_tokens_per_turn, maxResponseTokens: cfg.max_response_length ?? Infinity, maxContextTokens: cfg.context_length };
   if (method === "re-call") {
-    const tools = b.reCallTools ?? new WikipediaSearchTool(needRetriever(b, method));
+    // A row with its own tools runs them (in the sandbox); otherwise ReCall's wikipedia_search.
+    const own = item.tools && b.rowTools ? item.tools : undefined;
+    const tools = own ? b.rowTools!(own.env) : (b.reCallTools ?? new WikipediaSearchTool(needRetriever(b, method)));
     // ReCall's evaluation loop and prompt, not its training rollout's (see TurnRules in conversation.ts).
-    const prompt = reCallPrompt(item.question, WIKIPEDIA_SEARCH_FUNC_SCHEMAS, RE_CALL_EVAL_SYS);
+    const prompt = reCallPrompt(item.question, own ? own.funcSchemas : WIKIPEDIA_SEARCH_FUNC_SCHEMAS, cfg.system_prompt || RE_CALL_EVAL_SYS);
     const conv = await runConversation(prompt, { generator: g, protocol: RE_CALL, tools, sampling: sampling(cfg), limits, rules: "recall_eval", signal });
     const full = prompt + conv.response;
     return {
