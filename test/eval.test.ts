@@ -94,6 +94,24 @@ describe("datasets", () => {
     writeFileSync(f, '{"id": "x", "question": "a", "answer": "1"}\n{"id": "x", "question": "b", "answer": "2"}\n');
     await expect(loadDataset(f, "test")).rejects.toThrow(/id 'x' appears twice/);
   });
+  test("bytes that are not UTF-8 are refused with file:line, not read as U+FFFD (issue 17.3)", async () => {
+    const f = join(tmp, "latin1.jsonl");
+    writeFileSync(f, Buffer.concat([Buffer.from('{"question": "q1", "answer": ["a"]}\n{"question": "q2", "answer": ["ans'), Buffer.from([0xff]), Buffer.from('2"]}\n')]));
+    await expect(loadDataset(f, "test")).rejects.toThrow(`${f}:2: invalid UTF-8 (byte 0xff at offset 70)`);
+    const j = join(tmp, "latin1.json");
+    writeFileSync(j, Buffer.concat([Buffer.from('[{"question": "q\u00e9", "answer": ["caf'), Buffer.from([0xe9]), Buffer.from('"]}]')]));
+    await expect(loadDataset(j, "test")).rejects.toThrow(`${j}:1: invalid UTF-8`);
+  });
+  test("an empty gold answer list is refused, naming the row (it would score 0 and pull the means down; issue 17.4)", async () => {
+    const f = join(tmp, "nogold.jsonl");
+    writeFileSync(f, '{"question": "q1", "golden_answers": ["a"]}\n{"question": "q2", "golden_answers": []}\n');
+    await expect(loadDataset(f, "test")).rejects.toThrow(`${f}:2: the row's gold answer list is empty; every metric would score it 0`);
+  });
+  test("a dataset path that is a folder is named in one line (EISDIR)", async () => {
+    const d = join(tmp, "folder.jsonl");
+    mkdirSync(d, { recursive: true });
+    await expect(loadDataset(d, "test")).rejects.toThrow(`cannot read ${d}: it is a folder, not a file (EISDIR)`);
+  });
   test("--limit takes the first N; with --seed a fixed random N in file order", async () => {
     const items = await loadDataset(`${FIX}/bamboogle_test_qa.jsonl`, "test");
     expect(selectItems(items, 3, false).map((i) => i.id)).toEqual(["test_0", "test_1", "test_2"]);

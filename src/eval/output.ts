@@ -5,11 +5,11 @@
  * `items.jsonl`: one line per finished (or failed) item, appended as items finish — the record that
  * `--resume` continues from. Whole files are written to a temporary name and renamed.
  */
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { RecallError } from "../errors.ts";
-import { writeFileAtomic } from "../util/fs.ts";
+import { appendWhole, writeFileAtomic } from "../util/fs.ts";
 import { pyReprFloat } from "../python/repr.ts";
 import type { EvalItem } from "./dataset.ts";
 import type { ItemScores } from "./metrics.ts";
@@ -45,9 +45,9 @@ export function writeConfigYaml(dir: string, record: Record<string, unknown>): v
   writeFileAtomic(join(dir, CONFIG_FILE), stringify(record));
 }
 
-/** Appends one finished item (one write, so a kill leaves at most a partial last line). */
+/** Appends one finished item, whole or not at all (a full disk truncates it back; a kill leaves at most a torn last line). */
 export function appendItemRecord(dir: string, rec: ItemRecord): void {
-  appendFileSync(join(dir, ITEMS_FILE), JSON.stringify(rec) + "\n");
+  appendWhole(join(dir, ITEMS_FILE), JSON.stringify(rec) + "\n");
 }
 
 /** The latest record per id from items.jsonl; a torn last line (killed mid-write) is ignored. */
