@@ -5,7 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { getGpu, type Gpu } from "../src/gpu/runtime.ts";
 import { Transformer } from "../src/model/transformer.ts";
-import { SafetensorsModel, f32ToBf16, decodeToF32 } from "../src/model/safetensors.ts";
+import { SafetensorsModel, f32ToBf16, decodeToF32, writeSafetensorsModel } from "../src/model/safetensors.ts";
+import { firstNonFinite } from "../src/model/weights.ts";
 import { PROJECT_ROOT } from "./harness.ts";
 
 let gpu: Gpu;
@@ -42,4 +43,24 @@ test("save as F32 round-trips every parameter exactly; BF16 loads as the bf16-ro
     again.params.release();
   }
   model.params.release();
+});
+
+test("a NaN or infinity in the weights is refused at load, naming the tensor and element (issue 17.1)", async () => {
+  const file = SafetensorsModel.open(src);
+  for (const [bad, shown] of [[NaN, "NaN"], [-Infinity, "-Infinity"]] as const) {
+    const out = mkdtempSync(join(tmpdir(), "recall-nonfinite-"));
+    copyFileSync(join(src, "config.json"), join(out, "config.json"));
+    const victim = "model.layers.1.mlp.down_proj.weight";
+    await writeSafetensorsModel(
+      out,
+      file.names.map((name) => {
+        const data = file.readF32(name);
+        if (name === victim) data[5] = bad;
+        return { name, shape: file.info(name).shape, data };
+      }),
+    );
+    await expect(Transformer.load(gpu, out)).rejects.toThrow(`${out}: tensor '${victim}' holds ${shown} at element 5; the weights are damaged or diverged`);
+  }
+  expect(firstNonFinite(new Float32Array([0, -1e38, 3.4e38]))).toBe(-1);
+  expect(firstNonFinite(new Float32Array([0, 1, Infinity]))).toBe(2);
 });

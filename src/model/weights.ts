@@ -3,6 +3,7 @@
  * (and big tensors in pieces) from safetensors into GPU buffers, so JS memory never holds a second
  * full copy of the model; saving reads them back one at a time.
  */
+import { RecallError } from "../errors.ts";
 import type { Gpu } from "../gpu/runtime.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { parameterSpecs, type ModelConfig, type ParameterSpec } from "./config.ts";
@@ -57,7 +58,15 @@ export class ParameterSet {
       const t = set.get(spec.name);
       for (let start = 0; start < t.numel; start += UPLOAD_PIECE) {
         const count = Math.min(UPLOAD_PIECE, t.numel - start);
-        gpu.write(t, file.readF32(spec.name, { start, count }), start);
+        const piece = file.readF32(spec.name, { start, count });
+        // A NaN or infinity would flow into every logit (all-null scores, sampling from garbage): refuse the file.
+        const bad = firstNonFinite(piece);
+        if (bad >= 0) {
+          throw new RecallError(`${dir}: tensor '${spec.name}' holds ${piece[bad]} at element ${start + bad}; the weights are damaged or diverged`, {
+            hint: "use an earlier checkpoint, or re-save the model from a run that did not diverge",
+          });
+        }
+        gpu.write(t, piece, start);
       }
     }
     await gpu.sync();
@@ -73,6 +82,15 @@ export class ParameterSet {
     }));
     return writeSafetensorsModel(dir, sources, { dtype });
   }
+}
+
+/** Index of the first NaN or ±Infinity in `xs`, or -1 (x − x is 0 only for finite x). */
+export function firstNonFinite(xs: Float32Array): number {
+  for (let i = 0; i < xs.length; i++) {
+    const x = xs[i]!;
+    if (x - x !== 0) return i;
+  }
+  return -1;
 }
 
 /** The tensors of one decoder layer, by role (a view into a ParameterSet: parameters or their gradients). */
