@@ -34,6 +34,19 @@ describe("recall CLI", () => {
     expect(r.stderr).toContain("unknown flag '--jsn'");
     expect(r.stderr).not.toContain("    at ");
   });
+  test("a flag that takes a value, given none, is refused rather than defaulted (issue 17.13)", () => {
+    for (const argv of [
+      ["generate", "--model", "m", "--prompt", "hi", "--max_new_tokens"],
+      ["generate", "--model", "m", "--max_new_tokens", "--prompt", "hi"],
+    ]) {
+      const r = runRecall(argv);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("flag --max_new_tokens needs a value");
+      expect(r.stderr).not.toContain("    at ");
+    }
+    // a negative number is a value, not a flag
+    expect(runRecall(["generate", "--model", "/nonexistent", "--prompt", "hi", "--seed", "-1"]).stderr).not.toContain("needs a value");
+  });
 });
 
 describe("flag normalisation", () => {

@@ -133,6 +133,14 @@ describe("config layering", () => {
     expect(cfg.extra).toMatchObject({ gpu_id: "0,1", unsupported_metrics: ["bleu"] });
     expect(cfg.save_note).toBe("re-call");
   });
+  test("an unknown metric is refused (issue 17.13): a typo anywhere, a FlashRAG-only metric when asked for by flag", () => {
+    expect(() => resolveConfig({}, { metrics: "em,bogus" })).toThrow("flag --metrics: unknown metric 'bogus'");
+    expect(() => resolveConfig({}, { metrics: "em,bleu" })).toThrow("flag --metrics: unknown metric 'bleu' (FlashRAG's, not computed by recall)");
+    const y = join(tmp, "typo_metrics.yaml");
+    writeFileSync(y, "metrics: [em, f11]\n");
+    expect(() => resolveConfig(readConfigFile(y), {}, y)).toThrow(`'metrics' in ${y}: unknown metric 'f11'`);
+    expect(resolveConfig({}, { metrics: "f1,em" }).metrics).toEqual(["f1", "em"]);
+  });
   test("bad values name the flag or the file key", () => {
     expect(() => resolveConfig({}, { workers: "many" })).toThrow(/flag --workers expects a number, got 'many'/);
     expect(() => resolveConfig({ max_turns: 2.5 }, {}, "cfg.yaml")).toThrow(/'max_turns' in cfg.yaml expects an integer/);

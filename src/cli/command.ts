@@ -70,10 +70,11 @@ export function canonicalFlag(name: string): string {
  * canonical spelling citty expects. Throws RecallError on an unknown flag, naming it and the command.
  */
 export function normalizeFlags(rawArgs: string[], args: ArgsDef, commandPath: string): string[] {
-  const known = new Map<string, { name: string; boolean: boolean }>();
+  const known = new Map<string, { name: string; boolean: boolean; bareAllowed: boolean }>();
   for (const [name, def] of Object.entries(args)) {
     if (def.type === "positional") continue;
-    const entry = { name, boolean: def.type === "boolean" };
+    // A setting of type bool (src/config/schema.ts: a string flag shown as true|false) may stand bare, as store_true.
+    const entry = { name, boolean: def.type === "boolean", bareAllowed: "valueHint" in def && def.valueHint === "true|false" };
     known.set(canonicalFlag(name), entry);
     const aliases = "alias" in def && def.alias !== undefined ? ([] as string[]).concat(def.alias) : [];
     for (const a of aliases) known.set(canonicalFlag(a), entry);
@@ -110,6 +111,13 @@ export function normalizeFlags(rawArgs: string[], args: ArgsDef, commandPath: st
         `unknown flag '${tok.split("=")[0]}' for '${commandPath}'` + (suggestion ? ` (did you mean --${suggestion}?)` : ""),
         { hint: `see '${commandPath} --help'` },
       );
+    }
+    // `--max_new_tokens` with nothing after it (or another flag next) would fall back to the default unnoticed.
+    if (!hit.boolean && !hit.bareAllowed && eq < 0) {
+      const next = rawArgs[i + 1];
+      if (next === undefined || next === "--" || (next.startsWith("--") && next.length > 2)) {
+        throw new RecallError(`flag ${tok} needs a value`, { hint: `write ${tok} VALUE or ${tok}=VALUE; see '${commandPath} --help'` });
+      }
     }
     out.push(negated ? `--no-${hit.name}${value}` : `--${hit.name}${value}`);
   }

@@ -46,6 +46,11 @@ const UNSUPPORTED_METHODS: Record<string, string> = {
 
 export const METRICS = ["em", "acc", "f1", "precision", "recall"] as const;
 export type MetricName = (typeof METRICS)[number];
+/** FlashRAG's other metric names: a FlashRAG YAML that lists them still runs (they are noted, not computed). */
+const FLASHRAG_ONLY_METRICS = [
+  "sub_em", "retrieval_recall", "retrieval_precision", "rouge-1", "rouge-2", "rouge-l", "zh_rouge-1", "zh_rouge-2", "zh_rouge-l",
+  "bleu", "input_tokens", "gaokao_acc", "llm_judge",
+];
 
 /**
  * Every setting of `recall eval`, once: its flag is its key (FlashRAG's names), its YAML key too. Nullable settings
@@ -223,10 +228,23 @@ export function resolveEvalRun(entries: readonly SettingEntry[]): { cfg: EvalCon
   }
   if (r.values.split.length > 1 && r.values.resume !== null) throw new RecallError(`--resume continues one run folder (one split); ${describeSource(r.sources.split)} lists ${r.values.split.length}`);
   const { metrics, ...rest } = dropNulls(r.values);
-  // FlashRAG metric names recall does not compute (bleu, rouge …) are dropped from the list.
+  // FlashRAG metric names recall does not compute (bleu, rouge …) are dropped from a YAML's list (with a note); a flag
+  // asks for them explicitly, and a name FlashRAG does not know either is a typo: both are refused.
   const known = metrics.filter((m): m is MetricName => (METRICS as readonly string[]).includes(m));
+  const others = metrics.filter((m) => !(METRICS as readonly string[]).includes(m));
+  const typo = others.find((m) => !FLASHRAG_ONLY_METRICS.includes(m));
+  const fromFlag = r.sources.metrics.kind === "flag" || r.sources.metrics.kind === "override";
+  if (typo !== undefined || (fromFlag && others.length > 0)) {
+    const bad = typo ?? others[0]!;
+    throw new RecallError(`${describeSource(r.sources.metrics)}: unknown metric '${bad}'${typo === undefined ? " (FlashRAG's, not computed by recall)" : ""}`, {
+      hint: `metrics: ${METRICS.join(", ")}`,
+    });
+  }
   const extra = { ...r.extra };
-  if (metrics.length > known.length) extra.unsupported_metrics = metrics.filter((m) => !(METRICS as readonly string[]).includes(m));
+  if (others.length > 0) {
+    extra.unsupported_metrics = others;
+    notes.push(`${describeSource(r.sources.metrics)}: ${others.join(", ")} ${others.length === 1 ? "is" : "are"} FlashRAG's and not computed by recall`);
+  }
   const cfg: EvalConfig = { ...rest, metrics: known, extra };
   // `--limit N --seed S` asks for a random subset; in a YAML, FlashRAG's random_sample decides.
   if (r.sources.seed.kind === "flag") cfg.random_sample = true;
