@@ -1,8 +1,35 @@
 /** `recall synth`: verified tool-use training data (verl parquet for `recall train`, SFT conversations for `recall sft`). */
+import type { ArgsDef } from "citty";
 import { consola } from "consola";
 import { defineRecallCommand } from "../src/cli/command.ts";
-import { parseSynthCommandLine, SYNTH_ARGS } from "../src/config/synth.ts";
+import { MUSIQUE_ARGS, parseMusiqueCommandLine, parseSynthCommandLine, SYNTH_ARGS } from "../src/config/synth.ts";
+import { prepareMusique } from "../src/synth/musique.ts";
 import { runSynth } from "../src/synth/run.ts";
+
+const musique = defineRecallCommand({
+  meta: {
+    name: "musique",
+    description:
+      "ReCall's prepare_musique_recall.py: a FlashRAG QA folder (train.jsonl, dev.jsonl) → train.parquet and test.parquet in ReCall's schema, each row with the wikipedia_search tool (env and schema) and golden_answers as a list ground truth.",
+  },
+  examples: [
+    "recall synth musique --input_dir data/musique --output_dir data/musique_re_call",
+    "recall synth musique --input_dir data/hotpotqa --output_dir data/hotpotqa_re_call --test_size 500 --seed 1 --data_source hotpotqa_re_call",
+  ],
+  args: MUSIQUE_ARGS,
+  async run({ rawArgs }) {
+    const s = parseMusiqueCommandLine(rawArgs);
+    const r = await prepareMusique({ inputDir: s.input_dir, outputDir: s.output_dir, testSize: s.test_size, seed: s.seed, dataSource: s.data_source, log: (l) => consola.info(l) });
+    consola.success(`${r.train} train + ${r.test} test rows in ${s.output_dir} (${r.files.join(", ")})`);
+  },
+});
+
+// Bare flags of the main form are booleans to the CLI layer, so a value after them is never read as a subcommand name.
+const MAIN_ARGS: ArgsDef = {
+  ...SYNTH_ARGS,
+  json: { type: "boolean", description: SYNTH_ARGS.json!.description },
+  print_config: { type: "boolean", description: SYNTH_ARGS.print_config!.description },
+};
 
 export default defineRecallCommand({
   meta: {
@@ -15,8 +42,10 @@ export default defineRecallCommand({
     "recall synth --mix calc:0.4,lookup:0.3,search:0.3 --n 1000 --seed 1 --out data/mix",
     "recall synth --mix lookup,search --hops 2 --distractors 2 --n 500 --out data/hops2",
     "recall synth --mix units --n 200 --digits 3 --test_ratio 0.2 --json --out data/units",
+    "recall synth musique --input_dir data/musique --output_dir data/musique_re_call",
   ],
-  args: SYNTH_ARGS,
+  args: MAIN_ARGS,
+  subCommands: { musique },
   async run({ rawArgs }) {
     const { settings, json, printConfig, notes } = parseSynthCommandLine(rawArgs);
     if (printConfig) {

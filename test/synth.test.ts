@@ -4,10 +4,10 @@
  * the trainer's loader (and pyarrow, when present) and the SFT rows are ReCall's exact text (and read by recall sft).
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseSynthCommandLine, type SynthSettings } from "../src/config/synth.ts";
+import { parseMusiqueCommandLine, parseSynthCommandLine, type SynthSettings } from "../src/config/synth.ts";
 import { loadRlDataset, type RlDatasetOptions } from "../src/data/rl_dataset.ts";
 import { RecallTokenizer } from "../src/data/tokenizer.ts";
 import { initModel } from "../src/model/init.ts";
@@ -18,6 +18,7 @@ import { createLocalSandbox, type LocalSandbox } from "../src/sandbox/index.ts";
 import { rowConversation } from "../src/sft/conversation.ts";
 import { calcFamily } from "../src/synth/calc.ts";
 import { dataSourceOf, FAMILIES, parseMix } from "../src/synth/families.ts";
+import { prepareMusique } from "../src/synth/musique.ts";
 import { makeRng } from "../src/synth/random.ts";
 import { knobsOf, runSynth, type SynthResult } from "../src/synth/run.ts";
 import { conversationText } from "../src/synth/trace.ts";
@@ -25,6 +26,7 @@ import type { Candidate, Sample } from "../src/synth/types.ts";
 import { verifyCandidates, type VerifyOptions } from "../src/synth/verify.ts";
 
 const FIXTURE = join(import.meta.dir, "../../shared/fixtures/toolstar_grpo_mix_test.parquet");
+const NQ = join(import.meta.dir, "../../shared/fixtures/nq_sample_flashrag.jsonl");
 let dir: string;
 let sandbox: LocalSandbox;
 let tok: RecallTokenizer;
@@ -218,6 +220,34 @@ test("--mix splits n by weight; bad flags and values are refused naming them", (
   expect(() => parseMix(["calc:0"], 3, "flag --mix")).toThrow("flag --mix: 'calc:0' must be FAMILY or FAMILY:WEIGHT with a weight > 0");
 });
 
+test("recall synth musique: FlashRAG rows become ReCall's MuSiQue parquet (list ground truths, wikipedia_search tool)", async () => {
+  const lines = readFileSync(NQ, "utf8").trim().split("\n");
+  const input = join(dir, "nq");
+  mkdirSync(input, { recursive: true });
+  writeFileSync(join(input, "train.jsonl"), lines.slice(0, 6).join("\n") + "\n");
+  writeFileSync(join(input, "dev.jsonl"), lines.slice(6).join("\n") + "\n");
+  const out = join(dir, "nq_re_call");
+  const r = await prepareMusique({ inputDir: input, outputDir: out, testSize: 3, seed: 42, dataSource: "musique_re_call", log: silent });
+  expect(r).toEqual({ train: 6, test: 3, files: ["train.parquet", "test.parquet"] });
+  const d = await loadRlDataset([join(out, "train.parquet")], tok, { ...loaderOptions, searchUrl: "http://127.0.0.1:8000" });
+  d.examples.forEach((ex, i) => {
+    const row = JSON.parse(lines[i]!);
+    expect(ex.question).toBe(row.question);
+    expect(ex.groundTruth).toEqual(row.golden_answers);
+    expect(ex.dataSource).toBe("musique_re_call");
+    expect(ex.funcSchemas).toBe(WIKIPEDIA_SEARCH_FUNC_SCHEMAS);
+    expect(ex.env).toBe(WIKIPEDIA_SEARCH_ENV.replace("<search-url-placeholder>", "http://127.0.0.1:8000"));
+    expect(ex.extraInfo.id).toBe(row.id);
+  });
+  const t = await loadRlDataset([join(out, "test.parquet")], tok, loaderOptions);
+  expect(t.examples.length).toBe(3);
+  const devQuestions = lines.slice(6).map((l) => JSON.parse(l).question);
+  for (const ex of t.examples) expect(devQuestions).toContain(ex.question);
+  expect(() => parseMusiqueCommandLine(["--output_dir", out])).toThrow("pass --input_dir DIR");
+  expect(() => parseMusiqueCommandLine(["--input_dir", input, "--output_dir", out, "--test_size", "0"])).toThrow("flag --test_size must be >= 1, got 0");
+  await expect(prepareMusique({ inputDir: mkdtempSync(join(dir, "empty-")), outputDir: out, testSize: 3, seed: 42, dataSource: "musique_re_call", log: silent })).rejects.toThrow("has no train.jsonl");
+});
+
 test("pyarrow reads our parquet back identically (skips without pyarrow)", () => {
   const python = ["/work/venv/bin/python", "python3"].find((p) => Bun.spawnSync([p, "-c", "import pyarrow"], { stderr: "ignore" }).exitCode === 0);
   if (python === undefined) {
@@ -241,4 +271,10 @@ test("pyarrow reads our parquet back identically (skips without pyarrow)", () =>
       extra_info: { index, split: "train", env: s.env, func_schemas: s.funcSchemas, id: s.id, family: s.family, golden: JSON.stringify(s.golden) },
     })),
   );
+  // List ground truths (the musique converter's) are pyarrow's list<string>.
+  const musique = Bun.spawnSync([python, "-c", script, join(dir, "nq_re_call", "train.parquet")], { stderr: "pipe" });
+  const m = JSON.parse(musique.stdout.toString()) as { schema: string; rows: { reward_model: { ground_truth: string[] } }[] };
+  expect(m.schema).toContain("reward_model: struct<ground_truth: list<element: string>, style: string>");
+  const golds = readFileSync(NQ, "utf8").trim().split("\n").slice(0, 6).map((l) => JSON.parse(l).golden_answers);
+  expect(m.rows.map((r) => r.reward_model.ground_truth)).toEqual(golds);
 });

@@ -81,3 +81,23 @@ export function parseSynthCommandLine(rawArgs: string[]): SynthCommandLine {
   if (s.calc_min !== null && s.calc_max !== null && s.calc_min > s.calc_max) throw new RecallError(`${at("calc_min")}: calc_min ${s.calc_min} is above calc_max ${s.calc_max}`);
   return { settings: s, json: cl.options.json === true, printConfig, notes: [...cl.notes, ...r.notes] };
 }
+
+/** `recall synth musique`: ReCall's `prepare_musique_recall.py` flags and defaults. */
+export const MUSIQUE_SETTINGS = defineSettings({
+  input_dir: { type: "string", default: "", help: "FlashRAG dataset folder with train.jsonl (and dev.jsonl): rows {id, question, golden_answers}" },
+  output_dir: { type: "string", default: "", help: "Folder for train.parquet and test.parquet" },
+  test_size: { type: "int", default: 100, check: atLeast(1), help: "dev rows drawn for test.parquet" },
+  seed: { type: "int", default: 42, help: "Seed of the dev draw" },
+  data_source: { type: "string", default: "musique_re_call", help: "data_source of the rows (keep 're_call' in it for ReCall's reward and search URL)" },
+});
+export type MusiqueSettings = SettingsOf<typeof MUSIQUE_SETTINGS>;
+const MUSIQUE_COMMAND_LINE: CommandLineSpec = { keyFlags: true, overrides: false };
+export const MUSIQUE_ARGS = settingsArgs(MUSIQUE_SETTINGS, MUSIQUE_COMMAND_LINE);
+
+export function parseMusiqueCommandLine(rawArgs: string[]): MusiqueSettings {
+  const cl = parseCommandLine(MUSIQUE_SETTINGS, rawArgs, MUSIQUE_COMMAND_LINE);
+  const s = resolveSettings(MUSIQUE_SETTINGS, cl.flags).values;
+  if (s.input_dir === "") throw new RecallError("no input: pass --input_dir DIR (a FlashRAG dataset folder with train.jsonl)");
+  if (s.output_dir === "") throw new RecallError("no output folder: pass --output_dir DIR");
+  return s;
+}
