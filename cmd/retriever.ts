@@ -82,12 +82,19 @@ const serve = defineRecallCommand({
         consola.warn(`worker threads unavailable (${(e as Error).message}); searching on the server thread`);
       }
     }
-    const server = await startRetrieverServer(retriever, {
-      host: cfg.host,
-      port: cfg.port,
-      defaultTopK: cfg.retrieval_topk,
-      logRequests: cfg.log_requests,
-    });
+    let server: Awaited<ReturnType<typeof startRetrieverServer>>;
+    try {
+      server = await startRetrieverServer(retriever, {
+        host: cfg.host,
+        port: cfg.port,
+        defaultTopK: cfg.retrieval_topk,
+        logRequests: cfg.log_requests,
+        limits: { maxTopN: cfg.max_top_n, maxBatch: cfg.max_batch, maxResults: cfg.max_results },
+      });
+    } catch (e) {
+      await retriever.close(); // worker threads would keep the process alive after the error
+      throw e;
+    }
     const m = local.index.manifest;
     consola.success(`retriever serving ${m.stats.docs.toLocaleString("en-US")} docs from ${cfg.index_path} at ${server.url} (${n > 0 && retriever !== local ? `${n} worker${n > 1 ? "s" : ""}` : "in-thread"})`);
     const shutdown = async () => {

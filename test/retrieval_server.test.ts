@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { buildBm25Index, openBm25Retriever, RemoteRetriever, startRetrieverServer, type Retriever, type RunningRetrieverServer } from "../src/retrieval/index.ts";
 import { ENGLISH_STOPWORDS } from "../src/retrieval/stopwords.ts";
 import { WorkerPoolRetriever } from "../src/retrieval/worker_pool.ts";
-import { rng } from "./harness.ts";
+import { PROJECT_ROOT, rng } from "./harness.ts";
 
 const FIX = new URL("../fixtures/retrieval/", import.meta.url).pathname;
 const tmp = mkdtempSync(join(tmpdir(), "recall-retriever-server-"));
@@ -82,6 +82,38 @@ describe("retriever HTTP API", () => {
     // pydantic's lax coercions are accepted
     expect((await post("/search", { query: "storm", top_n: "2", return_score: 1 })).body).toHaveLength(2);
   });
+
+  test("request size limits (issue 17: 150 × top_n 10,000 took 1.5 GiB): top_n, queries and their product, each a 422 naming the limit", async () => {
+    const s = await startRetrieverServer(local, { port: 0, limits: { maxTopN: 50, maxBatch: 4, maxResults: 60 } });
+    const at = (path: string, body: unknown) => fetch(s.url + path, { method: "POST", body: JSON.stringify(body) }).then(async (r) => ({ status: r.status, body: (await r.json()) as { detail: { msg: string }[] } }));
+    try {
+      const big = await at("/search", { query: "storm", top_n: 51 });
+      expect([big.status, big.body.detail[0]!.msg]).toEqual([422, "Input should be between 0 and 50 (the server's --max_top_n)"]);
+      const many = await at("/batch_search", { query: ["a", "b", "c", "d", "e"], top_n: 1 });
+      expect([many.status, many.body.detail[0]!.msg]).toEqual([422, "List should have at most 4 items (the server's --max_batch)"]);
+      const product = await at("/batch_search", { query: ["storm", "taints", "swiss"], top_n: 21 });
+      expect(product.status).toBe(422);
+      expect(product.body.detail[0]!.msg).toStartWith("3 queries × top_n 21 = 63 results, over the server's limit of 60 (--max_results)");
+      const retrieve = await at("/retrieve", { queries: ["storm", "taints", "swiss"], topk: 21 });
+      expect(retrieve.body.detail[0]!.msg).toStartWith("3 queries × topk 21 = 63 results");
+      expect((await at("/batch_search", { query: ["storm", "taints", "swiss"], top_n: 20 })).status).toBe(200);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  test("a port in use is a one-line error, and the command exits (issue 17)", async () => {
+    const port = Number(new URL(server.url).port);
+    await expect(startRetrieverServer(local, { port })).rejects.toThrow(`cannot listen on 127.0.0.1:${port}: the port is in use`);
+    const p = Bun.spawn([`${PROJECT_ROOT}/recall`, "retriever", "serve", "--index_path", indexPath, "--port", String(port)], { stderr: "pipe", stdout: "pipe" });
+    const timer = setTimeout(() => p.kill(), 30_000);
+    const code = await p.exited;
+    clearTimeout(timer);
+    const stderr = await new Response(p.stderr).text();
+    expect(code).toBe(1);
+    expect(stderr).toContain(`cannot listen on 127.0.0.1:${port}: the port is in use`);
+    expect(stderr).not.toContain("    at ");
+  }, 60_000);
 
   test("/batch_search: doc lists, or [doc_lists, score_lists]; blank entries give empty lists", async () => {
     const queries = ["storm taints", "", "philosophies switzerland"];

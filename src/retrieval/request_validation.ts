@@ -11,8 +11,18 @@ export class RequestError extends Error {
   }
 }
 
-export const MAX_TOP_N = 10_000;
-export const MAX_BATCH = 10_000;
+/**
+ * What one request may ask for. Memory grows with queries × top_n (the documents of every answer are held until the
+ * response is written, about 1 KiB each), so that product has its own cap; past any limit the request is a 422 that
+ * names the limit and the server flag that sets it.
+ */
+export interface RequestLimits {
+  maxTopN: number;
+  maxBatch: number;
+  maxResults: number;
+}
+
+export const DEFAULT_LIMITS: RequestLimits = { maxTopN: 10_000, maxBatch: 10_000, maxResults: 100_000 };
 
 interface FieldError {
   loc: (string | number)[];
@@ -47,7 +57,10 @@ export function parseJsonBody(text: string): Record<string, unknown> {
 
 class Fields {
   readonly errors: FieldError[] = [];
-  constructor(readonly body: Record<string, unknown>) {}
+  constructor(
+    readonly body: Record<string, unknown>,
+    readonly limits: RequestLimits,
+  ) {}
 
   string(name: string): string {
     const v = this.body[name];
@@ -66,7 +79,8 @@ class Fields {
       this.errors.push({ loc: ["body", name], msg: "Input should be a valid list", type: "list_type" });
       return [];
     }
-    if (v.length > MAX_BATCH) this.errors.push({ loc: ["body", name], msg: `List should have at most ${MAX_BATCH} items`, type: "too_long" });
+    const max = this.limits.maxBatch;
+    if (v.length > max) this.errors.push({ loc: ["body", name], msg: `List should have at most ${max} items (the server's --max_batch)`, type: "too_long" });
     v.forEach((q, i) => {
       if (typeof q !== "string") this.errors.push({ loc: ["body", name, i], msg: "Input should be a valid string", type: "string_type" });
     });
@@ -82,8 +96,8 @@ class Fields {
       this.errors.push({ loc: ["body", name], msg: "Input should be a valid integer", type: "int_type" });
       return dflt;
     }
-    if (n < 0 || n > MAX_TOP_N) {
-      this.errors.push({ loc: ["body", name], msg: `Input should be between 0 and ${MAX_TOP_N}`, type: "range" });
+    if (n < 0 || n > this.limits.maxTopN) {
+      this.errors.push({ loc: ["body", name], msg: `Input should be between 0 and ${this.limits.maxTopN} (the server's --max_top_n)`, type: "range" });
       return dflt;
     }
     return n;
@@ -104,14 +118,25 @@ class Fields {
     return dflt;
   }
 
+  /** queries × top_n within --max_results (checked once the fields themselves are valid). */
+  results(queries: number, topN: number, listName: string, topName: string): void {
+    if (this.errors.length === 0 && queries * topN > this.limits.maxResults) {
+      this.errors.push({
+        loc: ["body", listName],
+        msg: `${queries} queries × ${topName} ${topN} = ${queries * topN} results, over the server's limit of ${this.limits.maxResults} (--max_results); send fewer queries per request or a smaller ${topName}`,
+        type: "too_long",
+      });
+    }
+  }
+
   check(): void {
     if (this.errors.length) throw new RequestError(422, this.errors);
   }
 }
 
 /** `POST /search`: {query, top_n = 10, return_score = false}. */
-export function parseSearchRequest(body: Record<string, unknown>): SearchRequest {
-  const f = new Fields(body);
+export function parseSearchRequest(body: Record<string, unknown>, limits: RequestLimits = DEFAULT_LIMITS): SearchRequest {
+  const f = new Fields(body, limits);
   const query = f.string("query");
   const topN = f.int("top_n", 10);
   const returnScore = f.bool("return_score", false);
@@ -121,21 +146,23 @@ export function parseSearchRequest(body: Record<string, unknown>): SearchRequest
 }
 
 /** `POST /batch_search`: {query: [..], top_n = 10, return_score = false}. */
-export function parseBatchSearchRequest(body: Record<string, unknown>): BatchSearchRequest {
-  const f = new Fields(body);
+export function parseBatchSearchRequest(body: Record<string, unknown>, limits: RequestLimits = DEFAULT_LIMITS): BatchSearchRequest {
+  const f = new Fields(body, limits);
   const queries = f.stringList("query");
   const topN = f.int("top_n", 10);
   const returnScore = f.bool("return_score", false);
+  f.results(queries.length, topN, "query", "top_n");
   f.check();
   return { queries, topN, returnScore };
 }
 
 /** Search-R1's `POST /retrieve`: {queries: [..], topk = server default, return_scores = false}. */
-export function parseRetrieveRequest(body: Record<string, unknown>, defaultTopK: number): BatchSearchRequest {
-  const f = new Fields(body);
+export function parseRetrieveRequest(body: Record<string, unknown>, defaultTopK: number, limits: RequestLimits = DEFAULT_LIMITS): BatchSearchRequest {
+  const f = new Fields(body, limits);
   const queries = f.stringList("queries");
   const topN = f.int("topk", defaultTopK);
   const returnScore = f.bool("return_scores", false);
+  f.results(queries.length, topN, "queries", "topk");
   f.check();
   return { queries, topN, returnScore };
 }

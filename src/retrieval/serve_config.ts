@@ -30,6 +30,9 @@ export const SERVE_SETTINGS = defineSettings({
   port: { type: "int", default: 8000, check: inRange(0, 65535), help: "Port (0 picks a free one)" },
   host: { type: "string", default: "127.0.0.1", help: "Address to bind (0.0.0.0 exposes it to the network)" },
   log_requests: { type: "bool", default: false, help: "Log every request with its status and latency" },
+  max_top_n: { type: "int", default: 10_000, check: atLeast(1), help: "Largest top_n (topk) a request may ask for; past it a 422" },
+  max_batch: { type: "int", default: 10_000, check: atLeast(1), help: "Most queries in one /batch_search or /retrieve request; past it a 422" },
+  max_results: { type: "int", default: 100_000, check: atLeast(1), help: "Most queries × top_n in one request (about 1 KiB of memory each); past it a 422" },
 });
 
 export const SERVE_COMMAND_LINE: CommandLineSpec = {

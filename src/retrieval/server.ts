@@ -11,8 +11,8 @@
  * a failure inside a search is a 500 with the reason; nothing a client sends stops the server.
  */
 import { consola } from "consola";
-import { errorMessage } from "../errors.ts";
-import { parseBatchSearchRequest, parseJsonBody, parseRetrieveRequest, parseSearchRequest, RequestError } from "./request_validation.ts";
+import { RecallError, errorMessage } from "../errors.ts";
+import { DEFAULT_LIMITS, parseBatchSearchRequest, parseJsonBody, parseRetrieveRequest, parseSearchRequest, RequestError, type RequestLimits } from "./request_validation.ts";
 import { hasPoolStatus, type Retriever, type SearchResult } from "./types.ts";
 
 export interface RetrieverServerOptions {
@@ -25,6 +25,8 @@ export interface RetrieverServerOptions {
   /** Log each request line (default false). */
   logRequests?: boolean;
   maxBodyBytes?: number;
+  /** Caps on top_n, queries per request and their product (default DEFAULT_LIMITS). */
+  limits?: Partial<RequestLimits>;
 }
 
 export interface RunningRetrieverServer {
@@ -42,6 +44,7 @@ function json(value: unknown, status = 200): Response {
 export async function startRetrieverServer(retriever: Retriever, opts: RetrieverServerOptions = {}): Promise<RunningRetrieverServer> {
   const host = opts.host ?? "127.0.0.1";
   const defaultTopK = opts.defaultTopK ?? 3;
+  const limits: RequestLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   let inFlight = 0;
 
   const health = () => {
@@ -68,23 +71,44 @@ export async function startRetrieverServer(retriever: Retriever, opts: Retriever
 
     const body = parseJsonBody(await req.text());
     if (path === "/search") {
-      const r = parseSearchRequest(body);
+      const r = parseSearchRequest(body, limits);
       const res = await run(() => retriever.search(r.query, r.topN));
       return json(r.returnScore ? [res.docs, res.scores] : res.docs);
     }
     if (path === "/batch_search") {
-      const r = parseBatchSearchRequest(body);
+      const r = parseBatchSearchRequest(body, limits);
       const res = await run(() => batch(retriever, r.queries, r.topN));
       return json(r.returnScore ? [res.map((x) => x.docs), res.map((x) => x.scores)] : res.map((x) => x.docs));
     }
-    const r = parseRetrieveRequest(body, defaultTopK);
+    const r = parseRetrieveRequest(body, defaultTopK, limits);
     const res = await run(() => batch(retriever, r.queries, r.topN));
     return json({
       result: res.map((x) => (r.returnScore ? x.docs.map((doc, i) => ({ document: doc, score: x.scores[i] })) : x.docs)),
     });
   };
 
-  const server = Bun.serve({
+  let server: ReturnType<typeof Bun.serve>;
+  try {
+    server = serveOn(host, opts, handle);
+  } catch (e) {
+    const code = (e as { code?: unknown }).code;
+    throw new RecallError(`cannot listen on ${host}:${opts.port ?? 0}: ${code === "EADDRINUSE" || /in use/.test(errorMessage(e)) ? "the port is in use" : errorMessage(e)}`, {
+      hint: "choose another --port (0 picks a free one), or stop what is listening there",
+    });
+  }
+
+  const shownHost = host.includes(":") ? `[${host}]` : host;
+  return {
+    url: `http://${shownHost}:${server.port}`,
+    port: server.port ?? 0,
+    async stop() {
+      await server.stop(true);
+    },
+  };
+}
+
+function serveOn(host: string, opts: RetrieverServerOptions, handle: (req: Request) => Promise<Response>) {
+  return Bun.serve({
     hostname: host,
     port: opts.port ?? 0,
     maxRequestBodySize: opts.maxBodyBytes ?? 16 << 20,
@@ -108,15 +132,6 @@ export async function startRetrieverServer(retriever: Retriever, opts: Retriever
       return json({ detail: `Internal error: ${errorMessage(e)}` }, 500);
     },
   });
-
-  const shownHost = host.includes(":") ? `[${host}]` : host;
-  return {
-    url: `http://${shownHost}:${server.port}`,
-    port: server.port ?? 0,
-    async stop() {
-      await server.stop(true);
-    },
-  };
 }
 
 /** Blank queries in a batch get an empty result instead of failing the whole batch. */
