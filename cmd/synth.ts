@@ -2,7 +2,8 @@
 import type { ArgsDef } from "citty";
 import { consola } from "consola";
 import { defineRecallCommand } from "../src/cli/command.ts";
-import { MUSIQUE_ARGS, parseMusiqueCommandLine, parseSynthCommandLine, SYNTH_ARGS } from "../src/config/synth.ts";
+import { FROM_ROLLOUTS_ARGS, MUSIQUE_ARGS, parseFromRolloutsCommandLine, parseMusiqueCommandLine, parseSynthCommandLine, SYNTH_ARGS } from "../src/config/synth.ts";
+import { sftFromRollouts } from "../src/synth/from_rollouts.ts";
 import { prepareMusique } from "../src/synth/musique.ts";
 import { runSynth } from "../src/synth/run.ts";
 
@@ -21,6 +22,24 @@ const musique = defineRecallCommand({
     const s = parseMusiqueCommandLine(rawArgs);
     const r = await prepareMusique({ inputDir: s.input_dir, outputDir: s.output_dir, testSize: s.test_size, seed: s.seed, dataSource: s.data_source, log: (l) => consola.info(l) });
     consola.success(`${r.train} train + ${r.test} test rows in ${s.output_dir} (${r.files.join(", ")})`);
+  },
+});
+
+const fromRollouts = defineRecallCommand({
+  meta: {
+    name: "sft-from-rollouts",
+    description: "Rejection-sampling fine-tuning data: the rollouts of a recall train run (rollout/ dumps) that scored at least --min_score, as SFT conversations.",
+  },
+  examples: [
+    "recall synth sft-from-rollouts --input checkpoints/recall/run1 --output data/rft.jsonl",
+    "recall synth sft-from-rollouts --input runs/a/rollout/train_10.jsonl,runs/a/rollout/train_20.jsonl --min_score 0.8 --max_per_prompt 2 --output data/rft.jsonl",
+    "recall synth sft-from-rollouts --input checkpoints/recall/run1 --split all --max_per_prompt 0 --output data/rft_all.jsonl",
+  ],
+  args: FROM_ROLLOUTS_ARGS,
+  run({ rawArgs }) {
+    const s = parseFromRolloutsCommandLine(rawArgs);
+    const r = sftFromRollouts({ inputs: s.input, output: s.output, minScore: s.min_score, maxPerPrompt: s.max_per_prompt, split: s.split, log: (l) => consola.info(l) });
+    consola.success(`${r.kept} conversations in ${s.output}`);
   },
 });
 
@@ -45,7 +64,7 @@ export default defineRecallCommand({
     "recall synth musique --input_dir data/musique --output_dir data/musique_re_call",
   ],
   args: MAIN_ARGS,
-  subCommands: { musique },
+  subCommands: { musique, "sft-from-rollouts": fromRollouts },
   async run({ rawArgs }) {
     const { settings, json, printConfig, notes } = parseSynthCommandLine(rawArgs);
     if (printConfig) {

@@ -18,6 +18,7 @@ import { createLocalSandbox, type LocalSandbox } from "../src/sandbox/index.ts";
 import { rowConversation } from "../src/sft/conversation.ts";
 import { calcFamily } from "../src/synth/calc.ts";
 import { dataSourceOf, FAMILIES, parseMix } from "../src/synth/families.ts";
+import { chatmlMessages, sftFromRollouts } from "../src/synth/from_rollouts.ts";
 import { prepareMusique } from "../src/synth/musique.ts";
 import { makeRng } from "../src/synth/random.ts";
 import { knobsOf, runSynth, type SynthResult } from "../src/synth/run.ts";
@@ -246,6 +247,26 @@ test("recall synth musique: FlashRAG rows become ReCall's MuSiQue parquet (list 
   expect(() => parseMusiqueCommandLine(["--output_dir", out])).toThrow("pass --input_dir DIR");
   expect(() => parseMusiqueCommandLine(["--input_dir", input, "--output_dir", out, "--test_size", "0"])).toThrow("flag --test_size must be >= 1, got 0");
   await expect(prepareMusique({ inputDir: mkdtempSync(join(dir, "empty-")), outputDir: out, testSize: 3, seed: 42, dataSource: "musique_re_call", log: silent })).rejects.toThrow("has no train.jsonl");
+});
+
+test("recall synth sft-from-rollouts: passing, complete rollouts become SFT conversations, best per prompt", () => {
+  const run = join(dir, "run");
+  mkdirSync(join(run, "rollout"), { recursive: true });
+  const samples = mixed.train.slice(0, 4);
+  const row = (s: Sample, score: number, text = conversationText(s)) => JSON.stringify({ data_source: s.dataSource, sequences_str: text, ground_truth: s.groundTruth, score, reason: "" });
+  writeFileSync(
+    join(run, "rollout", "train_1.jsonl"),
+    [row(samples[0]!, 1), row(samples[0]!, 1), row(samples[1]!, 0.1), row(samples[2]!, 1, conversationText(samples[2]!).slice(0, -10))].join("\n") + "\n",
+  );
+  writeFileSync(join(run, "rollout", "val_1.jsonl"), row(samples[3]!, 1) + "\n");
+  const out = join(dir, "rft.jsonl");
+  const r = sftFromRollouts({ inputs: [run], output: out, minScore: 1, maxPerPrompt: 1, split: "train", log: silent });
+  expect(r).toEqual({ read: 4, kept: 1, skipped: { "score below 1": 1, "does not end with <|im_end|> (cut off)": 1, "over 1 per prompt": 1 } });
+  const kept = JSON.parse(readFileSync(out, "utf8").trim());
+  expect(renderChatML(kept.messages, false)).toBe(conversationText(samples[0]!) + "\n");
+  expect(rowConversation(kept, { messagesKey: "messages", toolsKey: "tools", promptKey: "prompt", responseKey: "response" }, "rft").messages).toEqual(kept.messages);
+  expect(sftFromRollouts({ inputs: [run], output: out, minScore: 0, maxPerPrompt: 0, split: "all", log: silent }).kept).toBe(4);
+  expect(chatmlMessages("<|im_start|>user\nhi<|im_end|>")).toBe("no final assistant turn");
 });
 
 test("pyarrow reads our parquet back identically (skips without pyarrow)", () => {

@@ -101,3 +101,23 @@ export function parseMusiqueCommandLine(rawArgs: string[]): MusiqueSettings {
   if (s.output_dir === "") throw new RecallError("no output folder: pass --output_dir DIR");
   return s;
 }
+
+/** `recall synth sft-from-rollouts`: rollout dumps → SFT conversations (rejection-sampling fine-tuning). */
+export const FROM_ROLLOUTS_SETTINGS = defineSettings({
+  input: { type: "list<string>", default: [], help: "Rollout dump files, or run folders (their rollout/ dumps)" },
+  output: { type: "string", default: "", help: "SFT JSONL to write" },
+  min_score: { type: "float", default: 1.0, help: "Keep rollouts scoring at least this" },
+  max_per_prompt: { type: "int", default: 1, check: atLeast(0), help: "Best-scored rollouts kept per prompt (0: all that pass)" },
+  split: { type: "enum", choices: ["train", "val", "all"], default: "train", help: "Which dumps of a run folder: train_*, val_* or both" },
+});
+export type FromRolloutsSettings = SettingsOf<typeof FROM_ROLLOUTS_SETTINGS>;
+const FROM_ROLLOUTS_COMMAND_LINE: CommandLineSpec = { keyFlags: true, overrides: false };
+export const FROM_ROLLOUTS_ARGS = settingsArgs(FROM_ROLLOUTS_SETTINGS, FROM_ROLLOUTS_COMMAND_LINE);
+
+export function parseFromRolloutsCommandLine(rawArgs: string[]): FromRolloutsSettings {
+  const cl = parseCommandLine(FROM_ROLLOUTS_SETTINGS, rawArgs, FROM_ROLLOUTS_COMMAND_LINE);
+  const s = resolveSettings(FROM_ROLLOUTS_SETTINGS, cl.flags).values;
+  if (s.input.length === 0) throw new RecallError("no input: pass --input RUN_DIR (or rollout dump files)");
+  if (s.output === "") throw new RecallError("no output: pass --output FILE.jsonl");
+  return s;
+}
