@@ -66,7 +66,7 @@ describe("recall retriever CLI", () => {
     expect(s.stderr).toContain("--stemmer must be english or none");
     const missing = runRecall(["retriever", "index", "--corpus_path", join(tmp, "nope.jsonl"), "--index_path", join(tmp, "x")]);
     expect(missing.code).toBe(1);
-    expect(missing.stderr).toContain("cannot open corpus");
+    expect(missing.stderr).toContain(`cannot open ${join(tmp, "nope.jsonl")}: no such file or folder (ENOENT)`);
   });
 
   test("search prints ranked docs; --json gives {docs, scores}", () => {

@@ -5,7 +5,7 @@
  * output, resume after a crash, corpus checks).
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { RecallError } from "../src/errors.ts";
@@ -218,6 +218,41 @@ describe("index build", () => {
     buildBm25Index({ corpusPath: c, indexPath: join(tmp, "changing"), stopwords: stop });
     writeFileSync(c, readFileSync(join(FIX, "tiny_corpus.jsonl"), "utf8").replace("banana cherry", "banana cherri"));
     await expect(openBm25Retriever(join(tmp, "changing"))).rejects.toThrow(/not the file the index/);
+  });
+
+  test("a damaged index (a file cut short, a changed byte) is refused at open with what to rebuild (issue 17.2)", () => {
+    const corpusPath = join(FIX, "tiny_corpus.jsonl");
+    const fresh = (name: string) => {
+      const dir = join(tmp, name);
+      const m = buildBm25Index({ corpusPath, indexPath: dir, stopwords: stop });
+      expect(Object.keys(m.files!).sort()).toEqual(["docs.len", "docs.start", "docs.terms", "postings-000.doc", "postings-000.score", "terms.bin", "terms.meta", "terms.off"]);
+      return dir;
+    };
+    const cut = fresh("cut");
+    truncateSync(join(cut, "terms.bin"), 3);
+    const e = (() => {
+      try {
+        Bm25Index.open(cut);
+      } catch (err) {
+        return err as RecallError;
+      }
+    })();
+    expect(e).toBeInstanceOf(RecallError);
+    expect(e!.message).toMatch(new RegExp(`^index '${cut}' is damaged: terms\\.bin is 3 bytes, the manifest says \\d+$`));
+    expect(e!.hint).toBe(`rebuild it: recall retriever index --corpus_path ${corpusPath} --index_path ${cut}`);
+    const flipped = fresh("flipped");
+    const score = join(flipped, "postings-000.score");
+    const bytes = readFileSync(score);
+    bytes[0] ^= 0x40;
+    writeFileSync(score, bytes);
+    expect(() => Bm25Index.open(flipped)).toThrow(`index '${flipped}' is damaged: postings-000.score does not match the hash in its manifest`);
+    // An index built before files were recorded still opens (nothing to check it against).
+    const old = fresh("old");
+    const manifestPath = join(old, "recall-bm25.json");
+    const manifest = JSON.parse(readFileSync(manifestPath, "utf8")) as Record<string, unknown>;
+    delete manifest.files;
+    writeFileSync(manifestPath, JSON.stringify(manifest));
+    expect(Bm25Index.open(old).search("banana", 2).docs.length).toBeGreaterThan(0);
   });
 
   test("rows with CRLF endings and no final newline", async () => {

@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { RecallError } from "../errors.ts";
 import { asF32, asU32, mapFile } from "./binary_io.ts";
+import { verifyIndexFiles } from "./index_integrity.ts";
 import { FORMAT, FORMAT_VERSION, MANIFEST_FILE, segmentFile, type IndexManifest } from "./index_format.ts";
 import { TermDictionary } from "./term_dictionary.ts";
 import { Bm25Tokenizer } from "./tokenizer.ts";
@@ -106,5 +107,6 @@ export function readManifest(dir: string): IndexManifest {
   if (m.format !== FORMAT || m.version !== FORMAT_VERSION) {
     throw new RecallError(`${path}: index format ${m.format} v${m.version}, this recall reads ${FORMAT} v${FORMAT_VERSION}`, { hint: "rebuild the index" });
   }
+  verifyIndexFiles(dir, m);
   return m;
 }

@@ -23,6 +23,7 @@ import { BinaryWriter, asU32, mapFile } from "./binary_io.ts";
 import { bm25Idf, DEFAULT_BM25, type Bm25Params } from "./bm25_formula.ts";
 import { corpusIdentity, sameCorpus } from "./corpus_identity.ts";
 import { readCorpusRows } from "./corpus_reader.ts";
+import { indexFileDigests } from "./index_integrity.ts";
 import { FORMAT, FORMAT_VERSION, MANIFEST_FILE, SEGMENT_POSTINGS, segmentFile, type CorpusIdentity, type IndexManifest } from "./index_format.ts";
 import { RunReader, writeRun } from "./posting_run.ts";
 import type { StemmerName } from "./stemmer.ts";
@@ -329,6 +330,7 @@ export function buildBm25Index(opts: BuildOptions): IndexManifest {
       buildSeconds: seconds, docsPerSecond: (docs - resumedFromDoc) / seconds, peakRssBytes: peakRss(),
     },
   };
+  manifest.files = indexFileDigests(partial, segments.length);
   manifest.stats.indexBytes = dirBytes(partial);
   writeFileSync(join(partial, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + "\n");
   install(partial, indexPath);

@@ -14,6 +14,9 @@
  * | `docs.terms` | u32 per document: its length in terms after stop-word removal (|d|) |
  * | `build-metrics.jsonl` | progress records written during the build |
  *
+ * The manifest records every data file's size and hash (`files`); an index whose files do not match — cut short by a
+ * full disk, a partial copy — is refused at open rather than answering from truncated postings.
+ *
  * Postings are split into segments of at most SEGMENT_POSTINGS entries (1 GiB per file) so every file
  * can be memory-mapped as one typed array; a term's postings never straddle two segments.
  */
@@ -60,4 +63,19 @@ export interface IndexManifest {
   corpus: CorpusIdentity;
   segments: number[];
   stats: IndexStats;
+  /** Size and hash of every data file, checked at open (absent in indexes built before recall checked them). */
+  files?: Record<string, FileDigest>;
+}
+
+export interface FileDigest {
+  bytes: number;
+  /** Bun.hash (wyhash) of the contents, hex. */
+  hash: string;
+}
+
+/** The data files of an index with these segments (everything the manifest vouches for). */
+export function indexDataFiles(segments: number): string[] {
+  const files = ["terms.bin", "terms.off", "terms.meta", "docs.start", "docs.len", "docs.terms"];
+  for (let s = 0; s < segments; s++) files.push(segmentFile(s, "doc"), segmentFile(s, "score"));
+  return files;
 }
