@@ -232,6 +232,7 @@ describe("recall train settings", () => {
       ["max_response_length", "data.max_response_length", "1024", 1024],
       ["use_re_call", "data.use_re_call", "False", false],
       ["prompt_template_name", "data.prompt_template_name", "re_call_template_base", "re_call_template_base"],
+      ["system_prompt", "data.system_prompt", "Use calc.", "Use calc."],
       ["actor_model_path", "actor_rollout_ref.model.path", "/models/qwen", "/models/qwen"],
       ["rollout_n", "actor_rollout_ref.rollout.n", "8", 8],
       ["max_turns", "actor_rollout_ref.rollout.max_turns", "3", 3],
@@ -384,7 +385,7 @@ describe("recall eval and retriever serve on the schema", () => {
   test("eval: the same flags as before, each from one declaration; bare --apply_chat; --json switch", () => {
     const flags = [
       "method_name", "data_dir", "dataset_name", "split", "dataset_path", "question_key", "answer_key", "save_dir", "save_note", "limit", "seed", "sgl_remote_url",
-      "openai_base_url", "model", "api_key", "openai_api", "generator_model", "remote_retriever_url", "sandbox_url", "tool_backend", "index_path",
+      "openai_base_url", "model", "api_key", "openai_api", "generator_model", "remote_retriever_url", "sandbox_url", "system_prompt", "tool_backend", "index_path",
       "corpus_path", "retrieval_method", "retrieval_topk", "apply_chat", "chat_template", "temperature", "top_p", "top_k", "max_new_tokens", "max_tokens_per_turn", "max_turns",
       "max_response_length", "context_length", "metrics", "retrieval_recall_topk", "workers", "max_retries", "request_timeout", "retry_backoff", "resume",
     ];
