@@ -420,7 +420,7 @@ describe("recall eval and retriever serve on the schema", () => {
     const y = yamlFile("retriever_config.yaml", "retrieval_method: BM25\nindex_path: /idx\nretrieval_topk: 2\nfaiss_gpu: true\n");
     expect(parseServeCommandLine(["--config", y])).toMatchObject({ retrieval_method: "bm25", index_path: "/idx", retrieval_topk: 2, port: 8000, num_retriever: 1, log_requests: false });
     expect(parseServeCommandLine(["--config", y, "--topk", "4", "--index_path", "/other", "--log_requests", "--port", "0"])).toMatchObject({ index_path: "/other", retrieval_topk: 4, port: 0, log_requests: true });
-    expect(Object.keys(SERVE_ARGS)).toEqual(["config", "index_path", "corpus_path", "topk", "num_retriever", "port", "host", "log_requests"]);
+    expect(Object.keys(SERVE_ARGS)).toEqual(["config", "index_path", "corpus_path", "topk", "num_retriever", "port", "host", "log_requests", "max_top_n", "max_batch", "max_results"]);
     expect(() => parseServeCommandLine(["--config", yamlFile("dense.yaml", "retrieval_method: e5\nindex_path: /idx\n")])).toThrow(/retrieval_method 'e5' .* only bm25/);
     expect(() => parseServeCommandLine([])).toThrow("no index: pass --index_path or --config with index_path");
     expect(() => parseServeCommandLine(["--index_path", "/idx", "--num_retriever", "300"])).toThrow("flag --num_retriever must be in [0, 256], got 300");
