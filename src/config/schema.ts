@@ -552,3 +552,25 @@ export function settingsHelp(schema: SettingsSchema): string {
   const w1 = Math.min(28, Math.max(...rows.map((r) => r[1]!.length))); // a long enum list overflows rather than widening every row
   return rows.map(([k, t, h]) => `  ${k!.padEnd(w0)}  ${t!.padEnd(w1)}  ${h}`).join("\n") + "\n";
 }
+
+/** A command line resolved against a schema, and the values of its non-setting options. */
+export interface ResolvedCommandLine<S extends SettingsSchema> extends ResolvedSettings<S> {
+  options: Record<string, string | true>;
+}
+
+/**
+ * The whole command line of a command on the schema: `--config FILE.yaml` (when the spec has that option) < flags <
+ * `key=value` overrides, over the defaults. Notes of ignored flags come before those of ignored keys.
+ */
+export function resolveCommandLine<S extends SettingsSchema>(
+  schema: S,
+  rawArgs: readonly string[],
+  spec: CommandLineSpec,
+  o: { keepUnknownFileKeys?: boolean } = {},
+): ResolvedCommandLine<S> {
+  const cl = parseCommandLine(schema, rawArgs, spec);
+  const configPath = cl.options.config;
+  const file = typeof configPath === "string" ? treeEntries(schema, readYamlMapping(configPath, "--config"), configPath) : [];
+  const r = resolveSettings(schema, [...file, ...cl.flags, ...cl.overrides], o);
+  return { ...r, notes: [...cl.notes, ...r.notes], options: cl.options };
+}

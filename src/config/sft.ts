@@ -13,13 +13,10 @@ import {
   defineSettings,
   describeSource,
   inRange,
-  parseCommandLine,
-  readYamlMapping,
-  resolveSettings,
+  resolveCommandLine,
   settingsArgs,
   settingsHelp,
   settingsTree,
-  treeEntries,
   type CommandLineSpec,
   type SettingSource,
   type SettingsOf,
@@ -172,13 +169,10 @@ export interface SftCommandLine {
 
 /** Resolves `recall sft`'s arguments; throws RecallError (one line naming the key and its source) on anything bad. */
 export function parseSftCommandLine(rawArgs: string[]): SftCommandLine {
-  const cl = parseCommandLine(SFT_SETTINGS, rawArgs, SFT_COMMAND_LINE);
-  const configPath = cl.options.config;
-  const file = typeof configPath === "string" ? treeEntries(SFT_SETTINGS, readYamlMapping(configPath, "--config"), configPath) : [];
-  const r = resolveSettings(SFT_SETTINGS, [...file, ...cl.flags, ...cl.overrides]);
-  const printConfig = cl.options.print_config === true;
+  const r = resolveCommandLine(SFT_SETTINGS, rawArgs, SFT_COMMAND_LINE);
+  const printConfig = r.options.print_config === true;
   checkSftSettings(r.values, r.sources, !printConfig);
-  return { settings: r.values, printConfig, notes: [...cl.notes, ...r.notes] };
+  return { settings: r.values, printConfig, notes: r.notes };
 }
 
 type Sources = { [K in SftSettingKey]: SettingSource };

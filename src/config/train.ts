@@ -13,13 +13,10 @@ import {
   defineSettings,
   describeSource,
   inRange,
-  parseCommandLine,
-  readYamlMapping,
-  resolveSettings,
+  resolveCommandLine,
   settingsArgs,
   settingsHelp,
   settingsTree,
-  treeEntries,
   type CommandLineSpec,
   type SettingSource,
   type SettingsOf,
@@ -244,13 +241,10 @@ export interface TrainCommandLine {
  * required settings (training files, model path) are checked unless only the configuration is printed.
  */
 export function parseTrainCommandLine(rawArgs: string[]): TrainCommandLine {
-  const cl = parseCommandLine(TRAIN_SETTINGS, rawArgs, TRAIN_COMMAND_LINE);
-  const configPath = cl.options.config;
-  const file = typeof configPath === "string" ? treeEntries(TRAIN_SETTINGS, readYamlMapping(configPath, "--config"), configPath) : [];
-  const r = resolveSettings(TRAIN_SETTINGS, [...file, ...cl.flags, ...cl.overrides]);
-  const printConfig = cl.options.print_config === true;
+  const r = resolveCommandLine(TRAIN_SETTINGS, rawArgs, TRAIN_COMMAND_LINE);
+  const printConfig = r.options.print_config === true;
   checkTrainSettings(r.values, r.sources, !printConfig);
-  return { settings: r.values, printConfig, notes: [...cl.notes, ...r.notes] };
+  return { settings: r.values, printConfig, notes: r.notes };
 }
 
 type Sources = { [K in TrainSettingKey]: SettingSource };

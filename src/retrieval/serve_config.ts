@@ -11,11 +11,8 @@ import {
   describeSource,
   dropNulls,
   inRange,
-  parseCommandLine,
-  readYamlMapping,
-  resolveSettings,
+  resolveCommandLine,
   settingsArgs,
-  treeEntries,
   type CommandLineSpec,
   type NullsAsOptional,
   type SettingsOf,
@@ -48,10 +45,7 @@ export type ServeConfig = NullsAsOptional<SettingsOf<typeof SERVE_SETTINGS>> & {
 
 /** Resolves `recall retriever serve`'s arguments (defaults ← `--config` YAML ← flags); refuses dense methods and no index. */
 export function parseServeCommandLine(rawArgs: readonly string[]): ServeConfig {
-  const cl = parseCommandLine(SERVE_SETTINGS, rawArgs, SERVE_COMMAND_LINE);
-  const configPath = cl.options.config;
-  const file = typeof configPath === "string" ? treeEntries(SERVE_SETTINGS, readYamlMapping(configPath, "--config"), configPath) : [];
-  const r = resolveSettings(SERVE_SETTINGS, [...file, ...cl.flags], { keepUnknownFileKeys: true });
+  const r = resolveCommandLine(SERVE_SETTINGS, rawArgs, SERVE_COMMAND_LINE, { keepUnknownFileKeys: true });
   const cfg = dropNulls(r.values);
   const method = cfg.retrieval_method.trim();
   if (method.toLowerCase() !== "bm25") {
