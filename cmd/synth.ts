@@ -2,7 +2,22 @@
 import type { ArgsDef } from "citty";
 import { consola } from "consola";
 import { defineRecallCommand } from "../src/cli/command.ts";
-import { FROM_ROLLOUTS_ARGS, MUSIQUE_ARGS, parseFromRolloutsCommandLine, parseMusiqueCommandLine, parseSynthCommandLine, SYNTH_ARGS } from "../src/config/synth.ts";
+import { availableParallelism } from "node:os";
+import { readFileSync } from "node:fs";
+import {
+  FROM_ROLLOUTS_ARGS,
+  LLM_ARGS,
+  MUSIQUE_ARGS,
+  parseFromRolloutsCommandLine,
+  parseLlmCommandLine,
+  parseMusiqueCommandLine,
+  parseSynthCommandLine,
+  SYNTH_ARGS,
+} from "../src/config/synth.ts";
+import { RecallError } from "../src/errors.ts";
+import { OpenAIChatGenerator } from "../src/rollout/remote/openai.ts";
+import { createLocalSandbox } from "../src/sandbox/index.ts";
+import { runLlmSynth } from "../src/synth/llm.ts";
 import { sftFromRollouts } from "../src/synth/from_rollouts.ts";
 import { prepareMusique } from "../src/synth/musique.ts";
 import { runSynth } from "../src/synth/run.ts";
@@ -43,6 +58,65 @@ const fromRollouts = defineRecallCommand({
   },
 });
 
+function readTextFile(path: string, flag: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    throw new RecallError(`${flag} '${path}' cannot be read`);
+  }
+}
+
+const llm = defineRecallCommand({
+  meta: {
+    name: "llm",
+    description:
+      "SynTool-style synthesis: an OpenAI-compatible chat model proposes tool environments (Python + schemas) and tasks with solution calls; every sample is executed and verified in the sandbox; resumable.",
+  },
+  examples: [
+    "recall synth llm --api_base http://127.0.0.1:8000 --model Qwen2.5-72B-Instruct --n_domains 50 --n 500 --out data/syntool",
+    "recall synth llm --api_base https://api.openai.com --model gpt-4o-mini --api_key_env OPENAI_API_KEY --domains domains.txt --tasks_per_domain 8 --concurrency 8 --out data/syntool",
+    "recall synth llm --api_base http://127.0.0.1:8000 --model m --prompt_file my_prompts.txt --n 50 --out data/syntool   # rerun: resumes",
+  ],
+  args: LLM_ARGS,
+  async run({ rawArgs }) {
+    const s = parseLlmCommandLine(rawArgs);
+    const domains = s.domains === "" ? undefined : readTextFile(s.domains, "--domains").split("\n").map((l) => l.trim()).filter((l) => l !== "");
+    if (domains !== undefined && domains.length === 0) throw new RecallError(`--domains '${s.domains}' has no domains`);
+    const prompts = s.prompt_file === "" ? undefined : readTextFile(s.prompt_file, "--prompt_file");
+    const apiKey = process.env[s.api_key_env];
+    const generator = new OpenAIChatGenerator(s.api_base, {
+      model: s.model,
+      ...(apiKey ? { apiKey } : {}),
+      http: { timeoutMs: s.request_timeout * 1000, retries: s.retries, backoffMs: 1000, maxBackoffMs: 60_000 },
+    });
+    const executor = await createLocalSandbox({ workers: s.workers ?? availableParallelism() });
+    try {
+      const r = await runLlmSynth({
+        generator,
+        executor,
+        outDir: s.out,
+        n: s.n,
+        ...(domains ? { domains } : {}),
+        nDomains: s.n_domains,
+        tasksPerDomain: s.tasks_per_domain,
+        seed: s.seed,
+        testRatio: s.test_ratio,
+        concurrency: s.concurrency,
+        temperature: s.temperature,
+        maxTokens: s.max_tokens,
+        ...(prompts ? { prompts } : {}),
+        callTimeout: s.call_timeout,
+        systemPrompt: s.system_prompt,
+        settings: { ...s },
+        log: (l) => consola.info(l),
+      });
+      consola.success(`${r.train.length + r.test.length} samples in ${s.out}; this run: ${r.accepted} accepted, ${r.rejected} rejected, ${r.tokens.prompt} + ${r.tokens.completion} tokens`);
+    } finally {
+      await executor.close();
+    }
+  },
+});
+
 // Bare flags of the main form are booleans to the CLI layer, so a value after them is never read as a subcommand name.
 const MAIN_ARGS: ArgsDef = {
   ...SYNTH_ARGS,
@@ -64,7 +138,7 @@ export default defineRecallCommand({
     "recall synth musique --input_dir data/musique --output_dir data/musique_re_call",
   ],
   args: MAIN_ARGS,
-  subCommands: { musique, "sft-from-rollouts": fromRollouts },
+  subCommands: { llm, musique, "sft-from-rollouts": fromRollouts },
   async run({ rawArgs }) {
     const { settings, json, printConfig, notes } = parseSynthCommandLine(rawArgs);
     if (printConfig) {

@@ -19,7 +19,9 @@ import { rowConversation } from "../src/sft/conversation.ts";
 import { calcFamily } from "../src/synth/calc.ts";
 import { dataSourceOf, FAMILIES, parseMix } from "../src/synth/families.ts";
 import { chatmlMessages, sftFromRollouts } from "../src/synth/from_rollouts.ts";
+import { CANDIDATES_FILE, runLlmSynth, type LlmSynthOptions } from "../src/synth/llm.ts";
 import { prepareMusique } from "../src/synth/musique.ts";
+import { OpenAIChatGenerator } from "../src/rollout/remote/openai.ts";
 import { makeRng } from "../src/synth/random.ts";
 import { knobsOf, runSynth, type SynthResult } from "../src/synth/run.ts";
 import { conversationText } from "../src/synth/trace.ts";
@@ -268,6 +270,94 @@ test("recall synth sft-from-rollouts: passing, complete rollouts become SFT conv
   expect(sftFromRollouts({ inputs: [run], output: out, minScore: 0, maxPerPrompt: 0, split: "all", log: silent }).kept).toBe(4);
   expect(chatmlMessages("<|im_start|>user\nhi<|im_end|>")).toBe("no final assistant turn");
 });
+
+/** A scripted OpenAI-compatible server: a domain list, then per domain a fixed answer (good, broken in one way each). */
+function fakeLlmServer() {
+  const shop = {
+    scenario: "A fruit stall.",
+    env: "_PRICES = {'apple': 3, 'pear': 5}\n\ndef price(item: str):\n    return _PRICES[item]\n\ndef total(unit: int, count: int):\n    return unit * count\n",
+    func_schemas: ["price", "total"].map((name) => ({ type: "function", function: { name, description: name, parameters: { type: "object", properties: {}, required: [] } } })),
+  };
+  const pear = { question: "What does a pear cost?", calls: [{ name: "price", arguments: { item: "pear" } }], answer: "5" };
+  const answers: Record<string, unknown> = {
+    good: { ...shop, tasks: [pear, { question: "What do 4 apples cost?", calls: [{ name: "price", arguments: { item: "apple" } }, { name: "total", arguments: { unit: 3, count: 4 } }], answer: "12" }, pear, { question: "Use nope?", calls: [{ name: "nope", arguments: {} }], answer: "1" }] },
+    syntax: { ...shop, env: "def price(:\n", tasks: [pear] },
+    hang: { ...shop, env: shop.env + "\nwhile True:\n    pass\n", tasks: [pear] },
+    wrong: { ...shop, tasks: [{ ...pear, answer: "7" }] },
+  };
+  const hits: string[] = [];
+  const server = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    async fetch(req) {
+      const body = (await req.json()) as { messages: { content: string }[] };
+      const prompt = body.messages[0]!.content;
+      const domain = /Domain: (\w+)/.exec(prompt)?.[1];
+      hits.push(domain ?? "list");
+      const text = domain === undefined ? "```json\n" + JSON.stringify(["good", "malformed", "syntax", "hang", "wrong"]) + "\n```" : domain === "malformed" ? '{"env": "x", tasks: [' : JSON.stringify(answers[domain]);
+      return Response.json({ choices: [{ message: { content: text }, finish_reason: "stop" }], usage: { prompt_tokens: 10, completion_tokens: 20 } });
+    },
+  });
+  return { url: `http://127.0.0.1:${server.port}`, hits, stop: () => server.stop(true) };
+}
+
+test("recall synth llm: scripted server — good samples verified, each broken answer rejected with its reason, a rerun resumes", async () => {
+  const fake = fakeLlmServer();
+  try {
+    const out = join(dir, "llm");
+    const opts: LlmSynthOptions = {
+      generator: new OpenAIChatGenerator(fake.url, { model: "fake", http: { timeoutMs: 10_000, retries: 0, backoffMs: 10, maxBackoffMs: 10 } }),
+      executor: sandbox,
+      outDir: out,
+      n: 100,
+      nDomains: 5,
+      tasksPerDomain: 4,
+      seed: 0,
+      testRatio: 0.5,
+      concurrency: 2,
+      temperature: 0.7,
+      maxTokens: 1000,
+      callTimeout: 1,
+      systemPrompt: "",
+      settings: {},
+      log: silent,
+    };
+    const r = await runLlmSynth(opts);
+    expect([r.accepted, r.rejected]).toEqual([2, 6]);
+    expect(r.tokens).toEqual({ prompt: 50, completion: 100 });
+    const records = readFileSync(join(out, CANDIDATES_FILE), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    const reasons = records.filter((x) => x.status === "rejected").map((x) => x.reason as string).sort();
+    expect(reasons.length).toBe(6);
+    expect(reasons.some((x) => x.startsWith("proposal: malformed JSON"))).toBe(true);
+    expect(reasons.some((x) => x.startsWith("duplicate of an accepted task"))).toBe(true);
+    expect(reasons.some((x) => x === "task: call 1 names 'nope', which is not in func_schemas")).toBe(true);
+    expect(reasons.some((x) => /^call 1 .* failed: "error: \\ninvalid syntax/.test(x))).toBe(true);
+    expect(reasons.some((x) => /^call 1 .* failed: "error: execution timed out"/.test(x))).toBe(true);
+    expect(reasons.some((x) => x.startsWith("the answer '7' is not in the last result"))).toBe(true);
+    const samples = [...r.train, ...r.test];
+    expect(samples.map((x) => x.groundTruth).sort()).toEqual(["12", "5"]);
+    const two = samples.find((x) => x.groundTruth === "12")!;
+    expect(two.golden.turns.map((t) => t.calls[0]!.result)).toEqual(["result: \n3", "result: \n12"]);
+    for (const x of samples) expect(reCallReward({ text: conversationText(x), groundTruth: x.groundTruth, dataSource: x.dataSource }).score).toBe(1);
+    expect(existsSync(join(out, "train.parquet")) && existsSync(join(out, "sft.jsonl"))).toBe(true);
+
+    // A rerun finds every domain done: no request at all, the same samples.
+    const before = fake.hits.length;
+    const again = await runLlmSynth(opts);
+    expect(fake.hits.length).toBe(before);
+    expect([...again.train, ...again.test].map((x) => x.question).sort()).toEqual(samples.map((x) => x.question).sort());
+
+    // A run killed after its first domains: the file holds whole domains only, the rest are asked for again.
+    const lines = readFileSync(join(out, CANDIDATES_FILE), "utf8").trim().split("\n");
+    const firstDomainEnd = lines.findIndex((l) => JSON.parse(l).type === "domain");
+    writeFileSync(join(out, CANDIDATES_FILE), lines.slice(0, firstDomainEnd + 1).join("\n") + "\n");
+    const resumed = await runLlmSynth(opts);
+    expect(fake.hits.length).toBe(before + 4);
+    expect([...resumed.train, ...resumed.test].length).toBe(2);
+  } finally {
+    fake.stop();
+  }
+}, 120_000);
 
 test("pyarrow reads our parquet back identically (skips without pyarrow)", () => {
   const python = ["/work/venv/bin/python", "python3"].find((p) => Bun.spawnSync([p, "-c", "import pyarrow"], { stderr: "ignore" }).exitCode === 0);

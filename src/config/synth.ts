@@ -121,3 +121,38 @@ export function parseFromRolloutsCommandLine(rawArgs: string[]): FromRolloutsSet
   if (s.output === "") throw new RecallError("no output: pass --output FILE.jsonl");
   return s;
 }
+
+/** `recall synth llm`: SynTool-style synthesis with an OpenAI-compatible chat model. */
+export const LLM_SETTINGS = defineSettings({
+  api_base: { type: "string", default: "", help: "OpenAI-compatible server (with or without /v1)" },
+  model: { type: "string", default: "", help: "Model name sent to the server" },
+  api_key_env: { type: "string", default: "OPENAI_API_KEY", help: "Environment variable holding the API key (unset: no key sent)" },
+  domains: { type: "string", default: "", help: "File with one domain per line (default: the model proposes n_domains)" },
+  n_domains: { type: "int", default: 20, check: atLeast(1), help: "Domains the model proposes when no --domains file is given" },
+  tasks_per_domain: { type: "int", default: 5, check: inRange(1, 50), help: "Tasks asked for per domain" },
+  n: { type: "int", default: 100, check: atLeast(1), help: "Stop when this many samples are accepted (this run and earlier runs into --out)" },
+  seed: { type: "int", default: 0, help: "Seed sent with each request and of the train/test split" },
+  out: { type: "string", default: "", help: "Output folder; llm_candidates.jsonl there makes a rerun resume" },
+  test_ratio: { type: "float", default: 0.1, check: inRange(0, 0.9), help: "Share held out in test.parquet" },
+  concurrency: { type: "int", default: 4, check: inRange(1, 256), help: "Domains in flight at once" },
+  temperature: { type: "float", default: 0.7, check: inRange(0, 2), help: "Sampling temperature" },
+  max_tokens: { type: "int", default: 4096, check: atLeast(16), help: "Tokens per answer" },
+  retries: { type: "int", default: 5, check: atLeast(0), help: "Retries of a failed request (exponential backoff)" },
+  request_timeout: { type: "float", default: 300, check: atLeast(1), help: "Seconds per request" },
+  prompt_file: { type: "string", default: "", help: "Prompts file replacing the built-in one (sections '=== domains ===', '=== environment ===')" },
+  call_timeout: { type: "int", default: 5, check: inRange(1, 30), help: "Seconds a tool call may run in the sandbox" },
+  workers: { type: "int", nullable: true, default: null, check: atLeast(1), help: "Sandbox workers (default: CPU cores)" },
+  system_prompt: { type: "string", default: "", help: "System turn of the SFT rows instead of 'tools'" },
+});
+export type LlmSettings = SettingsOf<typeof LLM_SETTINGS>;
+const LLM_COMMAND_LINE: CommandLineSpec = { keyFlags: true, overrides: false };
+export const LLM_ARGS = settingsArgs(LLM_SETTINGS, LLM_COMMAND_LINE);
+
+export function parseLlmCommandLine(rawArgs: string[]): LlmSettings {
+  const cl = parseCommandLine(LLM_SETTINGS, rawArgs, LLM_COMMAND_LINE);
+  const s = resolveSettings(LLM_SETTINGS, cl.flags).values;
+  if (s.api_base === "") throw new RecallError("no server: pass --api_base URL (an OpenAI-compatible server)");
+  if (s.model === "") throw new RecallError("no model: pass --model NAME");
+  if (s.out === "") throw new RecallError("no output folder: pass --out DIR");
+  return s;
+}

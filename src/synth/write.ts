@@ -9,7 +9,6 @@
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { writeFileAtomic } from "../util/fs.ts";
-import type { SynthSettings } from "../config/synth.ts";
 import { writeVerlParquet, type VerlRow } from "../data/verl_parquet.ts";
 import { sftMessages } from "./trace.ts";
 import type { Sample } from "./types.ts";
@@ -32,7 +31,8 @@ export interface FamilyStats {
 }
 
 export interface SynthStats {
-  settings: SynthSettings;
+  /** The command's resolved settings, as given. */
+  settings: { system_prompt: string } & Record<string, unknown>;
   files: string[];
   samples: { train: number; test: number };
   families: (FamilyStats & {
@@ -76,7 +76,7 @@ function reasonKind(reason: string): string {
 
 export function writeSynthOutputs(
   outDir: string,
-  s: SynthSettings,
+  s: { system_prompt: string } & Record<string, unknown>,
   d: { train: Sample[]; test: Sample[]; rejects: readonly { family: string; reason: string }[]; families: FamilyStats[]; timing: { generate_s: number; verify_s: number; total_s: number; verified: number } },
 ): SynthStats {
   const files: string[] = [];
