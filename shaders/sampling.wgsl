@@ -12,6 +12,9 @@
 //   draw                      u = Philox4x32-10(counter = (step, sequence, 0, 0), key = seed)
 //                             → the first output's top 24 bits / 2^24; the token is the first
 //                             kept id (in id order) whose cumulative weight exceeds u · total
+//   log-prob (when asked)     log softmax(l / T) at the sampled id over the whole vocabulary (T = 1
+//                             when greedy): before top-k/top-p, the quantity the trainer recomputes
+//                             as the old policy's log-prob, so the two can be compared
 // The key depends only on (seed, sequence id, step), so a row's draw does not depend on which other
 // rows share the batch or where it sits.
 //
@@ -31,7 +34,7 @@ struct Params {
   temperature: f32, topP: f32, seedLo: u32, seedHi: u32,
   // Always WG and 8: loop bounds read from the uniform block are not unrolled by the compiler,
   // which keeps lavapipe's compile time of this shader near a second instead of tens of seconds.
-  lanes: u32, rounds: u32, _p0: u32, _p1: u32,
+  lanes: u32, rounds: u32, wantLogprob: u32, baseLogprob: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -39,6 +42,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> seqIds: array<u32>;
 @group(0) @binding(3) var<storage, read> steps: array<u32>;
 @group(0) @binding(4) var<storage, read_write> outIds: array<u32>;
+@group(0) @binding(5) var<storage, read_write> outLogprob: array<f32>;
 
 override WG: u32 = 64u;
 const NONE = 0xffffffffu;
@@ -50,7 +54,7 @@ var<workgroup> laneU: array<u32, WG>;
 var<workgroup> hist: array<vec4f, 4u * WG>;
 
 // What lane 0 decided, broadcast with workgroupUniformLoad.
-struct Decision { id: u32, acc: f32, goal: f32 }
+struct Decision { id: u32, acc: f32, goal: f32, all: f32 }
 var<workgroup> decision: Decision;
 
 // ---- Philox4x32-10 (Salmon et al. 2011, Random123) -----------------------------------------------
@@ -114,6 +118,20 @@ fn argmaxRow(l: u32, row: u32) -> u32 {
     decision.id = best;
   }
   return workgroupUniformLoad(&decision).id;
+}
+
+// Greedy rows' log-prob: log softmax(l) at the argmax = −log Σ exp(l_i − M).
+fn greedyLogprob(l: u32, row: u32, M: f32) -> f32 {
+  var s = 0.0;
+  for (var i = l; i < p.V; i += WG) { s += exp(logits[row + i] - M); }
+  laneF[l] = s;
+  workgroupBarrier();
+  if (l == 0u) {
+    var total = 0.0;
+    for (var m = 0u; m < p.lanes; m++) { total += laneF[m]; }
+    decision.all = total;
+  }
+  return -log(workgroupUniformLoad(&decision).all);
 }
 
 // The largest key t with Σ_{key ≥ t, key ≥ floorKey} weight ≥ goal, where weight is 1 (counting)
@@ -182,7 +200,7 @@ fn radixSelect(l: u32, row: u32, floorKey: u32, M: f32, counting: bool, goalIn: 
         run += v;
       }
       if (digit == NONE) { digit = lowest; a = aLowest; }
-      decision = Decision(digit, a, g);
+      decision = Decision(digit, a, g, 0.0);
     }
     let dec = workgroupUniformLoad(&decision);
     prefix |= dec.id << shift;
@@ -198,11 +216,15 @@ fn sample(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l:
   if (b >= p.B || p.V == 0u) { return; }
   let row = p.baseLogits + b * p.rowStride;
   let best = argmaxRow(l, row);
+  let M = logits[row + best];
   if (p.temperature <= 0.0) {
+    if (p.wantLogprob != 0u) {
+      let lp = greedyLogprob(l, row, M);
+      if (l == 0u) { outLogprob[p.baseLogprob + b] = lp; }
+    }
     if (l == 0u) { outIds[p.baseOut + b] = best; }
     return;
   }
-  let M = logits[row + best];
 
   // Filter 0: top-k (the k-th largest logit's key). Filter 1: top-p among the top-k survivors.
   // One call site keeps the shader small (it matters to lavapipe's compile time).
@@ -220,17 +242,26 @@ fn sample(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l:
   let i0 = min(l * C, p.V);
   let i1 = min(i0 + C, p.V);
   var s = 0.0;
+  var all = 0.0;
   for (var i = i0; i < i1; i++) {
     let x = logits[row + i];
-    if (orderKey(x) >= thr) { s += exp((x - M) / p.temperature); }
+    let w = exp((x - M) / p.temperature);
+    all += w;
+    if (orderKey(x) >= thr) { s += w; }
   }
   laneF[l] = s;
+  // hist is free after the filters (their last read was before a workgroupUniformLoad).
+  hist[l].x = all;
   workgroupBarrier();
   let r = philox(vec4u(steps[p.baseStep + b], seqIds[p.baseSeq + b], 0u, 0u), vec2u(p.seedLo, p.seedHi));
   let u = f32(r.x >> 8u) * (1.0 / 16777216.0);
   if (l == 0u) {
     var total = 0.0;
-    for (var m = 0u; m < p.lanes; m++) { total += laneF[m]; }
+    var totalAll = 0.0;
+    for (var m = 0u; m < p.lanes; m++) {
+      total += laneF[m];
+      totalAll += hist[m].x;
+    }
     let aim = u * total;
     // The lane holding the aim: the last non-empty lane whose prefix is ≤ aim.
     var chosen = NONE;
@@ -241,11 +272,15 @@ fn sample(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l:
       if (v > 0.0 && prefix <= aim) { chosen = m; start = prefix; }
       prefix += v;
     }
-    decision = Decision(chosen, start, aim);
+    decision = Decision(chosen, start, aim, totalAll);
   }
   let dec = workgroupUniformLoad(&decision);
+  let logTotal = log(dec.all);
   if (dec.id == NONE) {
-    if (l == 0u) { outIds[p.baseOut + b] = best; }
+    if (l == 0u) {
+      outIds[p.baseOut + b] = best;
+      if (p.wantLogprob != 0u) { outLogprob[p.baseLogprob + b] = -logTotal; }
+    }
     return;
   }
   if (l == dec.id) {
@@ -266,5 +301,6 @@ fn sample(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l:
     // Rounding can leave the aim just past this lane's running sum: take its last kept token.
     if (pick == NONE) { pick = last; }
     outIds[p.baseOut + b] = pick;
+    if (p.wantLogprob != 0u) { outLogprob[p.baseLogprob + b] = (logits[row + pick] - M) / p.temperature - logTotal; }
   }
 }

@@ -1,7 +1,7 @@
 import { describe, test, beforeAll, expect, setDefaultTimeout } from "bun:test";
 import { getGpu, type Gpu } from "../src/gpu/runtime.ts";
 import { sample, type SamplingOptions } from "../src/ops/sampling.ts";
-import { philox4x32, samplingUniform, sampleRowRef } from "../src/ops/sampling.ref.ts";
+import { philox4x32, samplingUniform, sampleRowRef, sampledLogprobRef } from "../src/ops/sampling.ref.ts";
 import { randn } from "./harness.ts";
 
 // Cold lavapipe pipeline compiles on a busy machine can take seconds; the 5 s default is too tight.
@@ -216,11 +216,44 @@ describe("GPU vs CPU reference on random logits", () => {
     }
   });
 
+  test("the log-prob of each sampled id is log softmax(logits / T) at it (greedy: T = 1), with and without filters and windows", async () => {
+    const B = 12, V = 1001;
+    const logits = new Float32Array(B * V);
+    for (let b = 0; b < B; b++) logits.set(randn(V, 300 + b, 0.5 + b / 2), b * V);
+    logits[3 * V + 5] = -Infinity; // a masked entry contributes nothing
+    const opts: SamplingOptions[] = [
+      { temperature: 0, seed: 1 },
+      { temperature: 1, seed: 2 },
+      { temperature: 0.6, topK: 20, seed: 3 },
+      { temperature: 1.3, topP: 0.8, seed: 4 },
+      { temperature: 0.9, topK: 50, topP: 0.9, seed: 5, maxBindingBytes: 3 * V * 4 + 64 },
+    ];
+    for (const o of opts) {
+      const tl = gpu.upload(logits, [logits.length]);
+      const ts = gpu.upload(Uint32Array.from({ length: B }, (_, i) => i), [B]);
+      const tt = gpu.upload(new Uint32Array(B).fill(7), [B]);
+      const to = gpu.empty([B], "u32");
+      const tp = gpu.empty([B]);
+      sample(gpu, tl, to, ts, tt, { B, V }, { ...o, logprob: tp });
+      const [idsBuf, lpBuf] = await gpu.readMany([to, tp]);
+      const ids = new Uint32Array(idsBuf!), lps = new Float32Array(lpBuf!);
+      // The same ids as without the log-prob output.
+      expect([...(await sampleGpu(logits, B, V, o))]).toEqual([...ids]);
+      for (let b = 0; b < B; b++) {
+        const want = sampledLogprobRef(logits.subarray(b * V, (b + 1) * V), V, ids[b]!, o.temperature);
+        expect(lps[b]!).toBeLessThanOrEqual(1e-6);
+        expect(Math.abs(lps[b]! - want)).toBeLessThan(1e-4 * Math.max(1, Math.abs(want)));
+      }
+      gpu.release(tl, ts, tt, to, tp);
+    }
+  });
+
   test("bad options are refused", () => {
     const t = gpu.empty([4]), u = gpu.empty([1], "u32");
     expect(() => sample(gpu, t, u, u, u, { B: 1, V: 4 }, { temperature: 1, topP: 0, seed: 1 })).toThrow(/topP/);
     expect(() => sample(gpu, t, u, u, u, { B: 1, V: 4 }, { temperature: 1, topK: -1, seed: 1 })).toThrow(/topK/);
     expect(() => sample(gpu, t, t, u, u, { B: 1, V: 4 }, { temperature: 1, seed: 1 })).toThrow(/u32/);
+    expect(() => sample(gpu, t, u, u, u, { B: 1, V: 4 }, { temperature: 1, seed: 1, logprob: u })).toThrow(/logprob must be f32/);
     gpu.release(t, u);
   });
 });

@@ -100,3 +100,13 @@ export function sampleRowRef(row: ArrayLike<number>, V: number, o: Opts, seqId: 
   }
   return { id, u, kept, probs: weights.map((x) => x / total), margin };
 }
+
+/** log softmax(row / T)[id] over the first V entries in float64 (T = 1 when greedy): the sampler's `logprob` output. */
+export function sampledLogprobRef(row: ArrayLike<number>, V: number, id: number, temperature: number): number {
+  const T = temperature > 0 ? temperature : 1;
+  let M = -Infinity;
+  for (let i = 0; i < V; i++) M = Math.max(M, row[i]!);
+  let s = 0;
+  for (let i = 0; i < V; i++) s += Math.exp((row[i]! - M) / T);
+  return (row[id]! - M) / T - Math.log(s);
+}

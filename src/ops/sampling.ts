@@ -6,9 +6,9 @@
  */
 import { Params, type Gpu, type Kernel } from "../gpu/runtime.ts";
 import { shapeString, type Tensor } from "../gpu/tensor.ts";
-import { bindWindow, chunksFitting, type WindowOptions } from "./launch.ts";
+import { bindWindow, chunksFitting, type BoundWindow, type WindowOptions } from "./launch.ts";
 
-const SAMPLE: Kernel = { shader: "sampling", entry: "sample", storage: ["read", "read", "read", "read_write"], uniforms: true };
+const SAMPLE: Kernel = { shader: "sampling", entry: "sample", storage: ["read", "read", "read", "read_write", "read_write"], uniforms: true };
 
 /** What a caller chooses about sampling (the generation API passes these through). */
 export interface SamplingParams {
@@ -27,6 +27,11 @@ export interface SamplingOptions extends SamplingParams, WindowOptions {
   rowStride?: number;
   /** Element offset of row 0 in logits. */
   offset?: number;
+  /**
+   * f32 [B]: receives log softmax(logits[b] / temperature)[out[b]] over the whole row (temperature 1 when
+   * greedy), before top-k/top-p — what the trainer recomputes as the old policy's log-prob of that id.
+   */
+  logprob?: Tensor;
 }
 
 /**
@@ -49,23 +54,27 @@ export function sample(gpu: Gpu, logits: Tensor, out: Tensor, seqIds: Tensor, st
   for (const [t, what] of [[seqIds, "seqIds"], [steps, "steps"], [out, "out"]] as const) {
     if (t.dtype !== "u32" || t.numel < B) throw new Error(`sample: ${what} must be u32 with ${B} entries, got ${t.dtype} ${shapeString(t.shape)}`);
   }
+  if (o.logprob && (o.logprob.dtype !== "f32" || o.logprob.numel < B)) throw new Error(`sample: logprob must be f32 with ${B} entries, got ${o.logprob.dtype} ${shapeString(o.logprob.shape)}`);
+  // The slot must be bound even when unused; a separate buffer keeps writable bindings from aliasing.
+  const lpOut = o.logprob ?? gpu.empty([Math.max(1, B)]);
   const seedLo = o.seed % 2 ** 32, seedHi = Math.floor(o.seed / 2 ** 32);
   const wg = workgroupSize(gpu);
   for (const [r0, rc] of chunksFitting(gpu, B, [stride], o)) {
     const wl = bindWindow(gpu, logits, off + r0 * stride, (rc - 1) * stride + V);
-    const [ws, wt, wo] = [seqIds, steps, out].map((t) => bindWindow(gpu, t, r0, rc)) as [ReturnType<typeof bindWindow>, ReturnType<typeof bindWindow>, ReturnType<typeof bindWindow>];
+    const [ws, wt, wo, wp] = [seqIds, steps, out, lpOut].map((t) => bindWindow(gpu, t, r0, rc)) as [BoundWindow, BoundWindow, BoundWindow, BoundWindow];
     gpu.dispatch({
       kernel: SAMPLE,
       params: new Params()
         .u32(rc, V, stride, wl.base, wo.base, ws.base, wt.base, topK >= V ? 0 : topK)
         .f32(o.temperature, topP)
-        .u32(seedLo, seedHi, wg, 8, 0, 0)
+        .u32(seedLo, seedHi, wg, 8, o.logprob ? 1 : 0, wp.base)
         .bytes(),
       constants: { WG: wg },
-      bindings: [wl.view, ws.view, wt.view, wo.view],
+      bindings: [wl.view, ws.view, wt.view, wo.view, wp.view],
       workgroups: [rc],
     });
   }
+  if (!o.logprob) gpu.release(lpOut);
 }
 
 /** Lanes per row: few on CPU adapters (a barrier costs one switch per SIMD group there), more on GPUs. */
