@@ -100,7 +100,7 @@ test("the same seed gives the same files, another seed other data", async () => 
   const a = await runSynth(args("5", "a"), { log: silent, executor: sandbox });
   const b = await runSynth(args("5", "b"), { log: silent, executor: sandbox });
   const c = await runSynth(args("6", "c"), { log: silent, executor: sandbox });
-  for (const f of ["train.parquet", "test.parquet", "sft.jsonl", "sft_test.jsonl"]) {
+  for (const f of ["train.parquet", "test.parquet", "sft.jsonl", "sft_test.jsonl", "sft.parquet", "sft_test.parquet"]) {
     expect(Buffer.compare(readFileSync(join(a.outDir, f)), readFileSync(join(b.outDir, f)))).toBe(0);
   }
   expect(readFileSync(join(a.outDir, "sft.jsonl"), "utf8")).not.toBe(readFileSync(join(c.outDir, "sft.jsonl"), "utf8"));
@@ -382,6 +382,12 @@ test("pyarrow reads our parquet back identically (skips without pyarrow)", () =>
       extra_info: { index, split: "train", env: s.env, func_schemas: s.funcSchemas, id: s.id, family: s.family, golden: JSON.stringify(s.golden) },
     })),
   );
+  // SFT parquet: the JSONL's rows, messages as list<struct<role, content>>, tools as JSON text.
+  const sft = Bun.spawnSync([python, "-c", script, join(mixed.outDir, "sft.parquet")], { stderr: "pipe" });
+  const sq = JSON.parse(sft.stdout.toString()) as { schema: string; rows: { tools: string }[] };
+  expect(sq.schema).toContain("messages: list<element: struct<role: string, content: string>>");
+  const jsonl = readFileSync(join(mixed.outDir, "sft.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  expect(sq.rows.map((r) => ({ ...r, tools: JSON.parse(r.tools) }))).toEqual(jsonl);
   // List ground truths (the musique converter's) are pyarrow's list<string>.
   const musique = Bun.spawnSync([python, "-c", script, join(dir, "nq_re_call", "train.parquet")], { stderr: "pipe" });
   const m = JSON.parse(musique.stdout.toString()) as { schema: string; rows: { reward_model: { ground_truth: string[] } }[] };

@@ -24,7 +24,7 @@ export const SYNTH_SETTINGS = defineSettings({
   mix: { type: "list<string>", default: ["calc"], help: `Families and weights, FAMILY[:W],… (families: ${Object.keys(FAMILIES).join(", ")})` },
   n: { type: "int", default: 1000, check: atLeast(1), help: "Verified samples to write, over all families (train + test)" },
   seed: { type: "int", default: 0, help: "Seed: the same settings and seed give the same files" },
-  out: { type: "string", default: "", help: "Output folder (train.parquet, test.parquet, sft.jsonl, sft_test.jsonl, stats.json, rejects.jsonl)" },
+  out: { type: "string", default: "", help: "Output folder (train/test parquet, sft(_test).jsonl and .parquet, stats.json, rejects.jsonl)" },
   test_ratio: { type: "float", default: 0.1, check: inRange(0, 0.9), help: "Share of each family's samples held out in test.parquet (0: no test split)" },
   style: { type: "enum", choices: ["natural", "compact"], default: "natural", help: "natural: varied templates and reasoning; compact: short questions and empty <think> (tiny models)" },
   hops: { type: "int", default: 1, check: inRange(1, 3), help: "Tool calls per task: chained calc steps, chained lookups, search hops" },

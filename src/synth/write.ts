@@ -3,13 +3,15 @@
  * - `train.parquet`, `test.parquet`: verl parquet in ReCall's schema (SPEC §5) with real nested structs; `extra_info`
  *   also carries the sample's `id`, `family` and its `golden` trace (JSON text: turns with calls and results, answer);
  * - `sft.jsonl`, `sft_test.jsonl`: `{"id", "data_source", "messages": [...], "tools": [...]}` conversations of the
- *   golden traces in ReCall's exact turn format (train and test split);
+ *   golden traces in ReCall's exact turn format (train and test split), and the same as `sft.parquet`,
+ *   `sft_test.parquet` (sft_parquet.ts);
  * - `rejects.jsonl`: every rejected candidate with its reason; `stats.json`: counts per family and split, timing.
  */
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { writeFileAtomic } from "../util/fs.ts";
 import { writeVerlParquet, type VerlRow } from "../data/verl_parquet.ts";
+import { writeSftParquet, type SftRow } from "./sft_parquet.ts";
 import { sftMessages } from "./trace.ts";
 import type { Sample } from "./types.ts";
 
@@ -64,7 +66,7 @@ export function verlRows(samples: readonly Sample[]): VerlRow[] {
  * system prompt from the tools (recall sft does; it refuses a row with both). With a custom system prompt the row
  * carries that system turn and no `tools`.
  */
-export function sftRecord(s: Sample, systemPrompt: string): Record<string, unknown> {
+export function sftRecord(s: Sample, systemPrompt: string): SftRow {
   if (systemPrompt !== "") return { id: s.id, data_source: s.dataSource, messages: sftMessages(s, systemPrompt) };
   return { id: s.id, data_source: s.dataSource, messages: sftMessages(s), tools: JSON.parse(s.funcSchemas) };
 }
@@ -86,10 +88,14 @@ export function writeSynthOutputs(
     writeVerlParquet(join(outDir, "test.parquet"), verlRows(d.test));
     files.push("test.parquet");
   } else rmSync(join(outDir, "test.parquet"), { force: true }); // a stale one from an earlier run would mislead
-  writeFileAtomic(join(outDir, "sft.jsonl"), d.train.map((x) => JSON.stringify(sftRecord(x, s.system_prompt)) + "\n").join(""));
-  writeFileAtomic(join(outDir, "sft_test.jsonl"), d.test.map((x) => JSON.stringify(sftRecord(x, s.system_prompt)) + "\n").join(""));
+  for (const [name, split] of [["sft", d.train], ["sft_test", d.test]] as const) {
+    const records = split.map((x) => sftRecord(x, s.system_prompt));
+    writeFileAtomic(join(outDir, `${name}.jsonl`), records.map((r) => JSON.stringify(r) + "\n").join(""));
+    if (records.length > 0) writeSftParquet(join(outDir, `${name}.parquet`), records);
+    else rmSync(join(outDir, `${name}.parquet`), { force: true });
+  }
   writeFileAtomic(join(outDir, "rejects.jsonl"), d.rejects.map((r) => JSON.stringify(r) + "\n").join(""));
-  files.push("sft.jsonl", "sft_test.jsonl", "rejects.jsonl", "stats.json", ...d.families.flatMap((f) => f.files));
+  files.push("sft.jsonl", "sft.parquet", "sft_test.jsonl", ...(d.test.length ? ["sft_test.parquet"] : []), "rejects.jsonl", "stats.json", ...d.families.flatMap((f) => f.files));
 
   const all = [...d.train, ...d.test];
   const stats: SynthStats = {
