@@ -7,6 +7,7 @@ import { getGpu, type Gpu } from "../src/gpu/runtime.ts";
 import { initModel } from "../src/model/init.ts";
 import { LocalTokenGenerator } from "../src/model/local_generator.ts";
 import { GenerationSession } from "../src/model/generate.ts";
+import { scoreResponses } from "../src/train/actor.ts";
 
 let gpu: Gpu;
 let dir: string;
@@ -96,6 +97,21 @@ test("a group of samples of one prompt shares one prefill (KV forked); each samp
     const r = await solo.completeTokens(prompt, { ...params, streamId: 1000 + k });
     expect(o.tokenIds).toEqual(r.tokenIds);
     await solo.close();
+  }
+  await gen.close();
+});
+
+test("each sampled id comes with its log-prob, equal to the trainer's recomputation at that temperature", async () => {
+  const gen = await LocalTokenGenerator.open(gpu, dir, { batchSize: 4, capacity: 64 });
+  const prompts = [[10, 11, 12], [20, 21], [30, 31, 32, 33]];
+  for (const temperature of [0.7, 0]) {
+    const outs = await Promise.all(prompts.map((p, k) => gen.completeTokens(p, { ...params, temperature, topK: 5, streamId: k })));
+    const seqs = prompts.map((p, k) => ({ ids: [...p, ...outs[k]!.tokenIds], responseStart: p.length }));
+    const scored = await scoreResponses(gen.pretrained.model, seqs, { temperature: temperature > 0 ? temperature : 1, maxTokens: 4096 });
+    for (const [k, o] of outs.entries()) {
+      expect(o.logprobs!.length).toBe(o.tokenIds.length);
+      o.logprobs!.forEach((lp, j) => expect(Math.abs(lp - scored.logprob[k]![j]!)).toBeLessThan(2e-4));
+    }
   }
   await gen.close();
 });

@@ -31,6 +31,8 @@ export type FinishReason = "stop" | "length" | "capacity";
 export interface GenerationResult {
   /** The new tokens of this call, exactly as sampled. */
   tokens: number[];
+  /** log softmax(logits / temperature) of each token (temperature 1 when greedy), over the whole vocabulary. */
+  logprobs: number[];
   finishReason: FinishReason;
   /** The stop string or token id that ended generation, when finishReason is "stop". */
   stoppedBy?: string | number;
@@ -86,7 +88,11 @@ export class GenerationSession {
   private readonly logits: Tensor;
   /** u32 [B]: the ids sampled last, and each slot's index (the sampler's stream key). */
   private readonly sampled: Tensor;
+  /** f32 [B]: the log-probs of the ids sampled last. */
+  private readonly sampledLogprob: Tensor;
   private readonly slotIds: Tensor;
+  /** Log-probs of the ids the last sampleNext returned, in the same order. */
+  lastLogprobs: number[] = [];
   private readonly gpu: Gpu;
   /** Decode steps run (for figures such as dispatches per token). */
   steps = 0;
@@ -106,6 +112,7 @@ export class GenerationSession {
     this.fresh = new Array(B).fill(false);
     this.logits = this.gpu.empty([B, model.V]);
     this.sampled = this.gpu.empty([B], "u32");
+    this.sampledLogprob = this.gpu.empty([B]);
     this.slotIds = this.gpu.upload(Uint32Array.from({ length: B }, (_, b) => b), [B]);
   }
 
@@ -113,7 +120,7 @@ export class GenerationSession {
     if (this.caches[0]) this.gpu.release(this.caches[0].newLen);
     for (const c of this.caches) this.gpu.release(c.k, c.v);
     this.caches.length = 0;
-    this.gpu.release(this.logits, this.sampled, this.slotIds);
+    this.gpu.release(this.logits, this.sampled, this.sampledLogprob, this.slotIds);
   }
 
   /**
@@ -150,7 +157,8 @@ export class GenerationSession {
 
   /**
    * Samples one token for each listed sequence (each must have fresh logits), appends it to the sequence
-   * (not yet cached) and returns the ids in the order given. One GPU→CPU read of B ids.
+   * (not yet cached) and returns the ids in the order given (their log-probs in `lastLogprobs`). One GPU→CPU
+   * read of B ids and B log-probs.
    */
   async sampleNext(sequences: readonly number[], sampling: SamplingParams, streamIds?: readonly number[]): Promise<number[]> {
     for (const b of sequences) {
@@ -167,8 +175,11 @@ export class GenerationSession {
       keys = g.upload(k, [this.B]);
     }
     const pos = g.upload(Uint32Array.from(this.tokens.map((t) => t.length)), [this.B]);
-    sample(g, this.logits, this.sampled, keys, pos, { B: this.B, V: this.model.V }, sampling);
-    const ids = await g.readU32(this.sampled);
+    sample(g, this.logits, this.sampled, keys, pos, { B: this.B, V: this.model.V }, { ...sampling, logprob: this.sampledLogprob });
+    const [idBuf, lpBuf] = await g.readMany([this.sampled, this.sampledLogprob]);
+    const ids = new Uint32Array(idBuf!);
+    const lps = new Float32Array(lpBuf!);
+    this.lastLogprobs = sequences.map((b) => lps[b]!);
     g.release(pos);
     if (keys !== this.slotIds) g.release(keys);
     this.steps++;
@@ -269,11 +280,12 @@ export class GenerationSession {
   async generate(o: GenerateOptions): Promise<(GenerationResult | undefined)[]> {
     const which = o.sequences ?? [...this.fresh.keys()].filter((b) => this.fresh[b]);
     const results: (GenerationResult | undefined)[] = new Array(this.B).fill(undefined);
-    for (const b of which) results[b] = { tokens: [], finishReason: "length" };
+    for (const b of which) results[b] = { tokens: [], logprobs: [], finishReason: "length" };
     const rule = new StopRule(o, this.capacity);
     let running = o.maxNewTokens > 0 ? [...which] : [];
     while (running.length > 0) {
       const ids = await this.sampleNext(running, o.sampling);
+      running.forEach((b, i) => results[b]!.logprobs.push(this.lastLogprobs[i]!));
       running = running.filter((b, i) => !rule.accept(results[b]!, ids[i]!, this.tokens[b]!.length));
       o.onStep?.(running.length);
       this.advance(running);

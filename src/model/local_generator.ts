@@ -128,11 +128,13 @@ export class LocalTokenGenerator implements TokenGenerator {
           const first = this.active.get(slots[0]!)!.call.params;
           const streams = slots.map((b) => this.active.get(b)!.call.params.streamId ?? b);
           const ids = await this.session.sampleNext(slots, { temperature: first.temperature, topP: first.topP ?? 1, topK: first.topK ?? 0, seed: first.seed ?? 0 }, streams);
+          const lps = this.session.lastLogprobs;
           slots.forEach((b, i) => {
             const a = this.active.get(b)!;
+            a.result.logprobs.push(lps[i]!);
             if (!a.rule.accept(a.result, ids[i]!, this.session.tokens[b]!.length)) return;
             this.active.delete(b);
-            a.call.resolve({ tokenIds: a.result.tokens, finishReason: a.result.finishReason === "stop" ? "stop" : "length" });
+            a.call.resolve({ tokenIds: a.result.tokens, logprobs: a.result.logprobs, finishReason: a.result.finishReason === "stop" ? "stop" : "length" });
           });
         } catch (e) {
           for (const a of this.active.values()) a.call.reject(e);
@@ -168,7 +170,7 @@ export class LocalTokenGenerator implements TokenGenerator {
       }
       s.push(b, call.prompt.slice(s.tokens[b]!.length));
       this.lastUsed[b] = s.steps;
-      this.active.set(b, { call, result: { tokens: [], finishReason: "length" }, rule: new StopRule({ maxNewTokens: call.params.maxNewTokens, stopTokenIds: call.params.stopTokenIds, stopStrings: call.params.stop, decode: (ids) => this.tokenizer.decode(ids) }, s.capacity) });
+      this.active.set(b, { call, result: { tokens: [], logprobs: [], finishReason: "length" }, rule: new StopRule({ maxNewTokens: call.params.maxNewTokens, stopTokenIds: call.params.stopTokenIds, stopStrings: call.params.stop, decode: (ids) => this.tokenizer.decode(ids) }, s.capacity) });
       joined.push(call);
     }
     if (joined.length > 0) {
