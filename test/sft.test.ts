@@ -204,7 +204,7 @@ describe("data: max_length", () => {
     expect(cut.truncation.trainedTokensCut).toBe(lost);
     expect(lost).toBeGreaterThan(0);
     expect(cut.examples.every((x) => x.ids.length === maxLength)).toBe(true);
-    await expect(loadSftFiles([file], tokenizer, { ...o, maxLength, truncation: "error" })).rejects.toThrow(`${file} line 1: the conversation has`);
+    await expect(loadSftFiles([file], tokenizer, { ...o, maxLength, truncation: "error" })).rejects.toThrow(`${file}:1: the conversation has`);
   });
 });
 

@@ -82,7 +82,7 @@ test("bad files and rows are refused with the file and row", async () => {
   const bad = join(dir, "bad.parquet");
   writeFileSync(bad, "not parquet");
   await expect(loadRlDataset([bad], tok, base)).rejects.toThrow(`${bad}: not a readable parquet file`);
-  await expect(loadRlDataset([join(dir, "missing.parquet")], tok, base)).rejects.toThrow("not found");
+  await expect(loadRlDataset([join(dir, "missing.parquet")], tok, base)).rejects.toThrow(`cannot read ${join(dir, "missing.parquet")}: no such file or folder`);
   const noSource = join(dir, "nosource.parquet");
   writeVerlParquet(noSource, [row(0), row(1, { data_source: "" })]);
   await expect(loadRlDataset([noSource], tok, base)).rejects.toThrow(`${noSource} row 2: 'data_source'`);

@@ -1,5 +1,5 @@
 /**
- * RL prompts from verl parquet files in ReCall's schema (SPEC §5): `data_source`, `question` (or verl's generic
+ * RL prompts from verl parquet files (or JSONL/JSON rows of the same shape) in ReCall's schema (SPEC §5): `data_source`, `question` (or verl's generic
  * `prompt`, a list of chat messages), `reward_model.ground_truth`, `extra_info.func_schemas` / `extra_info.env`.
  *
  * The prompt is built as ReCall's dataset builds it: the system template with the tools' schema string put in
@@ -9,9 +9,8 @@
  * rows the `<search-url-placeholder>` in `env` becomes the configured search URL, as ReCall does for MuSiQue.
  * A row that cannot be used is refused with its file and row number.
  */
-import { existsSync, readFileSync, statSync } from "node:fs";
-import { parquetReadObjects } from "hyparquet";
-import { RecallError, errorMessage } from "../errors.ts";
+import { RecallError } from "../errors.ts";
+import { readDataRows } from "./rows.ts";
 import { renderChatML, THINK_OPEN } from "../rollout/chatml.ts";
 import { FUNC_SCHEMAS_PLACEHOLDER, RE_CALL_TEMPLATE_SYS, SEARCH_URL_PLACEHOLDER } from "../rollout/templates.ts";
 import type { GroundTruth } from "../reward/squad.ts";
@@ -64,18 +63,6 @@ const TEMPLATES: Record<string, string> = { re_call_template_sys: RE_CALL_TEMPLA
 
 type Row = Record<string, unknown>;
 
-async function readParquetRows(file: string): Promise<Row[]> {
-  if (!existsSync(file)) throw new RecallError(`data file '${file}' not found`);
-  if (statSync(file).isDirectory()) throw new RecallError(`data file '${file}' is a directory, not a parquet file`);
-  try {
-    const buf = readFileSync(file);
-    const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
-    return (await parquetReadObjects({ file: ab })) as Row[];
-  } catch (e) {
-    throw new RecallError(`${file}: not a readable parquet file (${errorMessage(e)})`);
-  }
-}
-
 /** Reads JSON text or returns an object as is (pyarrow writes structs; some writers use JSON strings). */
 function asRecord(v: unknown, at: string, what: string): Row {
   if (v === null || v === undefined) return {};
@@ -93,9 +80,9 @@ function asRecord(v: unknown, at: string, what: string): Row {
 function groundTruthOf(rm: Row, at: string): GroundTruth {
   const gt = rm.ground_truth;
   if (typeof gt === "string") return gt;
-  if (typeof gt === "number" || typeof gt === "bigint") return String(gt);
+  if (typeof gt === "number") return String(gt);
   if (Array.isArray(gt) && gt.length > 0 && gt.every((g) => typeof g === "string")) return gt as string[];
-  throw new RecallError(`${at}: 'reward_model.ground_truth' must be a string or a non-empty list of strings, got ${JSON.stringify(gt, (_k, x) => (typeof x === "bigint" ? Number(x) : x))?.slice(0, 80)}`);
+  throw new RecallError(`${at}: 'reward_model.ground_truth' must be a string or a non-empty list of strings, got ${JSON.stringify(gt)?.slice(0, 80)}`);
 }
 
 interface Chat {
@@ -135,9 +122,7 @@ export async function loadRlDataset(files: readonly string[], tokenizer: RecallT
   let dropped = 0;
   let withoutTools = 0;
   for (const file of files) {
-    const rows = await readParquetRows(file);
-    rows.forEach((row, r) => {
-      const at = `${file} row ${r + 1}`;
+    for (const { value: row, where: at } of await readDataRows(file)) {
       const chat = chatOf(row, o.promptKey, at);
       const extraInfo = asRecord(row.extra_info, at, "extra_info");
       const rewardModel = asRecord(row.reward_model, at, "reward_model");
@@ -164,7 +149,7 @@ export async function loadRlDataset(files: readonly string[], tokenizer: RecallT
       if (promptIds.length > o.maxPromptLength) {
         if (o.filterOverlongPrompts) {
           dropped++;
-          return;
+          continue;
         }
         if (o.truncation === "error") {
           throw new RecallError(`${at}: the prompt has ${promptIds.length} tokens, over data.max_prompt_length ${o.maxPromptLength}`, {
@@ -175,7 +160,7 @@ export async function loadRlDataset(files: readonly string[], tokenizer: RecallT
         prompt = tokenizer.decode(promptIds);
       }
       examples.push({ index: examples.length, where: at, dataSource, question: chat.question, prompt, promptIds, groundTruth, env, funcSchemas, extraInfo });
-    });
+    }
   }
   return { examples, files: [...files], dropped, withoutTools };
 }

@@ -1,15 +1,18 @@
 /**
- * Rows of a data file as plain objects: JSONL (one JSON object per line, blank lines skipped), a JSON array of
- * objects, or parquet (nested structs and lists as pyarrow writes them). Each row keeps where it came from
- * (`file line N` / `file row N`, 1-based) so a bad row is refused by name.
+ * Rows of a data file as plain objects — the one reader behind training prompts (src/data/rl_dataset.ts), SFT
+ * conversations (src/sft/dataset.ts) and evaluation items (src/eval/dataset.ts): JSONL (one JSON object per line,
+ * blank lines skipped), JSON (an array of objects, or `{"data": [...]}`), or parquet (nested structs and lists as
+ * pyarrow writes them). Text must be UTF-8 (a bad byte is refused with its line). Each row keeps where it came from —
+ * `file:N` (JSONL line), `file item N` (JSON), `file row N` (parquet), 1-based — so a bad row is refused by name.
+ * Parquet int64 values become numbers when exact, else strings (JSON cannot hold BigInt).
  */
-import { existsSync, readFileSync, statSync } from "node:fs";
 import { parquetReadObjects } from "hyparquet";
 import { RecallError, errorMessage } from "../errors.ts";
+import { readBytes, readText } from "../util/fs.ts";
 
 export interface DataRow {
   value: Record<string, unknown>;
-  /** `file line 3` (JSONL) or `file row 3` (parquet, JSON array). */
+  /** `file:3` (JSONL), `file item 3` (JSON), `file row 3` (parquet). */
   where: string;
 }
 
@@ -17,28 +20,31 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-/** Parquet int64 columns come back as bigint; JSON cannot hold them, so small ones become numbers. */
-function plain(v: unknown): unknown {
+/** Parquet int64 columns come back as bigint; JSON cannot hold them, so exact ones become numbers, others strings. */
+export function jsonSafe(v: unknown): unknown {
   if (typeof v === "bigint") return Number.isSafeInteger(Number(v)) ? Number(v) : v.toString();
-  if (Array.isArray(v)) return v.map(plain);
-  if (isRecord(v)) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]));
+  if (Array.isArray(v)) return v.map(jsonSafe);
+  if (isRecord(v) && Object.getPrototypeOf(v) === Object.prototype) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, jsonSafe(x)]));
   return v;
 }
 
+function objectRow(v: unknown, where: string): DataRow {
+  if (!isRecord(v)) throw new RecallError(`${where}: expected a JSON object row, got ${JSON.stringify(v)?.slice(0, 80)}`);
+  return { value: v, where };
+}
+
 export async function readDataRows(file: string): Promise<DataRow[]> {
-  if (!existsSync(file)) throw new RecallError(`data file '${file}' not found`);
-  if (statSync(file).isDirectory()) throw new RecallError(`data file '${file}' is a directory, not a .jsonl or .parquet file`);
   if (file.endsWith(".parquet")) {
+    const buf = readBytes(file);
     let rows: unknown[];
     try {
-      const buf = readFileSync(file);
       rows = await parquetReadObjects({ file: buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer });
     } catch (e) {
       throw new RecallError(`${file}: not a readable parquet file (${errorMessage(e)})`);
     }
-    return rows.map((r, i) => ({ value: plain(r) as Record<string, unknown>, where: `${file} row ${i + 1}` }));
+    return rows.map((r, i) => objectRow(jsonSafe(r), `${file} row ${i + 1}`));
   }
-  const text = readFileSync(file, "utf8");
+  const text = readText(file);
   if (file.endsWith(".json")) {
     let v: unknown;
     try {
@@ -46,24 +52,21 @@ export async function readDataRows(file: string): Promise<DataRow[]> {
     } catch (e) {
       throw new RecallError(`${file}: not valid JSON (${errorMessage(e)})`);
     }
-    if (!Array.isArray(v)) throw new RecallError(`${file}: a .json data file must hold an array of objects`);
-    return v.map((r, i) => {
-      if (!isRecord(r)) throw new RecallError(`${file} row ${i + 1}: not a JSON object`);
-      return { value: r, where: `${file} row ${i + 1}` };
-    });
+    const rows = Array.isArray(v) ? v : isRecord(v) && Array.isArray(v.data) ? v.data : undefined;
+    if (!rows) throw new RecallError(`${file}: expected a JSON list of rows (or {"data": [...]})`);
+    return rows.map((r, i) => objectRow(r, `${file} item ${i + 1}`));
   }
   const out: DataRow[] = [];
   text.split("\n").forEach((line, i) => {
     if (line.trim() === "") return;
-    const where = `${file} line ${i + 1}`;
+    const where = `${file}:${i + 1}`;
     let v: unknown;
     try {
       v = JSON.parse(line);
     } catch (e) {
       throw new RecallError(`${where}: not valid JSON (${errorMessage(e)})`);
     }
-    if (!isRecord(v)) throw new RecallError(`${where}: not a JSON object`);
-    out.push({ value: v, where });
+    out.push(objectRow(v, where));
   });
   return out;
 }

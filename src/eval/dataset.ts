@@ -10,10 +10,9 @@
  */
 import { existsSync } from "node:fs";
 import { basename, join } from "node:path";
-import { parquetReadObjects } from "hyparquet";
 import { RecallError, errorMessage } from "../errors.ts";
 import { mulberry32 } from "../util/prng.ts";
-import { readBytes, readText } from "../util/fs.ts";
+import { jsonSafe, readDataRows } from "../data/rows.ts";
 
 export interface EvalItem {
   id: string;
@@ -116,16 +115,6 @@ export function rowToItem(row: unknown, index: number, split: string, at: string
   return item;
 }
 
-/** Parquet int64 values come back as BigInt, which JSON cannot write: numbers when exact, else strings. */
-function jsonSafe(v: unknown): unknown {
-  if (typeof v === "bigint") return Number.isSafeInteger(Number(v)) ? Number(v) : v.toString();
-  if (Array.isArray(v)) return v.map(jsonSafe);
-  if (v !== null && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) {
-    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, jsonSafe(x)]));
-  }
-  return v;
-}
-
 function checkUniqueIds(items: EvalItem[], file: string): void {
   const seen = new Map<string, number>();
   items.forEach((it, i) => {
@@ -138,42 +127,7 @@ function checkUniqueIds(items: EvalItem[], file: string): void {
 /** Reads a dataset file (by extension). */
 export async function loadDataset(file: string, split: string, rowKeys: RowKeys = {}): Promise<EvalItem[]> {
   if (!existsSync(file)) throw new RecallError(`dataset file '${file}' not found`);
-  let items: EvalItem[];
-  if (file.endsWith(".parquet")) {
-    let rows: Record<string, unknown>[];
-    const buf = readBytes(file);
-    try {
-      const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
-      rows = (await parquetReadObjects({ file: ab })) as Record<string, unknown>[];
-    } catch (e) {
-      throw new RecallError(`${file}: not a readable parquet file (${errorMessage(e)})`);
-    }
-    items = rows.map((row, i) => rowToItem(row, i, split, `${file} row ${i + 1}`, rowKeys));
-  } else if (file.endsWith(".json")) {
-    let v: unknown;
-    const text = readText(file);
-    try {
-      v = JSON.parse(text);
-    } catch (e) {
-      throw new RecallError(`${file}: not valid JSON (${errorMessage(e)})`);
-    }
-    const rows = Array.isArray(v) ? v : v && typeof v === "object" && Array.isArray((v as { data?: unknown }).data) ? (v as { data: unknown[] }).data : undefined;
-    if (!rows) throw new RecallError(`${file}: expected a JSON list of rows`);
-    items = rows.map((row, i) => rowToItem(row, i, split, `${file} item ${i + 1}`, rowKeys));
-  } else {
-    const lines = readText(file).split("\n");
-    items = [];
-    lines.forEach((line, i) => {
-      if (line.trim() === "") return;
-      let row: unknown;
-      try {
-        row = JSON.parse(line);
-      } catch (e) {
-        throw new RecallError(`${file}:${i + 1}: not valid JSON (${errorMessage(e)})`);
-      }
-      items.push(rowToItem(row, items.length, split, `${file}:${i + 1}`, rowKeys));
-    });
-  }
+  const items = (await readDataRows(file)).map((row, i) => rowToItem(row.value, i, split, row.where, rowKeys));
   if (items.length === 0) throw new RecallError(`${file}: no rows`);
   checkUniqueIds(items, basename(file));
   return items;
