@@ -25,6 +25,7 @@ import { OpenAIChatGenerator } from "../src/rollout/remote/openai.ts";
 import { makeRng } from "../src/synth/random.ts";
 import { knobsOf, runSynth, type SynthResult } from "../src/synth/run.ts";
 import { conversationText } from "../src/synth/trace.ts";
+import { runRecall } from "./harness.ts";
 import type { Candidate, Sample } from "../src/synth/types.ts";
 import { verifyCandidates, type VerifyOptions } from "../src/synth/verify.ts";
 
@@ -222,6 +223,27 @@ test("--mix splits n by weight; bad flags and values are refused naming them", (
   expect(() => parseMix(["calk"], 3, "flag --mix")).toThrow("flag --mix: unknown family 'calk' (did you mean 'calc'?)");
   expect(() => parseMix(["calc:0"], 3, "flag --mix")).toThrow("flag --mix: 'calc:0' must be FAMILY or FAMILY:WEIGHT with a weight > 0");
 });
+
+test("through the CLI: a bad flag or value is one line naming it, exit 1; --json prints stats; subcommands dispatch", () => {
+  const bad = runRecall(["synth", "--out", join(dir, "cli"), "--nn", "3"]);
+  expect(bad.code).toBe(1);
+  expect(bad.stderr).toContain("unknown flag '--nn'");
+  expect(bad.stderr).not.toContain("    at ");
+  const hops = runRecall(["synth", "--out", join(dir, "cli"), "--hops", "0"]);
+  expect(hops.code).toBe(1);
+  expect(hops.stderr).toContain("flag --hops must be in [1, 3], got 0");
+  const mix = runRecall(["synth", "--mix", "calk", "--out", join(dir, "cli")]);
+  expect(mix.code).toBe(1);
+  expect(mix.stderr).toContain("unknown family 'calk' (did you mean 'calc'?)");
+  const ok = runRecall(["synth", "--mix", "calc", "--n", "4", "--json", "--workers", "1", "--out", join(dir, "cli")]);
+  expect(ok.code).toBe(0);
+  expect(JSON.parse(ok.stdout).samples).toEqual({ train: 3, test: 1 });
+  const sub = runRecall(["synth", "musique", "--output_dir", join(dir, "cli")]);
+  expect(sub.code).toBe(1);
+  expect(sub.stderr).toContain("pass --input_dir DIR");
+  const llm = runRecall(["synth", "llm", "--model", "m", "--out", join(dir, "cli")]);
+  expect(llm.stderr).toContain("pass --api_base URL");
+}, 120_000);
 
 test("recall synth musique: FlashRAG rows become ReCall's MuSiQue parquet (list ground truths, wikipedia_search tool)", async () => {
   const lines = readFileSync(NQ, "utf8").trim().split("\n");
