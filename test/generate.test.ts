@@ -108,6 +108,54 @@ describe("generation", () => {
     }
   });
 
+  test("a step where only some slots take long rows runs just those slot ranges, with the same results", async () => {
+    const model = models.qwen2!;
+    const B = 8, cap = 64;
+    const s = new GenerationSession(model, B, cap);
+    const short = Array.from({ length: B }, (_, b) => [3 + b, 4 + b]);
+    s.append(short);
+    await s.generate({ maxNewTokens: 2, sampling: GREEDY });
+    // Slots 1 and 6 take a long "tool response"; the rest stay idle. The padded batch would be 8 × 30 rows.
+    const long = (b: number) => Array.from({ length: 30 }, (_, t) => 20 + ((t * 7 + b) % 50));
+    const d0 = gpu.dispatchCount, rows0 = s.rowsProcessed;
+    s.append(short.map((_, b) => (b === 1 || b === 6 ? long(b) : undefined)));
+    const perPass = gpu.dispatchCount - d0;
+    expect(s.rowsProcessed - rows0).toBe(2 * (1 + 30));
+    const logits = await s.readLogits();
+    const after = await s.generate({ maxNewTokens: 5, sampling: GREEDY, sequences: [1, 6] });
+    // Every other slot kept its cache: it continues as if nothing happened.
+    s.append(short.map((_, b) => (b === 3 ? [9] : undefined)));
+    const cont3 = await s.generate({ maxNewTokens: 3, sampling: GREEDY, sequences: [3] });
+    s.release();
+    const V = model.V;
+    for (const b of [1, 6]) {
+      const one = new GenerationSession(model, 1, cap);
+      one.append([short[b]!]);
+      await one.generate({ maxNewTokens: 2, sampling: GREEDY });
+      one.append([long(b)]);
+      const soloLogits = await one.readLogits();
+      const [alone] = await one.generate({ maxNewTokens: 5, sampling: GREEDY });
+      one.release();
+      expectClose(logits.subarray(b * V, (b + 1) * V), soloLogits, { atol: 1e-4, rtol: 1e-4 });
+      expect(after[b]!.tokens).toEqual(alone!.tokens);
+      if (b === 1) {
+        // Two passes (slots 1 and 6 alone) cost more dispatches than one whole-batch pass would.
+        const whole = new GenerationSession(model, B, cap);
+        const d1 = gpu.dispatchCount;
+        whole.append(short);
+        expect(perPass).toBeGreaterThan(gpu.dispatchCount - d1);
+        whole.release();
+      }
+    }
+    const three = new GenerationSession(model, 1, cap);
+    three.append([short[3]!]);
+    await three.generate({ maxNewTokens: 2, sampling: GREEDY });
+    three.append([[9]]);
+    const [again3] = await three.generate({ maxNewTokens: 3, sampling: GREEDY });
+    three.release();
+    expect(cont3[3]!.tokens).toEqual(again3!.tokens);
+  });
+
   test("continuing after appended tokens (a tool response) reuses the cache and equals a fresh run", async () => {
     const model = models.llama!;
     const prompt = [11, 22, 33, 44];

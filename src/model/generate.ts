@@ -6,7 +6,7 @@
  */
 import { RecallError } from "../errors.ts";
 import type { Gpu } from "../gpu/runtime.ts";
-import type { Tensor } from "../gpu/tensor.ts";
+import { Tensor } from "../gpu/tensor.ts";
 import { sample, type SamplingParams } from "../ops/sampling.ts";
 import type { LayerCache, TokenBatch, Transformer } from "./transformer.ts";
 
@@ -220,55 +220,121 @@ export class GenerationSession {
     this.fresh[b] = false;
   }
 
-  /** Runs the given new rows of each sequence through the model (empty = sequence does not take part). */
+  /**
+   * Runs the given new rows of each sequence through the model (empty = sequence does not take part). A batch is
+   * padded to its longest row, so a step where a few sequences take a prompt or a tool response while the others
+   * sit idle runs only the slot ranges that have rows (segments), each padded to its own longest row.
+   */
   private step(rows: readonly (readonly number[])[]): void {
-    const g = this.gpu;
-    const T = Math.max(1, ...rows.map((r) => r.length));
     for (let b = 0; b < this.B; b++) {
       if (this.cached[b]! + rows[b]!.length > this.capacity) {
         throw new RecallError(`sequence ${b} would hold ${this.cached[b]! + rows[b]!.length} tokens, over the session's capacity of ${this.capacity}`);
       }
     }
-    const ids = new Uint32Array(this.B * T);
-    const positions = new Uint32Array(this.B * T);
-    const qStart = new Uint32Array(this.B);
-    const newLen = new Uint32Array(this.B);
-    const lastRows = new Uint32Array(this.B);
-    for (let b = 0; b < this.B; b++) {
-      const r = rows[b]!;
-      qStart[b] = this.cached[b]!;
-      newLen[b] = r.length;
-      for (let t = 0; t < T; t++) {
-        ids[b * T + t] = t < r.length ? r[t]! : 0;
-        positions[b * T + t] = Math.min(this.cached[b]! + t, this.capacity - 1);
-      }
-      lastRows[b] = b * T + Math.max(0, r.length - 1);
-    }
-    const idsTensor = g.upload(ids, [this.B * T]);
-    const batch: TokenBatch = {
-      B: this.B,
-      T,
-      lengths: [...newLen],
-      ids: idsTensor,
-      targets: idsTensor, // a cached step computes logits, not log-probs of targets
-      positions: g.upload(positions, [this.B * T]),
-      qStart: g.upload(qStart, [this.B]),
-      kvLen: g.upload(qStart.map((s, b) => s + newLen[b]!), [this.B]),
-    };
-    if (this.caches[0]) g.write(this.caches[0].newLen, newLen);
-    const last = g.upload(lastRows, [this.B]);
-    this.model.forwardCached(batch, this.caches, last, this.logits);
-    g.release(batch.ids, batch.positions, batch.qStart, batch.kvLen, last);
+    for (const [b0, b1] of this.segments(rows)) this.stepSlots(rows, b0, b1);
     for (let b = 0; b < this.B; b++) {
       if (rows[b]!.length > 0) {
         this.rowsProcessed += rows[b]!.length;
         this.cached[b] = this.cached[b]! + rows[b]!.length;
         this.fresh[b] = true;
       } else {
-        // Its logits row now holds padding's logits.
+        // Its logits row may now hold padding's logits.
         this.fresh[b] = false;
       }
     }
+  }
+
+  /**
+   * Contiguous slot ranges [b0, b1) covering every slot with rows, chosen to minimise the padded rows computed plus
+   * a fixed cost per extra forward pass (in rows). Slot ranges are cache views at an offset, so ranges other than
+   * the whole batch need that offset to meet the adapter's storage alignment; otherwise one range covers all.
+   */
+  private segments(rows: readonly (readonly number[])[]): [number, number][] {
+    const B = this.B;
+    const slotBytes = this.capacity * this.model.Hkv * this.model.hd * 4;
+    const first = rows.findIndex((r) => r.length > 0);
+    if (first < 0) return [];
+    if (slotBytes % this.gpu.limits.minStorageBufferOffsetAlignment !== 0) return [[0, B]];
+    // A forward pass costs about as much as this many extra padded rows (dispatch and weight-read overhead).
+    const passCost = Math.max(32, B);
+    const best = new Array<number>(B + 1).fill(Infinity);
+    const from = new Array<number>(B + 1).fill(-1);
+    best[0] = 0;
+    for (let i = 1; i <= B; i++) {
+      // Slot i−1 left out of every range (only when it has no rows).
+      if (rows[i - 1]!.length === 0 && best[i - 1]! < best[i]!) {
+        best[i] = best[i - 1]!;
+        from[i] = -1;
+      }
+      let longest = 0;
+      for (let j = i - 1; j >= 0; j--) {
+        longest = Math.max(longest, rows[j]!.length);
+        if (longest === 0) continue;
+        const c = best[j]! + (i - j) * longest + passCost;
+        if (c < best[i]!) {
+          best[i] = c;
+          from[i] = j;
+        }
+      }
+    }
+    const out: [number, number][] = [];
+    for (let i = B; i > 0; ) {
+      if (from[i] === -1) i--;
+      else {
+        out.push([from[i]!, i]);
+        i = from[i]!;
+      }
+    }
+    return out.reverse();
+  }
+
+  /** One forward pass over slots [b0, b1) against views of their caches; their logits land in rows b0.. of `logits`. */
+  private stepSlots(rows: readonly (readonly number[])[], b0: number, b1: number): void {
+    const g = this.gpu;
+    const nb = b1 - b0;
+    const T = Math.max(1, ...rows.slice(b0, b1).map((r) => r.length));
+    const ids = new Uint32Array(nb * T);
+    const positions = new Uint32Array(nb * T);
+    const qStart = new Uint32Array(nb);
+    const newLen = new Uint32Array(nb);
+    const lastRows = new Uint32Array(nb);
+    for (let k = 0; k < nb; k++) {
+      const b = b0 + k;
+      const r = rows[b]!;
+      qStart[k] = this.cached[b]!;
+      newLen[k] = r.length;
+      for (let t = 0; t < T; t++) {
+        ids[k * T + t] = t < r.length ? r[t]! : 0;
+        positions[k * T + t] = Math.min(this.cached[b]! + t, this.capacity - 1);
+      }
+      lastRows[k] = k * T + Math.max(0, r.length - 1);
+    }
+    const idsTensor = g.upload(ids, [nb * T]);
+    const batch: TokenBatch = {
+      B: nb,
+      T,
+      lengths: [...newLen],
+      ids: idsTensor,
+      targets: idsTensor, // a cached step computes logits, not log-probs of targets
+      positions: g.upload(positions, [nb * T]),
+      qStart: g.upload(qStart, [nb]),
+      kvLen: g.upload(qStart.map((s, k) => s + newLen[k]!), [nb]),
+    };
+    const last = g.upload(lastRows, [nb]);
+    const whole = nb === this.B;
+    const F = this.model.Hkv * this.model.hd;
+    const slot = (t: Tensor) => (whole ? t : new Tensor(t.buffer, [nb, this.capacity, F], t.dtype, t.byteOffset + b0 * this.capacity * F * 4));
+    // Every layer appends the same rows: one newLen tensor serves them all.
+    const lenT = whole ? this.caches[0]!.newLen : g.empty([nb], "u32");
+    g.write(lenT, newLen);
+    const caches: LayerCache[] = whole ? this.caches : this.caches.map((c) => ({ k: slot(c.k), v: slot(c.v), capacity: this.capacity, newLen: lenT }));
+    const logits = whole ? this.logits : g.empty([nb, this.model.V]);
+    this.model.forwardCached(batch, caches, last, logits);
+    if (!whole) {
+      g.copyRegion(logits, 0, this.logits, b0 * this.model.V, nb * this.model.V);
+      g.release(logits, lenT);
+    }
+    g.release(batch.ids, batch.positions, batch.qStart, batch.kvLen, last);
   }
 
   /** The current next-token logits [B, V] (row b is meaningful when sequence b was just appended to). For tests and tools. */
