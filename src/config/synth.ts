@@ -38,7 +38,7 @@ export const SYNTH_SETTINGS = defineSettings({
   search_top_n: { type: "int", default: 3, check: inRange(1, 10), help: "top_n of the golden wikipedia_search calls" },
   system_prompt: { type: "string", default: "", help: "System turn of the SFT conversations, e.g. 'Use calc.' (default: none, and the tools in 'tools', from which readers build ReCall's system prompt)" },
   verify: { type: "enum", choices: ["batched", "per_call"], default: "batched", help: "batched: many samples per sandbox call (fast); per_call: each golden call on its own, as a rollout sends it" },
-  batch_size: { type: "int", default: 128, check: inRange(1, 10000), help: "Samples per sandbox call when verify is batched" },
+  batch_size: { type: "int", default: 512, check: inRange(1, 10000), help: "Samples per sandbox call when verify is batched" },
   workers: { type: "int", nullable: true, default: null, check: atLeast(1), help: "Sandbox workers (default: CPU cores)" },
   sandbox_url: { type: "string", default: "", help: "Verify in a remote sandbox (ReCall /execute API) instead of the local one" },
 });
