@@ -7,15 +7,12 @@ import { CALC_OPS } from "../synth/calc.ts";
 import { FAMILIES } from "../synth/families.ts";
 import { MAX_DISTRACTORS } from "../synth/tools.ts";
 import {
+  resolveCommandLine,
   atLeast,
   defineSettings,
   describeSource,
   inRange,
-  parseCommandLine,
-  readYamlMapping,
-  resolveSettings,
   settingsArgs,
-  treeEntries,
   type CommandLineSpec,
   type SettingsOf,
 } from "./schema.ts";
@@ -66,20 +63,17 @@ export interface SynthCommandLine {
 
 /** Resolves `recall synth`'s arguments; throws RecallError naming the flag (or file key) on anything bad. */
 export function parseSynthCommandLine(rawArgs: string[]): SynthCommandLine {
-  const cl = parseCommandLine(SYNTH_SETTINGS, rawArgs, SYNTH_COMMAND_LINE);
-  const configPath = cl.options.config;
-  const file = typeof configPath === "string" ? treeEntries(SYNTH_SETTINGS, readYamlMapping(configPath, "--config"), configPath) : [];
-  const r = resolveSettings(SYNTH_SETTINGS, [...file, ...cl.flags]);
+  const r = resolveCommandLine(SYNTH_SETTINGS, rawArgs, SYNTH_COMMAND_LINE);
   const s = r.values;
   const at = (k: keyof SynthSettings) => (r.sources[k].kind === "default" ? `${k} (default)` : describeSource(r.sources[k]));
-  const printConfig = cl.options.print_config === true;
+  const printConfig = r.options.print_config === true;
   if (!printConfig && s.out === "") throw new RecallError("no output folder: pass --out DIR");
   for (const op of s.calc_ops) {
     if (!(CALC_OPS as readonly string[]).includes(op)) throw new RecallError(`${at("calc_ops")}: unknown operation '${op}' (use ${CALC_OPS.join(", ")})`);
   }
   if (s.calc_ops.length === 0) throw new RecallError(`${at("calc_ops")}: give at least one operation`);
   if (s.calc_min !== null && s.calc_max !== null && s.calc_min > s.calc_max) throw new RecallError(`${at("calc_min")}: calc_min ${s.calc_min} is above calc_max ${s.calc_max}`);
-  return { settings: s, json: cl.options.json === true, printConfig, notes: [...cl.notes, ...r.notes] };
+  return { settings: s, json: r.options.json === true, printConfig, notes: r.notes };
 }
 
 /** `recall synth musique`: ReCall's `prepare_musique_recall.py` flags and defaults. */
@@ -95,8 +89,7 @@ const MUSIQUE_COMMAND_LINE: CommandLineSpec = { keyFlags: true, overrides: false
 export const MUSIQUE_ARGS = settingsArgs(MUSIQUE_SETTINGS, MUSIQUE_COMMAND_LINE);
 
 export function parseMusiqueCommandLine(rawArgs: string[]): MusiqueSettings {
-  const cl = parseCommandLine(MUSIQUE_SETTINGS, rawArgs, MUSIQUE_COMMAND_LINE);
-  const s = resolveSettings(MUSIQUE_SETTINGS, cl.flags).values;
+  const s = resolveCommandLine(MUSIQUE_SETTINGS, rawArgs, MUSIQUE_COMMAND_LINE).values;
   if (s.input_dir === "") throw new RecallError("no input: pass --input_dir DIR (a FlashRAG dataset folder with train.jsonl)");
   if (s.output_dir === "") throw new RecallError("no output folder: pass --output_dir DIR");
   return s;
@@ -115,8 +108,7 @@ const FROM_ROLLOUTS_COMMAND_LINE: CommandLineSpec = { keyFlags: true, overrides:
 export const FROM_ROLLOUTS_ARGS = settingsArgs(FROM_ROLLOUTS_SETTINGS, FROM_ROLLOUTS_COMMAND_LINE);
 
 export function parseFromRolloutsCommandLine(rawArgs: string[]): FromRolloutsSettings {
-  const cl = parseCommandLine(FROM_ROLLOUTS_SETTINGS, rawArgs, FROM_ROLLOUTS_COMMAND_LINE);
-  const s = resolveSettings(FROM_ROLLOUTS_SETTINGS, cl.flags).values;
+  const s = resolveCommandLine(FROM_ROLLOUTS_SETTINGS, rawArgs, FROM_ROLLOUTS_COMMAND_LINE).values;
   if (s.input.length === 0) throw new RecallError("no input: pass --input RUN_DIR (or rollout dump files)");
   if (s.output === "") throw new RecallError("no output: pass --output FILE.jsonl");
   return s;
@@ -149,8 +141,7 @@ const LLM_COMMAND_LINE: CommandLineSpec = { keyFlags: true, overrides: false };
 export const LLM_ARGS = settingsArgs(LLM_SETTINGS, LLM_COMMAND_LINE);
 
 export function parseLlmCommandLine(rawArgs: string[]): LlmSettings {
-  const cl = parseCommandLine(LLM_SETTINGS, rawArgs, LLM_COMMAND_LINE);
-  const s = resolveSettings(LLM_SETTINGS, cl.flags).values;
+  const s = resolveCommandLine(LLM_SETTINGS, rawArgs, LLM_COMMAND_LINE).values;
   if (s.api_base === "") throw new RecallError("no server: pass --api_base URL (an OpenAI-compatible server)");
   if (s.model === "") throw new RecallError("no model: pass --model NAME");
   if (s.out === "") throw new RecallError("no output folder: pass --out DIR");
