@@ -46,6 +46,7 @@ struct Params {
 
 override WG: u32 = 64u;
 const NONE = 0xffffffffu;
+const NONFINITE = 0xfffffffeu;
 
 // Per-lane partial results, reduced serially by lane 0 (one barrier per reduction: on lavapipe every
 // barrier is a coroutine switch per SIMD group and a code-size cost, so trees of barriers are avoided).
@@ -95,27 +96,38 @@ fn orderKey(x: f32) -> u32 {
 }
 
 // Index of the largest logit of the row (lowest id among ties).
+// A row holding NaN or +Inf has no distribution to sample from: argmaxRow returns NONFINITE for it (tested on the
+// bits, since WGSL does not promise NaN comparisons), and the host refuses to go on. −Inf is a masked id, allowed.
+fn nonFinite(x: f32) -> bool {
+  let bits = bitcast<u32>(x);
+  return (bits & 0x7fffffffu) > 0x7f800000u || bits == 0x7f800000u;
+}
+
 fn argmaxRow(l: u32, row: u32) -> u32 {
   var bv = 0.0;
   var bi = NONE;
+  var bad = false;
   for (var i = l; i < p.V; i += WG) {
     let v = logits[row + i];
+    bad = bad || nonFinite(v);
     if (bi == NONE || v > bv) { bv = v; bi = i; }
   }
   laneF[l] = bv;
-  laneU[l] = bi;
+  laneU[l] = select(bi, NONFINITE, bad);
   workgroupBarrier();
   if (l == 0u) {
     var best = NONE;
     var bestV = 0.0;
+    var anyBad = false;
     for (var m = 0u; m < p.lanes; m++) {
       let i = laneU[m];
-      if (i != NONE && (best == NONE || laneF[m] > bestV || (laneF[m] == bestV && i < best))) {
+      anyBad = anyBad || i == NONFINITE;
+      if (i != NONE && i != NONFINITE && (best == NONE || laneF[m] > bestV || (laneF[m] == bestV && i < best))) {
         best = i;
         bestV = laneF[m];
       }
     }
-    decision.id = best;
+    decision.id = select(best, NONFINITE, anyBad);
   }
   return workgroupUniformLoad(&decision).id;
 }
@@ -216,6 +228,13 @@ fn sample(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l:
   if (b >= p.B || p.V == 0u) { return; }
   let row = p.baseLogits + b * p.rowStride;
   let best = argmaxRow(l, row);
+  if (best == NONFINITE) {
+    if (l == 0u) {
+      outIds[p.baseOut + b] = NONFINITE;
+      if (p.wantLogprob != 0u) { outLogprob[p.baseLogprob + b] = 0.0; }
+    }
+    return;
+  }
   let M = logits[row + best];
   if (p.temperature <= 0.0) {
     if (p.wantLogprob != 0u) {

@@ -115,3 +115,11 @@ test("each sampled id comes with its log-prob, equal to the trainer's recomputat
   }
   await gen.close();
 });
+
+test("non-finite logits stop generation with a clear error instead of sampling from them", async () => {
+  const gen = await LocalTokenGenerator.open(gpu, dir, { batchSize: 2, capacity: 32 });
+  const norm = gen.pretrained.model.params.get("model.norm.weight");
+  gpu.write(norm, new Float32Array(norm.numel).fill(Number.NaN));
+  await expect(gen.completeTokens([5, 6, 7], params)).rejects.toThrow("next-token logits hold NaN or infinity");
+  await gen.close();
+});

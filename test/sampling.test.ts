@@ -1,6 +1,6 @@
 import { describe, test, beforeAll, expect, setDefaultTimeout } from "bun:test";
 import { getGpu, type Gpu } from "../src/gpu/runtime.ts";
-import { sample, type SamplingOptions } from "../src/ops/sampling.ts";
+import { NONFINITE_ROW, sample, type SamplingOptions } from "../src/ops/sampling.ts";
 import { philox4x32, samplingUniform, sampleRowRef, sampledLogprobRef } from "../src/ops/sampling.ref.ts";
 import { randn } from "./harness.ts";
 
@@ -255,5 +255,24 @@ describe("GPU vs CPU reference on random logits", () => {
     expect(() => sample(gpu, t, t, u, u, { B: 1, V: 4 }, { temperature: 1, seed: 1 })).toThrow(/u32/);
     expect(() => sample(gpu, t, u, u, u, { B: 1, V: 4 }, { temperature: 1, seed: 1, logprob: u })).toThrow(/logprob must be f32/);
     gpu.release(t, u);
+  });
+});
+
+describe("non-finite logits", () => {
+  test("a row holding NaN or +Inf is marked (no id is drawn from it), greedy or sampled; −Inf stays a masked id; other rows are unaffected", async () => {
+    const B = 4, V = 301;
+    const logits = new Float32Array(B * V);
+    for (let b = 0; b < B; b++) logits.set(randn(V, 900 + b), b * V);
+    logits[1 * V + 7] = Number.NaN;
+    logits[2 * V + 300] = Number.POSITIVE_INFINITY;
+    logits[3 * V + 0] = Number.NEGATIVE_INFINITY;
+    for (const o of [{ temperature: 0, seed: 1 }, { temperature: 1, topP: 0.9, seed: 2 }] as SamplingOptions[]) {
+      const ids = await sampleGpu(logits, B, V, o);
+      for (let b = 0; b < B; b++) expect(ids[b]).toBe(sampleRowRef(logits.subarray(b * V, (b + 1) * V), V, o, b, 7).id);
+      expect([ids[1], ids[2]]).toEqual([NONFINITE_ROW, NONFINITE_ROW]);
+      expect(ids[0]).toBeLessThan(V);
+      expect(ids[3]).toBeGreaterThan(0);
+      expect(ids[3]).toBeLessThan(V);
+    }
   });
 });

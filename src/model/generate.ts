@@ -7,7 +7,7 @@
 import { RecallError } from "../errors.ts";
 import type { Gpu } from "../gpu/runtime.ts";
 import { Tensor } from "../gpu/tensor.ts";
-import { sample, type SamplingParams } from "../ops/sampling.ts";
+import { NONFINITE_ROW, sample, type SamplingParams } from "../ops/sampling.ts";
 import type { LayerCache, TokenBatch, Transformer } from "./transformer.ts";
 
 export type { SamplingParams };
@@ -179,6 +179,14 @@ export class GenerationSession {
     const [idBuf, lpBuf] = await g.readMany([this.sampled, this.sampledLogprob]);
     const ids = new Uint32Array(idBuf!);
     const lps = new Float32Array(lpBuf!);
+    const broken = sequences.find((b) => ids[b] === NONFINITE_ROW);
+    if (broken !== undefined) {
+      g.release(pos);
+      if (keys !== this.slotIds) g.release(keys);
+      throw new RecallError(`the model's next-token logits hold NaN or infinity (sequence ${broken}, position ${this.tokens[broken]!.length}); refusing to sample`, {
+        hint: "the weights or the computation overflowed: check the model with 'recall score', lower the learning rate",
+      });
+    }
     this.lastLogprobs = sequences.map((b) => lps[b]!);
     g.release(pos);
     if (keys !== this.slotIds) g.release(keys);

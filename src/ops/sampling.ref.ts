@@ -2,7 +2,7 @@
  * CPU reference for ops/sampling.ts, following the definitions in shaders/sampling.wgsl in float64
  * (sorting instead of the GPU's threshold search), plus the Philox4x32-10 generator.
  */
-import type { SamplingOptions } from "./sampling.ts";
+import { NONFINITE_ROW, type SamplingOptions } from "./sampling.ts";
 
 function mulhi(a: number, b: number): number {
   const al = a & 0xffff, ah = a >>> 16, bl = b & 0xffff, bh = b >>> 16;
@@ -51,6 +51,8 @@ type Opts = Pick<SamplingOptions, "temperature" | "topK" | "topP" | "seed">;
 
 export function sampleRowRef(row: ArrayLike<number>, V: number, o: Opts, seqId: number, step: number): SampleRefResult {
   const u = samplingUniform(o.seed, seqId, step);
+  // NaN or +Inf: no distribution to sample from (−Inf is a masked id).
+  for (let i = 0; i < V; i++) if (Number.isNaN(row[i]!) || row[i] === Infinity) return { id: NONFINITE_ROW, u, kept: [], probs: [], margin: Infinity };
   let best = 0;
   for (let i = 1; i < V; i++) if (row[i]! > row[best]!) best = i;
   if (o.temperature <= 0) return { id: best, u, kept: [best], probs: [1], margin: Infinity };

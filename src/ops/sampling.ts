@@ -10,6 +10,9 @@ import { bindWindow, chunksFitting, type BoundWindow, type WindowOptions } from 
 
 const SAMPLE: Kernel = { shader: "sampling", entry: "sample", storage: ["read", "read", "read", "read_write", "read_write"], uniforms: true };
 
+/** The id the sampler writes for a row holding NaN or +Inf: there is no distribution to sample from (−Inf masks an id). */
+export const NONFINITE_ROW = 0xfffffffe;
+
 /** What a caller chooses about sampling (the generation API passes these through). */
 export interface SamplingParams {
   /** 0 (or less) means greedy: argmax, ties to the lowest id. */
