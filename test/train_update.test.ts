@@ -18,7 +18,7 @@ import { getGpu, type Gpu } from "../src/gpu/runtime.ts";
 import { Transformer } from "../src/model/transformer.ts";
 import { packMicroBatches } from "../src/data/packing.ts";
 import { writeVerlParquet } from "../src/data/verl_parquet.ts";
-import { forwardForUpdate, type PolicySequence } from "../src/train/actor.ts";
+import { forwardForUpdate, scoreResponses, type PolicySequence } from "../src/train/actor.ts";
 import { policyLossAndGrads, type KlType, type LossAggMode, type LossCompat, type PolicyLossMetrics, type PolicyLossSettings } from "../src/train/loss.ts";
 import { ActorOptimizer } from "../src/train/optimizer.ts";
 import { updateActor } from "../src/train/update.ts";
@@ -165,6 +165,57 @@ describe("actor update vs PyTorch (fixtures/grpo/update_tiny.json)", () => {
       }
     });
   }
+});
+
+// ------------------------------------------------------------------------------------------- on-policy old log-probs
+describe("on-policy update without a separate old log-prob pass", () => {
+  test("one epoch of one mini-batch: the forward's own log-probs serve as old ones; same weights as scoring first", async () => {
+    const c = fixture.cases[0]!;
+    const s = c.settings;
+    const seqs: PolicySequence[] = c.sequences.map((q) => ({ ids: q.ids, responseStart: q.response_start }));
+    const f32 = (key: "ref_log_prob" | "advantages" | "loss_mask") => c.sequences.map((q) => Float32Array.from(q[key]));
+    const loss: PolicyLossSettings = {
+      clipRatioLow: s.clip_low, clipRatioHigh: s.clip_high, clipRatioC: s.clip_c, lossAggMode: s.loss_agg_mode, compat: s.compat,
+      entropyCoeff: s.entropy_coeff, useKlLoss: s.use_kl_loss, klCoef: s.kl_coef, klType: s.kl_type, horizon: s.horizon,
+    };
+    const settings = { ppoEpochs: 1, miniBatchSequences: seqs.length, maxTokens: 64, temperature: s.temperature, checkpoint: true, loss, lr: 1e-2 };
+    const run = async (scoreFirst: boolean) => {
+      const model = await Transformer.load(gpu, join(PROJECT_ROOT, fixture.model));
+      const grads = model.newGradients();
+      const optimizer = new ActorOptimizer(gpu, model.config, model.params, grads, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, gradClip: 1 });
+      const old = scoreFirst ? (await scoreResponses(model, seqs, { temperature: s.temperature, maxTokens: 4096 })).logprob : undefined;
+      const r = await updateActor(model, optimizer, { seqs, oldLogprob: old, refLogprob: f32("ref_log_prob"), advantages: f32("advantages"), lossMask: f32("loss_mask") }, settings);
+      const params = await Promise.all(model.params.specs.map((sp) => gpu.readF32(model.params.get(sp.name))));
+      optimizer.release();
+      grads.release();
+      model.params.release();
+      return { r, params, old };
+    };
+    const scored = await run(true);
+    const onPolicy = await run(false);
+    expect(scored.r.partitions.length).toBe(1);
+    // The old log-probs the update used are the scoring pass's, and so are the resulting weights.
+    onPolicy.r.oldLogprob.forEach((lp, i) => lp.forEach((x, t) => expect(Math.abs(x - scored.old![i]![t]!)).toBeLessThan(1e-5)));
+    let worst = 0;
+    onPolicy.params.forEach((p, k) => p.forEach((x, i) => (worst = Math.max(worst, Math.abs(x - scored.params[k]![i]!)))));
+    expect(worst).toBeLessThan(1e-5);
+    for (const m of onPolicy.r.lossMetrics) expect(Math.abs(m.ppo_kl)).toBeLessThan(1e-6);
+  });
+
+  test("old log-probs may be left out only for one epoch of one mini-batch", async () => {
+    const model = await Transformer.load(gpu, join(PROJECT_ROOT, fixture.model));
+    const grads = model.newGradients();
+    const optimizer = new ActorOptimizer(gpu, model.config, model.params, grads, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, gradClip: 1 });
+    const seqs: PolicySequence[] = [{ ids: [1, 2, 3], responseStart: 1 }, { ids: [4, 5, 6], responseStart: 1 }];
+    const z = () => seqs.map(() => new Float32Array(2));
+    const loss = { clipRatioLow: 0.2, clipRatioHigh: 0.2, clipRatioC: 3, lossAggMode: "token-mean", compat: "verl", entropyCoeff: 0, useKlLoss: false, klCoef: 0, klType: "low_var_kl", horizon: 2 } as unknown as PolicyLossSettings;
+    for (const [ppoEpochs, miniBatchSequences] of [[2, 2], [1, 1]] as const) {
+      await expect(updateActor(model, optimizer, { seqs, advantages: z(), lossMask: z() }, { ppoEpochs, miniBatchSequences, temperature: 1, checkpoint: false, loss, lr: 0 })).rejects.toThrow(/one epoch of one mini-batch/);
+    }
+    optimizer.release();
+    grads.release();
+    model.params.release();
+  });
 });
 
 // ------------------------------------------------------------------------------------------- loss mask

@@ -376,7 +376,10 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
       const seqs: PolicySequence[] = kept.map((t) => ({ ids: [...t.promptIds, ...t.responseIds], responseStart: t.promptIds.length }));
       const masks = kept.map((t) => Float32Array.from(t.lossMask));
       const responseMasks = kept.map((t) => new Float32Array(t.responseIds.length).fill(1));
-      const old = await timed("old_log_prob", () => scoreResponses(model, seqs, { temperature, maxTokens: logprobBudget }));
+      // On-policy (one epoch of one mini-batch, no KL in the reward): the update's forward runs on the rollout's weights,
+      // so its log-probs are the old ones and a separate scoring pass would compute the same numbers (TRL does the same).
+      const onPolicy = s["actor_rollout_ref.actor.ppo_epochs"] === 1 && miniPrompts * n >= seqs.length && !s["algorithm.use_kl_in_reward"];
+      const old = onPolicy ? undefined : await timed("old_log_prob", () => scoreResponses(model, seqs, { temperature, maxTokens: logprobBudget }));
       const ref = reference ? await timed("ref", () => scoreResponses(reference, seqs, { temperature, maxTokens: logprobBudget })) : undefined;
 
       // ---- advantages ------------------------------------------------------------------------------
@@ -385,7 +388,7 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
       let rewardKl: number | undefined;
       if (s["algorithm.use_kl_in_reward"] && ref) {
         // The penalty counts the policy's own tokens only; the score sits on the last response token, as in verl.
-        const kl = old.logprob.map((lp, i) => klPenalty(lp, ref.logprob[i]!, s["algorithm.kl_penalty"]).map((x, t) => x * masks[i]![t]!));
+        const kl = old!.logprob.map((lp, i) => klPenalty(lp, ref.logprob[i]!, s["algorithm.kl_penalty"]).map((x, t) => x * masks[i]![t]!));
         const r = klInReward(scores, kl, responseMasks, s["algorithm.kl_ctrl.kl_coef"]);
         tokenRewards = r.tokenRewards;
         rewardKl = r.klMean;
@@ -409,7 +412,7 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
       const loss = lossSettings(s, maxResponse);
       const dynamic = s["actor_rollout_ref.actor.use_dynamic_bsz"];
       const update = await timed("update_actor", () =>
-        updateActor(model, optimizer, { seqs, oldLogprob: old.logprob, refLogprob: ref?.logprob, advantages: adv.advantages, lossMask: masks }, {
+        updateActor(model, optimizer, { seqs, oldLogprob: old?.logprob, refLogprob: ref?.logprob, advantages: adv.advantages, lossMask: masks }, {
           ppoEpochs: s["actor_rollout_ref.actor.ppo_epochs"],
           miniBatchSequences: miniPrompts * n,
           maxTokens: dynamic ? s["actor_rollout_ref.actor.ppo_max_token_len_per_gpu"] : undefined,
@@ -468,7 +471,7 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
       if (filter) metrics["train/num_gen_batches"] = genBatches;
       metricsLog.append(step, metrics, { epoch: cursor.epoch });
       writeDump(rolloutDir, `train_${step}.jsonl`, kept.map((t) => dumpRow(t, decode)));
-      if (s["trainer.save_batches"]) await saveBatch(runDir, step, { kept, old: old.logprob, ref: ref?.logprob, advantages: adv.advantages });
+      if (s["trainer.save_batches"]) await saveBatch(runDir, step, { kept, old: update.oldLogprob, ref: ref?.logprob, advantages: adv.advantages });
       lastMetrics = metrics;
       io.onStep?.(step, metrics);
       const elapsed = (performance.now() - t0) / 1000;

@@ -15,7 +15,12 @@ import type { ActorOptimizer } from "./optimizer.ts";
 /** Everything the update needs per sequence (response tokens only for the arrays). */
 export interface UpdateBatch {
   seqs: readonly PolicySequence[];
-  oldLogprob: readonly Float32Array[];
+  /**
+   * The rollout policy's log-probs. Undefined when the update is on-policy — one epoch, one mini-batch, so one
+   * optimizer step after every forward: each micro-batch's own forward then runs on the rollout's weights and its
+   * log-probs are the old ones (what TRL does with num_iterations = 1), which saves a separate scoring pass.
+   */
+  oldLogprob?: readonly Float32Array[];
   refLogprob?: readonly Float32Array[];
   advantages: readonly Float32Array[];
   lossMask: readonly Float32Array[];
@@ -43,11 +48,17 @@ export interface UpdateResult {
   skippedSteps: number;
   /** Micro-batches (sequence indices) of each mini-batch, for logs and tests. */
   partitions: number[][][];
+  /** The old log-probs used: the given ones, or those the forward passes produced (on-policy). */
+  oldLogprob: Float32Array[];
 }
 
 export async function updateActor(model: Transformer, optimizer: ActorOptimizer, b: UpdateBatch, o: UpdateSettings): Promise<UpdateResult> {
-  const out: UpdateResult = { lossMetrics: [], gradNorms: [], skippedSteps: 0, partitions: [] };
   const S = b.seqs.length;
+  if (!b.oldLogprob && !(o.ppoEpochs === 1 && o.miniBatchSequences >= S)) {
+    throw new Error("updateActor: old log-probs may be left out only when there is one epoch of one mini-batch (one optimizer step)");
+  }
+  const old: Float32Array[] = b.oldLogprob ? [...b.oldLogprob] : new Array(S);
+  const out: UpdateResult = { lossMetrics: [], gradNorms: [], skippedSteps: 0, partitions: [], oldLogprob: old };
   for (let epoch = 0; epoch < o.ppoEpochs; epoch++) {
     const order = epochOrder(S, o.shuffleSeed ?? 0, epoch, o.shuffleSeed !== undefined);
     for (let m0 = 0; m0 < S; m0 += o.miniBatchSequences) {
@@ -60,10 +71,11 @@ export async function updateActor(model: Transformer, optimizer: ActorOptimizer,
       for (const micro of micros) {
         const scale = o.maxTokens !== undefined ? micro.length / mini.length : 1 / micros.length;
         const pass = await forwardForUpdate(model, micro.map((i) => b.seqs[i]!), { temperature: o.temperature, checkpoint: o.checkpoint });
+        if (!b.oldLogprob) micro.forEach((i, k) => (old[i] = pass.logprob[k]!.slice()));
         const r = policyLossAndGrads(
           {
             logprob: pass.logprob,
-            oldLogprob: micro.map((i) => b.oldLogprob[i]!),
+            oldLogprob: micro.map((i) => old[i]!),
             refLogprob: b.refLogprob ? micro.map((i) => b.refLogprob![i]!) : undefined,
             entropy: pass.entropy,
             advantages: micro.map((i) => b.advantages[i]!),
