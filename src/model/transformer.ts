@@ -25,7 +25,7 @@ import { embedding, embeddingBackward, embeddingScratchSize } from "../ops/embed
 import { logprobs, logprobsBackward, logprobsPlan, lastLogits, lastLogitsScratch } from "../ops/logprobs.ts";
 import { kvAppend } from "../ops/kvcache.ts";
 import { loadModelConfig, type ModelConfig } from "./config.ts";
-import { ParameterSet, layerTensors, outerTensors, type LayerTensors } from "./weights.ts";
+import { ParameterSet, gateUpWeight, layerTensors, outerTensors, type LayerTensors } from "./weights.ts";
 
 /** Token ids and per-row metadata of a padded batch, on the GPU. */
 export interface TokenBatch {
@@ -91,8 +91,8 @@ interface LayerActivations {
   xMid: Tensor; // residual after attention [N, D]
   h2: Tensor; // post_attention_layernorm output [N, D]
   r2: Tensor;
-  gate: Tensor; // [N, I]
-  up: Tensor;
+  gate: Tensor; // [N, I]; with fused gate/up weights [N, 2I]: each row is gate then up
+  up?: Tensor; // [N, I]; absent when fused
   act: Tensor; // silu(gate)·up [N, I]
 }
 
@@ -141,6 +141,11 @@ export class Transformer {
   readonly V: number;
   /** RoPE inverse frequencies θ^(−2i/hd), i < hd/2. */
   readonly invFreq: Tensor;
+  /**
+   * Each layer's gate_proj and up_proj weights sit back to back (ParameterSet), so one [N, 2I] matmul computes both
+   * projections and one computes both weight gradients; the SwiGLU kernels read and write the two halves by stride.
+   */
+  readonly fusedGateUp: boolean;
   private ones: Tensor | undefined;
 
   constructor(
@@ -155,6 +160,7 @@ export class Transformer {
     this.I = config.intermediateSize;
     this.V = config.vocabSize;
     this.invFreq = gpu.upload(ropeInvFreq(config.ropeTheta, config.headDim), [config.headDim / 2]);
+    this.fusedGateUp = Array.from({ length: config.numLayers }, (_, l) => gateUpWeight(layerTensors(params, l))).every((w) => w !== undefined);
   }
 
   static async load(gpu: Gpu, dir: string): Promise<Transformer> {
@@ -187,8 +193,8 @@ export class Transformer {
       xMid: g.empty([N, D]),
       h2: g.empty([N, D]),
       r2: g.empty([N]),
-      gate: g.empty([N, I]),
-      up: g.empty([N, I]),
+      gate: g.empty([N, this.fusedGateUp ? 2 * I : I]),
+      up: this.fusedGateUp ? undefined : g.empty([N, I]),
       act: g.empty([N, I]),
     };
   }
@@ -225,12 +231,18 @@ export class Transformer {
     g.copy(x, a.xMid);
     matmul(g, a.attn, P.o, a.xMid, { M: N, N: D, K: Hq * hd }, { transB: true, bias: P.oBias, accumulate: true });
     rmsnorm(g, a.xMid, P.postNorm, a.h2, a.r2, { rows: N, D }, { eps });
-    matmul(g, a.h2, P.gate, a.gate, { M: N, N: I, K: D }, { transB: true });
-    matmul(g, a.h2, P.up, a.up, { M: N, N: I, K: D }, { transB: true });
-    swiglu(g, a.gate, a.up, a.act, { rows: N, I });
+    if (this.fusedGateUp) {
+      matmul(g, a.h2, gateUpWeight(P)!, a.gate, { M: N, N: 2 * I, K: D }, { transB: true });
+      swiglu(g, a.gate, a.gate, a.act, { rows: N, I }, { strideGate: 2 * I, offsetUp: I, strideUp: 2 * I });
+    } else {
+      matmul(g, a.h2, P.gate, a.gate, { M: N, N: I, K: D }, { transB: true });
+      matmul(g, a.h2, P.up, a.up!, { M: N, N: I, K: D }, { transB: true });
+      swiglu(g, a.gate, a.up!, a.act, { rows: N, I });
+    }
     g.copy(a.xMid, xOut);
     matmul(g, a.act, P.down, xOut, { M: N, N: D, K: I }, { transB: true, accumulate: true });
   }
+
 
   /** Log-probs of each row's target and entropies for a padded batch. Records GPU work; read the result tensors to wait. */
   forward(batch: TokenBatch, options: ForwardOptions = {}): ForwardResult {
@@ -331,8 +343,8 @@ export class Transformer {
 
     const t = {
       dAct: g.empty([N, I]),
-      dGate: g.empty([N, I]),
-      dUp: g.empty([N, I]),
+      dGate: g.empty([N, this.fusedGateUp ? 2 * I : I]),
+      dUp: this.fusedGateUp ? undefined : g.empty([N, I]),
       dH: g.empty([N, D]),
       dAttn: g.empty([N, Hq * hd]),
       dq: g.empty([N, Hq * hd]),
@@ -369,7 +381,7 @@ export class Transformer {
     batch: TokenBatch,
     x: Tensor,
     dx: Tensor,
-    t: Record<"dAct" | "dGate" | "dUp" | "dH" | "dAttn" | "dq" | "dk" | "dv" | "work", Tensor> & { dqRaw?: Tensor; dkRaw?: Tensor },
+    t: Record<"dAct" | "dGate" | "dH" | "dAttn" | "dq" | "dk" | "dv" | "work", Tensor> & { dUp?: Tensor; dqRaw?: Tensor; dkRaw?: Tensor },
   ): void {
     const g = this.gpu, { D, Hq, Hkv, hd, I } = this;
     const { B, T } = batch;
@@ -379,11 +391,21 @@ export class Transformer {
     // MLP: x_out = x_mid + act·Wdᵀ, act = silu(h2·Wgᵀ) ⊙ h2·Wuᵀ, h2 = rmsnorm(x_mid)
     matmul(g, dx, P.down, t.dAct, { M: N, N: I, K: D });
     matmul(g, dx, a.act, G.down, { M: D, N: I, K: N }, acc);
-    swigluBackward(g, t.dAct, a.gate, a.up, t.dGate, t.dUp, { rows: N, I });
-    matmul(g, t.dGate, P.gate, t.dH, { M: N, N: D, K: I });
-    matmul(g, t.dUp, P.up, t.dH, { M: N, N: D, K: I }, { accumulate: true });
-    matmul(g, t.dGate, a.h2, G.gate, { M: I, N: D, K: N }, acc);
-    matmul(g, t.dUp, a.h2, G.up, { M: I, N: D, K: N }, acc);
+    if (this.fusedGateUp) {
+      // dGate holds [N, 2I]: each row's gate gradient then its up gradient, matching the fused [2I, D] weight.
+      const gu = gateUpWeight(P)!, gGu = gateUpWeight(G);
+      if (!gGu) throw new Error("backward: the gradient set's gate/up weights are not laid out like the parameters'");
+      const fused = { strideGate: 2 * I, offsetUp: I, strideUp: 2 * I, strideDGate: 2 * I, offsetDUp: I, strideDUp: 2 * I };
+      swigluBackward(g, t.dAct, a.gate, a.gate, t.dGate, t.dGate, { rows: N, I }, fused);
+      matmul(g, t.dGate, gu, t.dH, { M: N, N: D, K: 2 * I });
+      matmul(g, t.dGate, a.h2, gGu, { M: 2 * I, N: D, K: N }, acc);
+    } else {
+      swigluBackward(g, t.dAct, a.gate, a.up!, t.dGate, t.dUp!, { rows: N, I });
+      matmul(g, t.dGate, P.gate, t.dH, { M: N, N: D, K: I });
+      matmul(g, t.dUp!, P.up, t.dH, { M: N, N: D, K: I }, { accumulate: true });
+      matmul(g, t.dGate, a.h2, G.gate, { M: I, N: D, K: N }, acc);
+      matmul(g, t.dUp!, a.h2, G.up, { M: I, N: D, K: N }, acc);
+    }
     rmsnormBackward(g, t.dH, a.xMid, P.postNorm, a.r2, dx, G.postNorm, { rows: N, D }, { accumulateDx: true });
 
     // Attention: x_mid = x + attn·Woᵀ + bo

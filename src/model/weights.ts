@@ -5,7 +5,7 @@
  */
 import { RecallError } from "../errors.ts";
 import type { Gpu } from "../gpu/runtime.ts";
-import type { Tensor } from "../gpu/tensor.ts";
+import { Tensor } from "../gpu/tensor.ts";
 import { parameterSpecs, type ModelConfig, type ParameterSpec } from "./config.ts";
 import { SafetensorsModel, writeSafetensorsModel, checkWeightsMatchConfig, type WriteDType } from "./safetensors.ts";
 
@@ -18,7 +18,22 @@ export class ParameterSet {
 
   constructor(readonly gpu: Gpu, readonly config: ModelConfig, fill: "zeros" | "empty") {
     this.specs = parameterSpecs(config);
-    for (const s of this.specs) this.tensors.set(s.name, fill === "zeros" ? gpu.zeros(s.shape, "f32", s.name) : gpu.empty(s.shape, "f32", s.name));
+    const alloc = (shape: readonly number[], label: string) => (fill === "zeros" ? gpu.zeros(shape, "f32", label) : gpu.empty(shape, "f32", label));
+    const fuse = gateUpFusable(gpu, config);
+    for (const s of this.specs) {
+      if (this.tensors.has(s.name)) continue;
+      const up = s.name.endsWith(".mlp.gate_proj.weight") ? s.name.replace(".gate_proj.", ".up_proj.") : undefined;
+      if (fuse && up) {
+        // gate_proj then up_proj in one buffer: one [2I, D] matmul computes both (see gateUpWeight); each keeps its
+        // own view, name and shape for loading, saving and the optimizer.
+        const [I, D] = s.shape as [number, number];
+        const both = alloc([2 * I, D], `${s.name}+up_proj`);
+        this.tensors.set(s.name, new Tensor(both.buffer, [I, D], "f32", both.byteOffset));
+        this.tensors.set(up, new Tensor(both.buffer, [I, D], "f32", both.byteOffset + I * D * 4));
+      } else {
+        this.tensors.set(s.name, alloc(s.shape, s.name));
+      }
+    }
   }
 
   get(name: string): Tensor {
@@ -45,7 +60,13 @@ export class ParameterSet {
   }
 
   release(): void {
-    for (const t of this.tensors.values()) this.gpu.release(t);
+    // Views that share a buffer (fused gate/up) release it once.
+    const seen = new Set<GPUBuffer>();
+    for (const t of this.tensors.values()) {
+      if (seen.has(t.buffer)) continue;
+      seen.add(t.buffer);
+      this.gpu.release(t);
+    }
     this.tensors.clear();
   }
 
@@ -131,6 +152,21 @@ export function layerTensors(set: ParameterSet, l: number): LayerTensors {
     up: set.get(`${p}.mlp.up_proj.weight`),
     down: set.get(`${p}.mlp.down_proj.weight`),
   };
+}
+
+/**
+ * Whether each layer's gate_proj and up_proj weights live back to back in one buffer: needs up_proj's offset
+ * (I·D floats) to meet the adapter's storage-binding alignment, so that each can also be bound alone.
+ */
+export function gateUpFusable(gpu: Gpu, config: ModelConfig): boolean {
+  return (config.intermediateSize * config.hiddenSize * 4) % gpu.limits.minStorageBufferOffsetAlignment === 0;
+}
+
+/** The [2I, D] weight of gate_proj and up_proj together (rows 0..I−1 gate, I..2I−1 up) when they are fused, else undefined. */
+export function gateUpWeight(t: Pick<LayerTensors, "gate" | "up">): Tensor | undefined {
+  const { gate, up } = t;
+  if (gate.buffer !== up.buffer || up.byteOffset !== gate.byteOffset + gate.byteLength || gate.shape.length !== 2) return undefined;
+  return new Tensor(gate.buffer, [2 * gate.shape[0]!, gate.shape[1]!], "f32", gate.byteOffset);
 }
 
 /** The embedding, final norm and LM head (the embedding itself when tied). */
