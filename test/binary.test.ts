@@ -1,10 +1,10 @@
 /**
  * The single executable: built once, copied into an empty temp dir with no node_modules anywhere near,
- * and run there — GPU (doctor), the demo (model, embedded data, tool loop), retrieval with worker threads —
+ * and run there — GPU (doctor), the demo (embedded warm-start model, synth, sandbox, GRPO, eval), retrieval with worker threads —
  * so every embedded asset is exercised.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync, chmodSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { compiledBinary, runRecall } from "./harness.ts";
@@ -33,10 +33,16 @@ describe("dist/recall from an empty directory", () => {
     expect(typeof report.adapter.vendor).toBe("string");
   });
 
-  test("demo: model, retriever and the re-call loop from embedded data", () => {
-    const r = runRecall(["demo", "--out", "demo", "--limit", "2", "--max_new_tokens", "8", "--max_turns", "1"], { cwd: dir, bin });
+  test("demo --quick: the embedded warm start, synth, eval, GRPO, eval, report (shortened)", () => {
+    const r = runRecall(["demo", "--quick", "--out", "demo", "--n", "100", "--grpo_steps", "2", "--limit", "4"], { cwd: dir, bin });
+    expect(r.stderr + r.stdout).not.toContain("    at ");
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain("re-call · demo");
+    expect(existsSync(join(dir, "demo/warm_start/model.safetensors"))).toBe(true);
+    expect(existsSync(join(dir, "demo/checkpoints/demo/grpo/global_step_2/model.safetensors"))).toBe(true);
+    expect(readdirSync(join(dir, "demo/eval")).length).toBe(2);
+    expect(r.stdout).toContain("$ recall train --train_files demo/data/train.parquet --actor_model_path demo/warm_start");
+    expect(r.stdout).toMatch(/mean train reward \(GRPO step 1 → last\) +\d\.\d\d +\d\.\d\d/);
+    expect(r.stdout).toContain("report: demo/checkpoints/demo/grpo/report.html");
   }, 300_000);
 
   test("retriever: index, then serve with worker threads and answer /search", async () => {
