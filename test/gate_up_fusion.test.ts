@@ -1,6 +1,6 @@
 /**
  * Fused gate/up projections: a layer's gate_proj and up_proj weights live back to back in one buffer, so one
- * [N, 2I] matmul computes both (forward) and one computes both weight gradients (backward). These tests hold the
+ * [N, 2I] matmul computes both (forward) and one computes both weight gradients (backward) in decode-sized passes. These tests hold the
  * fused path to the separate one on the same weights, and the saved checkpoint to the file it was loaded from.
  */
 import { beforeAll, expect, setDefaultTimeout, test } from "bun:test";
@@ -56,12 +56,16 @@ for (const name of ["qwen2_gqa_tied", "qwen3_qknorm_untied", "llama_mha_untied"]
       expect(separate.fusedGateUp).toBe(false);
       expect(gateUpWeight(layerTensors(model.params, 0))!.shape).toEqual([2 * model.I, model.D]);
       const V = model.V;
-      const seqs = [Array.from({ length: 13 }, (_, t) => (t * 7 + 3) % V), Array.from({ length: 6 }, (_, t) => (t * 5 + 1) % V)];
-      const a = await forwardBackward(model, seqs);
-      const b = await forwardBackward(separate, seqs);
-      expectClose(a.lp, b.lp, { atol: 1e-6, rtol: 1e-6 }, "log-probs");
-      // Only the order of the sums over the intermediate dimension differs (one K = 2I product instead of two).
-      for (const [k, ga] of a.g) expectClose(ga, b.g.get(k)!, { atol: 1e-5, rtol: 1e-4 }, k);
+      const seq = (n: number, k: number) => Array.from({ length: n }, (_, t) => (t * k + 3) % V);
+      // 26 rows: the fused products; 78 rows: training-sized, the halves as separate products on the fused buffer.
+      for (const seqs of [[seq(13, 7), seq(6, 5)], [seq(13, 7), seq(6, 5), seq(13, 3), seq(9, 11), seq(13, 2), seq(1, 1)]]) {
+        expect(model.fuseGateUpAt(seqs.length * 13)).toBe(seqs.length === 2);
+        const a = await forwardBackward(model, seqs);
+        const b = await forwardBackward(separate, seqs);
+        expectClose(a.lp, b.lp, { atol: 1e-6, rtol: 1e-6 }, "log-probs");
+        // Only the order of the sums over the intermediate dimension differs (one K = 2I product instead of two).
+        for (const [k, ga] of a.g) expectClose(ga, b.g.get(k)!, { atol: 1e-5, rtol: 1e-4 }, k);
+      }
     } finally {
       model.params.release();
       separate.params.release();
