@@ -64,9 +64,17 @@ test("commands are printed as shell lines a user can paste", () => {
 
 test("recall demo, shortened: every stage's files, the commands it ran, the before/after table", () => {
   const out = join(mkdtempSync(join(tmpdir(), "recall-demo-")), "run");
-  // The demo's info lines are its output; consola keeps quiet under the test runner unless told.
+  // The demo's info lines are its output; consola keeps quiet under the test runner unless told. Set for this one
+  // child only: the test process's environment is shared by every test file that runs after this one.
+  const saved = process.env.CONSOLA_LEVEL;
   process.env.CONSOLA_LEVEL = "3";
-  const r = runRecall(["demo", "--out", out, "--n", "120", "--sft_steps", "3", "--mix_steps", "2", "--grpo_steps", "2", "--limit", "4", "--seed", "1"]);
+  let r: ReturnType<typeof runRecall>;
+  try {
+    r = runRecall(["demo", "--out", out, "--n", "120", "--sft_steps", "3", "--mix_steps", "2", "--grpo_steps", "2", "--limit", "4", "--seed", "1"]);
+  } finally {
+    if (saved === undefined) delete process.env.CONSOLA_LEVEL;
+    else process.env.CONSOLA_LEVEL = saved;
+  }
   expect(r.stderr + r.stdout).not.toContain("    at ");
   expect(r.code).toBe(0);
   for (const f of ["data/train.parquet", "data/test.parquet", "data/sft.jsonl", "data/sft_mix.jsonl", "init/model.safetensors", "checkpoints/demo/sft_tool/global_step_3/model.safetensors", "checkpoints/demo/sft_mix/global_step_2/model.safetensors", "checkpoints/demo/grpo/global_step_2/model.safetensors", "checkpoints/demo/grpo/report.html", "checkpoints/demo/grpo/metrics.jsonl", "logs/sft_tool_traces.log", "demo_summary.json"]) {
