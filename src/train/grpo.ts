@@ -14,6 +14,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { writeFileAtomic } from "../util/fs.ts";
+import { formatDuration } from "../util/duration.ts";
 import { RecallError } from "../errors.ts";
 import { getGpu, type Gpu } from "../gpu/runtime.ts";
 import { loadRlDataset, type RlDataset, type RlExample } from "../data/rl_dataset.ts";
@@ -37,7 +38,7 @@ import { lrAt } from "./schedule.ts";
 import { scoreResponses, type PolicySequence } from "./actor.ts";
 import { updateActor } from "./update.ts";
 import { ActorOptimizer } from "./optimizer.ts";
-import { checkpointDir, latestCheckpoint, loadMoments, readTrainerState, saveCheckpoint, type TrainerState } from "./checkpoint.ts";
+import { latestCheckpoint, loadMoments, readTrainerState, saveCheckpoint, type TrainerState } from "./checkpoint.ts";
 import { MetricsLog, METRICS_FILE, summarize } from "./metrics.ts";
 import { writeReport } from "./report.ts";
 import { rolloutBatch, stepSeed, type Trajectory } from "./rollout.ts";
@@ -61,7 +62,8 @@ interface Scored extends Trajectory {
   reason: string;
 }
 
-function runFolder(s: TrainSettings): string {
+/** The run folder: {default_local_dir}/{project_name}/{experiment_name}. */
+export function runFolder(s: TrainSettings): string {
   return join(s["trainer.default_local_dir"], s["trainer.project_name"], s["trainer.experiment_name"]);
 }
 
@@ -527,12 +529,6 @@ function jsReward(fn: RewardFn): PythonReward {
   return async (i) => fn({ text: i.solutionStr, groundTruth: i.groundTruth, dataSource: i.dataSource, extraInfo: i.extraInfo });
 }
 
-function formatDuration(seconds: number): string {
-  if (!Number.isFinite(seconds) || seconds <= 0) return "0s";
-  const h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60), sec = Math.round(seconds % 60);
-  return h > 0 ? `${h}h${String(m).padStart(2, "0")}m` : m > 0 ? `${m}m${String(sec).padStart(2, "0")}s` : `${sec}s`;
-}
-
 /**
  * `trainer.save_batches`: the update's batch as verl sees it, so an independent implementation can recompute the
  * update from the checkpoint before it. Float tensors [sequences, longest] (right-padded with 0) in safetensors;
@@ -560,4 +556,3 @@ async function saveBatch(runDir: string, step: number, b: { kept: readonly Score
   writeFileAtomic(join(dir, `step_${step}.json`), JSON.stringify({ step, sequences: json }) + "\n");
 }
 
-export { checkpointDir, runFolder };
