@@ -21,11 +21,9 @@ import {
   type SettingSource,
   type SettingsOf,
 } from "./schema.ts";
+import { NO_NETWORK_LOGGER, ONE_DEVICE, VERL_TRAINER_CLUSTER_KEYS } from "./verl_trainer.ts";
 
-const NO_NETWORK_LOGGER = "no network logger; metrics go to metrics.jsonl and report.html";
-const ONE_DEVICE = "recall trains on one device; ignored";
 const NO_FSDP = "no FSDP in recall; ignored";
-const LOGGERS = ["console", "wandb", "tensorboard", "mlflow", "swanlab", "vemlp_wandb", "clearml"];
 
 export const SFT_SETTINGS = defineSettings({
   // data
@@ -125,22 +123,7 @@ export const SFT_SETTINGS = defineSettings({
   "trainer.resume_mode": { type: "enum", choices: ["auto", "disable", "resume_path"], default: "auto", flags: ["resume_mode"], help: "auto: resume the latest checkpoint of the run folder" },
   "trainer.resume_from_path": { type: "string", nullable: true, default: null, help: "Checkpoint folder for resume_mode=resume_path" },
   "trainer.seed": { type: "int", default: 1, flags: ["seed"], help: "Seed of the shuffle and the held-out split" },
-  "trainer.logger": {
-    type: "list<string>",
-    default: ["console"],
-    check: (l) => {
-      const bad = l.filter((x) => !LOGGERS.includes(x));
-      return bad.length ? `has unknown logger '${bad[0]}' (verl's: ${LOGGERS.join(", ")})` : undefined;
-    },
-    explain: (l) => {
-      const other = l.filter((x) => x !== "console");
-      return other.length ? `${other.join(", ")}: ${NO_NETWORK_LOGGER}` : undefined;
-    },
-    help: "Loggers (console; verl's others are explained: metrics go to metrics.jsonl and report.html)",
-  },
-  "trainer.nnodes": { type: "int", default: 1, check: atLeast(1), flags: ["nnodes"], ignored: ONE_DEVICE, help: "verl: nodes" },
-  "trainer.n_gpus_per_node": { type: "int", default: 1, check: atLeast(1), flags: ["n_gpus_per_node"], ignored: ONE_DEVICE, help: "verl: GPUs per node" },
-  "trainer.default_hdfs_dir": { type: "string", nullable: true, default: null, ignored: "no HDFS copy; checkpoints stay in default_local_dir; ignored", help: "verl: HDFS checkpoint copy" },
+  ...VERL_TRAINER_CLUSTER_KEYS,
 });
 
 export type SftSettings = SettingsOf<typeof SFT_SETTINGS>;

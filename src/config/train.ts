@@ -21,11 +21,8 @@ import {
   type SettingSource,
   type SettingsOf,
 } from "./schema.ts";
+import { NO_NETWORK_LOGGER, ONE_DEVICE, VERL_TRAINER_CLUSTER_KEYS } from "./verl_trainer.ts";
 
-const NO_NETWORK_LOGGER = "no network logger; metrics go to metrics.jsonl and report.html";
-const ONE_DEVICE = "recall trains on one device; ignored";
-/** verl's tracking backends: console is recall's progress line; the rest are explained, not refused. */
-const LOGGERS = ["console", "wandb", "tensorboard", "mlflow", "swanlab", "vemlp_wandb", "clearml"];
 const KL_TYPES = ["kl", "abs", "mse", "low_var_kl"] as const;
 
 const atLeastOneOrOff = (v: number) => (v === -1 || v >= 1 ? undefined : `must be -1 (off) or >= 1, got ${v}`);
@@ -181,23 +178,8 @@ export const TRAIN_SETTINGS = defineSettings({
   "trainer.resume_from_path": { type: "string", nullable: true, default: null, help: "Checkpoint folder for resume_mode=resume_path" },
   "trainer.val_before_train": { type: "bool", default: true, help: "Validate before the first step" },
   "trainer.max_actor_ckpt_to_keep": { type: "int", nullable: true, default: null, check: atLeast(1), help: "Keep only the newest N checkpoints (null: all)" },
-  "trainer.logger": {
-    type: "list<string>",
-    default: ["console"],
-    check: (l) => {
-      const bad = l.filter((x) => !LOGGERS.includes(x));
-      return bad.length ? `has unknown logger '${bad[0]}' (verl's: ${LOGGERS.join(", ")})` : undefined;
-    },
-    explain: (l) => {
-      const other = l.filter((x) => x !== "console");
-      return other.length ? `${other.join(", ")}: ${NO_NETWORK_LOGGER}` : undefined;
-    },
-    help: "Loggers (console; verl's others are explained: metrics go to metrics.jsonl and report.html)",
-  },
-  "trainer.nnodes": { type: "int", default: 1, check: atLeast(1), flags: ["nnodes"], ignored: ONE_DEVICE, help: "verl: nodes" },
-  "trainer.n_gpus_per_node": { type: "int", default: 1, check: atLeast(1), flags: ["n_gpus_per_node"], ignored: ONE_DEVICE, help: "verl: GPUs per node" },
+  ...VERL_TRAINER_CLUSTER_KEYS,
   "trainer.critic_warmup": { type: "int", default: 0, ignored: "GRPO has no critic; ignored", help: "verl: critic warmup steps" },
-  "trainer.default_hdfs_dir": { type: "string", nullable: true, default: null, ignored: "no HDFS copy; checkpoints stay in default_local_dir; ignored", help: "verl: HDFS checkpoint copy" },
   "trainer.seed": { type: "int", default: 0, help: "Seed of sampling and initialisation" },
   "trainer.save_batches": {
     type: "bool",
