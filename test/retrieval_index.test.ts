@@ -225,7 +225,7 @@ describe("index build", () => {
     const fresh = (name: string) => {
       const dir = join(tmp, name);
       const m = buildBm25Index({ corpusPath, indexPath: dir, stopwords: stop });
-      expect(Object.keys(m.files!).sort()).toEqual(["docs.len", "docs.start", "docs.terms", "postings-000.doc", "postings-000.score", "terms.bin", "terms.meta", "terms.off"]);
+      expect(Object.keys(m.files!).sort()).toEqual(["docs.len", "docs.start", "docs.terms", "postings-000.bmax", "postings-000.doc", "postings-000.score", "terms.bin", "terms.max", "terms.meta", "terms.off"]);
       return dir;
     };
     const cut = fresh("cut");

@@ -30,6 +30,13 @@ export class BinaryWriter {
     this.bytes += 4;
   }
 
+  f32(v: number): void {
+    this.room(4);
+    this.buf.writeFloatLE(v, this.used);
+    this.used += 4;
+    this.bytes += 4;
+  }
+
   f64(v: number): void {
     this.room(8);
     this.buf.writeDoubleLE(v, this.used);

@@ -1,15 +1,19 @@
 /**
- * An opened BM25 index: the manifest, the term dictionary and the postings segments, memory-mapped.
- * `search` turns a query into terms with the index's own tokenizer settings, adds up the stored
- * per-(term, document) scores of every query term (repeated terms count again), and returns the best
- * document numbers. Only documents that contain at least one query term are returned.
+ * An opened BM25 index: the manifest, the term dictionary, the postings segments and their score bounds,
+ * memory-mapped. `search` turns a query into terms with the index's own tokenizer settings and returns the documents
+ * with the highest sum of stored per-(term, document) scores over the query terms (repeated terms count again),
+ * pruning with the score bounds (pruned_search.ts); `searchExhaustive` adds up every posting and gives the same answer.
+ * Only documents that contain at least one query term are returned.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { consola } from "consola";
 import { RecallError } from "../errors.ts";
 import { asF32, asU32, mapFile } from "./binary_io.ts";
 import { verifyIndexFiles } from "./index_integrity.ts";
-import { FORMAT, FORMAT_VERSION, MANIFEST_FILE, segmentFile, type IndexManifest } from "./index_format.ts";
+import { BOUND_BLOCK, FORMAT, FORMAT_VERSION, MANIFEST_FILE, segmentFile, type IndexManifest } from "./index_format.ts";
+import { maxScoreTopK, type TermPostings } from "./pruned_search.ts";
+import { blockMaxOf, termMaxOf } from "./score_bounds.ts";
 import { TermDictionary } from "./term_dictionary.ts";
 import { Bm25Tokenizer } from "./tokenizer.ts";
 import { topK } from "./top_k.ts";
@@ -20,11 +24,16 @@ export interface DocHits {
   scores: number[];
 }
 
+/** Indexes already told (once per process) that their bounds were computed at open. */
+const warnedNoBounds = new Set<string>();
+
 export class Bm25Index {
   readonly tokenizer: Bm25Tokenizer;
   private readonly dict: TermDictionary;
   private readonly segDocs: Uint32Array[] = [];
   private readonly segScores: Float32Array[] = [];
+  private readonly segBlockMax: Float32Array[] = [];
+  private readonly termMax: Float32Array;
   private acc: Float32Array | undefined;
   private touched = new Uint32Array(1 << 16);
 
@@ -34,6 +43,21 @@ export class Bm25Index {
     for (let s = 0; s < manifest.segments.length; s++) {
       this.segDocs.push(asU32(mapFile(join(dir, segmentFile(s, "doc")))));
       this.segScores.push(asF32(mapFile(join(dir, segmentFile(s, "score")))));
+    }
+    if (manifest.scoreBounds?.blockPostings === BOUND_BLOCK) {
+      this.termMax = asF32(mapFile(join(dir, "terms.max")));
+      for (let s = 0; s < manifest.segments.length; s++) this.segBlockMax.push(asF32(mapFile(join(dir, segmentFile(s, "bmax")))));
+    } else {
+      // Built by a recall without stored bounds: compute them (one pass over the scores) so search still prunes.
+      const t0 = performance.now();
+      this.termMax = termMaxOf(this.dict.meta, this.segScores);
+      for (const scores of this.segScores) this.segBlockMax.push(blockMaxOf(scores));
+      if (!warnedNoBounds.has(dir)) {
+        warnedNoBounds.add(dir);
+        consola.warn(
+          `index '${dir}' has no stored score bounds (built by an older recall); computed them in ${((performance.now() - t0) / 1000).toFixed(1)} s at open — rebuild it with 'recall retriever index --overwrite' to skip this`,
+        );
+      }
     }
   }
 
@@ -52,7 +76,24 @@ export class Bm25Index {
     return counts;
   }
 
+  /** The top `topN` documents, skipping the postings that cannot reach them. */
   search(query: string, topN: number): DocHits {
+    if (topN <= 0) return { docs: [], scores: [] };
+    const terms: TermPostings[] = [];
+    for (const [term, qtf] of this.queryTerms(query)) {
+      const t = this.dict.find(term);
+      if (t < 0) continue;
+      const meta = this.dict.meta, seg = meta[3 * t]!, start = meta[3 * t + 1]!;
+      terms.push({
+        docs: this.segDocs[seg]!, scores: this.segScores[seg]!, blockMax: this.segBlockMax[seg]!,
+        start, end: start + meta[3 * t + 2]!, qtf, maxScore: this.termMax[t]!,
+      });
+    }
+    return maxScoreTopK(terms, topN);
+  }
+
+  /** The same answer as `search`, from every posting of every query term (the reference the pruned search is tested against). */
+  searchExhaustive(query: string, topN: number): DocHits {
     if (topN <= 0) return { docs: [], scores: [] };
     const acc = (this.acc ??= new Float32Array(this.numDocs));
     let touched = this.touched;
@@ -80,7 +121,6 @@ export class Bm25Index {
     return hits;
   }
 }
-
 export function readManifest(dir: string): IndexManifest {
   const path = join(dir, MANIFEST_FILE);
   if (!existsSync(path)) {

@@ -24,8 +24,9 @@ import { bm25Idf, DEFAULT_BM25, type Bm25Params } from "./bm25_formula.ts";
 import { corpusIdentity, sameCorpus } from "./corpus_identity.ts";
 import { readCorpusRows } from "./corpus_reader.ts";
 import { indexFileDigests } from "./index_integrity.ts";
-import { FORMAT, FORMAT_VERSION, MANIFEST_FILE, SEGMENT_POSTINGS, segmentFile, type CorpusIdentity, type IndexManifest } from "./index_format.ts";
+import { BOUND_BLOCK, FORMAT, FORMAT_VERSION, MANIFEST_FILE, SEGMENT_POSTINGS, segmentFile, type CorpusIdentity, type IndexManifest } from "./index_format.ts";
 import { RunReader, writeRun } from "./posting_run.ts";
+import { BlockMaxWriter, rangeMax } from "./score_bounds.ts";
 import type { StemmerName } from "./stemmer.ts";
 import { TermDictionaryWriter } from "./term_dictionary.ts";
 import { Bm25Tokenizer } from "./tokenizer.ts";
@@ -259,6 +260,8 @@ export function buildBm25Index(opts: BuildOptions): IndexManifest {
   let seg = 0, segCount = 0;
   let docW = new BinaryWriter(join(partial, segmentFile(0, "doc")));
   let scoreW = new BinaryWriter(join(partial, segmentFile(0, "score")));
+  let bmaxW = new BlockMaxWriter(join(partial, segmentFile(0, "bmax")));
+  const termMaxW = new BinaryWriter(join(partial, "terms.max"));
   let mDocs: Uint32Array = new Uint32Array(1 << 16);
   let mTfs: Uint16Array = new Uint16Array(1 << 16);
   let mScores: Float32Array = new Float32Array(1 << 16);
@@ -288,11 +291,13 @@ export function buildBm25Index(opts: BuildOptions): IndexManifest {
     if (segCount > 0 && segCount + total > segmentCap) {
       docW.close();
       scoreW.close();
+      bmaxW.close();
       segments.push(segCount);
       seg++;
       segCount = 0;
       docW = new BinaryWriter(join(partial, segmentFile(seg, "doc")));
       scoreW = new BinaryWriter(join(partial, segmentFile(seg, "score")));
+      bmaxW = new BlockMaxWriter(join(partial, segmentFile(seg, "bmax")));
     }
     const idf = bm25Idf(total, docs);
     for (let i = 0; i < total; i++) {
@@ -301,6 +306,8 @@ export function buildBm25Index(opts: BuildOptions): IndexManifest {
     }
     docW.bytesOf(mDocs.subarray(0, total));
     scoreW.bytesOf(mScores.subarray(0, total));
+    bmaxW.add(mScores, total);
+    termMaxW.f32(rangeMax(mScores, 0, total));
     dict.add(min, { segment: seg, start: segCount, df: total });
     segCount += total;
     postings += total;
@@ -308,6 +315,8 @@ export function buildBm25Index(opts: BuildOptions): IndexManifest {
   }
   docW.close();
   scoreW.close();
+  bmaxW.close();
+  termMaxW.close();
   segments.push(segCount);
   dict.close();
   for (const r of readers) r.close();
@@ -325,12 +334,13 @@ export function buildBm25Index(opts: BuildOptions): IndexManifest {
     tokenizer: { stemmer: tokenizerSpec.stemmer, stopwords: [...tokenizerSpec.stopwords] },
     corpus,
     segments,
+    scoreBounds: { blockPostings: BOUND_BLOCK },
     stats: {
       docs, terms: dict.count, postings, tokens, avgDocLen, indexBytes: 0, corpusBytes: corpus.bytes,
       buildSeconds: seconds, docsPerSecond: (docs - resumedFromDoc) / seconds, peakRssBytes: peakRss(),
     },
   };
-  manifest.files = indexFileDigests(partial, segments.length);
+  manifest.files = indexFileDigests(partial, manifest);
   manifest.stats.indexBytes = dirBytes(partial);
   writeFileSync(join(partial, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + "\n");
   install(partial, indexPath);

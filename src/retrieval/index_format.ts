@@ -12,10 +12,18 @@
  * | `docs.start` | f64 per document: byte offset of its row in the corpus JSONL |
  * | `docs.len` | u32 per document: byte length of that row |
  * | `docs.terms` | u32 per document: its length in terms after stop-word removal (|d|) |
+ * | `terms.max` | f32 per term: the largest stored score among its postings (MaxScore's per-term upper bound) |
+ * | `postings-NNN.bmax` | f32 per block of BOUND_BLOCK postings of the segment (positions [64j, 64j + 64)): their largest score |
+ * | `rows.jsonl` | only for a `.jsonl.gz` or parquet corpus: its rows as plain JSONL, which docs.start/docs.len point into |
  * | `build-metrics.jsonl` | progress records written during the build |
  *
  * The manifest records every data file's size and hash (`files`); an index whose files do not match — cut short by a
  * full disk, a partial copy — is refused at open rather than answering from truncated postings.
+ *
+ * The bounds (`terms.max`, `postings-NNN.bmax`, manifest `scoreBounds`) let top-k search skip postings that cannot
+ * reach the k-th score (score_bounds.ts, pruned_search.ts). A block is aligned to segment positions, not to terms, so
+ * a block at a term boundary bounds the postings of both terms — looser, never wrong. Indexes written before the
+ * bounds existed (no `scoreBounds`) are still read: the bounds are computed in memory when such an index is opened.
  *
  * Postings are split into segments of at most SEGMENT_POSTINGS entries (1 GiB per file) so every file
  * can be memory-mapped as one typed array; a term's postings never straddle two segments.
@@ -28,7 +36,12 @@ export const FORMAT = "recall-bm25";
 export const FORMAT_VERSION = 1;
 export const SEGMENT_POSTINGS = 1 << 28;
 
-export const segmentFile = (seg: number, kind: "doc" | "score") => `postings-${String(seg).padStart(3, "0")}.${kind}`;
+/** Postings per block-max entry. */
+export const BOUND_BLOCK = 64;
+/** The corpus rows copied into the index when the corpus itself cannot be read by byte offset (gzip, parquet). */
+export const ROWS_FILE = "rows.jsonl";
+
+export const segmentFile = (seg: number, kind: "doc" | "score" | "bmax") => `postings-${String(seg).padStart(3, "0")}.${kind}`;
 
 export interface CorpusIdentity {
   /** Absolute path at build time. */
@@ -63,6 +76,13 @@ export interface IndexManifest {
   corpus: CorpusIdentity;
   segments: number[];
   stats: IndexStats;
+  /** Present when the index stores per-term and per-block score bounds (`terms.max`, `postings-NNN.bmax`). */
+  scoreBounds?: { blockPostings: number };
+  /**
+   * Present when the corpus rows are stored in the index (ROWS_FILE) because the corpus is gzip or parquet; checked at
+   * open like a corpus (size and a hash of its first and last MiB), not hashed whole.
+   */
+  rowsFile?: { name: string; bytes: number; fingerprint: string };
   /** Size and hash of every data file, checked at open (absent in indexes built before recall checked them). */
   files?: Record<string, FileDigest>;
 }
@@ -73,9 +93,13 @@ export interface FileDigest {
   hash: string;
 }
 
-/** The data files of an index with these segments (everything the manifest vouches for). */
-export function indexDataFiles(segments: number): string[] {
+/** The data files of an index (everything the manifest vouches for). */
+export function indexDataFiles(m: Pick<IndexManifest, "segments" | "scoreBounds">): string[] {
   const files = ["terms.bin", "terms.off", "terms.meta", "docs.start", "docs.len", "docs.terms"];
-  for (let s = 0; s < segments; s++) files.push(segmentFile(s, "doc"), segmentFile(s, "score"));
+  if (m.scoreBounds) files.push("terms.max");
+  for (let s = 0; s < m.segments.length; s++) {
+    files.push(segmentFile(s, "doc"), segmentFile(s, "score"));
+    if (m.scoreBounds) files.push(segmentFile(s, "bmax"));
+  }
   return files;
 }

@@ -15,15 +15,15 @@ function digest(path: string): FileDigest {
 }
 
 /** The digests of an index's data files, for its manifest. */
-export function indexFileDigests(dir: string, segments: number): Record<string, FileDigest> {
-  return Object.fromEntries(indexDataFiles(segments).map((f) => [f, digest(join(dir, f))]));
+export function indexFileDigests(dir: string, m: Pick<IndexManifest, "segments" | "scoreBounds">): Record<string, FileDigest> {
+  return Object.fromEntries(indexDataFiles(m).map((f) => [f, digest(join(dir, f))]));
 }
 
 /** Throws a RecallError naming the first data file that is missing or differs from the manifest. */
 export function verifyIndexFiles(dir: string, m: IndexManifest): void {
   if (!m.files) return; // built before files were recorded: nothing to check against
   const rebuild = { hint: `rebuild it: recall retriever index --corpus_path ${m.corpus.path} --index_path ${dir}` };
-  const names = indexDataFiles(m.segments.length);
+  const names = indexDataFiles(m);
   // Sizes first (cheap), then the hashes.
   for (const f of names) {
     const want = m.files[f];

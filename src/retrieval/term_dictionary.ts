@@ -49,7 +49,8 @@ export class TermDictionaryWriter {
 export class TermDictionary {
   private readonly bin: Uint8Array;
   private readonly off: Uint32Array;
-  private readonly meta: Uint32Array;
+  /** (segment, start, df) per term. */
+  readonly meta: Uint32Array;
   private readonly dec = new TextDecoder();
   readonly size: number;
 

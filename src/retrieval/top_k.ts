@@ -1,62 +1,94 @@
 /**
- * Picks the k best documents among `count` candidates by score, with a bounded min-heap: O(n log k).
- * Ties go to the lower document number, so results are deterministic. Output is best first.
+ * The k best documents by score, with a bounded min-heap: O(n log k). Ties go to the lower document number, so
+ * results are deterministic and every search path (exhaustive or pruned) ranks the same way. Output is best first.
  */
-export function topK(candidates: Uint32Array, count: number, scores: Float32Array, k: number): { docs: number[]; scores: number[] } {
-  k = Math.min(k, count);
-  if (k <= 0) return { docs: [], scores: [] };
-  const heapDoc = new Uint32Array(k);
-  const heapScore = new Float64Array(k);
-  let size = 0;
-  // "a is worse than b": lower score, or equal score and higher doc number.
-  const worse = (sa: number, da: number, sb: number, db: number) => sa < sb || (sa === sb && da > db);
-  const siftDown = (i: number) => {
+export class TopKHeap {
+  private readonly heapDoc: Uint32Array;
+  private readonly heapScore: Float64Array;
+  size = 0;
+
+  constructor(readonly k: number) {
+    this.heapDoc = new Uint32Array(Math.max(0, k));
+    this.heapScore = new Float64Array(Math.max(0, k));
+  }
+
+  get full(): boolean {
+    return this.size === this.k;
+  }
+
+  /** The score a new document must beat once the heap is full (on an equal score the lower document number wins). */
+  get minScore(): number {
+    return this.size === this.k ? this.heapScore[0]! : -Infinity;
+  }
+
+  /** Offers a document; returns true when it was kept. */
+  offer(d: number, s: number): boolean {
+    const hs = this.heapScore, hd = this.heapDoc;
+    if (this.size < this.k) {
+      let i = this.size++;
+      while (i > 0) {
+        const p = (i - 1) >> 1;
+        if (!worse(s, d, hs[p]!, hd[p]!)) break;
+        hs[i] = hs[p]!;
+        hd[i] = hd[p]!;
+        i = p;
+      }
+      hs[i] = s;
+      hd[i] = d;
+      return true;
+    }
+    if (this.k === 0 || !worse(hs[0]!, hd[0]!, s, d)) return false;
+    hs[0] = s;
+    hd[0] = d;
+    this.siftDown(0);
+    return true;
+  }
+
+  private siftDown(i: number): void {
+    const hs = this.heapScore, hd = this.heapDoc, size = this.size;
     for (;;) {
       const l = 2 * i + 1, r = l + 1;
       let m = i;
-      if (l < size && worse(heapScore[l]!, heapDoc[l]!, heapScore[m]!, heapDoc[m]!)) m = l;
-      if (r < size && worse(heapScore[r]!, heapDoc[r]!, heapScore[m]!, heapDoc[m]!)) m = r;
+      if (l < size && worse(hs[l]!, hd[l]!, hs[m]!, hd[m]!)) m = l;
+      if (r < size && worse(hs[r]!, hd[r]!, hs[m]!, hd[m]!)) m = r;
       if (m === i) return;
-      const ts = heapScore[i]!, td = heapDoc[i]!;
-      heapScore[i] = heapScore[m]!;
-      heapDoc[i] = heapDoc[m]!;
-      heapScore[m] = ts;
-      heapDoc[m] = td;
+      const ts = hs[i]!, td = hd[i]!;
+      hs[i] = hs[m]!;
+      hd[i] = hd[m]!;
+      hs[m] = ts;
+      hd[m] = td;
       i = m;
     }
-  };
+  }
+
+  /** Empties the heap into best-first arrays. */
+  drain(): { docs: number[]; scores: number[] } {
+    const hs = this.heapScore, hd = this.heapDoc;
+    const outDocs = new Array<number>(this.size);
+    const outScores = new Array<number>(this.size);
+    for (let i = this.size - 1; i >= 0; i--) {
+      outDocs[i] = hd[0]!;
+      outScores[i] = hs[0]!;
+      this.size--;
+      hs[0] = hs[this.size]!;
+      hd[0] = hd[this.size]!;
+      this.siftDown(0);
+    }
+    return { docs: outDocs, scores: outScores };
+  }
+}
+
+/** "a is worse than b": lower score, or equal score and higher document number. */
+function worse(sa: number, da: number, sb: number, db: number): boolean {
+  return sa < sb || (sa === sb && da > db);
+}
+
+/** The k best among `count` candidate documents whose scores are `scores[doc]`. */
+export function topK(candidates: Uint32Array, count: number, scores: Float32Array, k: number): { docs: number[]; scores: number[] } {
+  const heap = new TopKHeap(Math.max(0, Math.min(k, count)));
   for (let c = 0; c < count; c++) {
     const d = candidates[c]!;
-    const s = scores[d]!;
-    if (size < k) {
-      let i = size++;
-      heapScore[i] = s;
-      heapDoc[i] = d;
-      while (i > 0) {
-        const p = (i - 1) >> 1;
-        if (!worse(heapScore[i]!, heapDoc[i]!, heapScore[p]!, heapDoc[p]!)) break;
-        const ts = heapScore[i]!, td = heapDoc[i]!;
-        heapScore[i] = heapScore[p]!;
-        heapDoc[i] = heapDoc[p]!;
-        heapScore[p] = ts;
-        heapDoc[p] = td;
-        i = p;
-      }
-    } else if (worse(heapScore[0]!, heapDoc[0]!, s, d)) {
-      heapScore[0] = s;
-      heapDoc[0] = d;
-      siftDown(0);
-    }
+    heap.offer(d, scores[d]!);
   }
-  const outDocs = new Array<number>(size);
-  const outScores = new Array<number>(size);
-  for (let i = size - 1; i >= 0; i--) {
-    outDocs[i] = heapDoc[0]!;
-    outScores[i] = heapScore[0]!;
-    size--;
-    heapScore[0] = heapScore[size]!;
-    heapDoc[0] = heapDoc[size]!;
-    siftDown(0);
-  }
-  return { docs: outDocs, scores: outScores };
+  return heap.drain();
 }
