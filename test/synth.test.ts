@@ -25,6 +25,7 @@ import { OpenAIChatGenerator } from "../src/rollout/remote/openai.ts";
 import { makeRng } from "../src/synth/random.ts";
 import { knobsOf, runSynth, type SynthResult } from "../src/synth/run.ts";
 import { conversationText } from "../src/synth/trace.ts";
+import { fakeLlmServer } from "./fake_llm_server.ts";
 import { runRecall } from "./harness.ts";
 import type { Candidate, Sample } from "../src/synth/types.ts";
 import { verifyCandidates, type VerifyOptions } from "../src/synth/verify.ts";
@@ -292,36 +293,6 @@ test("recall synth sft-from-rollouts: passing, complete rollouts become SFT conv
   expect(sftFromRollouts({ inputs: [run], output: out, minScore: 0, maxPerPrompt: 0, split: "all", log: silent }).kept).toBe(4);
   expect(chatmlMessages("<|im_start|>user\nhi<|im_end|>")).toBe("no final assistant turn");
 });
-
-/** A scripted OpenAI-compatible server: a domain list, then per domain a fixed answer (good, broken in one way each). */
-function fakeLlmServer() {
-  const shop = {
-    scenario: "A fruit stall.",
-    env: "_PRICES = {'apple': 3, 'pear': 5}\n\ndef price(item: str):\n    return _PRICES[item]\n\ndef total(unit: int, count: int):\n    return unit * count\n",
-    func_schemas: ["price", "total"].map((name) => ({ type: "function", function: { name, description: name, parameters: { type: "object", properties: {}, required: [] } } })),
-  };
-  const pear = { question: "What does a pear cost?", calls: [{ name: "price", arguments: { item: "pear" } }], answer: "5" };
-  const answers: Record<string, unknown> = {
-    good: { ...shop, tasks: [pear, { question: "What do 4 apples cost?", calls: [{ name: "price", arguments: { item: "apple" } }, { name: "total", arguments: { unit: 3, count: 4 } }], answer: "12" }, pear, { question: "Use nope?", calls: [{ name: "nope", arguments: {} }], answer: "1" }] },
-    syntax: { ...shop, env: "def price(:\n", tasks: [pear] },
-    hang: { ...shop, env: shop.env + "\nwhile True:\n    pass\n", tasks: [pear] },
-    wrong: { ...shop, tasks: [{ ...pear, answer: "7" }] },
-  };
-  const hits: string[] = [];
-  const server = Bun.serve({
-    port: 0,
-    hostname: "127.0.0.1",
-    async fetch(req) {
-      const body = (await req.json()) as { messages: { content: string }[] };
-      const prompt = body.messages[0]!.content;
-      const domain = /Domain: (\w+)/.exec(prompt)?.[1];
-      hits.push(domain ?? "list");
-      const text = domain === undefined ? "```json\n" + JSON.stringify(["good", "malformed", "syntax", "hang", "wrong"]) + "\n```" : domain === "malformed" ? '{"env": "x", tasks: [' : JSON.stringify(answers[domain]);
-      return Response.json({ choices: [{ message: { content: text }, finish_reason: "stop" }], usage: { prompt_tokens: 10, completion_tokens: 20 } });
-    },
-  });
-  return { url: `http://127.0.0.1:${server.port}`, hits, stop: () => server.stop(true) };
-}
 
 test("recall synth llm: scripted server — good samples verified, each broken answer rejected with its reason, a rerun resumes", async () => {
   const fake = fakeLlmServer();

@@ -5,8 +5,9 @@
  * the last result, and the finished sample goes through the same verification as the procedural families (a second
  * execution must give the same results, ReCall's reward must be 1). Duplicates (normalised question + env hash) are
  * dropped. Each domain's accepted and rejected candidates (with reasons) are appended to `llm_candidates.jsonl` in
- * one whole write, with a closing domain record, so a killed run resumes at the first unfinished domain. At the end
- * all accepted samples are split and written as the procedural ones are (train/test parquet, SFT JSONL, stats).
+ * one whole write, with a closing domain record, so a killed run (even kill -9 mid-write) resumes with the domains
+ * that did not finish. At the end all accepted samples, in domain order, are split and written as the procedural
+ * ones are (train/test parquet, SFT JSONL, stats).
  */
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
@@ -247,18 +248,37 @@ async function runDomain(o: LlmSynthOptions, prompts: { environment: string }, i
   return { records, accepted, rejected };
 }
 
-function readRecords(path: string): Record<string, unknown>[] {
+/**
+ * The records of finished domains in the candidates log. A domain's records and its closing record go in one append,
+ * so a run killed mid-append leaves at most a tail after the last closing record: a torn line, or lines of a domain
+ * that never closed. That tail is cut off the file (the domain is asked again); anything unreadable before it is
+ * corruption and refused.
+ */
+export function readCandidateLog(path: string, log: (line: string) => void): Record<string, unknown>[] {
   if (!existsSync(path)) return [];
-  return readFileSync(path, "utf8")
-    .split("\n")
-    .filter((l) => l.trim() !== "")
-    .map((l, i) => {
-      try {
-        return JSON.parse(l) as Record<string, unknown>;
-      } catch {
-        throw new RecallError(`${path}:${i + 1}: not valid JSON (delete the file to start over)`);
-      }
-    });
+  const lines = readFileSync(path, "utf8").split("\n");
+  const records: (Record<string, unknown> | undefined)[] = lines.map((l) => {
+    try {
+      const v: unknown = JSON.parse(l);
+      return isRecord(v) ? v : undefined;
+    } catch {
+      return undefined;
+    }
+  });
+  let end = -1; // index of the last closing record
+  records.forEach((r, i) => {
+    if (r?.type === "domain") end = i;
+  });
+  for (let i = 0; i < end; i++) {
+    if (records[i] === undefined && lines[i]!.trim() !== "") throw new RecallError(`${path}:${i + 1}: not a JSON record (delete the file to start over)`);
+  }
+  const tail = lines.slice(end + 1).filter((l) => l.trim() !== "");
+  if (tail.length > 0) {
+    // A kill mid-append; the kept part is rewritten whole (temp name, rename) so the next append starts on a fresh line.
+    log(`${path}: dropping ${tail.length} line(s) after the last finished domain (a run stopped while writing); that domain is asked again`);
+    writeFileAtomic(path, end < 0 ? "" : lines.slice(0, end + 1).join("\n") + "\n");
+  }
+  return records.slice(0, end + 1).filter((r): r is Record<string, unknown> => r !== undefined);
 }
 
 async function domainList(o: LlmSynthOptions, prompts: { domains: string }, path: string): Promise<string[]> {
@@ -291,14 +311,20 @@ export async function runLlmSynth(o: LlmSynthOptions): Promise<LlmSynthResult> {
   const prompts = parsePrompts(o.prompts ?? defaultPrompts, o.prompts ? "--prompt_file" : "llm_prompts.txt");
   const domains = await domainList(o, prompts, join(outDir, DOMAINS_FILE));
   const recordsPath = join(outDir, CANDIDATES_FILE);
-  const old = readRecords(recordsPath);
-  const done = new Set(old.filter((r) => r.type === "domain").map((r) => r.index as number));
-  const accepted: Candidate[] = old.filter((r) => r.type === "candidate" && r.status === "accepted").map((r) => r.candidate as Candidate);
-  const rejects: Reject[] = old
-    .filter((r) => r.type === "candidate" && r.status === "rejected")
-    .map((r) => ({ family: LLM_FAMILY, stage: "verify", reason: String(r.reason), ...(typeof r.question === "string" ? { question: r.question } : {}) }));
-  const seen = new Set(accepted.map(taskKey));
-  if (done.size > 0) o.log(`resuming: ${done.size} domains done, ${accepted.length} samples accepted before`);
+  // Outcomes by domain index, from earlier runs and this one; written out in domain order, so the files do not depend
+  // on which domain finished first (nor on where a run was killed).
+  const byDomain = new Map<number, { accepted: Candidate[]; rejects: Reject[] }>();
+  const outcome = (i: number) => byDomain.get(i) ?? byDomain.set(i, { accepted: [], rejects: [] }).get(i)!;
+  const rejectOf = (r: Record<string, unknown>): Reject => ({ family: LLM_FAMILY, stage: "verify", reason: String(r.reason), ...(typeof r.question === "string" ? { question: r.question } : {}) });
+  const done = new Set<number>();
+  for (const r of readCandidateLog(recordsPath, o.log)) {
+    if (r.type === "domain") done.add(r.index as number);
+    else if (r.type === "candidate" && r.status === "accepted") outcome(r.domain_index as number).accepted.push(r.candidate as Candidate);
+    else if (r.type === "candidate" && r.status === "rejected") outcome(r.domain_index as number).rejects.push(rejectOf(r));
+  }
+  let acceptedTotal = [...byDomain.values()].reduce((n, d) => n + d.accepted.length, 0);
+  const seen = new Set([...byDomain.values()].flatMap((d) => d.accepted.map(taskKey)));
+  if (done.size > 0) o.log(`resuming: ${done.size} domains done, ${acceptedTotal} samples accepted before`);
   const tokens = { prompt: 0, completion: 0 };
   let thisAccepted = 0;
   let thisRejected = 0;
@@ -306,28 +332,31 @@ export async function runLlmSynth(o: LlmSynthOptions): Promise<LlmSynthResult> {
   const todo = domains.map((d, i) => [i, d] as const).filter(([i]) => !done.has(i));
   let next = 0;
   const worker = async () => {
-    while (next < todo.length && accepted.length < o.n) {
+    while (next < todo.length && acceptedTotal < o.n) {
       const [index, domain] = todo[next++]!;
       const r = await runDomain(o, prompts, index, domain, seen, tokens);
-      accepted.push(...r.accepted);
-      for (const rec of r.records) if (rec.status === "rejected") rejects.push({ family: LLM_FAMILY, stage: "verify", reason: String(rec.reason), ...(typeof rec.question === "string" ? { question: rec.question } : {}) });
-      thisAccepted += r.accepted.length;
-      thisRejected += r.rejected;
-      // One whole append per domain: a kill leaves the domain either recorded completely or not at all.
+      // One whole append per domain: a kill leaves the domain recorded completely, or a tail that the next run cuts off.
       const closing = { type: "domain", index, domain, accepted: r.accepted.length, rejected: r.rejected };
       appendWhole(recordsPath, [...r.records, closing].map((x) => JSON.stringify(x) + "\n").join(""));
+      outcome(index).accepted.push(...r.accepted);
+      for (const rec of r.records) if (rec.status === "rejected") outcome(index).rejects.push(rejectOf(rec));
+      acceptedTotal += r.accepted.length;
+      thisAccepted += r.accepted.length;
+      thisRejected += r.rejected;
       const rate = thisAccepted + thisRejected === 0 ? 0 : thisAccepted / (thisAccepted + thisRejected);
       o.log(
-        `domain ${index + 1}/${domains.length} '${domain}': +${r.accepted.length} accepted, ${r.rejected} rejected; total ${accepted.length}/${o.n}, acceptance ${(100 * rate).toFixed(0)}%, tokens ${tokens.prompt} in / ${tokens.completion} out, ${((performance.now() - t0) / 1000).toFixed(0)} s`,
+        `domain ${index + 1}/${domains.length} '${domain}': +${r.accepted.length} accepted, ${r.rejected} rejected; total ${acceptedTotal}/${o.n}, acceptance ${(100 * rate).toFixed(0)}%, tokens ${tokens.prompt} in / ${tokens.completion} out, ${((performance.now() - t0) / 1000).toFixed(0)} s`,
       );
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, o.concurrency) }, worker));
-  if (accepted.length === 0) throw new RecallError(`no sample accepted over ${domains.length} domains; see ${recordsPath} for the reasons`);
+  if (acceptedTotal === 0) throw new RecallError(`no sample accepted over ${domains.length} domains; see ${recordsPath} for the reasons`);
 
-  // Domains run concurrently; a task two of them accepted at once is kept once.
+  const indices = [...byDomain.keys()].sort((x, y) => x - y);
+  const rejects = indices.flatMap((i) => byDomain.get(i)!.rejects);
+  // Domains run concurrently; a task two of them accepted at once is kept once (the lower domain's).
   const unique = new Map<string, Candidate>();
-  for (const c of accepted) if (!unique.has(taskKey(c))) unique.set(taskKey(c), c);
+  for (const i of indices) for (const c of byDomain.get(i)!.accepted) if (!unique.has(taskKey(c))) unique.set(taskKey(c), c);
   const kept = [...unique.values()].slice(0, o.n);
   const order = makeRng(streamSeed(o.seed, `${LLM_FAMILY}:split`)).shuffle(kept.map((_, i) => i));
   const nTest = o.testRatio === 0 || kept.length < 2 ? 0 : Math.min(kept.length - 1, Math.max(1, Math.round(kept.length * o.testRatio)));
@@ -341,8 +370,8 @@ export async function runLlmSynth(o: LlmSynthOptions): Promise<LlmSynthResult> {
     train,
     test,
     rejects,
-    families: [{ name: LLM_FAMILY, weight: 1, requested: o.n, generated: accepted.length + rejects.length, duplicates: 0, rejected: rejects.length, files: o.domains ? [CANDIDATES_FILE] : [CANDIDATES_FILE, DOMAINS_FILE] }],
-    timing: { generate_s: (performance.now() - t0) / 1000, verify_s: 0, total_s: (performance.now() - t0) / 1000, verified: accepted.length + rejects.length },
+    families: [{ name: LLM_FAMILY, weight: 1, requested: o.n, generated: acceptedTotal + rejects.length, duplicates: 0, rejected: rejects.length, files: o.domains ? [CANDIDATES_FILE] : [CANDIDATES_FILE, DOMAINS_FILE] }],
+    timing: { generate_s: (performance.now() - t0) / 1000, verify_s: 0, total_s: (performance.now() - t0) / 1000, verified: acceptedTotal + rejects.length },
   });
   return { train, test, stats, accepted: thisAccepted, rejected: thisRejected, tokens };
 }
