@@ -26,6 +26,7 @@ export const root = defineRecallCommand({
     init: () => import("./init.ts").then((m) => m.default),
     generate: () => import("./generate.ts").then((m) => m.default),
     score: () => import("./score.ts").then((m) => m.default),
+    merge: () => import("./merge.ts").then((m) => m.default),
     sft: () => import("./sft.ts").then((m) => m.default),
     synth: () => import("./synth.ts").then((m) => m.default),
     train: () => import("./train.ts").then((m) => m.default),

@@ -152,8 +152,10 @@ def rope_cos_sin(positions, hd, theta, dtype):
     return emb.cos().to(dtype), emb.sin().to(dtype)
 
 
-def forward(params, d, ids, lengths):
-    """Logits [B, T, V] (float32 or float64, as the params) for right-padded ids [B, T]."""
+def forward(params, d, ids, lengths, lora=None):
+    """Logits [B, T, V] (float32 or float64, as the params) for right-padded ids [B, T].
+
+    lora: optional {projection name: (A, B, scale)} (scripts/golden_lora.py): y += scale * (x A^T) B^T, PEFT's LoRA."""
     B, T = ids.shape
     dtype = params["model.norm.weight"].dtype
     nh, nkv, hd = d["nh"], d["nkv"], d["hd"]
@@ -171,7 +173,11 @@ def forward(params, d, ids, lengths):
         def lin(name, inp):
             y = inp @ params[f"{p}.{name}.weight"].T
             b = params.get(f"{p}.{name}.bias")
-            return y + b if b is not None else y
+            y = y + b if b is not None else y
+            if lora is not None and f"{p}.{name}" in lora:
+                A, Bm, scale = lora[f"{p}.{name}"]
+                y = y + scale * ((inp @ A.T) @ Bm.T)
+            return y
 
         q = lin("self_attn.q_proj", h).view(B, T, nh, hd)
         k = lin("self_attn.k_proj", h).view(B, T, nkv, hd)

@@ -74,7 +74,7 @@ describe("golden: masked loss, gradients and one step match PyTorch", () => {
     }
     // One optimizer step: clip_grad_norm_ + AdamW, as torch does it.
     const o = inputs.optim;
-    const opt = new ActorOptimizer(gpu, model.config, model.params, grads, { beta1: o.betas[0], beta2: o.betas[1], eps: o.eps, weightDecay: o.weight_decay, gradClip: o.max_norm });
+    const opt = new ActorOptimizer(gpu, model.params, grads, { beta1: o.betas[0], beta2: o.betas[1], eps: o.eps, weightDecay: o.weight_decay, gradClip: o.max_norm });
     const step = await opt.apply(o.lr);
     expect(step.skipped).toBe(false);
     expect(Math.abs(step.gradNorm - inputs.grad_norm)).toBeLessThan(1e-4 * inputs.grad_norm);

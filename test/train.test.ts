@@ -159,7 +159,7 @@ test("a non-finite gradient skips the step (weights, moments and step count unto
   const gpu = await getGpu();
   const m = await Transformer.load(gpu, model);
   const grads = m.newGradients();
-  const opt = new ActorOptimizer(gpu, m.config, m.params, grads, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, gradClip: 1 });
+  const opt = new ActorOptimizer(gpu, m.params, grads, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, gradClip: 1 });
   const name = "model.norm.weight";
   const before = await gpu.readF32(m.params.get(name));
   gpu.write(grads.get(name), new Float32Array(before.length).fill(Number.NaN));

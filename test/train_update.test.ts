@@ -89,7 +89,7 @@ const fixture = JSON.parse(readFileSync(join(PROJECT_ROOT, "fixtures/grpo/update
 async function gpuUpdate(model: Transformer, c: FixtureCase) {
   const s = c.settings;
   const grads = model.newGradients();
-  const optimizer = new ActorOptimizer(gpu, model.config, model.params, grads, { beta1: s.betas[0], beta2: s.betas[1], eps: s.eps, weightDecay: s.weight_decay, gradClip: s.grad_clip });
+  const optimizer = new ActorOptimizer(gpu, model.params, grads, { beta1: s.betas[0], beta2: s.betas[1], eps: s.eps, weightDecay: s.weight_decay, gradClip: s.grad_clip });
   const loss: PolicyLossSettings = {
     clipRatioLow: s.clip_low,
     clipRatioHigh: s.clip_high,
@@ -182,7 +182,7 @@ describe("on-policy update without a separate old log-prob pass", () => {
     const run = async (scoreFirst: boolean) => {
       const model = await Transformer.load(gpu, join(PROJECT_ROOT, fixture.model));
       const grads = model.newGradients();
-      const optimizer = new ActorOptimizer(gpu, model.config, model.params, grads, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, gradClip: 1 });
+      const optimizer = new ActorOptimizer(gpu, model.params, grads, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, gradClip: 1 });
       const old = scoreFirst ? (await scoreResponses(model, seqs, { temperature: s.temperature, maxTokens: 4096 })).logprob : undefined;
       const r = await updateActor(model, optimizer, { seqs, oldLogprob: old, refLogprob: f32("ref_log_prob"), advantages: f32("advantages"), lossMask: f32("loss_mask") }, settings);
       const params = await Promise.all(model.params.specs.map((sp) => gpu.readF32(model.params.get(sp.name))));
@@ -205,7 +205,7 @@ describe("on-policy update without a separate old log-prob pass", () => {
   test("old log-probs may be left out only for one epoch of one mini-batch", async () => {
     const model = await Transformer.load(gpu, join(PROJECT_ROOT, fixture.model));
     const grads = model.newGradients();
-    const optimizer = new ActorOptimizer(gpu, model.config, model.params, grads, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, gradClip: 1 });
+    const optimizer = new ActorOptimizer(gpu, model.params, grads, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, gradClip: 1 });
     const seqs: PolicySequence[] = [{ ids: [1, 2, 3], responseStart: 1 }, { ids: [4, 5, 6], responseStart: 1 }];
     const z = () => seqs.map(() => new Float32Array(2));
     const loss = { clipRatioLow: 0.2, clipRatioHigh: 0.2, clipRatioC: 3, lossAggMode: "token-mean", compat: "verl", entropyCoeff: 0, useKlLoss: false, klCoef: 0, klType: "low_var_kl", horizon: 2 } as unknown as PolicyLossSettings;

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import type { Gpu } from "../gpu/runtime.ts";
 import { RecallTokenizer } from "../data/tokenizer.ts";
 import { Transformer } from "./transformer.ts";
+import { loadAdapter } from "./peft_adapter.ts";
 
 export interface Pretrained {
   model: Transformer;
@@ -13,8 +14,10 @@ export interface Pretrained {
   stopTokenIds: number[];
 }
 
-export async function openPretrained(gpu: Gpu, dir: string): Promise<Pretrained> {
+/** Opens a model folder; with `adapter`, a PEFT LoRA adapter folder is attached to it (`--adapter DIR`). */
+export async function openPretrained(gpu: Gpu, dir: string, o: { adapter?: string } = {}): Promise<Pretrained> {
   const model = await Transformer.load(gpu, dir);
+  if (o.adapter) model.adapter = await loadAdapter(gpu, model.config, o.adapter);
   const tokenizer = RecallTokenizer.load(dir);
   const stop = new Set<number>(model.config.eosTokenIds);
   const genFile = join(dir, "generation_config.json");

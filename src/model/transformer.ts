@@ -10,6 +10,9 @@
  *                    x  = x' + (silu(h'·Wgᵀ) ⊙ h'·Wuᵀ)·Wdᵀ  with h' = rmsnorm(x')  (post_attention_layernorm)
  *   log p(target), entropy = logsoftmax(rmsnorm(x)·Wₗₘᵀ)   (fused, chunked: never [tokens × vocab] at once)
  *
+ * With a LoRA adapter attached (src/model/lora.ts), each projection it targets adds s·(h·Aᵀ)·Bᵀ to its output, and
+ * a backward into the adapter's gradients leaves the base weights frozen (no base gradients are computed).
+ *
  * A batch is B right-padded sequences of T rows; row b·T + t holds token t of sequence b. Padding rows
  * compute finite garbage that no valid row reads (attention masks them) and get zero gradient (the
  * caller's per-token loss weights are zero there).
@@ -26,6 +29,7 @@ import { logprobs, logprobsBackward, logprobsPlan, lastLogits, lastLogitsScratch
 import { kvAppend } from "../ops/kvcache.ts";
 import { loadModelConfig, type ModelConfig } from "./config.ts";
 import { ParameterSet, gateUpWeight, layerTensors, outerTensors, type LayerTensors } from "./weights.ts";
+import { LoraWeights, type LoraModule } from "./lora.ts";
 
 /** Token ids and per-row metadata of a padded batch, on the GPU. */
 export interface TokenBatch {
@@ -150,6 +154,10 @@ export class Transformer {
    */
   readonly fusedGateUp: boolean;
   private ones: Tensor | undefined;
+  /** The LoRA adapter added to the projections it targets (undefined: the base model alone). */
+  adapter: LoraWeights | undefined;
+  /** False while the base model runs with the adapter switched off (the reference policy: no second weight copy). */
+  private adapterEnabled = true;
 
   /**
    * Whether a pass over N rows uses the fused gate/up products: decode-sized passes do (one dispatch fewer per layer);
@@ -157,7 +165,25 @@ export class Transformer {
    * [N, 2I] products measured 0.72× the separate ones at B=16, T=128 (bench/gate_up.ts), decode 0.99×.
    */
   fuseGateUpAt(N: number): boolean {
-    return this.fusedGateUp && N <= FUSED_GATE_UP_MAX_ROWS;
+    // An adapter on gate_proj or up_proj adds to each half on its own: the separate products keep them apart.
+    const adapted = this.activeAdapter && (this.activeAdapter.targetsModule("gate_proj") || this.activeAdapter.targetsModule("up_proj"));
+    return this.fusedGateUp && N <= FUSED_GATE_UP_MAX_ROWS && !adapted;
+  }
+
+  /** The adapter in effect: attached and not switched off. */
+  get activeAdapter(): LoraWeights | undefined {
+    return this.adapterEnabled ? this.adapter : undefined;
+  }
+
+  /** Runs `f` on the base model alone (the adapter switched off), e.g. reference log-probs; the adapter is back after. */
+  async withoutAdapter<T>(f: () => Promise<T>): Promise<T> {
+    const was = this.adapterEnabled;
+    this.adapterEnabled = false;
+    try {
+      return await f();
+    } finally {
+      this.adapterEnabled = was;
+    }
   }
 
   constructor(
@@ -186,6 +212,23 @@ export class Transformer {
   }
 
   // ---- forward ---------------------------------------------------------------------------------
+
+  /**
+   * y (+)= x·Wᵀ (+ b), layer l's projection m over M rows, plus the adapter's s·(x·Aᵀ)·Bᵀ when it targets m: two thin
+   * products through an [M, r] scratch, the second accumulating into y.
+   */
+  private project(l: number, m: LoraModule, x: Tensor, W: Tensor, y: Tensor, d: { M: number; outF: number; inF: number }, o: { bias?: Tensor; accumulate?: boolean } = {}): void {
+    const g = this.gpu;
+    matmul(g, x, W, y, { M: d.M, N: d.outF, K: d.inF }, { transB: true, bias: o.bias, accumulate: o.accumulate });
+    const lora = this.activeAdapter;
+    const ab = lora?.pair(l, m);
+    if (!lora || !ab) return;
+    const r = lora.settings.rank;
+    const u = g.empty([d.M, r]);
+    matmul(g, x, ab.A, u, { M: d.M, N: r, K: d.inF }, { transB: true });
+    matmul(g, u, ab.B, y, { M: d.M, N: d.outF, K: r }, { transB: true, alpha: lora.scale, accumulate: true });
+    g.release(u);
+  }
 
   private allocLayer(N: number, B: number, T: number): LayerActivations {
     const g = this.gpu, { D, Hq, Hkv, hd, I } = this;
@@ -226,9 +269,9 @@ export class Transformer {
     const eps = this.config.rmsNormEps;
     const P = layerTensors(this.params, l);
     rmsnorm(g, x, P.inputNorm, a.h1, a.r1, { rows: N, D }, { eps });
-    matmul(g, a.h1, P.q, a.qRaw ?? a.q, { M: N, N: Hq * hd, K: D }, { transB: true, bias: P.qBias });
-    matmul(g, a.h1, P.k, a.kRaw ?? a.k, { M: N, N: Hkv * hd, K: D }, { transB: true, bias: P.kBias });
-    matmul(g, a.h1, P.v, a.v, { M: N, N: Hkv * hd, K: D }, { transB: true, bias: P.vBias });
+    this.project(l, "q_proj", a.h1, P.q, a.qRaw ?? a.q, { M: N, outF: Hq * hd, inF: D }, { bias: P.qBias });
+    this.project(l, "k_proj", a.h1, P.k, a.kRaw ?? a.k, { M: N, outF: Hkv * hd, inF: D }, { bias: P.kBias });
+    this.project(l, "v_proj", a.h1, P.v, a.v, { M: N, outF: Hkv * hd, inF: D }, { bias: P.vBias });
     if (this.config.qkNorm) {
       rmsnorm(g, a.qRaw!, P.qNorm!, a.q, a.rq!, { rows: N * Hq, D: hd }, { eps });
       rmsnorm(g, a.kRaw!, P.kNorm!, a.k, a.rk!, { rows: N * Hkv, D: hd }, { eps });
@@ -241,18 +284,18 @@ export class Transformer {
       attention(g, a.q, a.k, a.v, batch.qStart, batch.kvLen, a.attn, a.lse, { B, Tq: T, Tk: T, Hq, Hkv, hd });
     }
     g.copy(x, a.xMid);
-    matmul(g, a.attn, P.o, a.xMid, { M: N, N: D, K: Hq * hd }, { transB: true, bias: P.oBias, accumulate: true });
+    this.project(l, "o_proj", a.attn, P.o, a.xMid, { M: N, outF: D, inF: Hq * hd }, { bias: P.oBias, accumulate: true });
     rmsnorm(g, a.xMid, P.postNorm, a.h2, a.r2, { rows: N, D }, { eps });
     if (!a.up) {
       matmul(g, a.h2, gateUpWeight(P)!, a.gate, { M: N, N: 2 * I, K: D }, { transB: true });
       swiglu(g, a.gate, a.gate, a.act, { rows: N, I }, { strideGate: 2 * I, offsetUp: I, strideUp: 2 * I });
     } else {
-      matmul(g, a.h2, P.gate, a.gate, { M: N, N: I, K: D }, { transB: true });
-      matmul(g, a.h2, P.up, a.up!, { M: N, N: I, K: D }, { transB: true });
+      this.project(l, "gate_proj", a.h2, P.gate, a.gate, { M: N, outF: I, inF: D });
+      this.project(l, "up_proj", a.h2, P.up, a.up!, { M: N, outF: I, inF: D });
       swiglu(g, a.gate, a.up!, a.act, { rows: N, I });
     }
     g.copy(a.xMid, xOut);
-    matmul(g, a.act, P.down, xOut, { M: N, N: D, K: I }, { transB: true, accumulate: true });
+    this.project(l, "down_proj", a.act, P.down, xOut, { M: N, outF: D, inF: I }, { accumulate: true });
   }
 
 
@@ -334,24 +377,29 @@ export class Transformer {
 
   /**
    * Accumulates into `grads` the gradient of Σ_rows dLogprob[row]·logprob[row] + dEntropy[row]·entropy[row]
-   * (dEntropy may be null). Releases the forward's saved activations.
+   * (dEntropy may be null). Releases the forward's saved activations. `grads` is either a full parameter set (full
+   * fine-tuning) or the attached adapter's gradients (LoRA: the base weights get none, and their products are skipped).
    */
-  backward(fwd: ForwardResult, dLogprob: Tensor, dEntropy: Tensor | null, grads: ParameterSet): void {
+  backward(fwd: ForwardResult, dLogprob: Tensor, dEntropy: Tensor | null, grads: ParameterSet | LoraWeights): void {
     const saved = fwd.saved;
     if (!saved) throw new Error("backward needs a forward run with { train: true }");
+    const loraGrads = grads instanceof LoraWeights ? grads : undefined;
+    if (loraGrads && !this.activeAdapter) throw new Error("backward: adapter gradients need an attached, enabled adapter");
+    if (!loraGrads && this.activeAdapter) throw new Error("backward: full fine-tuning with a LoRA adapter attached is not supported");
+    const full = grads instanceof LoraWeights ? undefined : grads;
     const g = this.gpu, { D, Hq, Hkv, hd, I, V } = this;
     const L = this.config.numLayers;
     const { batch } = fwd;
     const { B, T } = batch;
     const N = B * T;
     const outer = outerTensors(this.params);
-    const gOuter = outerTensors(grads);
+    const gOuter = full ? outerTensors(full) : undefined;
 
     const zeroEntropy = dEntropy ? null : g.zeros([N]);
     const dx = g.empty([N, D]);
     const dhf = g.empty([N, D]);
-    logprobsBackward(g, saved.hf, outer.lmHead, batch.targets, saved.lmLse, fwd.entropy, dLogprob, dEntropy ?? zeroEntropy!, dhf, gOuter.lmHead, saved.scratch, { N, V, D }, { temperature: fwd.options.temperature });
-    rmsnormBackward(g, dhf, saved.xs[L]!, outer.finalNorm, saved.rf, dx, gOuter.finalNorm, { rows: N, D });
+    logprobsBackward(g, saved.hf, outer.lmHead, batch.targets, saved.lmLse, fwd.entropy, dLogprob, dEntropy ?? zeroEntropy!, dhf, gOuter?.lmHead ?? null, saved.scratch, { N, V, D }, { temperature: fwd.options.temperature });
+    rmsnormBackward(g, dhf, saved.xs[L]!, outer.finalNorm, saved.rf, dx, gOuter?.finalNorm ?? null, { rows: N, D });
 
     const t = {
       dAct: g.empty([N, I]),
@@ -373,22 +421,52 @@ export class Transformer {
       // Checkpointing: the shared activations hold the last layer's; recompute every other layer from its saved input.
       if (saved.layers.length === 1 && l < L - 1) this.layerForward(l, batch, x, saved.xs[l + 1]!, a);
       const P = layerTensors(this.params, l);
-      const G = layerTensors(grads, l);
-      this.layerBackward(P, G, a, batch, x, dx, t);
+      const G = full ? layerTensors(full, l) : undefined;
+      this.layerBackward(l, P, G, loraGrads, a, batch, x, dx, t);
     }
-    const embScratch = g.empty([embeddingScratchSize({ N, V })], "u32");
-    embeddingBackward(g, batch.ids, dx, gOuter.embed, embScratch, { N, V, D });
-    g.release(embScratch);
+    if (gOuter) {
+      const embScratch = g.empty([embeddingScratchSize({ N, V })], "u32");
+      embeddingBackward(g, batch.ids, dx, gOuter.embed, embScratch, { N, V, D });
+      g.release(embScratch);
+    }
 
     g.release(dx, dhf, ...(Object.values(t).filter(Boolean) as Tensor[]));
     if (zeroEntropy) g.release(zeroEntropy);
     this.releaseForward(fwd);
   }
 
-  /** dx holds ∂/∂(layer output) on entry and ∂/∂(layer input) on return; parameter gradients accumulate into G. */
+  /**
+   * The adapter's part of a projection's backward, given dy = ∂/∂y and the projection's input x:
+   * dx += s·(dy·B)·A, and into the adapter's gradients dA += s·(dy·B)ᵀ·x, dB += s·dyᵀ·(x·Aᵀ).
+   */
+  private projectBackward(l: number, m: LoraModule, x: Tensor, dy: Tensor, dx: Tensor, d: { M: number; outF: number; inF: number }, loraGrads: LoraWeights | undefined): void {
+    const lora = this.activeAdapter;
+    const ab = lora?.pair(l, m);
+    if (!lora || !ab) return;
+    const g = this.gpu, r = lora.settings.rank, s = lora.scale, { M, outF, inF } = d;
+    const v = g.empty([M, r]);
+    matmul(g, dy, ab.B, v, { M, N: r, K: outF });
+    matmul(g, v, ab.A, dx, { M, N: inF, K: r }, { alpha: s, accumulate: true });
+    const gab = loraGrads?.pair(l, m);
+    if (gab) {
+      const u = g.empty([M, r]);
+      matmul(g, v, x, gab.A, { M: r, N: inF, K: M }, { transA: true, alpha: s, accumulate: true });
+      matmul(g, x, ab.A, u, { M, N: r, K: inF }, { transB: true });
+      matmul(g, dy, u, gab.B, { M: outF, N: r, K: M }, { transA: true, alpha: s, accumulate: true });
+      g.release(u);
+    }
+    g.release(v);
+  }
+
+  /**
+   * dx holds ∂/∂(layer output) on entry and ∂/∂(layer input) on return; parameter gradients accumulate into G (full
+   * fine-tuning) or the adapter's into loraGrads (G undefined: the base weights are frozen).
+   */
   private layerBackward(
+    l: number,
     P: LayerTensors,
-    G: LayerTensors,
+    G: LayerTensors | undefined,
+    loraGrads: LoraWeights | undefined,
     a: LayerActivations,
     batch: TokenBatch,
     x: Tensor,
@@ -402,47 +480,60 @@ export class Transformer {
 
     // MLP: x_out = x_mid + act·Wdᵀ, act = silu(h2·Wgᵀ) ⊙ h2·Wuᵀ, h2 = rmsnorm(x_mid)
     matmul(g, dx, P.down, t.dAct, { M: N, N: I, K: D });
-    matmul(g, dx, a.act, G.down, { M: D, N: I, K: N }, acc);
+    if (G) matmul(g, dx, a.act, G.down, { M: D, N: I, K: N }, acc);
+    this.projectBackward(l, "down_proj", a.act, dx, t.dAct, { M: N, outF: D, inF: I }, loraGrads);
     if (!a.up) {
       // dGate holds [N, 2I]: each row's gate gradient then its up gradient, matching the fused [2I, D] weight.
-      const gu = gateUpWeight(P)!, gGu = gateUpWeight(G);
-      if (!gGu) throw new Error("backward: the gradient set's gate/up weights are not laid out like the parameters'");
+      const gu = gateUpWeight(P)!, gGu = G ? gateUpWeight(G) : undefined;
+      if (G && !gGu) throw new Error("backward: the gradient set's gate/up weights are not laid out like the parameters'");
       const fused = { strideGate: 2 * I, offsetUp: I, strideUp: 2 * I, strideDGate: 2 * I, offsetDUp: I, strideDUp: 2 * I };
       swigluBackward(g, t.dAct, a.gate, a.gate, t.dGate, t.dGate, { rows: N, I }, fused);
       matmul(g, t.dGate, gu, t.dH, { M: N, N: D, K: 2 * I });
-      matmul(g, t.dGate, a.h2, gGu, { M: 2 * I, N: D, K: N }, acc);
+      if (gGu) matmul(g, t.dGate, a.h2, gGu, { M: 2 * I, N: D, K: N }, acc);
     } else {
       swigluBackward(g, t.dAct, a.gate, a.up!, t.dGate, t.dUp!, { rows: N, I });
       matmul(g, t.dGate, P.gate, t.dH, { M: N, N: D, K: I });
       matmul(g, t.dUp!, P.up, t.dH, { M: N, N: D, K: I }, { accumulate: true });
-      matmul(g, t.dGate, a.h2, G.gate, { M: I, N: D, K: N }, acc);
-      matmul(g, t.dUp!, a.h2, G.up, { M: I, N: D, K: N }, acc);
+      if (G) {
+        matmul(g, t.dGate, a.h2, G.gate, { M: I, N: D, K: N }, acc);
+        matmul(g, t.dUp!, a.h2, G.up, { M: I, N: D, K: N }, acc);
+      }
+      this.projectBackward(l, "gate_proj", a.h2, t.dGate, t.dH, { M: N, outF: I, inF: D }, loraGrads);
+      this.projectBackward(l, "up_proj", a.h2, t.dUp!, t.dH, { M: N, outF: I, inF: D }, loraGrads);
     }
-    rmsnormBackward(g, t.dH, a.xMid, P.postNorm, a.r2, dx, G.postNorm, { rows: N, D }, { accumulateDx: true });
+    rmsnormBackward(g, t.dH, a.xMid, P.postNorm, a.r2, dx, G?.postNorm ?? null, { rows: N, D }, { accumulateDx: true });
 
     // Attention: x_mid = x + attn·Woᵀ + bo
     matmul(g, dx, P.o, t.dAttn, { M: N, N: Hq * hd, K: D });
-    matmul(g, dx, a.attn, G.o, { M: D, N: Hq * hd, K: N }, acc);
-    this.biasGrad(dx, G.oBias, N, D);
+    if (G) {
+      matmul(g, dx, a.attn, G.o, { M: D, N: Hq * hd, K: N }, acc);
+      this.biasGrad(dx, G.oBias, N, D);
+    }
+    this.projectBackward(l, "o_proj", a.attn, dx, t.dAttn, { M: N, outF: D, inF: Hq * hd }, loraGrads);
     attentionBackward(g, a.q, a.k, a.v, batch.qStart, batch.kvLen, a.attn, a.lse, t.dAttn, t.dq, t.dk, t.dv, t.work, { B, Tq: T, Tk: T, Hq, Hkv, hd });
     rope(g, t.dq, t.dk, batch.positions, this.invFreq, { rows: N, Hq, Hkv, headDim: hd }, { inverse: true });
     let dq = t.dq, dk = t.dk;
     if (this.config.qkNorm) {
-      rmsnormBackward(g, t.dq, a.qRaw!, P.qNorm!, a.rq!, t.dqRaw!, G.qNorm!, { rows: N * Hq, D: hd });
-      rmsnormBackward(g, t.dk, a.kRaw!, P.kNorm!, a.rk!, t.dkRaw!, G.kNorm!, { rows: N * Hkv, D: hd });
+      rmsnormBackward(g, t.dq, a.qRaw!, P.qNorm!, a.rq!, t.dqRaw!, G ? G.qNorm! : null, { rows: N * Hq, D: hd });
+      rmsnormBackward(g, t.dk, a.kRaw!, P.kNorm!, a.rk!, t.dkRaw!, G ? G.kNorm! : null, { rows: N * Hkv, D: hd });
       dq = t.dqRaw!;
       dk = t.dkRaw!;
     }
     matmul(g, dq, P.q, t.dH, { M: N, N: D, K: Hq * hd });
     matmul(g, dk, P.k, t.dH, { M: N, N: D, K: Hkv * hd }, { accumulate: true });
     matmul(g, t.dv, P.v, t.dH, { M: N, N: D, K: Hkv * hd }, { accumulate: true });
-    matmul(g, dq, a.h1, G.q, { M: Hq * hd, N: D, K: N }, acc);
-    matmul(g, dk, a.h1, G.k, { M: Hkv * hd, N: D, K: N }, acc);
-    matmul(g, t.dv, a.h1, G.v, { M: Hkv * hd, N: D, K: N }, acc);
-    this.biasGrad(dq, G.qBias, N, Hq * hd);
-    this.biasGrad(dk, G.kBias, N, Hkv * hd);
-    this.biasGrad(t.dv, G.vBias, N, Hkv * hd);
-    rmsnormBackward(g, t.dH, x, P.inputNorm, a.r1, dx, G.inputNorm, { rows: N, D }, { accumulateDx: true });
+    this.projectBackward(l, "q_proj", a.h1, dq, t.dH, { M: N, outF: Hq * hd, inF: D }, loraGrads);
+    this.projectBackward(l, "k_proj", a.h1, dk, t.dH, { M: N, outF: Hkv * hd, inF: D }, loraGrads);
+    this.projectBackward(l, "v_proj", a.h1, t.dv, t.dH, { M: N, outF: Hkv * hd, inF: D }, loraGrads);
+    if (G) {
+      matmul(g, dq, a.h1, G.q, { M: Hq * hd, N: D, K: N }, acc);
+      matmul(g, dk, a.h1, G.k, { M: Hkv * hd, N: D, K: N }, acc);
+      matmul(g, t.dv, a.h1, G.v, { M: Hkv * hd, N: D, K: N }, acc);
+      this.biasGrad(dq, G.qBias, N, Hq * hd);
+      this.biasGrad(dk, G.kBias, N, Hkv * hd);
+      this.biasGrad(t.dv, G.vBias, N, Hkv * hd);
+    }
+    rmsnormBackward(g, t.dH, x, P.inputNorm, a.r1, dx, G?.inputNorm ?? null, { rows: N, D }, { accumulateDx: true });
   }
 
   releaseForward(fwd: ForwardResult): void {

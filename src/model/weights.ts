@@ -8,11 +8,12 @@ import type { Gpu } from "../gpu/runtime.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { parameterSpecs, type ModelConfig, type ParameterSpec } from "./config.ts";
 import { SafetensorsModel, writeSafetensorsModel, checkWeightsMatchConfig, type WriteDType } from "./safetensors.ts";
+import type { TensorSet } from "./tensor_set.ts";
 
 /** Elements uploaded per piece: bounds the host memory a load needs (64 MiB of f32). */
 const UPLOAD_PIECE = 16 * 1024 * 1024;
 
-export class ParameterSet {
+export class ParameterSet implements TensorSet {
   readonly specs: ParameterSpec[];
   readonly tensors = new Map<string, Tensor>();
 
@@ -57,6 +58,10 @@ export class ParameterSet {
 
   zero(): void {
     for (const t of this.tensors.values()) this.gpu.clear(t);
+  }
+
+  zerosLike(): ParameterSet {
+    return new ParameterSet(this.gpu, this.config, "zeros");
   }
 
   release(): void {

@@ -173,7 +173,8 @@ export interface LogprobsBackwardOptions extends LogprobsOptions {
 
 /**
  * Backward of logprobs: given dlogprob [N] and dentropy [N] (and the forward's lse and entropy),
- * writes dh [N, D] and accumulates dW [V, D] (the same W, h, targets, dims and options as the forward).
+ * writes dh [N, D] and accumulates dW [V, D] (the same W, h, targets, dims and options as the forward); dW null
+ * skips the weight's gradient (a frozen LM head, e.g. under LoRA).
  */
 export function logprobsBackward(
   gpu: Gpu,
@@ -185,7 +186,7 @@ export function logprobsBackward(
   dlogprob: Tensor,
   dentropy: Tensor,
   dh: Tensor,
-  dW: Tensor,
+  dW: Tensor | null,
   scratch: Tensor,
   dims: LogprobsDims,
   opts: LogprobsBackwardOptions = {},
@@ -194,7 +195,7 @@ export function logprobsBackward(
   validate(gpu, dims, plan, h, W, targets, scratch, { lse, entropy, dlogprob, dentropy });
   const { N, V, D } = dims;
   needElements("dh", dh, N * D);
-  needElements("dW", dW, V * D);
+  if (dW) needElements("dW", dW, V * D);
   const alpha = 1 / (opts.temperature ?? 1);
   for (let n0 = 0; n0 < N; n0 += plan.chunk) {
     const rows = Math.min(plan.chunk, N - n0);
@@ -203,7 +204,7 @@ export function logprobsBackward(
     for (let v0 = 0; v0 < V; v0 += plan.vocabSlice) {
       const width = Math.min(plan.vocabSlice, V - v0);
       const ww = bindWindow(gpu, W, v0 * D, width * D);
-      const dww = bindWindow(gpu, dW, v0 * D, width * D);
+      const dww = dW ? bindWindow(gpu, dW, v0 * D, width * D) : undefined;
       matmul(gpu, hw.view, ww.view, scratch, { M: rows, N: width, K: D }, { transB: true, alpha, offsetA: hw.base, offsetB: ww.base });
       gpu.dispatch({
         kernel: DLOGITS,
@@ -213,7 +214,7 @@ export function logprobsBackward(
       });
       // dz is with respect to z = alpha·h·Wᵀ, so both products carry alpha.
       matmul(gpu, scratch, ww.view, dhw.view, { M: rows, N: D, K: width }, { alpha, offsetB: ww.base, offsetC: dhw.base, accumulate: v0 > 0 || !!opts.accumulateDh });
-      matmul(gpu, scratch, hw.view, dww.view, { M: width, N: D, K: rows }, { transA: true, alpha, offsetB: hw.base, offsetC: dww.base, accumulate: true });
+      if (dww) matmul(gpu, scratch, hw.view, dww.view, { M: width, N: D, K: rows }, { transA: true, alpha, offsetB: hw.base, offsetC: dww.base, accumulate: true });
     }
   }
 }

@@ -4,9 +4,8 @@
  * backward, the gradients accumulating in `grads`. Returns the batch's loss (see loss.ts).
  */
 import type { Transformer } from "../model/transformer.ts";
-import type { ParameterSet } from "../model/weights.ts";
 import { packMicroBatches, paddedMicroBatches } from "../data/packing.ts";
-import { forwardForUpdate } from "../train/actor.ts";
+import { forwardForUpdate, type GradientSet } from "../train/actor.ts";
 import { maskedNll, nllGradient, predictedMask } from "./loss.ts";
 
 /** What a micro-batch needs of a conversation. */
@@ -41,7 +40,7 @@ export interface BatchLoss {
 }
 
 /** Accumulates into `grads` the gradient of the batch's loss; returns the loss. */
-export async function accumulateBatchGradient(model: Transformer, grads: ParameterSet, seqs: readonly TrainSequence[], passes: readonly number[][], o: { checkpoint: boolean }): Promise<BatchLoss> {
+export async function accumulateBatchGradient(model: Transformer, grads: GradientSet, seqs: readonly TrainSequence[], passes: readonly number[][], o: { checkpoint: boolean }): Promise<BatchLoss> {
   const masks = seqs.map((s) => predictedMask(s.mask));
   const batchTokens = masks.reduce((a, m) => a + m.reduce((x, y) => x + y, 0), 0);
   let sum = 0;

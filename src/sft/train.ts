@@ -130,7 +130,7 @@ export async function runSft(s: SftSettings, io: SftIo): Promise<SftResult> {
 
   const grads = model.newGradients();
   const [beta1, beta2] = s["optim.betas"];
-  const optimizer = new ActorOptimizer(gpu, model.config, model.params, grads, {
+  const optimizer = new ActorOptimizer(gpu, model.params, grads, {
     beta1: beta1!,
     beta2: beta2!,
     eps: s["optim.eps"],

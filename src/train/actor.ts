@@ -10,7 +10,11 @@
 import type { Tensor } from "../gpu/tensor.ts";
 import { makeBatch, releaseBatch, type Transformer } from "../model/transformer.ts";
 import type { ParameterSet } from "../model/weights.ts";
+import type { LoraWeights } from "../model/lora.ts";
 import { packMicroBatches } from "../data/packing.ts";
+
+/** What a backward accumulates into: every parameter (full fine-tuning), or the attached LoRA adapter's A and B. */
+export type GradientSet = ParameterSet | LoraWeights;
 
 export interface PolicySequence {
   ids: readonly number[];
@@ -50,7 +54,7 @@ export interface MicroBatchPass {
   logprob: Float32Array[];
   entropy: Float32Array[];
   /** Accumulates into `grads` the gradient given ∂loss/∂logprob and ∂loss/∂entropy per response token; frees the pass. */
-  backward(dLogprob: readonly Float32Array[], dEntropy: readonly Float32Array[], grads: ParameterSet): void;
+  backward(dLogprob: readonly Float32Array[], dEntropy: readonly Float32Array[], grads: GradientSet): void;
   /** Frees the pass without a backward (e.g. a skipped non-finite loss). */
   discard(): void;
 }

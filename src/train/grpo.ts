@@ -232,7 +232,7 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
 
   const grads = model.newGradients();
   const [beta1, beta2] = s["actor_rollout_ref.actor.optim.betas"];
-  const optimizer = new ActorOptimizer(gpu, model.config, model.params, grads, {
+  const optimizer = new ActorOptimizer(gpu, model.params, grads, {
     beta1: beta1!,
     beta2: beta2!,
     eps: s["actor_rollout_ref.actor.optim.eps"],

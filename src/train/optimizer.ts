@@ -3,13 +3,12 @@
  * (torch.optim.AdamW: decoupled weight decay on every parameter) — both on the GPU, with the gradients cleared by
  * the same kernel. A non-finite gradient norm skips the step (parameters and moments untouched, the step count
  * not advanced), as verl does. The moments are saved with checkpoints so a resumed run continues exactly.
+ * The trainable set is the whole model, or a LoRA adapter's A/B matrices (the base weights then never change).
  */
 import type { Gpu } from "../gpu/runtime.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { adamw, gradNormClip, gradNormScratchSize } from "../ops/adamw.ts";
-import type { ParameterSet } from "../model/weights.ts";
-import type { ModelConfig } from "../model/config.ts";
-import { ParameterSet as Params } from "../model/weights.ts";
+import type { TensorSet } from "../model/tensor_set.ts";
 
 export interface AdamwSettings {
   beta1: number;
@@ -26,9 +25,9 @@ export interface StepResult {
   skipped: boolean;
 }
 
-export class ActorOptimizer {
-  readonly m: ParameterSet;
-  readonly v: ParameterSet;
+export class ActorOptimizer<S extends TensorSet = TensorSet> {
+  readonly m: S;
+  readonly v: S;
   /** Optimizer steps taken (AdamW's bias corrections use step + 1 next). */
   step = 0;
   private readonly stats: Tensor;
@@ -36,13 +35,13 @@ export class ActorOptimizer {
 
   constructor(
     readonly gpu: Gpu,
-    config: ModelConfig,
-    readonly params: ParameterSet,
-    readonly grads: ParameterSet,
+    readonly params: S,
+    readonly grads: S,
     readonly settings: AdamwSettings,
   ) {
-    this.m = new Params(gpu, config, "zeros");
-    this.v = new Params(gpu, config, "zeros");
+    // Each set's zerosLike returns its own kind (ParameterSet or LoraWeights).
+    this.m = params.zerosLike() as S;
+    this.v = params.zerosLike() as S;
     this.stats = gpu.zeros([2]);
     this.scratch = gpu.empty([gradNormScratchSize(gpu, grads.list())]);
   }

@@ -8,7 +8,7 @@
 import type { Transformer } from "../model/transformer.ts";
 import { packMicroBatches } from "../data/packing.ts";
 import { epochOrder } from "../data/sampler.ts";
-import { forwardForUpdate, type PolicySequence } from "./actor.ts";
+import { forwardForUpdate, type GradientSet, type PolicySequence } from "./actor.ts";
 import { policyLossAndGrads, type PolicyLossMetrics, type PolicyLossSettings } from "./loss.ts";
 import type { ActorOptimizer } from "./optimizer.ts";
 
@@ -52,7 +52,7 @@ export interface UpdateResult {
   oldLogprob: Float32Array[];
 }
 
-export async function updateActor(model: Transformer, optimizer: ActorOptimizer, b: UpdateBatch, o: UpdateSettings): Promise<UpdateResult> {
+export async function updateActor(model: Transformer, optimizer: ActorOptimizer<GradientSet>, b: UpdateBatch, o: UpdateSettings): Promise<UpdateResult> {
   const S = b.seqs.length;
   if (!b.oldLogprob && !(o.ppoEpochs === 1 && o.miniBatchSequences >= S)) {
     throw new Error("updateActor: old log-probs may be left out only when there is one epoch of one mini-batch (one optimizer step)");

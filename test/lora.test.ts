@@ -1,0 +1,233 @@
+/**
+ * LoRA on the GPU model against golden fixtures (scripts/golden_lora.py: PyTorch with PEFT's semantics, cross-checked
+ * there against transformers + PEFT when they import): log-probs, entropies and every A/B gradient of a tiny Qwen2
+ * (all-linear) and Qwen3 (q/v/down) adapter; a fresh adapter equals the base model; the adapter switched off is the
+ * base model; merging equals the unmerged adapter; save/load round trip, and PEFT loads what we save (when a Python
+ * with peft is on this machine; skipped otherwise).
+ */
+import { beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { getGpu, type Gpu } from "../src/gpu/runtime.ts";
+import { Transformer, makeBatch, releaseBatch } from "../src/model/transformer.ts";
+import { SafetensorsModel } from "../src/model/safetensors.ts";
+import { LoraWeights, peftTensorName, resolveTargetModules, loraParameterCount } from "../src/model/lora.ts";
+import { ADAPTER_CONFIG, loadAdapter, readAdapterSettings, saveAdapter } from "../src/model/peft_adapter.ts";
+import { mergeAdapter } from "../src/model/merge.ts";
+import { ActorOptimizer } from "../src/train/optimizer.ts";
+import { PROJECT_ROOT, expectClose, runRecall } from "./harness.ts";
+
+setDefaultTimeout(300_000);
+
+interface Inputs {
+  ids: number[][];
+  lengths: number[];
+  logprob_mask: number[][];
+  entropy_mask: number[][];
+  loss_weights: number[][];
+  entropy_weights: number[][];
+}
+
+let gpu: Gpu;
+beforeAll(async () => {
+  gpu = await getGpu();
+});
+
+const CASES = ["qwen2_gqa_tied", "qwen3_qknorm_untied"];
+const modelDir = (c: string) => join(PROJECT_ROOT, "fixtures/golden", c, "model");
+const adapterDir = (c: string) => join(PROJECT_ROOT, "fixtures/lora", c, "adapter");
+const inputsOf = (c: string) => JSON.parse(readFileSync(join(PROJECT_ROOT, "fixtures/golden", c, "inputs.json"), "utf8")) as Inputs;
+const maxAbs = (a: ArrayLike<number>) => Array.from(a).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+const masked = (x: Float32Array, mask: number[][]) => x.map((v, i) => (mask.flat()[i] ? v : 0));
+
+async function logprobsOf(model: Transformer, inputs: Inputs): Promise<{ lp: Float32Array; ent: Float32Array }> {
+  const batch = makeBatch(gpu, inputs.ids.map((row, b) => row.slice(0, inputs.lengths[b])), inputs.ids[0]!.length);
+  const fwd = model.forward(batch);
+  const [lp, ent] = (await gpu.readMany([fwd.logprob, fwd.entropy])).map((b) => new Float32Array(b));
+  gpu.release(fwd.logprob, fwd.entropy);
+  releaseBatch(gpu, batch);
+  return { lp: masked(lp!, inputs.logprob_mask), ent: masked(ent!, inputs.entropy_mask) };
+}
+
+for (const name of CASES) {
+  describe(`LoRA golden ${name}`, () => {
+    const inputs = inputsOf(name);
+    const expected = SafetensorsModel.open(join(PROJECT_ROOT, "fixtures/lora", name, "expected.safetensors"));
+
+    test("log-probs and entropies with the adapter match PyTorch + PEFT semantics", async () => {
+      const model = await Transformer.load(gpu, modelDir(name));
+      model.adapter = await loadAdapter(gpu, model.config, adapterDir(name));
+      const { lp, ent } = await logprobsOf(model, inputs);
+      expectClose(lp, expected.readF32("logprobs"), { atol: 3e-5, rtol: 1e-5 }, "logprobs");
+      expectClose(ent, expected.readF32("entropies"), { atol: 3e-5, rtol: 1e-5 }, "entropies");
+      // Switched off, it is the base model exactly (the reference policy).
+      const base = await Transformer.load(gpu, modelDir(name));
+      const want = await logprobsOf(base, inputs);
+      const off = await model.withoutAdapter(() => logprobsOf(model, inputs));
+      expect(off.lp).toEqual(want.lp);
+      expect(off.ent).toEqual(want.ent);
+      expect(maxAbs(lp.map((v, i) => v - want.lp[i]!))).toBeGreaterThan(0.05);
+      model.adapter.release();
+      model.params.release();
+      base.params.release();
+    });
+
+    for (const checkpoint of [false, true]) {
+      test(`gradients of every A and B, base frozen${checkpoint ? " (activation checkpointing)" : ""}`, async () => {
+        const model = await Transformer.load(gpu, modelDir(name));
+        model.adapter = await loadAdapter(gpu, model.config, adapterDir(name));
+        const grads = model.adapter.zerosLike();
+        const batch = makeBatch(gpu, inputs.ids.map((row, b) => row.slice(0, inputs.lengths[b])), inputs.ids[0]!.length);
+        const fwd = model.forward(batch, { train: true, checkpoint });
+        const w = gpu.upload(Float32Array.from(inputs.loss_weights.flat()), [batch.B * batch.T]);
+        const u = gpu.upload(Float32Array.from(inputs.entropy_weights.flat()), [batch.B * batch.T]);
+        model.backward(fwd, w, u, grads);
+        const want = SafetensorsModel.open(join(PROJECT_ROOT, "fixtures/lora", name, "grads.safetensors"));
+        expect(want.names.sort()).toEqual(grads.specs.map((s) => s.name).sort());
+        for (const spec of grads.specs) {
+          const ref = want.readF32(spec.name);
+          expectClose(await gpu.readF32(grads.get(spec.name)), ref, { atol: 3e-4 * Math.max(maxAbs(ref), 1e-6), rtol: 0 }, spec.name);
+        }
+        // Full fine-tuning gradients are refused while an adapter is attached (they would leave the adapter out).
+        const fwd2 = model.forward(batch, { train: true });
+        expect(() => model.backward(fwd2, w, null, model.newGradients())).toThrow("full fine-tuning with a LoRA adapter attached");
+        model.releaseForward(fwd2);
+        gpu.release(w, u, fwd.logprob, fwd.entropy, fwd2.logprob, fwd2.entropy);
+        releaseBatch(gpu, batch);
+        grads.release();
+        model.adapter.release();
+        model.params.release();
+      });
+    }
+
+    test("merged weights give the unmerged adapter's log-probs", async () => {
+      const dir = mkdtempSync(join(tmpdir(), "recall-merge-"));
+      try {
+        const r = await mergeAdapter({ base: modelDir(name), adapter: adapterDir(name), out: join(dir, "merged") });
+        expect(r.mergedTensors).toBe(2 * readAdapterSettings(adapterDir(name)).targetModules.length);
+        expect(existsSync(join(dir, "merged", "config.json"))).toBe(true);
+        expect(existsSync(join(dir, "merged.partial"))).toBe(false);
+        const merged = await Transformer.load(gpu, join(dir, "merged"));
+        const { lp, ent } = await logprobsOf(merged, inputs);
+        expectClose(lp, expected.readF32("logprobs"), { atol: 3e-5, rtol: 1e-5 }, "merged logprobs");
+        expectClose(ent, expected.readF32("entropies"), { atol: 3e-5, rtol: 1e-5 }, "merged entropies");
+        merged.params.release();
+        await expect(mergeAdapter({ base: modelDir(name), adapter: adapterDir(name), out: join(dir, "merged") })).rejects.toThrow("already exists");
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  });
+}
+
+describe("a fresh adapter", () => {
+  test("is initialised as PEFT does (A uniform in ±1/√in, B zero), so step 0 equals the base model bit for bit", async () => {
+    const name = "qwen2_gqa_tied";
+    const inputs = inputsOf(name);
+    const model = await Transformer.load(gpu, modelDir(name));
+    const want = await logprobsOf(model, inputs);
+    const settings = { rank: 8, alpha: 16, targetModules: resolveTargetModules(["all-linear"], "test") };
+    model.adapter = LoraWeights.init(gpu, model.config, settings, 7);
+    expect(model.adapter.numel).toBe(loraParameterCount(model.config, settings));
+    for (const spec of model.adapter.specs) {
+      const x = await gpu.readF32(model.adapter.get(spec.name));
+      if (spec.name.endsWith("lora_B.weight")) expect(maxAbs(x)).toBe(0);
+      else {
+        const bound = 1 / Math.sqrt(spec.shape[1]!);
+        expect(maxAbs(x)).toBeLessThanOrEqual(bound);
+        // Uniform on ±bound: the mean square is bound²/3.
+        const ms = x.reduce((s, v) => s + v * v, 0) / x.length;
+        expect(Math.abs(ms / (bound * bound / 3) - 1)).toBeLessThan(0.35);
+      }
+    }
+    const got = await logprobsOf(model, inputs);
+    expect(got.lp).toEqual(want.lp);
+    expect(got.ent).toEqual(want.ent);
+    model.adapter.release();
+    model.params.release();
+  });
+
+  test("an optimizer step moves only A and B; save/load round trip is exact; PEFT loads the saved folder", async () => {
+    const name = "qwen3_qknorm_untied";
+    const inputs = inputsOf(name);
+    const model = await Transformer.load(gpu, modelDir(name));
+    const baseBefore = await gpu.readF32(model.params.get("model.layers.0.self_attn.q_proj.weight"));
+    model.adapter = LoraWeights.init(gpu, model.config, { rank: 4, alpha: 8, targetModules: ["q_proj", "k_proj", "o_proj", "up_proj"] }, 3);
+    const grads = model.adapter.zerosLike();
+    const opt = new ActorOptimizer(gpu, model.adapter, grads, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, gradClip: 1 });
+    const batch = makeBatch(gpu, inputs.ids.map((row, b) => row.slice(0, inputs.lengths[b])), inputs.ids[0]!.length);
+    for (let step = 0; step < 2; step++) {
+      const fwd = model.forward(batch, { train: true });
+      const w = gpu.upload(Float32Array.from(inputs.loss_weights.flat()), [batch.B * batch.T]);
+      model.backward(fwd, w, null, grads);
+      gpu.release(w, fwd.logprob, fwd.entropy);
+      expect((await opt.apply(0.05)).skipped).toBe(false);
+    }
+    releaseBatch(gpu, batch);
+    expect(await gpu.readF32(model.params.get("model.layers.0.self_attn.q_proj.weight"))).toEqual(baseBefore);
+    const bName = peftTensorName(1, "up_proj", "B");
+    expect(maxAbs(await gpu.readF32(model.adapter.get(bName)))).toBeGreaterThan(0);
+    const ours = await logprobsOf(model, inputs);
+
+    const dir = mkdtempSync(join(tmpdir(), "recall-adapter-"));
+    try {
+      await saveAdapter(dir, model.adapter, { baseModel: modelDir(name) });
+      const cfg = JSON.parse(readFileSync(join(dir, ADAPTER_CONFIG), "utf8")) as Record<string, unknown>;
+      expect(cfg).toMatchObject({ peft_type: "LORA", r: 4, lora_alpha: 8, target_modules: ["q_proj", "k_proj", "o_proj", "up_proj"], bias: "none", task_type: "CAUSAL_LM" });
+      const back = await loadAdapter(gpu, model.config, dir);
+      for (const spec of back.specs) expect(await gpu.readF32(back.get(spec.name))).toEqual(await gpu.readF32(model.adapter.get(spec.name)));
+      back.release();
+
+      // PEFT itself (optional): transformers + peft load the base model and our folder and score the same batch.
+      const python = ["/work/venv2/bin/python", "/work/venv/bin/python", "python3"].find((p) => p.includes("/") ? existsSync(p) : true)!;
+      const probe = Bun.spawnSync([python, "-c", "import peft, transformers"], { stderr: "ignore" });
+      if (probe.exitCode !== 0) {
+        console.log(`PEFT load check skipped: ${python} has no peft/transformers`);
+      } else {
+        const inFile = join(dir, "batch.json");
+        writeFileSync(inFile, JSON.stringify({ base: modelDir(name), adapter: dir, ids: inputs.ids, lengths: inputs.lengths }));
+        const p = Bun.spawnSync([python, join(PROJECT_ROOT, "scripts/peft_logprobs.py"), inFile]);
+        expect(p.stderr.toString().split("\n").filter((l) => /Error|Traceback/.test(l))).toEqual([]);
+        const peftLp = Float32Array.from((JSON.parse(p.stdout.toString()) as { logprobs: number[][] }).logprobs.flat());
+        expectClose(masked(peftLp, inputs.logprob_mask), ours.lp, { atol: 3e-5, rtol: 1e-5 }, "PEFT logprobs of our adapter");
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    opt.release();
+    grads.release();
+    model.adapter.release();
+    model.params.release();
+  });
+});
+
+describe("adapter folders that cannot be used are refused in one line", () => {
+  const cases: [string, (cfg: Record<string, unknown>) => void, string][] = [
+    ["DoRA", (c) => (c.use_dora = true), "DoRA adapters (use_dora) are not supported"],
+    ["a trained bias", (c) => (c.bias = "all"), "bias 'all' trains biases too"],
+    ["a module list without the adapted ones", (c) => (c.target_modules = ["q_proj"]), "adapts k_proj, which target_modules does not list"],
+  ];
+  for (const [what, edit, message] of cases) {
+    test(what, () => {
+      const dir = mkdtempSync(join(tmpdir(), "recall-bad-adapter-"));
+      try {
+        const src = adapterDir("qwen2_gqa_tied");
+        const cfg = JSON.parse(readFileSync(join(src, ADAPTER_CONFIG), "utf8")) as Record<string, unknown>;
+        edit(cfg);
+        writeFileSync(join(dir, ADAPTER_CONFIG), JSON.stringify(cfg));
+        writeFileSync(join(dir, "adapter_model.safetensors"), readFileSync(join(src, "adapter_model.safetensors")));
+        expect(() => readAdapterSettings(dir)).toThrow(message);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
+
+  test("an adapter for another model (shapes) and a folder without one", async () => {
+    await expect(loadAdapter(gpu, (await Transformer.load(gpu, modelDir("qwen3_qknorm_untied"))).config, adapterDir("qwen2_gqa_tied"))).rejects.toThrow(/has shape \[4, 32\], the model needs \[4, 24\]|no tensor/);
+    const r = runRecall(["merge", "--base", modelDir("qwen2_gqa_tied"), "--adapter", modelDir("qwen2_gqa_tied"), "--out", join(tmpdir(), "recall-never")]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("is not a LoRA adapter folder (no adapter_config.json)");
+  });
+});
