@@ -15,14 +15,15 @@ import { WorkerPoolRetriever } from "../src/retrieval/worker_pool.ts";
 const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
 
 const index = defineRecallCommand({
-  meta: { name: "index", description: "Build a BM25 index (bm25s/Lucene scoring, Snowball English stemming) from a FlashRAG JSONL corpus." },
+  meta: { name: "index", description: "Build a BM25 index (bm25s/Lucene scoring, Snowball English stemming) from a FlashRAG corpus: JSONL, gzipped JSONL (.jsonl.gz) or parquet." },
   examples: [
     "recall retriever index --corpus_path fixtures/retrieval/golden_corpus.jsonl --index_path /tmp/golden-bm25",
     "recall retriever index --corpus_path wiki18_100w.jsonl --index_path indexes/wiki-bm25 --memory_mb 4096",
+    "recall retriever index --corpus_path wiki18_100w.jsonl.gz --index_path indexes/wiki-bm25",
     "recall retriever index --corpus_path corpus.jsonl --index_path idx --k1 1.2 --b 0.75 --stemmer none --stopwords none --overwrite",
   ],
   args: {
-    corpus_path: { type: "string", description: "JSONL corpus, rows {id, contents} or {id, title, text}" },
+    corpus_path: { type: "string", description: "corpus: JSONL, .jsonl.gz or .parquet; rows {id, contents} or {id, title, text}" },
     index_path: { type: "string", description: "Directory to write the index to (built in <dir>.partial, renamed when complete)" },
     k1: { type: "string", description: "BM25 k1 (default 1.5, as bm25s/FlashRAG)" },
     b: { type: "string", description: "BM25 b (default 0.75)" },

@@ -23,7 +23,7 @@ const CROSS: [string, string, string][] = [
 ];
 
 /** Worker-thread entry points: `bun build --compile` only embeds a worker given as an extra entry point. */
-const WORKERS = ["src/retrieval/retriever_worker.ts"];
+const WORKERS = ["src/retrieval/retriever_worker.ts", "src/retrieval/corpus_decoder_worker.ts"];
 
 mkdirSync(`${root}/dist`, { recursive: true });
 

@@ -22,9 +22,10 @@ import { VERSION } from "../version.ts";
 import { BinaryWriter, asU32, mapFile } from "./binary_io.ts";
 import { bm25Idf, DEFAULT_BM25, type Bm25Params } from "./bm25_formula.ts";
 import { corpusIdentity, sameCorpus } from "./corpus_identity.ts";
+import { CorpusDecoder, corpusFormat } from "./corpus_decoder.ts";
 import { readCorpusRows } from "./corpus_reader.ts";
 import { indexFileDigests } from "./index_integrity.ts";
-import { BOUND_BLOCK, FORMAT, FORMAT_VERSION, MANIFEST_FILE, SEGMENT_POSTINGS, segmentFile, type CorpusIdentity, type IndexManifest } from "./index_format.ts";
+import { BOUND_BLOCK, FORMAT, FORMAT_VERSION, MANIFEST_FILE, ROWS_FILE, SEGMENT_POSTINGS, segmentFile, type CorpusIdentity, type IndexManifest } from "./index_format.ts";
 import { RunReader, writeRun } from "./posting_run.ts";
 import { BlockMaxWriter, rangeMax } from "./score_bounds.ts";
 import type { StemmerName } from "./stemmer.ts";
@@ -88,6 +89,7 @@ export function buildBm25Index(opts: BuildOptions): IndexManifest {
   const tokenizerSpec = { stemmer: opts.stemmer ?? "english", stopwords: opts.stopwords ?? [] } as const;
   const indexPath = resolve(opts.indexPath);
   const partial = `${indexPath}.partial`;
+  const format = corpusFormat(opts.corpusPath);
   const corpus = corpusIdentity(opts.corpusPath);
   if (corpus.path === indexPath || corpus.path.startsWith(indexPath + "/")) {
     throw new RecallError(`--index_path '${opts.indexPath}' would contain the corpus itself; choose another directory`);
@@ -117,6 +119,15 @@ export function buildBm25Index(opts: BuildOptions): IndexManifest {
     truncateSync(join(partial, "docs.len"), cp.docs * 4);
     truncateSync(join(partial, "docs.terms"), cp.docs * 4);
   }
+  // A gzip or parquet corpus is decoded into the index (ROWS_FILE), and row offsets point there.
+  const rowsPath = format === "jsonl" ? opts.corpusPath : join(partial, ROWS_FILE);
+  // On resume the decoder rewrites (identical bytes) whatever of the rows file a crash may have lost.
+  let rowsKept = 0;
+  if (format !== "jsonl") {
+    rowsKept = existsSync(rowsPath) ? Math.min(statSync(rowsPath).size, cp.nextByteOffset) : 0;
+    if (!existsSync(rowsPath)) writeFileSync(rowsPath, "");
+    truncateSync(rowsPath, rowsKept);
+  }
   const resumedFromDoc = cp.docs;
   const metricsPath = join(partial, "build-metrics.jsonl");
   const tokenizer = new Bm25Tokenizer(tokenizerSpec);
@@ -139,7 +150,7 @@ export function buildBm25Index(opts: BuildOptions): IndexManifest {
 
   let docs = cp.docs;
   let tokens = cp.tokens;
-  let bytesRead = cp.nextByteOffset;
+  let bytesRead = format === "jsonl" ? cp.nextByteOffset : 0; // of the corpus file (compressed bytes for gzip)
   const every = opts.progressEveryMs ?? 500;
   let lastReport = 0;
   let phaseT0 = t0;
@@ -214,34 +225,40 @@ export function buildBm25Index(opts: BuildOptions): IndexManifest {
 
   let prevEnd = cp.nextByteOffset;
   let prevLine = cp.nextLine;
-  for (const row of readCorpusRows(opts.corpusPath, { byteOffset: cp.nextByteOffset, line: cp.nextLine })) {
-    const text = row.doc.contents;
-    // Room for this document's postings (never more than its length in UTF-16 units + 1).
-    if (capacity - n < text.length + 1 || vocab.size > capacity / 4) flushRun(prevEnd, prevLine);
-    if (pTerm.length - n < text.length + 1) {
-      const grow = Math.max(n + text.length + 1, Math.min(capacity, pTerm.length * 2));
-      pTerm = growU32(pTerm, grow);
-      pDoc = growU32(pDoc, grow);
-      const t = new Uint16Array(grow);
-      t.set(pTf);
-      pTf = t;
+  const decoder = format === "jsonl" ? undefined : CorpusDecoder.start(opts.corpusPath, format, rowsPath, rowsKept);
+  const rows = readCorpusRows(rowsPath, { byteOffset: cp.nextByteOffset, line: cp.nextLine }, { label: opts.corpusPath, unit: format === "parquet" ? "row" : "line", decoder });
+  try {
+    for (const row of rows) {
+      const text = row.doc.contents;
+      // Room for this document's postings (never more than its length in UTF-16 units + 1).
+      if (capacity - n < text.length + 1 || vocab.size > capacity / 4) flushRun(prevEnd, prevLine);
+      if (pTerm.length - n < text.length + 1) {
+        const grow = Math.max(n + text.length + 1, Math.min(capacity, pTerm.length * 2));
+        pTerm = growU32(pTerm, grow);
+        pDoc = growU32(pDoc, grow);
+        const t = new Uint16Array(grow);
+        t.set(pTf);
+        pTf = t;
+      }
+      docNo = docs;
+      dl = 0;
+      tokenizer.forEachTerm(text, onTerm);
+      startW.f64(row.start);
+      lenW.u32(row.end - row.start);
+      termsW.u32(dl);
+      tokens += dl;
+      docs++;
+      bytesRead = decoder ? Math.round(decoder.sourceFraction * corpus.bytes) : row.end;
+      prevEnd = row.end;
+      prevLine = row.line;
+      report("invert", invertFraction(), 0, false);
     }
-    docNo = docs;
-    dl = 0;
-    tokenizer.forEachTerm(text, onTerm);
-    startW.f64(row.start);
-    lenW.u32(row.end - row.start);
-    termsW.u32(dl);
-    tokens += dl;
-    docs++;
-    bytesRead = row.end;
-    prevEnd = row.end;
-    prevLine = row.line;
-    report("invert", invertFraction(), 0, false);
+  } finally {
+    decoder?.close();
   }
   if (docs === 0) throw new RecallError(`corpus '${opts.corpusPath}' has no rows`);
   bytesRead = corpus.bytes;
-  flushRun(corpus.bytes, prevLine);
+  flushRun(decoder ? prevEnd : corpus.bytes, prevLine);
   startW.close();
   lenW.close();
   termsW.close();
@@ -335,6 +352,7 @@ export function buildBm25Index(opts: BuildOptions): IndexManifest {
     corpus,
     segments,
     scoreBounds: { blockPostings: BOUND_BLOCK },
+    ...(decoder ? { rowsFile: { name: ROWS_FILE, ...rowsIdentity(rowsPath) } } : {}),
     stats: {
       docs, terms: dict.count, postings, tokens, avgDocLen, indexBytes: 0, corpusBytes: corpus.bytes,
       buildSeconds: seconds, docsPerSecond: (docs - resumedFromDoc) / seconds, peakRssBytes: peakRss(),
@@ -430,4 +448,9 @@ function dirBytes(dir: string): number {
 function peakRss(): number {
   const maxRss = process.resourceUsage().maxRSS; // KiB on Linux and macOS
   return maxRss > 0 ? maxRss * 1024 : process.memoryUsage().rss;
+}
+
+function rowsIdentity(path: string): { bytes: number; fingerprint: string } {
+  const { bytes, fingerprint } = corpusIdentity(path);
+  return { bytes, fingerprint };
 }
