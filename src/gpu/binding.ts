@@ -8,6 +8,7 @@
  */
 import { tmpdir } from "node:os";
 import { createGPUInstance, globals } from "bun-webgpu";
+import { guardMethods } from "./packed_struct_lifetime.ts";
 
 export const BINDING_NAME = "bun-webgpu (Dawn via bun:ffi)";
 
@@ -22,8 +23,37 @@ export function webgpu(): GPU {
     globals();
     instance = createGPUInstance() as unknown as GPU;
     politeEventPolling(instance);
+    guardPackedStructs(instance);
   }
   return instance;
+}
+
+/** The bun-webgpu methods that pack descriptors with nested buffers (see packed_struct_lifetime.ts), by object. */
+const DEVICE_METHODS = [
+  "createBuffer", "createTexture", "createSampler", "createBindGroupLayout", "createPipelineLayout", "createShaderModule",
+  "createBindGroup", "createComputePipeline", "createComputePipelineAsync", "createRenderPipeline", "createRenderPipelineAsync",
+  "createCommandEncoder", "createQuerySet", "createRenderBundleEncoder", "popErrorScope",
+] as const;
+const ENCODER_METHODS = ["beginComputePass", "beginRenderPass", "finish", "copyBufferToTexture", "copyTextureToBuffer", "copyTextureToTexture"] as const;
+
+function whenResolved(result: unknown, then: (value: object) => void): void {
+  if (result instanceof Promise) void result.then((v: unknown) => (v && typeof v === "object" ? then(v) : undefined), () => undefined);
+}
+
+/** Guards GPU → adapter → device → queue and command encoders, each class's prototype once, as the objects appear. */
+function guardPackedStructs(gpu: GPU): void {
+  guardMethods(gpu, ["requestAdapter"], (_, adapter) =>
+    whenResolved(adapter, (a) =>
+      guardMethods(a, ["requestDevice"], (_, device) =>
+        whenResolved(device, (d) => {
+          guardMethods(d, DEVICE_METHODS, (name, made) => {
+            if (name === "createCommandEncoder" && made && typeof made === "object") guardMethods(made, ENCODER_METHODS);
+          });
+          guardMethods((d as GPUDevice).queue, ["submit", "onSubmittedWorkDone"]);
+        }),
+      ),
+    ),
+  );
 }
 
 /** bun-webgpu's event pump: it polls Dawn's events while a mapAsync / onSubmittedWorkDone is pending. */
@@ -62,4 +92,43 @@ function politeEventPolling(gpu: GPU): void {
     if (spins < 2) setImmediate(poll);
     else setTimeout(poll, 1);
   };
+}
+
+/*
+ * Releasing what recall records. A browser drops its reference to a WebGPU object when the JS wrapper is garbage
+ * collected; bun-webgpu never does (no finalizers), so every bind group, pass encoder and command buffer stayed
+ * alive in Dawn forever. Each leaked bind group pins a Vulkan descriptor set, and lavapipe backs descriptor pools
+ * with their own memfd mappings: a long run reached the kernel's vm.max_map_count (65530) after ~200 SFT steps, the
+ * next descriptor pool's mmap failed and lavapipe wrote through the failed mapping (SIGSEGV in vkCreateDescriptorPool).
+ * Recorded commands hold their own references in Dawn until the work completes, so dropping ours at once is safe.
+ */
+interface Releasable {
+  lib?: Record<string, ((ptr: unknown) => void) | undefined>;
+  ptr?: unknown;
+}
+
+function releaseVia(obj: object, symbol: string): void {
+  const o = obj as Releasable;
+  const release = o.lib?.[symbol];
+  if (typeof release === "function" && o.ptr) {
+    release.call(o.lib, o.ptr);
+    o.ptr = null;
+  }
+}
+
+/** Drops recall's reference to a bind group once it is set on a pass. */
+export function releaseBindGroup(group: GPUBindGroup): void {
+  releaseVia(group, "wgpuBindGroupRelease");
+}
+
+/** Drops recall's reference to a compute pass once it has ended. */
+export function releaseComputePass(pass: GPUComputePassEncoder): void {
+  releaseVia(pass, "wgpuComputePassEncoderRelease");
+}
+
+/** Drops recall's reference to a command buffer once it is submitted. */
+export function releaseCommandBuffer(cmd: GPUCommandBuffer): void {
+  const c = cmd as unknown as { bufferPtr?: unknown } & Releasable;
+  releaseVia(cmd, "wgpuCommandBufferRelease");
+  c.bufferPtr = null;
 }

@@ -6,6 +6,7 @@
 import { RecallError } from "../errors.ts";
 import { BufferPool, Usage, STORAGE_USAGE } from "./buffers.ts";
 import { openDevice, type DeviceHandle } from "./device.ts";
+import { releaseBindGroup, releaseCommandBuffer, releaseComputePass } from "./binding.ts";
 import { SHADERS, type ShaderName } from "./shaders.ts";
 import { Tensor, DTYPE_BYTES, type DType } from "./tensor.ts";
 
@@ -182,6 +183,7 @@ export class Gpu {
   private endPass(): void {
     if (this.pass) {
       this.pass.end();
+      releaseComputePass(this.pass);
       this.pass = null;
     }
   }
@@ -222,6 +224,8 @@ export class Gpu {
     if (!this.pass) this.pass = this.commandEncoder().beginComputePass();
     this.pass.setPipeline(pipeline);
     this.pass.setBindGroup(0, bindGroup);
+    // The pass holds its own reference until the work completes; a kept one would pin a descriptor set forever.
+    releaseBindGroup(bindGroup);
     this.pass.dispatchWorkgroups(x, y, z);
     this.dispatchCount++;
   }
@@ -237,6 +241,7 @@ export class Gpu {
     const cmd = this.encoder.finish();
     this.encoder = null;
     this.device.queue.submit([cmd]);
+    releaseCommandBuffer(cmd);
     this.submitCount++;
   }
 
