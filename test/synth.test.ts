@@ -24,7 +24,8 @@ import { prepareMusique } from "../src/synth/musique.ts";
 import { OpenAIChatGenerator } from "../src/rollout/remote/openai.ts";
 import { makeRng } from "../src/synth/random.ts";
 import { knobsOf, runSynth, type SynthResult } from "../src/synth/run.ts";
-import { conversationText } from "../src/synth/trace.ts";
+import { conversationText, finalTurn } from "../src/synth/trace.ts";
+import { flattenAnswer } from "../src/sandbox/flatten.ts";
 import { fakeLlmServer } from "./fake_llm_server.ts";
 import { runRecall } from "./harness.ts";
 import type { Candidate, Sample } from "../src/synth/types.ts";
@@ -210,6 +211,61 @@ test("verification rejects a wrong result, an answer that does not follow, broke
     expect(reasons[2]).toMatch(/golden call 1 .* returned "error: \\ninvalid syntax/);
     expect(reasons[3]).toMatch(/golden call 1 .* returned "error: execution timed out"/);
   }
+}, 120_000);
+
+test("the batched driver flattens every kind of answer as the per-call path does (result types, printed output, errors)", async () => {
+  // Tools returning each JSON type, printing, raising; the trace results come from the per-call path (flatten.ts).
+  const env = [
+    "import math",
+    "def kind(k: str):",
+    "    if k == 'dict': return {'b': [1, 2.0, None, True], 'a': {'x': 'é'}}",
+    "    if k == 'float': return 2.0",
+    "    if k == 'big': return 12345678901234567890",
+    "    if k == 'tuple': return (1, 'two')",
+    "    if k == 'false': return False",
+    "    if k == 'empty': return ''",
+    "    if k == 'zero': return 0",
+    "    if k == 'none': return None",
+    "    if k == 'print':",
+    "        print('hello  ')",
+    "        return [3]",
+    "    if k == 'nan': return math.nan",
+    "    if k == 'raise': raise KeyError(k)",
+    "    return '  padded \\n text  '",
+    "def done():",
+    "    return 'ok'",
+    "",
+  ].join("\n");
+  const schemas = JSON.stringify(["kind", "done"].map((name) => ({ type: "function", function: { name, description: name, parameters: { type: "object", properties: {}, required: [] } } })));
+  const kinds = ["dict", "float", "big", "tuple", "false", "empty", "zero", "none", "print", "nan", "raise", "text"];
+  const base: VerifyOptions = { executor: sandbox, mode: "per_call", batchSize: 64, callTimeout: 5, envFor: (c) => c.env, dataSourceOf: () => "re_call_synth_test" };
+  const candidates: Candidate[] = kinds.map((k) => ({
+    family: "test",
+    question: `What does kind ${k} give?`,
+    env,
+    funcSchemas: schemas,
+    groundTruth: "ok",
+    golden: {
+      turns: [{ think: " ", calls: [{ name: "kind", arguments: { k }, result: "" }] }, { think: " ", calls: [{ name: "done", arguments: {}, result: "result: \nok" }] }],
+      ...finalTurn("natural", "ok", "Done."),
+    },
+    meta: {},
+  }));
+  // The per-call answers, as a rollout would see them, become the trace.
+  for (const c of candidates) {
+    const call = c.golden.turns[0]!.calls[0]!;
+    call.result = flattenAnswer(await sandbox.execute({ env, call: `kind(k=${JSON.stringify(call.arguments.k)})`, timeout: 5 }));
+  }
+  const results = candidates.map((c) => c.golden.turns[0]!.calls[0]!.result);
+  expect(results).toContain("result: \n{'b': [1, 2.0, None, True], 'a': {'x': 'é'}}");
+  expect(results).toContain("result: \n[3]\noutput: \nhello");
+  expect(results).toContain("error: \n'raise'");
+  for (const mode of ["per_call", "batched"] as const) expect(await verifyCandidates(candidates, { ...base, mode })).toEqual(candidates.map(() => ({ ok: true })));
+  // And a changed result is caught by the driver's own comparison.
+  const changed = JSON.parse(JSON.stringify(candidates[0]!)) as Candidate;
+  changed.golden.turns[0]!.calls[0]!.result = "result: \n{}";
+  const [v] = await verifyCandidates([changed], { ...base, mode: "batched" });
+  expect(v).toEqual({ ok: false, reason: expect.stringContaining(`returned ${JSON.stringify(results[0])}, the trace says "result: \\n{}"`) });
 }, 120_000);
 
 test("--mix splits n by weight; bad flags and values are refused naming them", () => {

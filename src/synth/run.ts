@@ -2,6 +2,8 @@
  * `recall synth` for the procedural families: generate candidates per family from seeded streams, drop duplicates
  * (normalised question + env hash), verify them all in the sandbox, make up rejects with new candidates, split
  * train/test per family with the seed, and write the outputs (write.ts). Rejects are kept with their reasons.
+ * Generation and verification overlap: the sandbox pool starts while the first batch is generated, and each full
+ * batch is verified while the next is made. Nothing is accepted before its verdict.
  */
 import { availableParallelism } from "node:os";
 import { mkdirSync } from "node:fs";
@@ -15,7 +17,7 @@ import type { ToolExecutor } from "../sandbox/types.ts";
 import { dataSourceOf, parseMix, type MixEntry } from "./families.ts";
 import { makeRng, streamSeed, type Rng } from "./random.ts";
 import type { Candidate, FamilyGenerator, FamilyKnobs, Sample } from "./types.ts";
-import { verifyCandidates } from "./verify.ts";
+import { verifyCandidates, type Verdict } from "./verify.ts";
 import { writeSynthOutputs, type Reject, type SynthStats } from "./write.ts";
 
 export interface SynthRunOptions {
@@ -69,6 +71,9 @@ interface FamilyRun {
 
 const MAX_ROUNDS = 8;
 
+/** Lets pending I/O run (sandbox answers, pool dispatch) between synchronous stretches of generation. */
+const yieldToIo = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 export async function runSynth(s: SynthSettings, o: SynthRunOptions): Promise<SynthResult> {
   const outDir = resolve(s.out);
   mkdirSync(outDir, { recursive: true });
@@ -76,7 +81,7 @@ export async function runSynth(s: SynthSettings, o: SynthRunOptions): Promise<Sy
   const knobs = knobsOf(s);
   const runs: FamilyRun[] = [];
   const rejects: Reject[] = [];
-  let executor: ToolExecutor | undefined;
+  let opening: Promise<ToolExecutor> | undefined;
   const t0 = performance.now();
   let generateMs = 0;
   let verifyMs = 0;
@@ -88,66 +93,99 @@ export async function runSynth(s: SynthSettings, o: SynthRunOptions): Promise<Sy
       runs.push({ entry, gen, rng: makeRng(streamSeed(s.seed, entry.family.name)), seen: new Set(), accepted: [], generated: 0, duplicates: 0, rejected: 0 });
     }
     const allowUrls = runs.flatMap((r) => r.gen.allowUrls ?? []);
-    executor = o.executor !== undefined && allowUrls.length === 0 ? o.executor : await openSandbox({
-      url: s.sandbox_url || undefined,
-      workers: s.workers ?? availableParallelism(),
-      allowUrls,
-      resultLimit: 256 << 20,
-    });
+    // The pool starts (seconds: worker processes restored from a snapshot) while the first batch is generated.
+    opening =
+      o.executor !== undefined && allowUrls.length === 0
+        ? Promise.resolve(o.executor)
+        : openSandbox({ url: s.sandbox_url || undefined, workers: s.workers ?? availableParallelism(), allowUrls, resultLimit: 256 << 20 });
+    opening.catch(() => {}); // awaited below; a failed start is reported there
+    let readyAt: number | undefined;
+    void opening.then(() => (readyAt = performance.now()), () => {});
     const byFamily = new Map(runs.map((r) => [r.entry.family.name, r]));
+    const verifyOptions = (executor: ToolExecutor) => ({
+      executor,
+      mode: s.verify,
+      batchSize: s.batch_size,
+      callTimeout: 10,
+      envFor: (c: Candidate) => byFamily.get(c.family)!.gen.verificationEnv?.(c.env) ?? c.env,
+      dataSourceOf: (c: Candidate) => dataSourceOf(c.family),
+    });
     for (let round = 0; round < MAX_ROUNDS; round++) {
-      const batch: Candidate[] = [];
-      const tg = performance.now();
-      for (const r of runs) {
-        const want = r.entry.count - r.accepted.length;
+      // Families interleaved (the one furthest behind its share next), so every batch holds a mix and the workers
+      // finish together; each batch goes to the sandbox as soon as it is full while the next one is generated.
+      const want = runs.map((r) => r.entry.count - r.accepted.length);
+      const made = runs.map(() => 0);
+      const misses = runs.map(() => 0);
+      const batches: { candidates: Candidate[]; verdicts: Promise<Verdict[]> }[] = [];
+      let batch: Candidate[] = [];
+      let tv: number | undefined;
+      const send = async () => {
+        const candidates = batch;
+        batch = [];
+        tv ??= performance.now();
+        const verdicts = opening!.then((executor) => verifyCandidates(candidates, verifyOptions(executor)));
+        verdicts.catch(() => {}); // awaited in order below; a run stopped before that must not leave it unhandled
+        batches.push({ candidates, verdicts });
+        await yieldToIo();
+      };
+      let lastYield = performance.now();
+      for (;;) {
+        // Sandbox workers wait on this process for their tools' HTTP requests (the search family's retriever) and
+        // for their next batch, so generation stops every few milliseconds to let them through.
+        if (performance.now() - lastYield > 5) {
+          await yieldToIo();
+          lastYield = performance.now();
+        }
+        let k = -1;
+        for (let i = 0; i < runs.length; i++) if (made[i]! < want[i]! && (k < 0 || made[i]! / want[i]! < made[k]! / want[k]!)) k = i;
+        if (k < 0) break;
+        const r = runs[k]!;
+        const tg = performance.now();
+        const c = r.gen.generate(r.rng);
+        generateMs += performance.now() - tg;
+        r.generated++;
+        if (typeof c === "string") {
+          r.rejected++;
+          rejects.push({ family: r.entry.family.name, stage: "generate", reason: c });
+        } else if (r.seen.has(taskKey(c))) r.duplicates++;
+        else {
+          r.seen.add(taskKey(c));
+          batch.push(c);
+          made[k]!++;
+          misses[k] = 0;
+          if (batch.length >= s.batch_size) await send();
+          continue;
+        }
         // Duplicates and generation failures are retried; a family that cannot make enough distinct tasks stops.
-        let misses = 0;
-        let made = 0;
-        while (made < want) {
-          const c = r.gen.generate(r.rng);
-          r.generated++;
-          if (typeof c === "string") {
-            r.rejected++;
-            rejects.push({ family: r.entry.family.name, stage: "generate", reason: c });
-          } else if (r.seen.has(taskKey(c))) r.duplicates++;
-          else {
-            r.seen.add(taskKey(c));
-            batch.push(c);
-            made++;
-            misses = 0;
-            continue;
-          }
-          if (++misses > 2000) {
-            throw new RecallError(
-              `family '${r.entry.family.name}': only ${r.accepted.length + made} distinct tasks after ${r.generated} tries for ${r.entry.count} asked; widen its knobs (e.g. --calc_min/--calc_max, --hops, --kb_entities) or lower --n`,
-            );
-          }
+        if (++misses[k]! > 2000) {
+          throw new RecallError(
+            `family '${r.entry.family.name}': only ${r.accepted.length + made[k]!} distinct tasks after ${r.generated} tries for ${r.entry.count} asked; widen its knobs (e.g. --calc_min/--calc_max, --hops, --kb_entities) or lower --n`,
+          );
         }
       }
-      generateMs += performance.now() - tg;
-      if (batch.length === 0) break;
-      const tv = performance.now();
-      const verdicts = await verifyCandidates(batch, {
-        executor,
-        mode: s.verify,
-        batchSize: s.batch_size,
-        callTimeout: 10,
-        envFor: (c) => byFamily.get(c.family)!.gen.verificationEnv?.(c.env) ?? c.env,
-        dataSourceOf: (c) => dataSourceOf(c.family),
-      });
-      verifyMs += performance.now() - tv;
-      verified += batch.length;
-      batch.forEach((c, i) => {
-        const r = byFamily.get(c.family)!;
-        const v = verdicts[i]!;
-        if (v.ok) r.accepted.push(c);
-        else {
-          r.rejected++;
-          rejects.push({ family: c.family, stage: "verify", reason: v.reason, question: c.question });
-        }
-      });
+      if (batch.length > 0) await send();
+      if (batches.length === 0) break;
+      let checked = 0;
+      // Verdicts taken in generation order, so each family's accepted samples keep their order.
+      for (const b of batches) {
+        const verdicts = await b.verdicts;
+        checked += b.candidates.length;
+        b.candidates.forEach((c, i) => {
+          const r = byFamily.get(c.family)!;
+          const v = verdicts[i]!;
+          if (v.ok) r.accepted.push(c);
+          else {
+            r.rejected++;
+            rejects.push({ family: c.family, stage: "verify", reason: v.reason, question: c.question });
+          }
+        });
+      }
+      // Verification time counts from the first batch sent, or from the pool being ready if that came later.
+      const roundMs = performance.now() - Math.max(tv!, readyAt ?? tv!);
+      verifyMs += roundMs;
+      verified += checked;
       const done = runs.reduce((n, r) => n + r.accepted.length, 0);
-      o.log(`round ${round + 1}: verified ${batch.length} candidates in ${((performance.now() - tv) / 1000).toFixed(1)} s; ${done}/${s.n} accepted, ${rejects.length} rejected so far`);
+      o.log(`round ${round + 1}: verified ${checked} candidates in ${(roundMs / 1000).toFixed(1)} s; ${done}/${s.n} accepted, ${rejects.length} rejected so far`);
       if (runs.every((r) => r.accepted.length >= r.entry.count)) break;
     }
     const short = runs.filter((r) => r.accepted.length < r.entry.count);
@@ -186,11 +224,12 @@ export async function runSynth(s: SynthSettings, o: SynthRunOptions): Promise<Sy
         rejected: r.rejected,
         files: r.gen.files ?? [],
       })),
-      timing: { generate_s: generateMs / 1000, verify_s: verifyMs / 1000, total_s: (performance.now() - t0) / 1000, verified },
+      timing: { generate_s: generateMs / 1000, verify_s: verifyMs / 1000, sandbox_ready_s: ((readyAt ?? t0) - t0) / 1000, total_s: (performance.now() - t0) / 1000, verified },
     });
     return { outDir, train, test, rejects, stats };
   } finally {
     for (const r of runs) await r.gen.close();
+    const executor = await opening?.catch(() => undefined);
     if (executor && executor !== o.executor) await executor.close();
   }
 }

@@ -154,19 +154,25 @@ export const searchFamily: Family = {
     let server: RunningRetrieverServer | undefined = await startRetrieverServer(retriever, { host: "127.0.0.1", port: 0 });
     const url = server.url;
     const paths = PATHS.filter((p) => p.rels.length === knobs.hops);
+    // The index does not change during a run, so a query's passages are looked up once (a duplicate-heavy run asks
+    // the same questions many times before it has enough distinct ones).
+    const searched = new Map<string, ReturnType<Bm25Retriever["searchSync"]>["docs"]>();
+    const search = (query: string) => searched.get(query) ?? searched.set(query, retriever.searchSync(query, knobs.searchTopN).docs).get(query)!;
+    const ofType = new Map<EntityType, Entity[]>();
+    for (const e of kb) ofType.set(e.type, [...(ofType.get(e.type) ?? []), e]);
     return {
       allowUrls: [url],
       files: ["corpus.jsonl", "bm25"],
       verificationEnv: (env) => env.split(SEARCH_URL_PLACEHOLDER).join(url),
       generate(rng): Candidate | string {
         const path = rng.pick(paths);
-        const start = rng.pick(kb.filter((e) => e.type === RELATIONS[path.rels[0]!]!.from));
+        const start = rng.pick(ofType.get(RELATIONS[path.rels[0]!]!.from)!);
         const turns: GoldenTurn[] = [];
         let current = start;
         let answer = "";
         for (const [i, rel] of path.rels.entries()) {
           const query = RELATIONS[rel]!.query(current.name);
-          const docs = retriever.searchSync(query, knobs.searchTopN).docs;
+          const docs = search(query);
           if (!docs.some((d) => d.contents === contentsOf(current))) return `search: the passage about '${current.name}' is not in the top ${knobs.searchTopN} for '${query}'`;
           answer = current.attrs[rel]!;
           turns.push({

@@ -5,16 +5,16 @@
  * follow from the last response, and ReCall's reward must give the whole golden conversation full marks.
  *
  * `batched` (default) sends many samples to one sandbox call: a small Python driver runs each sample's env and call
- * in fresh globals, as the sandbox does per call (compiling each distinct env once), and returns each answer's stdout,
- * JSON result and error, which are flattened here by the same code as a single call's. `per_call` sends every golden
- * call on its own (ReCall's path exactly; slower). A batch that fails as a whole (a hanging tool, a limit) is retried call by call, so one bad
+ * in fresh globals, as the sandbox does per call (compiling each distinct env once), flattens each answer as ReCall's
+ * Python client does and compares it with the trace there, returning only the results of samples that differ.
+ * `per_call` sends every golden call on its own (ReCall's path exactly; slower; flattened here by src/sandbox/flatten.ts). A batch that fails as a whole (a hanging tool, a limit) is retried call by call, so one bad
  * sample never sinks others.
  */
 import { pyReprStr } from "../python/repr.ts";
+import harnessSource from "../sandbox/harness.py" with { type: "text" };
 import { reCallReward } from "../reward/re_call.ts";
 import { normalizeAnswer } from "../reward/squad.ts";
 import { parseToolCall } from "../rollout/tool_calls.ts";
-import { answerFromResultJson } from "../sandbox/answer.ts";
 import { flattenAnswer } from "../sandbox/flatten.ts";
 import type { ExecuteAnswer, ToolExecutor } from "../sandbox/types.ts";
 import { callJsonText, conversationText } from "./trace.ts";
@@ -37,38 +37,54 @@ export interface VerifyOptions {
 
 export type Verdict = { ok: true } | { ok: false; reason: string };
 
-/** The Python driver of a batch: env and call in fresh globals per call, stdout captured, result as the harness encodes it. */
-const BATCH_DRIVER = `import io as _io
-import json as _json
-import sys as _sys
+/**
+ * The Python driver of a batch, run after the sandbox harness's own source (harness.py defines only functions and
+ * classes; nothing runs), so a result is encoded exactly as a single call's (`_encode`, FastAPI's rules: tuples as
+ * lists, NaN as text …) and an error is its `_safe_str`. Per call: env and call in fresh globals, stdout captured,
+ * the answer flattened as ReCall's (Python) client does — `str()` of each truthy part of the JSON-decoded result,
+ * output, error, then stripped — and compared with the trace's result there. A sample whose every call matched comes
+ * back as None, any other as its flattened results, so the answer stays small and the host parses little.
+ */
+const BATCH_DRIVER = `
+def __recall_flatten(output, result_json, error):
+    text = ""
+    result = None if result_json is None else _json_loads(result_json)
+    if result:
+        text += "result: \\n" + str(result) + "\\n"
+    if output:
+        text += "output: \\n" + output + "\\n"
+    if error:
+        text += "error: \\n" + error + "\\n"
+    return text.strip()
 
 def __recall_verify_batch(jobs_json):
-    jobs = _json.loads(jobs_json)
+    jobs = _json_loads(jobs_json)
     codes = [compile(env, "<env>", "exec") for env in jobs["envs"]]
     out = []
-    for env_index, calls in jobs["items"]:
-        answers = []
+    for env_index, calls, expected in jobs["items"]:
+        got = []
         for call in calls:
-            buf = _io.StringIO()
-            saved = _sys.stdout
-            _sys.stdout = buf
+            buf = io.StringIO()
+            saved = sys.stdout
+            sys.stdout = buf
             result_json = None
             error = None
             try:
                 g = {"__name__": "__main__"}
                 exec(codes[env_index], g)
                 exec(compile("response = " + call, "<call>", "exec"), g)
-                r = g.get("response")
-                if r is not None:
-                    result_json = _json.dumps(r, ensure_ascii=True, allow_nan=False)
+                encoded = _encode(g.get("response"))
+                if encoded is not None:
+                    result_json = _json_dumps(encoded, ensure_ascii=True, allow_nan=False)
             except BaseException as e:
-                error = str(e)
+                error = _safe_str(e)
             finally:
-                _sys.stdout = saved
-            answers.append([buf.getvalue(), result_json, error])
-        out.append(answers)
+                sys.stdout = saved
+            got.append(__recall_flatten(buf.getvalue(), result_json, error))
+        out.append(None if got == expected else got)
     return out
 `;
+const BATCH_ENV = harnessSource + "\n" + BATCH_DRIVER;
 
 /** The Python call expressions of a candidate's golden calls, as a rollout would build them from the call JSON. */
 function callExprs(c: Candidate): string[] | string {
@@ -119,36 +135,33 @@ async function perCall(o: VerifyOptions, c: Candidate, exprs: string[]): Promise
   return Promise.all(exprs.map(async (call) => flattenAnswer(await o.executor.execute({ env, call, timeout: o.callTimeout }))));
 }
 
-/** One sandbox call for many samples; undefined when the batch failed as a whole. */
+/** One sandbox call for many samples: each sample's flattened results; undefined when the batch failed as a whole. */
 async function batch(o: VerifyOptions, items: { c: Candidate; exprs: string[] }[]): Promise<string[][] | undefined> {
   // Each distinct env is sent and compiled once; every call still runs it in fresh globals.
   const envs: string[] = [];
   const envIndex = new Map<string, number>();
+  const expected = items.map(({ c }) => c.golden.turns.flatMap((t) => t.calls.map((call) => call.result)));
   const jobs = {
     envs,
-    items: items.map(({ c, exprs }) => {
+    items: items.map(({ c, exprs }, i) => {
       const env = o.envFor(c);
       if (!envIndex.has(env)) envIndex.set(env, envs.push(env) - 1);
-      return [envIndex.get(env)!, exprs];
+      return [envIndex.get(env)!, exprs, expected[i]!];
     }),
   };
   const calls = items.reduce((n, it) => n + it.exprs.length, 0);
   const answer: ExecuteAnswer = await o.executor.execute({
-    env: BATCH_DRIVER,
+    env: BATCH_ENV,
     call: `__recall_verify_batch(${pyReprStr(JSON.stringify(jobs))})`,
     timeout: Math.min(30, o.callTimeout * Math.max(1, Math.ceil(calls / 20))),
   });
   const r = answer.result;
   if (answer.error || !Array.isArray(r) || r.length !== items.length) return undefined;
   const out: string[][] = [];
-  for (const [i, perSample] of (r as unknown[]).entries()) {
-    if (!Array.isArray(perSample) || perSample.length !== items[i]!.exprs.length) return undefined;
-    out.push(
-      perSample.map((a) => {
-        const [output, resultJson, error] = a as [string, string | null, string | null];
-        return flattenAnswer(answerFromResultJson(output, resultJson, error));
-      }),
-    );
+  for (const [i, got] of (r as unknown[]).entries()) {
+    if (got === null) out.push(expected[i]!);
+    else if (Array.isArray(got) && got.length === items[i]!.exprs.length && got.every((x) => typeof x === "string")) out.push(got as string[]);
+    else return undefined;
   }
   return out;
 }

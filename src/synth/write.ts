@@ -44,7 +44,8 @@ export interface SynthStats {
     mean_question_chars: number;
     reject_reasons: Record<string, number>;
   })[];
-  timing: { generate_s: number; verify_s: number; total_s: number; verified: number; verified_per_s: number };
+  /** Seconds generating candidates, verifying them (overlapping generation; from the pool being ready), from the start until the pool was ready (it starts once the families are open; the first batch is generated meanwhile), in all; verified ÷ verify_s. */
+  timing: { generate_s: number; verify_s: number; sandbox_ready_s?: number; total_s: number; verified: number; verified_per_s: number };
 }
 
 export function verlRows(samples: readonly Sample[]): VerlRow[] {
@@ -79,7 +80,7 @@ function reasonKind(reason: string): string {
 export function writeSynthOutputs(
   outDir: string,
   s: { system_prompt: string } & Record<string, unknown>,
-  d: { train: Sample[]; test: Sample[]; rejects: readonly { family: string; reason: string }[]; families: FamilyStats[]; timing: { generate_s: number; verify_s: number; total_s: number; verified: number } },
+  d: { train: Sample[]; test: Sample[]; rejects: readonly { family: string; reason: string }[]; families: FamilyStats[]; timing: { generate_s: number; verify_s: number; sandbox_ready_s?: number; total_s: number; verified: number } },
 ): SynthStats {
   const files: string[] = [];
   writeVerlParquet(join(outDir, "train.parquet"), verlRows(d.train));
