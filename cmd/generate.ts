@@ -1,6 +1,6 @@
 /** `recall generate`: sample a continuation of a prompt with the local WebGPU engine (KV cache, GPU sampling). */
 import { consola } from "consola";
-import { defineRecallCommand, listFlag, numberFlag, requiredStringFlag } from "../src/cli/command.ts";
+import { defineRecallCommand, listFlag, numberFlag, requiredStringFlag, stringFlag } from "../src/cli/command.ts";
 import { getGpu } from "../src/gpu/runtime.ts";
 import { openPretrained } from "../src/model/pretrained.ts";
 import { GenerationSession } from "../src/model/generate.ts";
@@ -13,9 +13,11 @@ export default defineRecallCommand({
     "recall generate --model runs/tiny-qwen2 --prompt 'Once upon a time' --max_new_tokens 20",
     "recall generate --model runs/tiny-qwen2 --prompt 'What is 2+2?' --chat --temperature 0.7 --top_p 0.9 --seed 1",
     "recall generate --model runs/tiny-qwen2 --prompt 'List:' --stop '\\n\\n' --json",
+    "recall generate --model runs/tiny-qwen2 --adapter checkpoints/recall/sft-lora/global_step_20 --prompt 'What is 2+2?' --chat",
   ],
   args: {
     model: { type: "string", description: "Model folder (config.json, model.safetensors, tokenizer.json)", required: true },
+    adapter: { type: "string", description: "LoRA adapter folder (PEFT format) applied to --model" },
     prompt: { type: "string", description: "The prompt text", required: true },
     chat: { type: "boolean", description: "Wrap the prompt as a user message with the model's chat template (+ generation prompt)" },
     max_new_tokens: { type: "string", description: "Most tokens to generate (default 128)" },
@@ -38,7 +40,7 @@ export default defineRecallCommand({
     };
     if (sampling.topP === 0) throw new RecallError("flag --top_p must be > 0");
     const gpu = await getGpu();
-    const { model, tokenizer, stopTokenIds } = await openPretrained(gpu, dir);
+    const { model, tokenizer, stopTokenIds } = await openPretrained(gpu, dir, { adapter: stringFlag(args, "adapter") });
     const promptIds = args.chat
       ? tokenizer.encodeChat([{ role: "user", content: prompt }], { addGenerationPrompt: true })
       : tokenizer.encode(prompt, { addSpecialTokens: true });

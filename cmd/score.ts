@@ -5,6 +5,7 @@ import { RecallError } from "../src/errors.ts";
 import { getGpu } from "../src/gpu/runtime.ts";
 import { RecallTokenizer } from "../src/data/tokenizer.ts";
 import { Transformer } from "../src/model/transformer.ts";
+import { loadAdapter } from "../src/model/peft_adapter.ts";
 
 export function parseIds(text: string, vocabSize: number): number[] {
   const ids = text.split(",").map((s) => s.trim()).filter((s) => s !== "").map(Number);
@@ -19,9 +20,11 @@ export default defineRecallCommand({
   examples: [
     "recall score --model runs/tiny-qwen2 --text 'The capital of France is Paris.' --json",
     "recall score --model runs/tiny-qwen2 --ids 12,40,7,99 --json",
+    "recall score --model runs/tiny-qwen2 --adapter checkpoints/recall/sft-lora/global_step_20 --ids 12,40,7,99 --json",
   ],
   args: {
     model: { type: "string", description: "Model folder (config.json, model.safetensors, tokenizer.json)", required: true },
+    adapter: { type: "string", description: "LoRA adapter folder (PEFT format) applied to --model" },
     text: { type: "string", description: "Text to score (tokenized without adding special tokens)" },
     ids: { type: "string", description: "Comma-separated token ids to score instead of --text" },
     json: { type: "boolean", description: 'Print {"ids": [...], "tokens": [...], "logprobs": [null, ...]}' },
@@ -33,6 +36,8 @@ export default defineRecallCommand({
     if ((text === undefined) === (idsFlag === undefined)) throw new RecallError("give exactly one of --text or --ids");
     const gpu = await getGpu();
     const model = await Transformer.load(gpu, dir);
+    const adapter = stringFlag(args, "adapter");
+    if (adapter) model.adapter = await loadAdapter(gpu, model.config, adapter);
     const tokenizer = text !== undefined || !args.json ? RecallTokenizer.load(dir) : undefined;
     const ids = idsFlag !== undefined ? parseIds(idsFlag, model.V) : tokenizer!.encode(text!, { addSpecialTokens: false });
     if (ids.length === 0) throw new RecallError("--text encodes to no tokens");

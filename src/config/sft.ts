@@ -21,6 +21,7 @@ import {
   type SettingSource,
   type SettingsOf,
 } from "./schema.ts";
+import { targetModulesProblem } from "../model/lora.ts";
 import { NO_NETWORK_LOGGER, ONE_DEVICE, VERL_TRAINER_CLUSTER_KEYS } from "./verl_trainer.ts";
 
 const NO_FSDP = "no FSDP in recall; ignored";
@@ -79,7 +80,15 @@ export const SFT_SETTINGS = defineSettings({
   // model
   "model.partial_pretrain": { type: "string", default: "", flags: ["model"], help: "Model folder (Hugging Face layout) to fine-tune" },
   "model.enable_gradient_checkpointing": { type: "bool", default: true, flags: ["gradient_checkpointing"], help: "Recompute activations in the backward pass to save memory" },
-  "model.lora_rank": { type: "int", default: 0, check: (v) => (v === 0 ? undefined : `must be 0: LoRA is not implemented in recall yet, got ${v}`), help: "verl: LoRA rank (0: full fine-tuning, the only mode here)" },
+  "model.lora_rank": { type: "int", default: 0, check: atLeast(0), flags: ["lora_rank"], help: "LoRA rank r (0: full fine-tuning); base weights frozen, checkpoints are PEFT adapter folders" },
+  "model.lora_alpha": { type: "float", default: 16, check: above(0), flags: ["lora_alpha"], help: "LoRA alpha: the adapter's output is scaled by alpha / r" },
+  "model.target_modules": {
+    type: "list<string>",
+    default: ["all-linear"],
+    check: targetModulesProblem,
+    flags: ["target_modules"],
+    help: "Projections LoRA adapts: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj or all-linear",
+  },
   "model.trust_remote_code": { type: "bool", default: false, ignored: "recall runs no model code from the model folder; ignored", help: "verl: trust remote model code" },
   "model.external_lib": { type: "string", nullable: true, default: null, ignored: "recall runs no model code from elsewhere; ignored", help: "verl: import a model library" },
   "model.use_liger": { type: "bool", default: false, ignored: "no Liger kernels; recall's fused LM head never holds [tokens × vocab] logits; ignored", help: "verl: Liger kernels" },

@@ -21,6 +21,7 @@ import {
   type SettingSource,
   type SettingsOf,
 } from "./schema.ts";
+import { targetModulesProblem } from "../model/lora.ts";
 import { NO_NETWORK_LOGGER, ONE_DEVICE, VERL_TRAINER_CLUSTER_KEYS } from "./verl_trainer.ts";
 
 const KL_TYPES = ["kl", "abs", "mse", "low_var_kl"] as const;
@@ -52,6 +53,15 @@ export const TRAIN_SETTINGS = defineSettings({
   // model / actor
   "actor_rollout_ref.model.path": { type: "string", default: "", flags: ["actor_model_path"], help: "Model folder (Hugging Face layout) to train" },
   "actor_rollout_ref.model.enable_gradient_checkpointing": { type: "bool", default: true, help: "Recompute activations in the backward pass to save memory" },
+  "actor_rollout_ref.model.lora_rank": { type: "int", default: 0, check: atLeast(0), flags: ["lora_rank"], help: "LoRA rank r (0: full fine-tuning); base weights frozen, the reference is the base with the adapter off" },
+  "actor_rollout_ref.model.lora_alpha": { type: "float", default: 16, check: above(0), flags: ["lora_alpha"], help: "LoRA alpha: the adapter's output is scaled by alpha / r" },
+  "actor_rollout_ref.model.target_modules": {
+    type: "list<string>",
+    default: ["all-linear"],
+    check: targetModulesProblem,
+    flags: ["target_modules"],
+    help: "Projections LoRA adapts: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj or all-linear",
+  },
   "actor_rollout_ref.model.use_remove_padding": { type: "bool", default: true, ignored: "recall never pads inside a sequence; ignored", help: "verl: unpad sequences" },
   "actor_rollout_ref.actor.optim.lr": { type: "float", default: 1e-6, check: above(0), flags: ["lr"], help: "Actor learning rate" },
   "actor_rollout_ref.actor.optim.lr_warmup_steps": { type: "int", default: -1, check: atLeast(-1), help: "Warmup steps (-1: use lr_warmup_steps_ratio)" },

@@ -57,6 +57,9 @@ export async function openGenerator(cfg: EvalConfig, http: HttpOptions): Promise
   if (cfg.sgl_remote_url && cfg.openai_base_url) {
     throw new RecallError("both --sgl_remote_url and --openai_base_url given; pick one generator");
   }
+  if ((cfg.sgl_remote_url || cfg.openai_base_url) && cfg.adapter) {
+    throw new RecallError("--adapter applies to a local model (--generator_model DIR), not a served one", { hint: "merge it first (recall merge) and serve the merged folder" });
+  }
   if (cfg.sgl_remote_url) {
     if (cfg.openai_api === "chat") throw new RecallError("--openai_api chat applies to --openai_base_url, not --sgl_remote_url");
     return new SglangGenerator(cfg.sgl_remote_url, http);
@@ -75,8 +78,9 @@ export async function openGenerator(cfg: EvalConfig, http: HttpOptions): Promise
       });
     }
     if (cfg.openai_api === "chat") throw new RecallError("--openai_api chat applies to --openai_base_url, not a local model");
-    return LocalTokenGenerator.open(await getGpu(), local, { batchSize: cfg.workers, capacity: cfg.context_length });
+    return LocalTokenGenerator.open(await getGpu(), local, { batchSize: cfg.workers, capacity: cfg.context_length, adapter: cfg.adapter ?? undefined });
   }
+  if (cfg.adapter) throw new RecallError("--adapter applies to a local model (--generator_model DIR)");
   throw new RecallError("no generator: pass --sgl_remote_url URL, or --openai_base_url URL --model NAME");
 }
 

@@ -75,6 +75,7 @@ export const EVAL_SETTINGS = defineSettings({
   api_key: { type: "string", nullable: true, default: null, secret: true, help: "API key for --openai_base_url (default: $OPENAI_API_KEY)" },
   openai_api: { type: "enum", choices: ["completions", "chat"], default: "completions", help: "completions (raw prompt; needed for re-call/research) or chat (one-shot methods)" },
   generator_model: { type: "string", nullable: true, default: null, help: "Local model folder run by the WebGPU engine (batch = --workers); with a remote URL only recorded" },
+  adapter: { type: "string", nullable: true, default: null, help: "LoRA adapter folder (PEFT format, e.g. a LoRA run's global_step_N) applied to the local model" },
   remote_retriever_url: { type: "string", nullable: true, default: null, help: "Retriever server (ReCall /search API), e.g. 127.0.0.1:8000" },
   sandbox_url: { type: "string", nullable: true, default: null, help: "ReCall sandbox server (/execute): re-call's tool calls run ReCall's Python wikipedia_search there" },
   system_prompt: {

@@ -30,6 +30,8 @@ export interface LocalGeneratorOptions {
   batchSize?: number;
   /** Tokens per sequence the cache holds (prompt + every turn). */
   capacity?: number;
+  /** A LoRA adapter folder (PEFT format) to attach to the model `open` loads. */
+  adapter?: string;
 }
 
 /** Shorter shared prefixes are cheaper to recompute than to wait a step for. */
@@ -76,7 +78,16 @@ export class LocalTokenGenerator implements TokenGenerator {
   }
 
   static async open(gpu: Gpu, dir: string, o: LocalGeneratorOptions = {}): Promise<LocalTokenGenerator> {
-    return new LocalTokenGenerator(await openPretrained(gpu, dir), dir, o);
+    return new LocalTokenGenerator(await openPretrained(gpu, dir, { adapter: o.adapter }), o.adapter ? `${dir} + adapter ${o.adapter}` : dir, o);
+  }
+
+  /**
+   * Forgets every cached key and value: after the weights change (a training step), keys and values computed with the
+   * old ones must not be reused as a later prompt's prefix. Call between rollouts, with no call running.
+   */
+  weightsChanged(): void {
+    if (this.active.size > 0 || this.queue.length > 0) throw new Error("local generator: weightsChanged() while calls are running");
+    for (let b = 0; b < this.session.B; b++) this.session.reset(b);
   }
 
   /** Times queued calls joined the batch (calls issued together join together). */

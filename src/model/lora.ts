@@ -48,6 +48,13 @@ export function resolveTargetModules(names: readonly string[], where: string): L
   return LORA_MODULES.filter((m) => out.has(m));
 }
 
+/** A settings check (src/config): what is wrong with a target_modules list, or undefined. */
+export function targetModulesProblem(names: readonly string[]): string | undefined {
+  if (names.length === 0) return "needs at least one module (e.g. q_proj,v_proj or all-linear)";
+  const bad = names.find((n) => n.trim() !== "all-linear" && !(LORA_MODULES as readonly string[]).includes(n.trim()));
+  return bad === undefined ? undefined : `'${bad}' is not a module LoRA can target here (${LORA_MODULES.join(", ")}, or all-linear)`;
+}
+
 /** Input and output features of a projection. */
 export function loraModuleDims(c: ModelConfig, m: LoraModule): { inF: number; outF: number } {
   const H = c.hiddenSize, I = c.intermediateSize, q = c.numHeads * c.headDim, kv = c.numKvHeads * c.headDim;

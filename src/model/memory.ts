@@ -8,6 +8,10 @@
  * after RoPE, and before the q/k norm for Qwen3), the attention output and its log-sum-exp, the residual
  * after attention, and the MLP's gate, up and gated product. The backward pass also needs a working set of
  * about one layer's activations for gradients flowing through that layer.
+ *
+ * With LoRA the base weights are frozen: gradients and AdamW moments exist for the adapter's A and B only, and the
+ * reference policy is the base model with the adapter switched off, so there is no reference copy. The estimate
+ * then also gives what full fine-tuning of the same run would need, to show the saving.
  */
 import { parameterCount, type ModelConfig } from "./config.ts";
 import { logprobsScratchBytes } from "../ops/logprobs.ts";
@@ -27,6 +31,8 @@ export interface RunSizes {
   referenceModel?: boolean;
   /** Tokens per LM-head chunk (default: the fused log-prob op's own, 128); logits exist as [chunk × vocab slice] only. */
   lmHeadChunk?: number;
+  /** LoRA: the adapter's trainable parameters (r·(in + out) per adapted projection); the base weights are frozen. */
+  loraParameters?: number;
   /** KV cache for generation: sequences × capacity tokens (0: no generation). */
   kvSequences?: number;
   kvCapacity?: number;
@@ -34,6 +40,8 @@ export interface RunSizes {
 
 export interface MemoryEstimate {
   weights: number;
+  /** The LoRA adapter's A and B (0 without LoRA). */
+  adapter: number;
   referenceWeights: number;
   grads: number;
   optimizer: number;
@@ -47,6 +55,8 @@ export interface MemoryEstimate {
   /** Logits of the decoding batch (one row per sequence) for sampling. */
   decodeLogits: number;
   total: number;
+  /** With LoRA: the total the same run would need with full fine-tuning (grads, moments and a reference of every weight). */
+  fullFineTuningTotal?: number;
   /** f32 values per token per layer that the forward keeps for backward without checkpointing. */
   activationFloatsPerTokenPerLayer: number;
   kvBytesPerToken: number;
@@ -75,6 +85,16 @@ export function kvBytesPerToken(c: ModelConfig): number {
 }
 
 export function estimateMemory(c: ModelConfig, run: RunSizes): MemoryEstimate {
+  const lora = run.loraParameters;
+  if (lora !== undefined) {
+    const full = estimateMemory(c, { ...run, loraParameters: undefined });
+    const training = run.training ?? true;
+    const adapter = lora * F32;
+    const grads = training ? adapter : 0;
+    const optimizer = training ? 2 * adapter : 0;
+    const total = full.total - full.referenceWeights - full.grads - full.optimizer + adapter + grads + optimizer;
+    return { ...full, adapter, referenceWeights: 0, grads, optimizer, total, fullFineTuningTotal: full.total };
+  }
   const training = run.training ?? true;
   const params = parameterCount(c);
   const tokens = run.batch * run.seqLen;
@@ -98,6 +118,7 @@ export function estimateMemory(c: ModelConfig, run: RunSizes): MemoryEstimate {
   const total = weights + referenceWeights + grads + optimizer + activations + backwardScratch + kvCache + lmHeadScratch + decodeLogits;
   return {
     weights,
+    adapter: 0,
     referenceWeights,
     grads,
     optimizer,
@@ -122,11 +143,13 @@ export function formatBytes(n: number): string {
 
 /** A table of the estimate, one line per non-zero item, for printing before a run. */
 export function formatMemoryEstimate(e: MemoryEstimate, run?: RunSizes): string {
+  const lora = e.fullFineTuningTotal !== undefined;
   const rows: [string, number, string][] = [
-    ["weights", e.weights, "f32"],
+    ["weights", e.weights, lora ? "f32, frozen" : "f32"],
+    ["LoRA adapter", e.adapter, "A and B, f32"],
     ["reference weights", e.referenceWeights, "frozen copy for KL"],
-    ["gradients", e.grads, "f32"],
-    ["AdamW state", e.optimizer, "2 moments, f32"],
+    ["gradients", e.grads, lora ? "adapter only" : "f32"],
+    ["AdamW state", e.optimizer, lora ? "2 moments of the adapter" : "2 moments, f32"],
     ["activations", e.activations, run?.checkpointing ? "layer inputs + one layer (checkpointing)" : `${e.activationFloatsPerTokenPerLayer} floats/token/layer`],
     ["backward scratch", e.backwardScratch, "about one layer"],
     ["KV cache", e.kvCache, `${formatBytes(e.kvBytesPerToken)}/token`],
@@ -135,5 +158,9 @@ export function formatMemoryEstimate(e: MemoryEstimate, run?: RunSizes): string 
   ];
   const lines = rows.filter((r) => r[1] > 0).map(([name, bytes, note]) => `  ${name.padEnd(18)} ${formatBytes(bytes).padStart(11)}  ${note}`);
   lines.push(`  ${"total".padEnd(18)} ${formatBytes(e.total).padStart(11)}`);
+  if (e.fullFineTuningTotal !== undefined) {
+    const saved = e.fullFineTuningTotal - e.total;
+    lines.push(`  ${"full fine-tuning".padEnd(18)} ${formatBytes(e.fullFineTuningTotal).padStart(11)}  LoRA saves ${formatBytes(saved)} (base gradients, AdamW moments${run?.referenceModel ? ", reference copy" : ""})`);
+  }
   return lines.join("\n");
 }

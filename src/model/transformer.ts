@@ -30,6 +30,10 @@ import { kvAppend } from "../ops/kvcache.ts";
 import { loadModelConfig, type ModelConfig } from "./config.ts";
 import { ParameterSet, gateUpWeight, layerTensors, outerTensors, type LayerTensors } from "./weights.ts";
 import { LoraWeights, type LoraModule } from "./lora.ts";
+import { isAdapterFolder } from "./peft_adapter.ts";
+import { RecallError } from "../errors.ts";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 
 /** Token ids and per-row metadata of a padded batch, on the GPU. */
 export interface TokenBatch {
@@ -202,6 +206,9 @@ export class Transformer {
   }
 
   static async load(gpu: Gpu, dir: string): Promise<Transformer> {
+    if (isAdapterFolder(dir) && !existsSync(join(dir, "config.json"))) {
+      throw new RecallError(`${dir} is a LoRA adapter, not a whole model`, { hint: `pass the base model as the model and this folder as --adapter (or fold it in with 'recall merge')` });
+    }
     const config = loadModelConfig(dir);
     return new Transformer(gpu, config, await ParameterSet.load(gpu, config, dir));
   }

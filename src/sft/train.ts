@@ -31,6 +31,8 @@ import { writeReport } from "../train/report.ts";
 import { describeTruncation, loadSftFiles, splitHeldOut, type SftDataOptions, type SftExample } from "./dataset.ts";
 import { accumulateBatchGradient, microBatches, type MicroBatching } from "./step.ts";
 import { evaluateHeldOut, type HeldOutMetrics } from "./evaluate.ts";
+import { attachTrainable, checkResumeKind, loraSettingsOf } from "../train/trainable.ts";
+import { loraParameterCount } from "../model/lora.ts";
 
 export interface SftIo {
   log(line: string): void;
@@ -98,7 +100,10 @@ export async function runSft(s: SftSettings, io: SftIo): Promise<SftResult> {
 
   // ---- model and data --------------------------------------------------------------------------
   const gpu = await getGpu();
-  const { model, tokenizer } = await openPretrained(gpu, resumeFrom ?? modelPath);
+  const lora = loraSettingsOf({ rank: s["model.lora_rank"], alpha: s["model.lora_alpha"], targetModules: s["model.target_modules"], key: "model.target_modules" });
+  checkResumeKind(lora, resumeFrom);
+  // LoRA: the base model, with the run's adapter (fresh, or the checkpoint's) attached below.
+  const { model, tokenizer } = await openPretrained(gpu, lora ? modelPath : resumeFrom ?? modelPath);
   const opts = dataOptions(s);
   const loaded = await loadSftFiles(s["data.train_files"], tokenizer, opts);
   const valLoaded = s["data.val_files"].length > 0 ? await loadSftFiles(s["data.val_files"], tokenizer, opts) : undefined;
@@ -114,6 +119,7 @@ export async function runSft(s: SftSettings, io: SftIo): Promise<SftResult> {
     seqLen: longest,
     checkpointing: s["model.enable_gradient_checkpointing"],
     training: true,
+    loraParameters: lora ? loraParameterCount(model.config, lora) : undefined,
   };
   io.log(`memory estimate:\n${formatMemoryEstimate(estimateMemory(model.config, sizes), sizes)}`);
 
@@ -128,9 +134,11 @@ export async function runSft(s: SftSettings, io: SftIo): Promise<SftResult> {
     minLrRatio: s["optim.min_lr_ratio"],
   };
 
-  const grads = model.newGradients();
+  const trainable = await attachTrainable(gpu, model, { lora, resumeFrom, seed: s["trainer.seed"] });
+  if (lora) io.log(`LoRA: r=${lora.rank}, alpha=${lora.alpha} on ${lora.targetModules.join(", ")}: ${(trainable.params.numel / 1e6).toFixed(3)}M trainable parameters, base weights frozen`);
+  const grads = trainable.grads;
   const [beta1, beta2] = s["optim.betas"];
-  const optimizer = new ActorOptimizer(gpu, model.params, grads, {
+  const optimizer = new ActorOptimizer(gpu, trainable.params, grads, {
     beta1: beta1!,
     beta2: beta2!,
     eps: s["optim.eps"],
@@ -232,7 +240,7 @@ export async function runSft(s: SftSettings, io: SftIo): Promise<SftResult> {
           runDir,
           step,
           baseModelDir: modelPath,
-          params: model.params,
+          params: trainable.params,
           moments: { m: optimizer.m, v: optimizer.v },
           state: {
             step,
@@ -254,6 +262,10 @@ export async function runSft(s: SftSettings, io: SftIo): Promise<SftResult> {
   } finally {
     optimizer.release();
     grads.release();
+    if (lora) {
+      trainable.params.release();
+      model.adapter = undefined;
+    }
   }
   return { runDir, steps: step, lastMetrics, lastHeldOut, stoppedEarly };
 }

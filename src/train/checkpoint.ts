@@ -8,6 +8,10 @@
  *     trainer_state.json                        step, optimizer steps, data cursor, seed, resolved settings
  *   {run}/latest_checkpointed_iteration.txt     N, as verl writes it
  *
+ * A LoRA run's global_step_{N} is a PEFT adapter folder instead (adapter_config.json, adapter_model.safetensors,
+ * the tokenizer files; no config.json, so it is never mistaken for a whole model), with the moments of A and B:
+ * `recall eval --adapter`, `recall merge` and `peft.PeftModel.from_pretrained` load it on top of the base model.
+ *
  * A checkpoint is written into `global_step_{N}.partial` and renamed when complete, and the iteration file
  * goes through a temp name too, so a crash leaves the previous checkpoint intact. Parameters are written in
  * f32 so a resumed run continues bit-exactly. Non-finite weights are refused before anything is written.
@@ -18,7 +22,9 @@ import { RecallError, errorMessage } from "../errors.ts";
 import { writeFileAtomic } from "../util/fs.ts";
 import type { Gpu } from "../gpu/runtime.ts";
 import { SafetensorsModel, writeSafetensors } from "../model/safetensors.ts";
-import type { ParameterSet } from "../model/weights.ts";
+import type { TensorSet } from "../model/tensor_set.ts";
+import { LoraWeights } from "../model/lora.ts";
+import { saveAdapter } from "../model/peft_adapter.ts";
 import type { DataCursor } from "../data/sampler.ts";
 
 export const LATEST_FILE = "latest_checkpointed_iteration.txt";
@@ -58,8 +64,9 @@ export interface SaveInput {
   step: number;
   /** The model folder the run started from: its config, generation config and tokenizer files are copied. */
   baseModelDir: string;
-  params: ParameterSet;
-  moments: { m: ParameterSet; v: ParameterSet };
+  /** What the run trains: the model's parameters, or its LoRA adapter (saved as a PEFT adapter folder). */
+  params: TensorSet;
+  moments: { m: TensorSet; v: TensorSet };
   state: TrainerState;
   /** Keep at most this many checkpoints (older ones removed); undefined keeps all. */
   keep?: number;
@@ -72,15 +79,21 @@ export async function saveCheckpoint(gpu: Gpu, o: SaveInput): Promise<string> {
   rmSync(partial, { recursive: true, force: true });
   mkdirSync(partial, { recursive: true });
   try {
+    const adapter = o.params instanceof LoraWeights ? o.params : undefined;
     for (const f of readdirSync(o.baseModelDir)) {
       const src = join(o.baseModelDir, f);
-      if (!WEIGHT_FILE.test(f) && statSync(src).isFile() && f !== STATE_FILE) copyFileSync(src, join(partial, f));
+      if (!WEIGHT_FILE.test(f) && statSync(src).isFile() && f !== STATE_FILE && !(adapter && f === "config.json")) copyFileSync(src, join(partial, f));
     }
-    await writeSafetensors(
-      join(partial, "model.safetensors"),
-      o.params.specs.map((s) => ({ name: s.name, shape: s.shape, data: async () => checkFinite(s.name, await gpu.readF32(o.params.get(s.name))) })),
-      { metadata: { recall_step: String(o.step) } },
-    );
+    if (adapter) {
+      await saveAdapter(partial, adapter, { baseModel: o.baseModelDir, metadata: { recall_step: String(o.step) } });
+    } else {
+      const params = o.params;
+      await writeSafetensors(
+        join(partial, "model.safetensors"),
+        params.specs.map((s) => ({ name: s.name, shape: s.shape, data: async () => checkFinite(s.name, await gpu.readF32(params.get(s.name))) })),
+        { metadata: { recall_step: String(o.step) } },
+      );
+    }
     const moments = o.params.specs.flatMap((s) => [
       { name: `exp_avg.${s.name}`, shape: s.shape, data: () => gpu.readF32(o.moments.m.get(s.name)) },
       { name: `exp_avg_sq.${s.name}`, shape: s.shape, data: () => gpu.readF32(o.moments.v.get(s.name)) },
@@ -138,7 +151,7 @@ export function readTrainerState(dir: string): TrainerState {
 }
 
 /** Loads the AdamW moments of a checkpoint into m and v (names and shapes checked). */
-export function loadMoments(gpu: Gpu, dir: string, moments: { m: ParameterSet; v: ParameterSet }): void {
+export function loadMoments(gpu: Gpu, dir: string, moments: { m: TensorSet; v: TensorSet }): void {
   const file = SafetensorsModel.open(join(dir, OPTIMIZER_FILE));
   for (const [prefix, set] of [["exp_avg", moments.m], ["exp_avg_sq", moments.v]] as const) {
     for (const s of set.specs) {

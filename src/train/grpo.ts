@@ -42,6 +42,8 @@ import { latestCheckpoint, loadMoments, readTrainerState, saveCheckpoint, type T
 import { MetricsLog, METRICS_FILE, summarize } from "./metrics.ts";
 import { writeReport } from "./report.ts";
 import { rolloutBatch, stepSeed, type Trajectory } from "./rollout.ts";
+import { attachTrainable, checkResumeKind, loraSettingsOf } from "./trainable.ts";
+import { loraParameterCount, type LoraSettings } from "../model/lora.ts";
 
 export interface TrainIo {
   log(line: string): void;
@@ -83,7 +85,7 @@ function resumePoint(s: TrainSettings, runDir: string): string | undefined {
 }
 
 /** Memory before anything is allocated; a run whose tensors cannot exist on this adapter is refused with the numbers. */
-function checkMemory(gpu: Gpu, policy: Pretrained, s: TrainSettings, capacity: number, io: TrainIo): void {
+function checkMemory(gpu: Gpu, policy: Pretrained, s: TrainSettings, capacity: number, io: TrainIo, lora: LoraSettings | undefined): void {
   const c = policy.model.config;
   const seqLen = capacity;
   const microTokens = s["actor_rollout_ref.actor.use_dynamic_bsz"] ? s["actor_rollout_ref.actor.ppo_max_token_len_per_gpu"] : (s["actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu"] ?? 1) * seqLen;
@@ -93,6 +95,7 @@ function checkMemory(gpu: Gpu, policy: Pretrained, s: TrainSettings, capacity: n
     checkpointing: s["actor_rollout_ref.model.enable_gradient_checkpointing"],
     training: true,
     referenceModel: needsReference(s),
+    loraParameters: lora ? loraParameterCount(c, lora) : undefined,
     kvSequences: s["actor_rollout_ref.rollout.max_num_seqs"],
     kvCapacity: capacity,
   };
@@ -173,17 +176,28 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
   const resumeFrom = resumePoint(s, runDir);
   const state: TrainerState | undefined = resumeFrom ? readTrainerState(resumeFrom) : undefined;
   const basePath = s["actor_rollout_ref.model.path"];
+  const lora = loraSettingsOf({
+    rank: s["actor_rollout_ref.model.lora_rank"],
+    alpha: s["actor_rollout_ref.model.lora_alpha"],
+    targetModules: s["actor_rollout_ref.model.target_modules"],
+    key: "actor_rollout_ref.model.target_modules",
+  });
 
+  checkResumeKind(lora, resumeFrom);
   // ---- model, data, tools ----------------------------------------------------------------------
   const gpu = await getGpu();
-  const policy = await openPretrained(gpu, resumeFrom ?? basePath);
+  // LoRA: the base model, with the run's adapter (fresh, or the checkpoint's) attached below.
+  const policy = await openPretrained(gpu, lora ? basePath : resumeFrom ?? basePath);
   const model = policy.model;
   const tokenizer = policy.tokenizer;
   const maxPrompt = s["data.max_prompt_length"];
   const maxResponse = s["data.max_response_length"];
   const capacity = Math.min(maxPrompt + maxResponse, model.config.maxPositionEmbeddings);
-  checkMemory(gpu, policy, s, capacity, io);
-  const reference = needsReference(s) ? await Transformer.load(gpu, basePath) : undefined;
+  checkMemory(gpu, policy, s, capacity, io, lora);
+  const trainable = await attachTrainable(gpu, model, { lora, resumeFrom, seed: s["trainer.seed"] });
+  if (lora) io.log(`LoRA: r=${lora.rank}, alpha=${lora.alpha} on ${lora.targetModules.join(", ")}: ${(trainable.params.numel / 1e6).toFixed(3)}M trainable parameters, base weights frozen`);
+  // The reference policy: the base weights as loaded — under LoRA the same model with its adapter switched off.
+  const reference = !needsReference(s) ? undefined : lora ? undefined : await Transformer.load(gpu, basePath);
 
   const dataOptions = {
     promptKey: s["data.prompt_key"],
@@ -230,9 +244,9 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
       ? jsReward(await loadCustomReward(customPath))
       : loadPythonReward(customPath, s["custom_reward_function.name"], sandbox);
 
-  const grads = model.newGradients();
+  const grads = trainable.grads;
   const [beta1, beta2] = s["actor_rollout_ref.actor.optim.betas"];
-  const optimizer = new ActorOptimizer(gpu, model.params, grads, {
+  const optimizer = new ActorOptimizer(gpu, trainable.params, grads, {
     beta1: beta1!,
     beta2: beta2!,
     eps: s["actor_rollout_ref.actor.optim.eps"],
@@ -382,7 +396,9 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
       // so its log-probs are the old ones and a separate scoring pass would compute the same numbers (TRL does the same).
       const onPolicy = s["actor_rollout_ref.actor.ppo_epochs"] === 1 && miniPrompts * n >= seqs.length && !s["algorithm.use_kl_in_reward"];
       const old = onPolicy ? undefined : await timed("old_log_prob", () => scoreResponses(model, seqs, { temperature, maxTokens: logprobBudget }));
-      const ref = reference ? await timed("ref", () => scoreResponses(reference, seqs, { temperature, maxTokens: logprobBudget })) : undefined;
+      const scoreReference = () =>
+        reference ? scoreResponses(reference, seqs, { temperature, maxTokens: logprobBudget }) : model.withoutAdapter(() => scoreResponses(model, seqs, { temperature, maxTokens: logprobBudget }));
+      const ref = needsReference(s) ? await timed("ref", scoreReference) : undefined;
 
       // ---- advantages ------------------------------------------------------------------------------
       const scores = kept.map((t) => t.score);
@@ -426,6 +442,8 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
           shuffleSeed: s["actor_rollout_ref.actor.shuffle"] ? stepSeed(s["trainer.seed"], step, "train") : undefined,
         }),
       );
+      // The prefix cache holds keys and values of the old weights; the next rollouts must not reuse them.
+      generator.weightsChanged();
       const lossMetrics = update.lossMetrics;
       // verl logs the last mini-batch's gradient norm.
       const gradNorm = update.gradNorms[update.gradNorms.length - 1] ?? NaN;
@@ -491,7 +509,7 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
           runDir,
           step,
           baseModelDir: basePath,
-          params: model.params,
+          params: trainable.params,
           moments: { m: optimizer.m, v: optimizer.v },
           state: { step, optimizerSteps: optimizer.step, cursor, seed: s["trainer.seed"], settings: trainSettingsTree(s), recallVersion: VERSION, savedAt: new Date().toISOString() },
           keep: s["trainer.max_actor_ckpt_to_keep"] ?? undefined,
@@ -508,6 +526,10 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
     await sandbox.close().catch(() => undefined);
     optimizer.release();
     grads.release();
+    if (lora) {
+      trainable.params.release();
+      model.adapter = undefined;
+    }
     reference?.params.release();
   }
   return { runDir, steps: step, lastMetrics };

@@ -1,0 +1,54 @@
+/**
+ * What a training run changes: every parameter of the model (full fine-tuning), or — with a LoRA rank — only a LoRA
+ * adapter's A and B matrices, the base weights frozen. The adapter is a fresh one (PEFT's initialisation, seeded by
+ * the run's seed) or, when resuming, the checkpoint's; its settings must be the run's.
+ */
+import { RecallError } from "../errors.ts";
+import type { Gpu } from "../gpu/runtime.ts";
+import { LoraWeights, resolveTargetModules, type LoraSettings } from "../model/lora.ts";
+import { isAdapterFolder, loadAdapter, readAdapterSettings } from "../model/peft_adapter.ts";
+import type { Transformer } from "../model/transformer.ts";
+import type { GradientSet } from "./actor.ts";
+
+/** The run's LoRA settings from its rank/alpha/target_modules keys, or undefined for rank 0 (full fine-tuning). */
+export function loraSettingsOf(o: { rank: number; alpha: number; targetModules: readonly string[]; key: string }): LoraSettings | undefined {
+  if (o.rank === 0) return undefined;
+  return { rank: o.rank, alpha: o.alpha, targetModules: resolveTargetModules(o.targetModules, o.key) };
+}
+
+export interface Trainable {
+  /** The tensors the optimizer updates (and checkpoints save). */
+  params: GradientSet;
+  grads: GradientSet;
+}
+
+/**
+ * Attaches the run's adapter (LoRA) or returns the model's own parameters, with a zeroed gradient set of the same
+ * shape. `resumeFrom`: the checkpoint the run continues from (its adapter is loaded; a full-model checkpoint and a
+ * LoRA run, or the reverse, are refused).
+ */
+/** Refuses to resume a LoRA run from a full-model checkpoint or the reverse (call before loading anything). */
+export function checkResumeKind(lora: LoraSettings | undefined, resumeFrom: string | undefined): void {
+  if (resumeFrom === undefined) return;
+  const adapter = isAdapterFolder(resumeFrom);
+  if (!lora && adapter) throw new RecallError(`${resumeFrom} is a LoRA checkpoint, but this run has lora_rank 0`, { hint: "resume with the run's --lora_rank/--lora_alpha/--target_modules" });
+  if (lora && !adapter) throw new RecallError(`${resumeFrom} is a full-model checkpoint, but this run trains a LoRA adapter (lora_rank ${lora.rank})`);
+}
+
+export async function attachTrainable(gpu: Gpu, model: Transformer, o: { lora?: LoraSettings; resumeFrom?: string; seed: number }): Promise<Trainable> {
+  checkResumeKind(o.lora, o.resumeFrom);
+  if (!o.lora) return { params: model.params, grads: model.newGradients() };
+  let adapter: LoraWeights;
+  if (o.resumeFrom !== undefined) {
+    const saved = readAdapterSettings(o.resumeFrom);
+    const same = saved.rank === o.lora.rank && saved.alpha === o.lora.alpha && !saved.useRslora && saved.targetModules.join() === o.lora.targetModules.join();
+    if (!same) {
+      throw new RecallError(`${o.resumeFrom} holds an adapter with r=${saved.rank}, alpha=${saved.alpha}, modules ${saved.targetModules.join(",")}; this run asks for r=${o.lora.rank}, alpha=${o.lora.alpha}, modules ${o.lora.targetModules.join(",")}`);
+    }
+    adapter = await loadAdapter(gpu, model.config, o.resumeFrom);
+  } else {
+    adapter = LoraWeights.init(gpu, model.config, o.lora, o.seed);
+  }
+  model.adapter = adapter;
+  return { params: adapter, grads: adapter.zerosLike() };
+}

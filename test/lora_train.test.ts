@@ -1,0 +1,141 @@
+/**
+ * LoRA through the trainers and the CLI: `recall train --lora_rank` (the reference log-probs are the base model's,
+ * the adapter switched off; checkpoints are PEFT adapter folders; exact resume), `recall sft --lora_rank` (learns with
+ * the base frozen), then `recall merge`, `recall score --adapter` and `recall generate --adapter` on its checkpoint.
+ */
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { getGpu } from "../src/gpu/runtime.ts";
+import { initModel } from "../src/model/init.ts";
+import { Transformer } from "../src/model/transformer.ts";
+import { SafetensorsModel } from "../src/model/safetensors.ts";
+import { parseTrainCommandLine } from "../src/config/train.ts";
+import { writeVerlParquet } from "../src/data/verl_parquet.ts";
+import { runGrpo } from "../src/train/grpo.ts";
+import { scoreResponses } from "../src/train/actor.ts";
+import { readMetrics } from "../src/train/metrics.ts";
+import { PROJECT_ROOT, expectClose, runRecall } from "./harness.ts";
+
+setDefaultTimeout(300_000);
+
+let dir: string;
+let model: string;
+let data: string;
+let reward: string;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "recall-lora-train-"));
+  model = join(dir, "model");
+  await initModel({ arch: "qwen2", preset: "tiny", outDir: model, seed: 3 });
+  data = join(dir, "toy.parquet");
+  writeVerlParquet(data, Array.from({ length: 8 }, (_, i) => ({ data_source: "toy", question: `Say some letters ${i}`, ability: "toy", ground_truth: "abc", index: i, split: "train", env: "", func_schemas: "" })));
+  reward = join(dir, "ascii.ts");
+  writeFileSync(reward, `export default ({ text }) => { const t = [...text.replace("<|im_end|>", "")]; return t.length === 0 ? 0 : t.filter((c) => /[A-Za-z]/.test(c)).length / t.length; };\n`);
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const grpoArgs = (out: string, steps: number) => [
+  "--train_files", data, "--actor_model_path", model, "--train_batch_size", "2", "--ppo_mini_batch_size", "2", "--rollout_n", "4",
+  "--use_re_call", "false", "--max_response_length", "8", "--save_path", out, `custom_reward_function.path=${reward}`, "--lr", "5e-3",
+  "--lora_rank", "4", "--lora_alpha", "8", "--target_modules", "q_proj,v_proj,down_proj", "actor_rollout_ref.actor.use_kl_loss=true",
+  "actor_rollout_ref.actor.kl_loss_coef=0.01", "--save_freq", "1", "--save_batches", "true", `trainer.total_training_steps=${steps}`, "trainer.val_before_train=false",
+];
+
+test("recall train --lora_rank: reference = base model with the adapter off, PEFT checkpoints, base untouched, exact resume", async () => {
+  // verl's constant schedule runs step 1 at lr 0, so the adapter first moves in step 2 and the policy differs from the
+  // base model from step 3 on.
+  const out = join(dir, "grpo");
+  const { settings } = parseTrainCommandLine(grpoArgs(out, 3));
+  const lines: string[] = [];
+  const r = await runGrpo(settings, { log: (l) => lines.push(l), warn: () => {} });
+  expect(lines.some((l) => l.startsWith("LoRA: r=4, alpha=8 on q_proj, v_proj, down_proj"))).toBe(true);
+  expect(lines.some((l) => /full fine-tuning .* LoRA saves/.test(l))).toBe(true);
+  const ckpt = join(r.runDir, "global_step_3");
+  for (const f of ["adapter_config.json", "adapter_model.safetensors", "optimizer.safetensors", "trainer_state.json", "tokenizer.json"]) expect(existsSync(join(ckpt, f))).toBe(true);
+  for (const f of ["config.json", "model.safetensors"]) expect(existsSync(join(ckpt, f))).toBe(false);
+  const cfg = JSON.parse(readFileSync(join(ckpt, "adapter_config.json"), "utf8"));
+  expect(cfg).toMatchObject({ peft_type: "LORA", r: 4, lora_alpha: 8, target_modules: ["q_proj", "v_proj", "down_proj"], base_model_name_or_path: model });
+  const adapter = SafetensorsModel.open(join(ckpt, "adapter_model.safetensors"));
+  expect(adapter.names.length).toBe(2 * 3 * 2); // layers × modules × {A, B}
+  const B = adapter.readF32("base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight");
+  expect(B.some((x) => x !== 0)).toBe(true);
+  const optimizer = SafetensorsModel.open(join(ckpt, "optimizer.safetensors"));
+  expect(optimizer.names.every((n) => n.includes(".lora_"))).toBe(true);
+
+  // Steps 1-2: the policy is still the base model (B = 0), so the KL term is zero.
+  const m = readMetrics(join(r.runDir, "metrics.jsonl"));
+  expect(Math.abs(m[0]!.metrics["actor/kl_loss"]!)).toBeLessThan(1e-6);
+  expect(Math.abs(m[1]!.metrics["actor/kl_loss"]!)).toBeLessThan(1e-6);
+  expect(Math.abs(m[2]!.metrics["actor/kl_loss"]!)).toBeGreaterThan(0);
+  // Step 3: the reference log-probs are the base model's (scored here by a separate copy of it), not the policy's.
+  const batch = JSON.parse(readFileSync(join(r.runDir, "batches", "step_3.json"), "utf8")) as { sequences: { prompt_ids: number[]; response_ids: number[] }[] };
+  const saved = SafetensorsModel.open(join(r.runDir, "batches", "step_3.safetensors"));
+  const gpu = await getGpu();
+  const base = await Transformer.load(gpu, model);
+  const seqs = batch.sequences.map((s) => ({ ids: [...s.prompt_ids, ...s.response_ids], responseStart: s.prompt_ids.length }));
+  const want = await scoreResponses(base, seqs, { temperature: 1, maxTokens: 4096 });
+  const width = saved.info("ref_log_prob").shape[1]!;
+  const ref = saved.readF32("ref_log_prob"), old = saved.readF32("old_log_probs");
+  let moved = 0;
+  batch.sequences.forEach((s, i) => {
+    const n = s.response_ids.length;
+    expectClose(ref.slice(i * width, i * width + n), want.logprob[i]!, { atol: 2e-5, rtol: 1e-5 }, `ref row ${i}`);
+    for (let t = 0; t < n; t++) moved = Math.max(moved, Math.abs(old[i * width + t]! - ref[i * width + t]!));
+  });
+  expect(moved).toBeGreaterThan(1e-4);
+  base.params.release();
+  // The base model folder is never written.
+  expect(existsSync(join(model, "adapter_config.json"))).toBe(false);
+
+  // Stopped after step 2 and resumed, a run ends with the straight run's adapter and moments, byte for byte.
+  const other = join(dir, "grpo-resumed");
+  await runGrpo(parseTrainCommandLine(grpoArgs(other, 2)).settings, { log: () => {}, warn: () => {} });
+  const resumed = await runGrpo(parseTrainCommandLine(grpoArgs(other, 3)).settings, { log: () => {}, warn: () => {} });
+  for (const f of ["adapter_model.safetensors", "optimizer.safetensors"]) {
+    expect(Bun.hash(readFileSync(join(resumed.runDir, "global_step_3", f)))).toBe(Bun.hash(readFileSync(join(r.runDir, "global_step_3", f))));
+  }
+  // A full fine-tuning run cannot resume from a LoRA checkpoint (nor the reverse).
+  const full = grpoArgs(out, 4).filter((a, i, all) => a !== "--lora_rank" && all[i - 1] !== "--lora_rank");
+  await expect(runGrpo(parseTrainCommandLine(full).settings, { log: () => {}, warn: () => {} })).rejects.toThrow("is a LoRA checkpoint, but this run has lora_rank 0");
+});
+
+test("recall sft --lora_rank learns with the base frozen; merge, score --adapter and generate --adapter use its checkpoint", () => {
+  const file = join(dir, "conv.jsonl");
+  const names = ["ada", "bob", "cy", "dee"];
+  writeFileSync(file, names.map((n, i) => JSON.stringify({ messages: [{ role: "user", content: `${n}: ${11 + i}*3?` }, { role: "assistant", content: `${(11 + i) * 3} ok` }] })).join("\n") + "\n");
+  const out = join(dir, "sft");
+  const run = runRecall(["sft", "--train_files", file, "--model", model, "--save_path", out, "--batch_size", "4", "--lr", "2e-2", "--lr_scheduler", "constant",
+    "--warmup_ratio", "0", "--max_steps", "40", "--val_split", "0", "--lora_rank", "8", "--lora_alpha", "16", "--target_modules", "all-linear"]);
+  expect(run.stderr).not.toContain("Error");
+  expect(run.code).toBe(0);
+  const runDir = join(out, "recall", "sft");
+  const m = readMetrics(join(runDir, "metrics.jsonl"));
+  // A random tiny model with a frozen (tiny, tied) LM head and final norm cannot reach a low loss through its layers
+  // alone (its logits stay within about ±1.3): the adapter takes it from ln(V) ≈ 5.76 to about 4.9 in 40 steps.
+  const first = m.find((r) => r.step === 1)!.metrics["train/loss"]!, last = m.find((r) => r.step === 40)!.metrics["train/loss"]!;
+  expect(last).toBeLessThan(first - 0.5);
+  const ckpt = join(runDir, "global_step_40");
+  expect(existsSync(join(ckpt, "adapter_model.safetensors"))).toBe(true);
+
+  // Folding the adapter in gives the same log-probs as applying it.
+  const merged = join(dir, "merged");
+  const mr = runRecall(["merge", "--base", model, "--adapter", ckpt, "--out", merged, "--json"]);
+  expect(mr.code).toBe(0);
+  expect(JSON.parse(mr.stdout).merged_tensors).toBe(2 * 7);
+  const ids = "1,40,77,12,9,100,3";
+  const withAdapter = JSON.parse(runRecall(["score", "--model", model, "--adapter", ckpt, "--ids", ids, "--json"]).stdout).logprobs as (number | null)[];
+  const fromMerged = JSON.parse(runRecall(["score", "--model", merged, "--ids", ids, "--json"]).stdout).logprobs as (number | null)[];
+  const plain = JSON.parse(runRecall(["score", "--model", model, "--ids", ids, "--json"]).stdout).logprobs as (number | null)[];
+  expectClose(withAdapter.slice(1) as number[], fromMerged.slice(1) as number[], { atol: 2e-5, rtol: 1e-5 }, "merged vs adapter");
+  expect(Math.max(...withAdapter.slice(1).map((v, i) => Math.abs(v! - plain[i + 1]!)))).toBeGreaterThan(1e-3);
+
+  const gen = runRecall(["generate", "--model", model, "--adapter", ckpt, "--prompt", "ada: 11*3?", "--chat", "--max_new_tokens", "6", "--json"]);
+  expect(gen.code).toBe(0);
+  expect(JSON.parse(gen.stdout).ids.length).toBeGreaterThan(0);
+  // The checkpoint alone is not a model: the message says what to pass.
+  const bad = runRecall(["score", "--model", ckpt, "--ids", ids]);
+  expect(bad.code).toBe(1);
+  expect(bad.stderr).toContain("is a LoRA adapter, not a whole model");
+});
