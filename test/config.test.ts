@@ -251,6 +251,9 @@ describe("recall train settings", () => {
       ["rollout_gpu_util", "actor_rollout_ref.rollout.gpu_memory_utilization", "0.7", 0.7],
       ["reward_manager", "reward_model.reward_manager", "naive", "naive"],
       ["save_batches", "trainer.save_batches", "true", true],
+      ["lora_rank", "actor_rollout_ref.model.lora_rank", "32", 32],
+      ["lora_alpha", "actor_rollout_ref.model.lora_alpha", "64", 64],
+      ["target_modules", "actor_rollout_ref.model.target_modules", "q_proj,v_proj", ["q_proj", "v_proj"]],
     ];
     for (const [flag, key, text, want] of table) {
       for (const spelled of [flag, flag.replace(/_/g, "-")]) {
@@ -387,7 +390,7 @@ describe("recall eval and retriever serve on the schema", () => {
       "method_name", "data_dir", "dataset_name", "split", "dataset_path", "question_key", "answer_key", "save_dir", "save_note", "limit", "seed", "sgl_remote_url",
       "openai_base_url", "model", "api_key", "openai_api", "generator_model", "remote_retriever_url", "sandbox_url", "system_prompt", "tool_backend", "index_path",
       "corpus_path", "retrieval_method", "retrieval_topk", "apply_chat", "chat_template", "temperature", "top_p", "top_k", "max_new_tokens", "max_tokens_per_turn", "max_turns",
-      "max_response_length", "context_length", "metrics", "retrieval_recall_topk", "workers", "max_retries", "request_timeout", "retry_backoff", "resume",
+      "max_response_length", "context_length", "metrics", "retrieval_recall_topk", "workers", "max_retries", "request_timeout", "retry_backoff", "resume", "adapter",
     ];
     expect(Object.keys(EVAL_ARGS).sort()).toEqual([...flags, "config_path", "json"].sort());
     const p = parseEvalFlags(["--apply_chat", "--limit", "3", "--json", "--config_path", "c.yaml"]);

@@ -139,3 +139,12 @@ test("recall sft --lora_rank learns with the base frozen; merge, score --adapter
   expect(bad.code).toBe(1);
   expect(bad.stderr).toContain("is a LoRA adapter, not a whole model");
 });
+
+test("LoRA settings: verl's keys and the flags set them; an unknown module is refused naming the flag", async () => {
+  const { parseSftCommandLine } = await import("../src/config/sft.ts");
+  const t = parseTrainCommandLine(["--train_files", "t.parquet", "--actor_model_path", "m", "actor_rollout_ref.model.lora_rank=64", "actor_rollout_ref.model.target_modules=all-linear"]).settings;
+  expect([t["actor_rollout_ref.model.lora_rank"], t["actor_rollout_ref.model.lora_alpha"], t["actor_rollout_ref.model.target_modules"]]).toEqual([64, 16, ["all-linear"]]);
+  const s = parseSftCommandLine(["--train_files", "t.jsonl", "--model", "m", "--lora_rank", "8", "model.target_modules=[q_proj,v_proj]"]).settings;
+  expect([s["model.lora_rank"], s["model.target_modules"]]).toEqual([8, ["q_proj", "v_proj"]]);
+  expect(() => parseTrainCommandLine(["--train_files", "t.parquet", "--actor_model_path", "m", "--target_modules", "q_proj,lm_head"])).toThrow("'lm_head' is not a module LoRA can target here");
+});
