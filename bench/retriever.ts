@@ -3,16 +3,19 @@
  * (bm25s + PyStemmer, configured as FlashRAG's index builder does) on the same corpus and queries in the same run.
  *
  *   ./node_modules/.bin/bun bench/retriever.ts [--docs 100000] [--queries 1000] [--python python3] [--keep DIR]
- *                                              [--clients 16] [--http_requests 2000] [--workers 2] [--no_peer]
+ *                                              [--clients 16] [--http_requests 2000] [--workers 2] [--no_peer] [--reuse]
  *
+ * --reuse (with --keep DIR): a DIR left by an earlier run with the same --docs and --queries keeps its corpus and index
+ * (the build figures printed are then the index's own).
  * Prints: build docs/s and peak RSS (child process), in-process queries/s single and batched, worker-pool queries/s,
- * HTTP p50/p99 latency with concurrent clients; for the peer, the same figures, the ratios, and top-10 agreement
+ * HTTP p50/p99 latency with concurrent clients, pruned search beside exhaustive scoring (speed, and that their top-10
+ * lists are identical); for the peer, the same figures, the ratios, and top-10 agreement
  * (mean overlap of the top-10 sets, identical top-1, largest score difference). The peer needs `import bm25s, Stemmer`
  * in --python (pip install bm25s PyStemmer, numba optional); without it the bench prints recall's figures alone.
  * The corpus: passages of 40–160 words drawn from a Zipf(1.0) distribution over 60,000 synthetic words with English
  * inflections (-s, -ing, -ed, -ation...) and stop words; queries: 2–6 consecutive words of a random passage.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openBm25RetrieverSync } from "../src/retrieval/bm25_retriever.ts";
@@ -32,6 +35,7 @@ const HTTP_REQUESTS = Number(opt("http_requests", "2000"));
 const WORKERS = Number(opt("workers", "2"));
 const PYTHON = opt("python", "python3");
 const NO_PEER = argv.includes("--no_peer") || argv.includes("--no-peer");
+const REUSE = argv.includes("--reuse");
 const keep = opt("keep", "");
 const work = keep || mkdtempSync(join(tmpdir(), "recall-bench-retriever-"));
 mkdirSync(work, { recursive: true });
@@ -105,30 +109,45 @@ function makeCorpus(path: string): string[] {
 
 const corpusPath = join(work, "corpus.jsonl");
 const indexPath = join(work, "index");
+const queriesPath = join(work, "queries.json");
+// --reuse: a --keep folder from an earlier run with the same --docs and --queries keeps its corpus and index.
+const reusable = (): boolean => {
+  if (!REUSE || !existsSync(queriesPath) || !existsSync(join(indexPath, "recall-bm25.json"))) return false;
+  const m = JSON.parse(readFileSync(join(indexPath, "recall-bm25.json"), "utf8"));
+  return m.stats.docs === DOCS && m.scoreBounds !== undefined && (JSON.parse(readFileSync(queriesPath, "utf8")) as string[]).length === QUERIES;
+};
+const reused = reusable();
 let t = performance.now();
-const queries = makeCorpus(corpusPath);
+const queries: string[] = reused ? JSON.parse(readFileSync(queriesPath, "utf8")) : makeCorpus(corpusPath);
 const corpusBytes = Bun.file(corpusPath).size;
-console.log(`corpus: ${fmt(DOCS)} passages, ${fmt(corpusBytes / 2 ** 20, 1)} MiB (generated in ${fmt((performance.now() - t) / 1000, 1)} s); ${fmt(queries.length)} queries`);
+writeFileSync(queriesPath, JSON.stringify(queries));
+console.log(`corpus: ${fmt(DOCS)} passages, ${fmt(corpusBytes / 2 ** 20, 1)} MiB (${reused ? "reused" : `generated in ${fmt((performance.now() - t) / 1000, 1)} s`}); ${fmt(queries.length)} queries`);
 
 // ---------- recall: build (child process, for a clean peak RSS) ----------
-rmSync(indexPath, { recursive: true, force: true });
-t = performance.now();
-const build = Bun.spawnSync([join(ROOT, "recall"), "retriever", "index", "--corpus_path", corpusPath, "--index_path", indexPath, "--json"], { stderr: "inherit" });
-if (build.exitCode !== 0) throw new Error("recall retriever index failed");
-const manifest = JSON.parse(build.stdout.toString());
+let manifest;
+if (reused) {
+  manifest = JSON.parse(readFileSync(join(indexPath, "recall-bm25.json"), "utf8"));
+} else {
+  rmSync(indexPath, { recursive: true, force: true });
+  t = performance.now();
+  const build = Bun.spawnSync([join(ROOT, "recall"), "retriever", "index", "--corpus_path", corpusPath, "--index_path", indexPath, "--json"], { stderr: "inherit" });
+  if (build.exitCode !== 0) throw new Error("recall retriever index failed");
+  manifest = JSON.parse(build.stdout.toString());
+}
+const buildSeconds = reused ? (manifest.stats.buildSeconds as number) : (performance.now() - t) / 1000;
 const ours = {
-  buildSeconds: (performance.now() - t) / 1000,
-  docsPerSecond: DOCS / ((performance.now() - t) / 1000),
+  buildSeconds,
+  docsPerSecond: DOCS / buildSeconds,
   peakRssMiB: manifest.stats.peakRssBytes / 2 ** 20,
   indexMiB: manifest.stats.indexBytes / 2 ** 20,
   terms: manifest.stats.terms as number,
   postings: manifest.stats.postings as number,
 };
-console.log(`recall build: ${fmt(ours.buildSeconds, 1)} s wall (process start included), ${fmt(ours.docsPerSecond)} docs/s, peak RSS ${fmt(ours.peakRssMiB)} MiB, index ${fmt(ours.indexMiB)} MiB, ${fmt(ours.terms)} terms, ${fmt(ours.postings)} postings`);
+console.log(`recall build${reused ? " (reused index, its own figures)" : ""}: ${fmt(ours.buildSeconds, 1)} s wall${reused ? "" : " (process start included)"}, ${fmt(ours.docsPerSecond)} docs/s, peak RSS ${fmt(ours.peakRssMiB)} MiB, index ${fmt(ours.indexMiB)} MiB, ${fmt(ours.terms)} terms, ${fmt(ours.postings)} postings`);
 
 // ---------- recall: search in-process ----------
 const r = openBm25RetrieverSync(indexPath);
-for (const q of queries.slice(0, 50)) r.searchSync(q, 10); // warm-up (page cache, JIT)
+for (const q of queries) r.searchSync(q, 10); // warm-up, one pass (page cache, JIT): a retriever serves for hours
 const lat: number[] = [];
 const ourResults: SearchResult[] = [];
 t = performance.now();
@@ -144,7 +163,12 @@ const idsQps = queries.length / ((performance.now() - t) / 1000);
 t = performance.now();
 for (let i = 0; i < queries.length; i += 64) await r.batchSearch(queries.slice(i, i + 64), 10);
 const batchQps = queries.length / ((performance.now() - t) / 1000);
+t = performance.now();
+for (const q of queries) r.index.searchExhaustive(q, 10);
+const exhaustiveQps = queries.length / ((performance.now() - t) / 1000);
+const same = queries.filter((q) => JSON.stringify(r.index.search(q, 10)) === JSON.stringify(r.index.searchExhaustive(q, 10))).length;
 console.log(`recall search in-process: single ${fmt(singleQps)} q/s (p50 ${fmt(pct(lat, 50), 2)} ms, p99 ${fmt(pct(lat, 99), 2)} ms), batched(64) ${fmt(batchQps)} q/s; ids and scores only (no corpus row reads, like bm25s) ${fmt(idsQps)} q/s`);
+console.log(`recall pruned (MaxScore + block-max) vs exhaustive scoring, ids and scores: ${fmt(idsQps)} vs ${fmt(exhaustiveQps)} q/s (${fmt(idsQps / exhaustiveQps, 1)}×); identical top-10 on ${same}/${queries.length} queries`);
 await r.close();
 
 const pool = await WorkerPoolRetriever.start(WORKERS, indexPath);
@@ -209,7 +233,7 @@ build = time.perf_counter() - t0
 del texts
 qs = json.load(open(queries_path))
 qt = [tok.tokenize([q], return_as="tuple", update_vocab=False, show_progress=False) for q in qs]
-for x in qt[:50]: m.retrieve(x, k=10, show_progress=False)
+for x in qt: m.retrieve(x, k=10, show_progress=False)  # warm-up, one pass, as for recall
 t1 = time.perf_counter()
 res = []
 for x in qt:
@@ -229,7 +253,6 @@ if (check.exitCode !== 0) {
   console.log(`peer skipped: ${PYTHON} cannot import bm25s and PyStemmer (pip install bm25s PyStemmer; pass --python PATH)`);
   process.exit(0);
 }
-writeFileSync(join(work, "queries.json"), JSON.stringify(queries));
 writeFileSync(join(work, "peer.py"), PEER);
 t = performance.now();
 const peerRun = Bun.spawnSync([PYTHON, join(work, "peer.py"), corpusPath, join(work, "queries.json"), join(work, "peer.json")], { stderr: "inherit" });

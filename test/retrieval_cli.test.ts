@@ -1,6 +1,6 @@
 /** `recall retriever index|serve|search` from the shell: flags, output, ReCall's YAML config, errors. */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PROJECT_ROOT } from "./harness.ts";
@@ -67,6 +67,20 @@ describe("recall retriever CLI", () => {
     const missing = runRecall(["retriever", "index", "--corpus_path", join(tmp, "nope.jsonl"), "--index_path", join(tmp, "x")]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain(`cannot open ${join(tmp, "nope.jsonl")}: no such file or folder (ENOENT)`);
+  });
+
+  test("index takes a gzipped corpus; a bad row is one line naming the file and line", () => {
+    const gz = join(tmp, "corpus.jsonl.gz");
+    writeFileSync(gz, Bun.gzipSync(readFileSync(corpus)));
+    const r = runRecall(["retriever", "index", "--corpus_path", gz, "--index_path", join(tmp, "gz")]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("docs      300");
+    const hit = runRecall(["retriever", "search", "--index_path", join(tmp, "gz"), "storm taints", "--top_n", "1", "--json"]);
+    expect(JSON.parse(hit.stdout).docs[0].id).toBe("g72");
+    writeFileSync(gz, Bun.gzipSync('{"id": "a", "contents": "x"}\n{"id": "b"}\n'));
+    const bad = runRecall(["retriever", "index", "--corpus_path", gz, "--index_path", join(tmp, "gz-bad")]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain(`${gz} line 2: missing "contents" (or "text") string`);
   });
 
   test("search prints ranked docs; --json gives {docs, scores}", () => {
