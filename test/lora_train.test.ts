@@ -134,10 +134,28 @@ test("recall sft --lora_rank learns with the base frozen; merge, score --adapter
   const gen = runRecall(["generate", "--model", model, "--adapter", ckpt, "--prompt", "ada: 11*3?", "--chat", "--max_new_tokens", "6", "--json"]);
   expect(gen.code).toBe(0);
   expect(JSON.parse(gen.stdout).ids.length).toBeGreaterThan(0);
-  // The checkpoint alone is not a model: the message says what to pass.
+  // A LoRA checkpoint alone is not a model: the message says what to pass.
   const bad = runRecall(["score", "--model", ckpt, "--ids", ids]);
   expect(bad.code).toBe(1);
   expect(bad.stderr).toContain("is a LoRA adapter, not a whole model");
+});
+
+test("recall eval --adapter: the local engine runs the model with the adapter; next to a served model it is refused", async () => {
+  const { resolveConfig } = await import("../src/eval/config.ts");
+  const { openGenerator, httpOptions } = await import("../src/eval/backends.ts");
+  const adapter = join(dir, "sft", "recall", "sft", "global_step_40");
+  const cfg = resolveConfig({}, { generator_model: model, adapter });
+  const gen = await openGenerator(cfg, httpOptions(cfg));
+  expect(gen.description).toContain(`+ adapter ${adapter}`);
+  if (gen.kind !== "tokens") throw new Error("expected the local token generator");
+  const prompt = [1, 40, 77, 12];
+  const out = await gen.completeTokens(prompt, { temperature: 1, seed: 1, maxNewTokens: 3, stopTokenIds: [] });
+  // The sampled ids' log-probs (temperature 1) are the adapted model's (recall score --adapter on prompt + ids).
+  const scored = JSON.parse(runRecall(["score", "--model", model, "--adapter", adapter, "--ids", [...prompt, ...out.tokenIds].join(","), "--json"]).stdout).logprobs as number[];
+  expectClose(Float32Array.from(out.logprobs!), Float32Array.from(scored.slice(prompt.length)), { atol: 2e-5, rtol: 1e-5 }, "generator log-probs");
+  await gen.close?.();
+  const served = resolveConfig({}, { sgl_remote_url: "127.0.0.1:30000", adapter });
+  await expect(openGenerator(served, httpOptions(served))).rejects.toThrow("--adapter applies to a local model");
 });
 
 test("LoRA settings: verl's keys and the flags set them; an unknown module is refused naming the flag", async () => {
