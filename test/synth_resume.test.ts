@@ -5,7 +5,7 @@
  * loop keeps answering as the scripted model server); the server is slowed down so the kill lands mid-run.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { appendFileSync, existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readDataRows } from "../src/data/rows.ts";
@@ -27,7 +27,10 @@ beforeAll(() => {
   fake = fakeLlmServer({ domains: DOMAINS, delayMs: 300 });
 });
 
-afterAll(() => fake?.stop());
+afterAll(() => {
+  fake?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
 
 function spawnLlm(out: string) {
   const args = ["synth", "llm", "--api_base", fake.url, "--model", "fake", "--n_domains", String(DOMAINS.length), "--tasks_per_domain", "4"];
