@@ -72,6 +72,6 @@ for (let s = 0; s < steps; s++) {
   releaseBatch(gpu, batch);
   console.log(`step ${s + 1}: ${((performance.now() - t0) / 1000).toFixed(1)} s, grad norm ${r.gradNorm.toFixed(4)}${s === 0 ? " (includes pipeline compilation)" : ""}`);
 }
-console.log(`GPU memory in use at the peak (pool): ${formatBytes(gpu.pool.stats.peak)}; trainable parameters ${(params.numel / 1e6).toFixed(2)}M of ${((model.params.numel + (full ? 0 : params.numel)) / 1e6).toFixed(1)}M`);
+console.log(`GPU memory in use at the peak (pool): ${formatBytes(gpu.pool.stats.peak)}; trainable parameters ${(params.numel / 1e6).toFixed(2)}M of ${((model.params.numel + (full ? 0 : params.numel)) / 1e6).toFixed(2)}M`);
 if (tmp) rmSync(tmp, { recursive: true, force: true });
 process.exit(0);
