@@ -58,8 +58,8 @@ export function maxScoreTopK(terms: TermPostings[], k: number): { docs: number[]
   order.forEach((o, s) => (sortedOf[o.i] = s));
   const qtf = Float64Array.from(order, (o) => o.t.qtf);
   const ub = Float64Array.from(order, (o) => o.ub);
-  const end = Float64Array.from(order, (o) => o.t.end);
-  const pos = Float64Array.from(order, (o) => o.t.start);
+  const end = Int32Array.from(order, (o) => o.t.end); // positions < SEGMENT_POSTINGS = 2^28
+  const pos = Int32Array.from(order, (o) => o.t.start);
   const prefix = new Float64Array(n); // prefix[i] = ub[0] + … + ub[i]
   for (let i = 0, s = 0; i < n; i++) prefix[i] = s += ub[i]!;
   const total = prefix[n - 1]!;
