@@ -180,10 +180,11 @@ describe("a fresh adapter", () => {
       back.release();
 
       // PEFT itself (optional): transformers + peft load the base model and our folder and score the same batch.
-      const python = ["/work/venv2/bin/python", "/work/venv/bin/python", "python3"].find((p) => p.includes("/") ? existsSync(p) : true)!;
-      const probe = Bun.spawnSync([python, "-c", "import peft, transformers"], { stderr: "ignore" });
-      if (probe.exitCode !== 0) {
-        console.log(`PEFT load check skipped: ${python} has no peft/transformers`);
+      // This machine's venvs or $RECALL_PEFT_PYTHON (only paths that exist: spawning a missing one throws).
+      const candidates = [process.env.RECALL_PEFT_PYTHON, "/work/venv2/bin/python", "/work/venv/bin/python", "/usr/bin/python3"].filter((p): p is string => !!p && existsSync(p));
+      const python = candidates.find((p) => Bun.spawnSync([p, "-c", "import peft, transformers"], { stderr: "ignore" }).exitCode === 0);
+      if (!python) {
+        console.log("PEFT load check skipped: no Python here has peft and transformers");
       } else {
         const inFile = join(dir, "batch.json");
         writeFileSync(inFile, JSON.stringify({ base: modelDir(name), adapter: dir, ids: inputs.ids, lengths: inputs.lengths }));
@@ -200,6 +201,18 @@ describe("a fresh adapter", () => {
     model.adapter.release();
     model.params.release();
   });
+});
+
+test("the committed fixtures are what scripts/golden_lora.py computes (skipped without a python3 that has torch)", () => {
+  // Only paths that exist: spawning a missing one throws.
+  const python = ["/usr/bin/python3"].filter((p) => existsSync(p)).find((p) => Bun.spawnSync([p, "-c", "import torch"], { stderr: "ignore" }).exitCode === 0);
+  if (!python) {
+    console.log("golden_lora.py --check skipped: no python3 with torch");
+    return;
+  }
+  const r = Bun.spawnSync([python, join(PROJECT_ROOT, "scripts/golden_lora.py"), "--check"], { cwd: PROJECT_ROOT });
+  expect(r.stdout.toString()).toContain("LoRA fixtures match");
+  expect(r.exitCode).toBe(0);
 });
 
 describe("adapter folders that cannot be used are refused in one line", () => {
