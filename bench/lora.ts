@@ -1,6 +1,6 @@
 /**
  * bench/lora: one training step (forward with activation checkpointing, backward, clip + AdamW) of a real-size model
- * with a LoRA adapter on every projection, against the same step with full fine-tuning (`--full`): seconds per step,
+ * with a LoRA adapter on every projection (the frozen projection weights in f16 where the adapter has shader-f16), against the same step with full fine-tuning (`--full`): seconds per step,
  * the GPU memory the pool measured at its peak, and the estimate recall prints before a run.
  *
  *   ./node_modules/.bin/bun bench/lora.ts [--preset 0.5b] [--rank 16] [--alpha 32] [--B 1] [--T 128] [--steps 2] [--full]
@@ -41,10 +41,12 @@ if (tmp) {
   await initModel({ arch: "qwen2", preset, outDir: dir, seed: 0, dtype: "BF16" });
   console.log(`recall init --preset ${preset}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
-const model = await Transformer.load(gpu, dir);
+// LoRA keeps the frozen projections in f16 where the adapter has shader-f16, as recall train/sft do.
+const halfProjections = !full && gpu.device.features.has("shader-f16");
+const model = await Transformer.load(gpu, dir, { halfProjections });
 const c = model.config;
 const settings = { rank, alpha, targetModules: resolveTargetModules(["all-linear"], "--target_modules") };
-const sizes = { batch: B, seqLen: T, checkpointing: true, training: true, loraParameters: full ? undefined : loraParameterCount(c, settings) };
+const sizes = { batch: B, seqLen: T, checkpointing: true, training: true, loraParameters: full ? undefined : loraParameterCount(c, settings), halfProjections };
 console.log(`${full ? "full fine-tuning" : `LoRA r=${rank} alpha=${alpha}, all-linear`}; B=${B} T=${T}, activation checkpointing`);
 console.log(formatMemoryEstimate(estimateMemory(c, sizes), sizes));
 

@@ -121,6 +121,49 @@ for (const name of CASES) {
   });
 }
 
+describe("frozen projection weights stored in f16", () => {
+  for (const name of CASES) {
+    test(`${name}: log-probs and adapter gradients equal an f32 model holding the same f16-rounded weights`, async () => {
+      const inputs = inputsOf(name);
+      const half = await Transformer.load(gpu, modelDir(name), { halfProjections: true });
+      const rounded = await Transformer.load(gpu, modelDir(name));
+      let halfTensors = 0;
+      for (const spec of rounded.params.specs) {
+        if (half.params.get(spec.name).dtype !== "f16") continue;
+        halfTensors++;
+        const w = await gpu.readF32(rounded.params.get(spec.name));
+        gpu.write(rounded.params.get(spec.name), Float32Array.from(new Float16Array(w)));
+      }
+      expect(halfTensors).toBe(7 * rounded.config.numLayers);
+      const results: { lp: Float32Array; ent: Float32Array; grads: Float32Array[] }[] = [];
+      for (const model of [half, rounded]) {
+        model.adapter = await loadAdapter(gpu, model.config, adapterDir(name));
+        const grads = model.adapter.zerosLike();
+        const batch = makeBatch(gpu, inputs.ids.map((row, b) => row.slice(0, inputs.lengths[b])), inputs.ids[0]!.length);
+        const fwd = model.forward(batch, { train: true, checkpoint: true });
+        const [lp, ent] = (await gpu.readMany([fwd.logprob, fwd.entropy])).map((x) => new Float32Array(x));
+        const w = gpu.upload(Float32Array.from(inputs.loss_weights.flat()), [batch.B * batch.T]);
+        model.backward(fwd, w, null, grads);
+        results.push({ lp: masked(lp!, inputs.logprob_mask), ent: masked(ent!, inputs.entropy_mask), grads: await Promise.all(grads.list().map((t) => gpu.readF32(t))) });
+        gpu.release(w, fwd.logprob, fwd.entropy);
+        releaseBatch(gpu, batch);
+        grads.release();
+        model.adapter.release();
+        model.adapter = undefined;
+      }
+      // Same products on the same values: only the kernels' loads differ.
+      expectClose(results[0]!.lp, results[1]!.lp, { atol: 1e-6, rtol: 1e-6 }, "logprobs");
+      expectClose(results[0]!.ent, results[1]!.ent, { atol: 1e-6, rtol: 1e-6 }, "entropies");
+      results[0]!.grads.forEach((g, i) => expectClose(g, results[1]!.grads[i]!, { atol: 1e-5 * Math.max(maxAbs(results[1]!.grads[i]!), 1e-6), rtol: 0 }, `grad ${i}`));
+      // And it stays near the f32 model's numbers (f16 keeps 11 significant bits of each weight).
+      expectClose(results[0]!.lp, SafetensorsModel.open(join(PROJECT_ROOT, "fixtures/lora", name, "expected.safetensors")).readF32("logprobs"), { atol: 1e-2, rtol: 1e-3 }, "f16 vs f32 weights");
+      expect(() => half.backward(half.forward(makeBatch(gpu, [[1, 2, 3]]), { train: true }), gpu.zeros([3]), null, half.newGradients())).toThrow("f16-stored weights are frozen");
+      half.params.release();
+      rounded.params.release();
+    });
+  }
+});
+
 describe("a fresh adapter", () => {
   test("is initialised as PEFT does (A uniform in ±1/√in, B zero), so step 0 equals the base model bit for bit", async () => {
     const name = "qwen2_gqa_tied";

@@ -73,7 +73,10 @@ test("recall train --lora_rank: reference = base model with the adapter off, PEF
   const batch = JSON.parse(readFileSync(join(r.runDir, "batches", "step_3.json"), "utf8")) as { sequences: { prompt_ids: number[]; response_ids: number[] }[] };
   const saved = SafetensorsModel.open(join(r.runDir, "batches", "step_3.safetensors"));
   const gpu = await getGpu();
-  const base = await Transformer.load(gpu, model);
+  // The run kept the frozen projections in f16 where the adapter has shader-f16: the same base here.
+  const halfBase = gpu.device.features.has("shader-f16");
+  expect(lines.some((l) => l.includes("(projections in f16)"))).toBe(halfBase);
+  const base = await Transformer.load(gpu, model, { halfProjections: halfBase });
   const seqs = batch.sequences.map((s) => ({ ids: [...s.prompt_ids, ...s.response_ids], responseStart: s.prompt_ids.length }));
   const want = await scoreResponses(base, seqs, { temperature: 1, maxTokens: 4096 });
   const width = saved.info("ref_log_prob").shape[1]!;

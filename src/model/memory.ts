@@ -15,6 +15,15 @@
  */
 import { parameterCount, type ModelConfig } from "./config.ts";
 import { logprobsScratchBytes } from "../ops/logprobs.ts";
+import { LORA_MODULES, loraModuleDims } from "./lora.ts";
+
+/** Weights of the decoder layers' projections (q/k/v/o/gate/up/down): what f16 storage halves. */
+export function projectionParameterCount(c: ModelConfig): number {
+  return c.numLayers * LORA_MODULES.reduce((n, m) => {
+    const { inF, outF } = loraModuleDims(c, m);
+    return n + inF * outF;
+  }, 0);
+}
 
 const F32 = 4;
 
@@ -33,6 +42,8 @@ export interface RunSizes {
   lmHeadChunk?: number;
   /** LoRA: the adapter's trainable parameters (r·(in + out) per adapted projection); the base weights are frozen. */
   loraParameters?: number;
+  /** The decoder layers' projection weights stored in f16 (a LoRA run's frozen base on adapters with shader-f16). */
+  halfProjections?: boolean;
   /** KV cache for generation: sequences × capacity tokens (0: no generation). */
   kvSequences?: number;
   kvCapacity?: number;
@@ -40,6 +51,8 @@ export interface RunSizes {
 
 export interface MemoryEstimate {
   weights: number;
+  /** The projection weights are counted at 2 bytes (f16). */
+  halfProjections?: boolean;
   /** The LoRA adapter's A and B (0 without LoRA). */
   adapter: number;
   referenceWeights: number;
@@ -87,13 +100,15 @@ export function kvBytesPerToken(c: ModelConfig): number {
 export function estimateMemory(c: ModelConfig, run: RunSizes): MemoryEstimate {
   const lora = run.loraParameters;
   if (lora !== undefined) {
-    const full = estimateMemory(c, { ...run, loraParameters: undefined });
+    const full = estimateMemory(c, { ...run, loraParameters: undefined, halfProjections: false });
     const training = run.training ?? true;
     const adapter = lora * F32;
     const grads = training ? adapter : 0;
     const optimizer = training ? 2 * adapter : 0;
-    const total = full.total - full.referenceWeights - full.grads - full.optimizer + adapter + grads + optimizer;
-    return { ...full, adapter, referenceWeights: 0, grads, optimizer, total, fullFineTuningTotal: full.total };
+    // f16 projections: 2 bytes instead of 4 for each of their weights.
+    const weights = full.weights - (run.halfProjections ? 2 * projectionParameterCount(c) : 0);
+    const total = full.total - full.weights - full.referenceWeights - full.grads - full.optimizer + weights + adapter + grads + optimizer;
+    return { ...full, weights, halfProjections: !!run.halfProjections, adapter, referenceWeights: 0, grads, optimizer, total, fullFineTuningTotal: full.total };
   }
   const training = run.training ?? true;
   const params = parameterCount(c);
@@ -145,7 +160,7 @@ export function formatBytes(n: number): string {
 export function formatMemoryEstimate(e: MemoryEstimate, run?: RunSizes): string {
   const lora = e.fullFineTuningTotal !== undefined;
   const rows: [string, number, string][] = [
-    ["weights", e.weights, lora ? "f32, frozen" : "f32"],
+    ["weights", e.weights, lora ? (e.halfProjections ? "frozen; projections f16, the rest f32" : "f32, frozen") : "f32"],
     ["LoRA adapter", e.adapter, "A and B, f32"],
     ["reference weights", e.referenceWeights, "frozen copy for KL"],
     ["gradients", e.grads, lora ? "adapter only" : "f32"],

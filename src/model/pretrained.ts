@@ -14,9 +14,12 @@ export interface Pretrained {
   stopTokenIds: number[];
 }
 
-/** Opens a model folder; with `adapter`, a PEFT LoRA adapter folder is attached to it (`--adapter DIR`). */
-export async function openPretrained(gpu: Gpu, dir: string, o: { adapter?: string } = {}): Promise<Pretrained> {
-  const model = await Transformer.load(gpu, dir);
+/**
+ * Opens a model folder; with `adapter`, a PEFT LoRA adapter folder is attached to it (`--adapter DIR`);
+ * `halfProjections` keeps the projection weights in f16 (a LoRA run's frozen base).
+ */
+export async function openPretrained(gpu: Gpu, dir: string, o: { adapter?: string; halfProjections?: boolean } = {}): Promise<Pretrained> {
+  const model = await Transformer.load(gpu, dir, { halfProjections: o.halfProjections });
   if (o.adapter) model.adapter = await loadAdapter(gpu, model.config, o.adapter);
   const tokenizer = RecallTokenizer.load(dir);
   const stop = new Set<number>(model.config.eosTokenIds);

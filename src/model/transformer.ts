@@ -28,7 +28,7 @@ import { embedding, embeddingBackward, embeddingScratchSize } from "../ops/embed
 import { logprobs, logprobsBackward, logprobsPlan, lastLogits, lastLogitsScratch } from "../ops/logprobs.ts";
 import { kvAppend } from "../ops/kvcache.ts";
 import { loadModelConfig, type ModelConfig } from "./config.ts";
-import { ParameterSet, gateUpWeight, layerTensors, outerTensors, type LayerTensors } from "./weights.ts";
+import { ParameterSet, gateUpWeight, layerTensors, outerTensors, type LayerTensors, type ParameterSetOptions } from "./weights.ts";
 import { LoraWeights, type LoraModule } from "./lora.ts";
 import { isAdapterFolder } from "./peft_adapter.ts";
 import { RecallError } from "../errors.ts";
@@ -205,12 +205,13 @@ export class Transformer {
     this.fusedGateUp = Array.from({ length: config.numLayers }, (_, l) => gateUpWeight(layerTensors(params, l))).every((w) => w !== undefined);
   }
 
-  static async load(gpu: Gpu, dir: string): Promise<Transformer> {
+  /** Loads a model folder; `halfProjections` keeps the projection weights in f16 (frozen under LoRA; see ParameterSet). */
+  static async load(gpu: Gpu, dir: string, o: ParameterSetOptions = {}): Promise<Transformer> {
     if (isAdapterFolder(dir) && !existsSync(join(dir, "config.json"))) {
       throw new RecallError(`${dir} is a LoRA adapter, not a whole model`, { hint: `pass the base model as the model and this folder as --adapter (or fold it in with 'recall merge')` });
     }
     const config = loadModelConfig(dir);
-    return new Transformer(gpu, config, await ParameterSet.load(gpu, config, dir));
+    return new Transformer(gpu, config, await ParameterSet.load(gpu, config, dir, o));
   }
 
   /** A zeroed gradient set with the same names and shapes as the parameters. */
@@ -393,6 +394,7 @@ export class Transformer {
     const loraGrads = grads instanceof LoraWeights ? grads : undefined;
     if (loraGrads && !this.activeAdapter) throw new Error("backward: adapter gradients need an attached, enabled adapter");
     if (!loraGrads && this.activeAdapter) throw new Error("backward: full fine-tuning with a LoRA adapter attached is not supported");
+    if (!loraGrads && this.params.hasHalf) throw new Error("backward: f16-stored weights are frozen; train a LoRA adapter on them");
     const full = grads instanceof LoraWeights ? undefined : grads;
     const g = this.gpu, { D, Hq, Hkv, hd, I, V } = this;
     const L = this.config.numLayers;

@@ -13,28 +13,46 @@ import type { TensorSet } from "./tensor_set.ts";
 /** Elements uploaded per piece: bounds the host memory a load needs (64 MiB of f32). */
 const UPLOAD_PIECE = 16 * 1024 * 1024;
 
+export interface ParameterSetOptions {
+  /**
+   * Keep the decoder layers' projection weights (q/k/v/o/gate/up/down) in f16: frozen weights under LoRA, on adapters
+   * with `shader-f16` (the matmul reads them as f16 and computes in f32). Embedding, LM head, norms and biases stay f32.
+   */
+  halfProjections?: boolean;
+}
+
+/** The decoder layers' projection weights (what LoRA adapts and `halfProjections` stores in f16). */
+const PROJECTION_WEIGHT = /^model\.layers\.\d+\.(self_attn|mlp)\.(q|k|v|o|gate|up|down)_proj\.weight$/;
+
 export class ParameterSet implements TensorSet {
   readonly specs: ParameterSpec[];
   readonly tensors = new Map<string, Tensor>();
 
-  constructor(readonly gpu: Gpu, readonly config: ModelConfig, fill: "zeros" | "empty") {
+  constructor(readonly gpu: Gpu, readonly config: ModelConfig, fill: "zeros" | "empty", readonly options: ParameterSetOptions = {}) {
     this.specs = parameterSpecs(config);
-    const alloc = (shape: readonly number[], label: string) => (fill === "zeros" ? gpu.zeros(shape, "f32", label) : gpu.empty(shape, "f32", label));
-    const fuse = gateUpFusable(gpu, config);
+    const half = (name: string) => !!options.halfProjections && PROJECTION_WEIGHT.test(name);
+    const alloc = (shape: readonly number[], label: string, dtype: "f32" | "f16") => (fill === "zeros" ? gpu.zeros(shape, dtype, label) : gpu.empty(shape, dtype, label));
+    const fuse = gateUpFusable(gpu, config, options.halfProjections ? 2 : 4);
     for (const s of this.specs) {
       if (this.tensors.has(s.name)) continue;
+      const dtype = half(s.name) ? "f16" : "f32";
       const up = s.name.endsWith(".mlp.gate_proj.weight") ? s.name.replace(".gate_proj.", ".up_proj.") : undefined;
       if (fuse && up) {
         // gate_proj then up_proj in one buffer: one [2I, D] matmul computes both (see gateUpWeight); each keeps its
         // own view, name and shape for loading, saving and the optimizer.
         const [I, D] = s.shape as [number, number];
-        const both = alloc([2 * I, D], `${s.name}+up_proj`);
-        this.tensors.set(s.name, new Tensor(both.buffer, [I, D], "f32", both.byteOffset));
-        this.tensors.set(up, new Tensor(both.buffer, [I, D], "f32", both.byteOffset + I * D * 4));
+        const both = alloc([2 * I, D], `${s.name}+up_proj`, dtype);
+        this.tensors.set(s.name, new Tensor(both.buffer, [I, D], dtype, both.byteOffset));
+        this.tensors.set(up, new Tensor(both.buffer, [I, D], dtype, both.byteOffset + I * D * (dtype === "f16" ? 2 : 4)));
       } else {
-        this.tensors.set(s.name, alloc(s.shape, s.name));
+        this.tensors.set(s.name, alloc(s.shape, s.name, dtype));
       }
     }
+  }
+
+  /** Whether some weights are stored in f16 (frozen: such a set is never trained or saved). */
+  get hasHalf(): boolean {
+    return [...this.tensors.values()].some((t) => t.dtype === "f16");
   }
 
   get(name: string): Tensor {
@@ -76,10 +94,10 @@ export class ParameterSet implements TensorSet {
   }
 
   /** Loads every parameter from a model folder's safetensors (F32/F16/BF16), checking names and shapes against the config. */
-  static async load(gpu: Gpu, config: ModelConfig, dir: string): Promise<ParameterSet> {
+  static async load(gpu: Gpu, config: ModelConfig, dir: string, options: ParameterSetOptions = {}): Promise<ParameterSet> {
     const file = SafetensorsModel.open(dir);
     checkWeightsMatchConfig(config, file, `${dir}/config.json`);
-    const set = new ParameterSet(gpu, config, "empty");
+    const set = new ParameterSet(gpu, config, "empty", options);
     for (const spec of set.specs) {
       const t = set.get(spec.name);
       for (let start = 0; start < t.numel; start += UPLOAD_PIECE) {
@@ -92,7 +110,19 @@ export class ParameterSet implements TensorSet {
             hint: "use an earlier checkpoint, or re-save the model from a run that did not diverge",
           });
         }
-        gpu.write(t, piece, start);
+        if (t.dtype === "f16") {
+          // Round to nearest even, as torch's .half(); a weight beyond f16's range would become infinite.
+          const half = new Float16Array(piece);
+          const over = firstNonFinite(Float32Array.from(half));
+          if (over >= 0) {
+            throw new RecallError(`${dir}: tensor '${spec.name}' holds ${piece[over]} at element ${start + over}, beyond f16's range`, {
+              hint: "this model's frozen weights cannot be kept in f16",
+            });
+          }
+          gpu.write(t, new Uint16Array(half.buffer), start);
+        } else {
+          gpu.write(t, piece, start);
+        }
       }
     }
     await gpu.sync();
@@ -101,6 +131,7 @@ export class ParameterSet implements TensorSet {
 
   /** Writes a model folder's weights (HF names; F32 or BF16), atomically per file. */
   async save(dir: string, dtype: WriteDType = "F32"): Promise<string[]> {
+    if (this.hasHalf) throw new Error("ParameterSet.save: f16-stored (frozen) weights are not saved");
     const sources = this.specs.map((s) => ({
       name: s.name,
       shape: s.shape,
@@ -163,15 +194,15 @@ export function layerTensors(set: ParameterSet, l: number): LayerTensors {
  * Whether each layer's gate_proj and up_proj weights live back to back in one buffer: needs up_proj's offset
  * (I·D floats) to meet the adapter's storage-binding alignment, so that each can also be bound alone.
  */
-export function gateUpFusable(gpu: Gpu, config: ModelConfig): boolean {
-  return (config.intermediateSize * config.hiddenSize * 4) % gpu.limits.minStorageBufferOffsetAlignment === 0;
+export function gateUpFusable(gpu: Gpu, config: ModelConfig, elementBytes = 4): boolean {
+  return (config.intermediateSize * config.hiddenSize * elementBytes) % gpu.limits.minStorageBufferOffsetAlignment === 0;
 }
 
 /** The [2I, D] weight of gate_proj and up_proj together (rows 0..I−1 gate, I..2I−1 up) when they are fused, else undefined. */
 export function gateUpWeight(t: Pick<LayerTensors, "gate" | "up">): Tensor | undefined {
   const { gate, up } = t;
   if (gate.buffer !== up.buffer || up.byteOffset !== gate.byteOffset + gate.byteLength || gate.shape.length !== 2) return undefined;
-  return new Tensor(gate.buffer, [2 * gate.shape[0]!, gate.shape[1]!], "f32", gate.byteOffset);
+  return new Tensor(gate.buffer, [2 * gate.shape[0]!, gate.shape[1]!], gate.dtype, gate.byteOffset);
 }
 
 /** The embedding, final norm and LM head (the embedding itself when tied). */

@@ -21,10 +21,34 @@ if (markerAt < 0) throw new Error(`shaders/matmul.wgsl lost its '${SUBGROUP_MARK
 const PORTABLE_SOURCE = SHADERS.matmul.slice(0, markerAt);
 const SUBGROUP_SOURCE = `enable subgroups;\n${SHADERS.matmul}`;
 
+/**
+ * The same kernels reading B as f16 (adapters with `shader-f16`): a LoRA run keeps its frozen projection weights in
+ * half precision. Only B's declarations and its loads change; every product and sum stays f32.
+ */
+function halfB(code: string): string {
+  let out = code;
+  const swap = (from: string | RegExp, to: string) => {
+    const next = out.replace(from, to);
+    if (next === out) throw new Error(`shaders/matmul.wgsl: the f16 variant lost '${String(from)}'`);
+    out = next;
+  };
+  swap("var<storage, read> B: array<f32>;", "var<storage, read> B: array<f16>;");
+  swap(/return B\[([^\]]+)\];/g, "return f32(B[$1]);");
+  if (out.includes("var<storage, read> B4: array<vec4f>;")) {
+    swap("var<storage, read> B4: array<vec4f>;", "var<storage, read> B4: array<vec4h>;");
+    swap("let lo4 = B4[base];", "let lo4 = vec4f(B4[base]);");
+    swap("B4[base + 1u],", "vec4f(B4[base + 1u]),");
+  }
+  return `enable f16;\n${out}`;
+}
+
 const STORAGE = ["read", "read", "read_write", "read"] as const;
 const PORTABLE: Kernel = { shader: { name: "matmul-portable", code: PORTABLE_SOURCE }, entry: "matmul", storage: STORAGE, uniforms: true };
 const SUBGROUP: Kernel = { shader: { name: "matmul-subgroups", code: SUBGROUP_SOURCE }, entry: "matmul_sg", storage: STORAGE, uniforms: true };
 const SUBGROUP_B4: Kernel = { ...SUBGROUP, entry: "matmul_sg_b4" };
+const PORTABLE_F16B: Kernel = { ...PORTABLE, shader: { name: "matmul-portable-f16b", code: halfB(PORTABLE_SOURCE) } };
+const SUBGROUP_F16B: Kernel = { ...SUBGROUP, shader: { name: "matmul-subgroups-f16b", code: halfB(SUBGROUP_SOURCE) } };
+const SUBGROUP_B4_F16B: Kernel = { ...SUBGROUP_F16B, entry: "matmul_sg_b4" };
 
 /** Register/workgroup tiling of the portable kernel (WGSL overrides). */
 export interface MatmulTiling {
@@ -124,7 +148,7 @@ export function planName(p: MatmulPlan): string {
   return p.kernel === "portable" ? `portable tm${p.tm} ${p.wgX}x${p.wgY}` : `subgroup ${p.tm}x${p.tn}${p.vec4B ? " b4" : ""}`;
 }
 
-/** C = alpha · op(A)·op(B) (+ bias) (+ C). Shapes: op(A) is M×K, op(B) is K×N, C is M×N. */
+/** C = alpha · op(A)·op(B) (+ bias) (+ C). Shapes: op(A) is M×K, op(B) is K×N, C is M×N. B may be f16 (frozen weights). */
 export function matmul(gpu: Gpu, a: Tensor, b: Tensor, c: Tensor, dims: Dims, o: MatmulOptions = {}): void {
   const { M, N, K } = dims;
   const batch = o.batch ?? 1;
@@ -139,6 +163,9 @@ export function matmul(gpu: Gpu, a: Tensor, b: Tensor, c: Tensor, dims: Dims, o:
   need(b, o.offsetB ?? 0, strideB, K * N, "B");
   need(c, o.offsetC ?? 0, strideC, M * N, "C");
   if (o.bias && o.bias.numel < N) throw new Error(`matmul: bias ${shapeString(o.bias.shape)} shorter than N=${N}`);
+  const halfWeights = b.dtype === "f16";
+  if (halfWeights && !gpu.device.features.has("shader-f16")) throw new Error("matmul: an f16 B needs the adapter's shader-f16 feature");
+  if (a.dtype !== "f32" || c.dtype !== "f32") throw new Error(`matmul: A and C must be f32 (got ${a.dtype}, ${c.dtype})`);
   const plan = choosePlan(gpu, dims, o);
   const params = new Params()
     .u32(M, N, K, batch, o.offsetA ?? 0, o.offsetB ?? 0, o.offsetC ?? 0, 0, strideA, strideB, strideC)
@@ -149,7 +176,7 @@ export function matmul(gpu: Gpu, a: Tensor, b: Tensor, c: Tensor, dims: Dims, o:
   const flags = { TRANS_A: !!o.transA, HAS_BIAS: !!o.bias, ACCUMULATE: !!o.accumulate };
   if (plan.kernel === "portable") {
     gpu.dispatch({
-      kernel: PORTABLE,
+      kernel: halfWeights ? PORTABLE_F16B : PORTABLE,
       constants: { ...flags, TRANS_B: !!o.transB, TM: plan.tm, WG_X: plan.wgX, WG_Y: plan.wgY },
       params,
       bindings,
@@ -163,7 +190,7 @@ export function matmul(gpu: Gpu, a: Tensor, b: Tensor, c: Tensor, dims: Dims, o:
   }
   if (plan.vec4B && !vec4BAligned(dims, o)) throw new Error("matmul: vec4B needs transB, and K, offsetB and strideB multiples of 4");
   gpu.dispatch({
-    kernel: plan.vec4B ? SUBGROUP_B4 : SUBGROUP,
+    kernel: halfWeights ? (plan.vec4B ? SUBGROUP_B4_F16B : SUBGROUP_F16B) : plan.vec4B ? SUBGROUP_B4 : SUBGROUP,
     constants: { ...flags, ...(plan.vec4B ? {} : { TRANS_B: !!o.transB }), SG_TM: plan.tm, SG_TN: plan.tn },
     params,
     bindings,

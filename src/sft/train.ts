@@ -103,7 +103,9 @@ export async function runSft(s: SftSettings, io: SftIo): Promise<SftResult> {
   const lora = loraSettingsOf({ rank: s["model.lora_rank"], alpha: s["model.lora_alpha"], targetModules: s["model.target_modules"], key: "model.target_modules" });
   checkResumeKind(lora, resumeFrom);
   // LoRA: the base model, with the run's adapter (fresh, or the checkpoint's) attached below.
-  const { model, tokenizer } = await openPretrained(gpu, lora ? modelPath : resumeFrom ?? modelPath);
+  // A frozen base keeps its projection weights in f16 where the adapter can read them (shader-f16).
+  const halfBase = !!lora && gpu.device.features.has("shader-f16");
+  const { model, tokenizer } = await openPretrained(gpu, lora ? modelPath : resumeFrom ?? modelPath, { halfProjections: halfBase });
   const opts = dataOptions(s);
   const loaded = await loadSftFiles(s["data.train_files"], tokenizer, opts);
   const valLoaded = s["data.val_files"].length > 0 ? await loadSftFiles(s["data.val_files"], tokenizer, opts) : undefined;
@@ -120,6 +122,7 @@ export async function runSft(s: SftSettings, io: SftIo): Promise<SftResult> {
     checkpointing: s["model.enable_gradient_checkpointing"],
     training: true,
     loraParameters: lora ? loraParameterCount(model.config, lora) : undefined,
+    halfProjections: halfBase,
   };
   io.log(`memory estimate:\n${formatMemoryEstimate(estimateMemory(model.config, sizes), sizes)}`);
 
@@ -135,7 +138,7 @@ export async function runSft(s: SftSettings, io: SftIo): Promise<SftResult> {
   };
 
   const trainable = await attachTrainable(gpu, model, { lora, resumeFrom, seed: s["trainer.seed"] });
-  if (lora) io.log(`LoRA: r=${lora.rank}, alpha=${lora.alpha} on ${lora.targetModules.join(", ")}: ${(trainable.params.numel / 1e6).toFixed(3)}M trainable parameters, base weights frozen`);
+  if (lora) io.log(`LoRA: r=${lora.rank}, alpha=${lora.alpha} on ${lora.targetModules.join(", ")}: ${(trainable.params.numel / 1e6).toFixed(3)}M trainable parameters, base weights frozen${halfBase ? " (projections in f16)" : ""}`);
   const grads = trainable.grads;
   const [beta1, beta2] = s["optim.betas"];
   const optimizer = new ActorOptimizer(gpu, trainable.params, grads, {

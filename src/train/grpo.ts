@@ -85,7 +85,7 @@ function resumePoint(s: TrainSettings, runDir: string): string | undefined {
 }
 
 /** Memory before anything is allocated; a run whose tensors cannot exist on this adapter is refused with the numbers. */
-function checkMemory(gpu: Gpu, policy: Pretrained, s: TrainSettings, capacity: number, io: TrainIo, lora: LoraSettings | undefined): void {
+function checkMemory(gpu: Gpu, policy: Pretrained, s: TrainSettings, capacity: number, io: TrainIo, lora: LoraSettings | undefined, halfBase: boolean): void {
   const c = policy.model.config;
   const seqLen = capacity;
   const microTokens = s["actor_rollout_ref.actor.use_dynamic_bsz"] ? s["actor_rollout_ref.actor.ppo_max_token_len_per_gpu"] : (s["actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu"] ?? 1) * seqLen;
@@ -96,6 +96,7 @@ function checkMemory(gpu: Gpu, policy: Pretrained, s: TrainSettings, capacity: n
     training: true,
     referenceModel: needsReference(s),
     loraParameters: lora ? loraParameterCount(c, lora) : undefined,
+    halfProjections: halfBase,
     kvSequences: s["actor_rollout_ref.rollout.max_num_seqs"],
     kvCapacity: capacity,
   };
@@ -187,17 +188,19 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
   // ---- model, data, tools ----------------------------------------------------------------------
   const gpu = await getGpu();
   // LoRA: the base model, with the run's adapter (fresh, or the checkpoint's) attached below.
-  const policy = await openPretrained(gpu, lora ? basePath : resumeFrom ?? basePath);
+  // A frozen base keeps its projection weights in f16 where the adapter can read them (shader-f16).
+  const halfBase = !!lora && gpu.device.features.has("shader-f16");
+  const policy = await openPretrained(gpu, lora ? basePath : resumeFrom ?? basePath, { halfProjections: halfBase });
   const model = policy.model;
   const tokenizer = policy.tokenizer;
   const maxPrompt = s["data.max_prompt_length"];
   const maxResponse = s["data.max_response_length"];
   const capacity = Math.min(maxPrompt + maxResponse, model.config.maxPositionEmbeddings);
-  checkMemory(gpu, policy, s, capacity, io, lora);
+  checkMemory(gpu, policy, s, capacity, io, lora, halfBase);
   const trainable = await attachTrainable(gpu, model, { lora, resumeFrom, seed: s["trainer.seed"] });
-  if (lora) io.log(`LoRA: r=${lora.rank}, alpha=${lora.alpha} on ${lora.targetModules.join(", ")}: ${(trainable.params.numel / 1e6).toFixed(3)}M trainable parameters, base weights frozen`);
+  if (lora) io.log(`LoRA: r=${lora.rank}, alpha=${lora.alpha} on ${lora.targetModules.join(", ")}: ${(trainable.params.numel / 1e6).toFixed(3)}M trainable parameters, base weights frozen${halfBase ? " (projections in f16)" : ""}`);
   // The reference policy: the base weights as loaded — under LoRA the same model with its adapter switched off.
-  const reference = !needsReference(s) ? undefined : lora ? undefined : await Transformer.load(gpu, basePath);
+  const reference = !needsReference(s) || lora ? undefined : await Transformer.load(gpu, basePath);
 
   const dataOptions = {
     promptKey: s["data.prompt_key"],
