@@ -148,83 +148,6 @@ const ours = {
 };
 console.log(`recall build${reused ? " (reused index, its own figures)" : ""}: ${fmt(ours.buildSeconds, 1)} s wall${reused ? "" : " (process start included)"}, ${fmt(ours.docsPerSecond)} docs/s, peak RSS ${fmt(ours.peakRssMiB)} MiB, index ${fmt(ours.indexMiB)} MiB, ${fmt(ours.terms)} terms, ${fmt(ours.postings)} postings`);
 
-// ---------- recall: search in-process ----------
-const r = openBm25RetrieverSync(indexPath);
-for (const q of queries) r.searchSync(q, 10); // warm-up, one pass (page cache, JIT): a retriever serves for hours
-const lat: number[] = [];
-const ourResults: SearchResult[] = [];
-t = performance.now();
-for (const q of queries) {
-  const t1 = performance.now();
-  ourResults.push(r.searchSync(q, 10));
-  lat.push(performance.now() - t1);
-}
-const singleQps = queries.length / ((performance.now() - t) / 1000);
-// On a shared machine one pass can land on a busy moment: the figures below are medians of --passes passes, and the
-// single-query ones also per second of this process's CPU time (what the search costs, whatever else runs).
-const idsRuns: number[] = [], idsCpuRuns: number[] = [], batchRuns: number[] = [];
-for (let pass = 0; pass < PASSES; pass++) {
-  const cpu0 = process.cpuUsage();
-  t = performance.now();
-  for (const q of queries) r.index.search(q, 10);
-  idsRuns.push(queries.length / ((performance.now() - t) / 1000));
-  const cpu = process.cpuUsage(cpu0);
-  idsCpuRuns.push(queries.length / ((cpu.user + cpu.system) / 1e6));
-  t = performance.now();
-  for (let i = 0; i < queries.length; i += 64) await r.batchSearch(queries.slice(i, i + 64), 10);
-  batchRuns.push(queries.length / ((performance.now() - t) / 1000));
-}
-const idsQps = median(idsRuns), idsCpuQps = median(idsCpuRuns), batchQps = median(batchRuns);
-t = performance.now();
-for (const q of queries) r.index.searchExhaustive(q, 10);
-const exhaustiveQps = queries.length / ((performance.now() - t) / 1000);
-const same = queries.filter((q) => JSON.stringify(r.index.search(q, 10)) === JSON.stringify(r.index.searchExhaustive(q, 10))).length;
-console.log(`recall search in-process: single ${fmt(singleQps)} q/s (p50 ${fmt(pct(lat, 50), 2)} ms, p99 ${fmt(pct(lat, 99), 2)} ms), batched(64) ${fmt(batchQps)} q/s; ids and scores only (no corpus row reads, like bm25s) ${fmt(idsQps)} q/s (${fmt(idsCpuQps)} per CPU second); medians of ${PASSES} passes: ids ${idsRuns.map((x) => fmt(x)).join(", ")}, batched ${batchRuns.map((x) => fmt(x)).join(", ")}`);
-console.log(`recall pruned (MaxScore + block-max) vs exhaustive scoring, ids and scores: ${fmt(idsQps)} vs ${fmt(exhaustiveQps)} q/s (${fmt(idsQps / exhaustiveQps, 1)}×); identical top-10 on ${same}/${queries.length} queries`);
-await r.close();
-
-const pool = await WorkerPoolRetriever.start(WORKERS, indexPath);
-t = performance.now();
-const batches: Promise<SearchResult[]>[] = [];
-for (let i = 0; i < queries.length; i += 64) batches.push(pool.batchSearch(queries.slice(i, i + 64), 10));
-await Promise.all(batches);
-const poolQps = queries.length / ((performance.now() - t) / 1000);
-await pool.close();
-console.log(`recall search, ${WORKERS} worker threads, concurrent batches of 64: ${fmt(poolQps)} q/s`);
-
-// ---------- recall: HTTP under concurrent load ----------
-const server = Bun.spawn([join(ROOT, "recall"), "retriever", "serve", "--index_path", indexPath, "--port", "0", "--num_retriever", String(WORKERS)], { stdout: "pipe", stderr: "inherit", env: { ...process.env, NODE_ENV: "production", NO_COLOR: "1" } });
-let url = "";
-{
-  const reader = server.stdout.getReader();
-  let out = "";
-  while (!url) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error("server exited: " + out);
-    out += new TextDecoder().decode(value);
-    url = out.match(/http:\/\/[\d.]+:\d+/)?.[0] ?? "";
-  }
-}
-const httpLat: number[] = [];
-let next = 0, failed = 0;
-t = performance.now();
-await Promise.all(
-  Array.from({ length: CLIENTS }, async () => {
-    while (next < HTTP_REQUESTS) {
-      const q = queries[next++ % queries.length]!;
-      const t1 = performance.now();
-      const res = await fetch(url + "/search", { method: "POST", body: JSON.stringify({ query: q, top_n: 10, return_score: true }) });
-      await res.arrayBuffer();
-      if (!res.ok) failed++;
-      httpLat.push(performance.now() - t1);
-    }
-  }),
-);
-const httpQps = HTTP_REQUESTS / ((performance.now() - t) / 1000);
-server.kill();
-await server.exited;
-console.log(`recall HTTP /search, ${CLIENTS} concurrent clients, ${fmt(HTTP_REQUESTS)} requests, ${WORKERS} workers: ${fmt(httpQps)} req/s, p50 ${fmt(pct(httpLat, 50), 2)} ms, p99 ${fmt(pct(httpLat, 99), 2)} ms, ${failed} failed`);
-
 // ---------- peer: FlashRAG's bm25s backend ----------
 const PEER = `
 import json, resource, sys, time
@@ -263,24 +186,114 @@ for p in range(passes):
 json.dump({"backend": backend, "bm25s": bm25s.__version__, "build": build, "single": single, "single_cpu": single_cpu, "batched": batched,
            "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "results": res}, open(out_path, "w"))
 `;
-if (NO_PEER) process.exit(0);
-const check = Bun.spawnSync([PYTHON, "-c", "import bm25s, Stemmer"], { stderr: "pipe" });
-if (check.exitCode !== 0) {
-  console.log(`peer skipped: ${PYTHON} cannot import bm25s and PyStemmer (pip install bm25s PyStemmer; pass --python PATH)`);
-  process.exit(0);
-}
-writeFileSync(join(work, "peer.py"), PEER);
-t = performance.now();
-const peerRun = Bun.spawnSync([PYTHON, join(work, "peer.py"), corpusPath, join(work, "queries.json"), join(work, "peer.json"), String(PASSES)], { stderr: "inherit" });
-if (peerRun.exitCode !== 0) throw new Error("peer failed");
-const peer = JSON.parse(await Bun.file(join(work, "peer.json")).text()) as {
+interface PeerResult {
   backend: string; bm25s: string; build: number; single: number[]; single_cpu: number[]; batched: number[]; peak_rss: number; results: { docs: number[]; scores: number[] }[];
-};
+}
+// The peer runs before recall's searches so that both engines' search passes are next to each other in time (the
+// machine is shared and its load drifts over minutes).
+let peerFound = !NO_PEER;
+if (peerFound && Bun.spawnSync([PYTHON, "-c", "import bm25s, Stemmer"], { stderr: "pipe" }).exitCode !== 0) {
+  console.log(`peer skipped: ${PYTHON} cannot import bm25s and PyStemmer (pip install bm25s PyStemmer; pass --python PATH)`);
+  peerFound = false;
+}
+const peer: PeerResult = peerFound ? runPeer() : { backend: "", bm25s: "", build: 1, single: [1], single_cpu: [1], batched: [1], peak_rss: 0, results: [] };
+function runPeer(): PeerResult {
+  writeFileSync(join(work, "peer.py"), PEER);
+  const peerRun = Bun.spawnSync([PYTHON, join(work, "peer.py"), corpusPath, join(work, "queries.json"), join(work, "peer.json"), String(PASSES)], { stderr: "inherit" });
+  if (peerRun.exitCode !== 0) throw new Error("peer failed");
+  return JSON.parse(readFileSync(join(work, "peer.json"), "utf8")) as PeerResult;
+}
 const peerSingleQps = median(peer.single.map((s) => queries.length / s)), peerBatchQps = median(peer.batched.map((s) => queries.length / s));
 const peerSingleCpuQps = median(peer.single_cpu.map((s) => queries.length / s));
-console.log(`bm25s ${peer.bm25s} (${peer.backend} backend, FlashRAG settings) build: ${fmt(peer.build, 1)} s (${fmt(DOCS / peer.build)} docs/s, corpus read + tokenize + index), peak RSS ${fmt(peer.peak_rss / 2 ** 20)} MiB`);
-console.log(`bm25s search: single ${fmt(peerSingleQps)} q/s (${fmt(peerSingleCpuQps)} per CPU second), batched (all ${fmt(queries.length)} in one call) ${fmt(peerBatchQps)} q/s; medians of ${PASSES} passes: single ${peer.single.map((s) => fmt(queries.length / s)).join(", ")}, batched ${peer.batched.map((s) => fmt(queries.length / s)).join(", ")}`);
+if (peerFound) console.log(`bm25s ${peer.bm25s} (${peer.backend} backend, FlashRAG settings) build: ${fmt(peer.build, 1)} s (${fmt(DOCS / peer.build)} docs/s, corpus read + tokenize + index), peak RSS ${fmt(peer.peak_rss / 2 ** 20)} MiB`);
+if (peerFound) console.log(`bm25s search: single ${fmt(peerSingleQps)} q/s (${fmt(peerSingleCpuQps)} per CPU second), batched (all ${fmt(queries.length)} in one call) ${fmt(peerBatchQps)} q/s; medians of ${PASSES} passes: single ${peer.single.map((s) => fmt(queries.length / s)).join(", ")}, batched ${peer.batched.map((s) => fmt(queries.length / s)).join(", ")}`);
 
+
+// ---------- recall: search in-process ----------
+const r = openBm25RetrieverSync(indexPath);
+for (const q of queries) r.searchSync(q, 10); // warm-up, one pass (page cache, JIT): a retriever serves for hours
+const lat: number[] = [];
+const ourResults: SearchResult[] = [];
+t = performance.now();
+for (const q of queries) {
+  const t1 = performance.now();
+  ourResults.push(r.searchSync(q, 10));
+  lat.push(performance.now() - t1);
+}
+const singleQps = queries.length / ((performance.now() - t) / 1000);
+// On a shared machine one pass can land on a busy moment: the figures below are medians of --passes passes, and the
+// single-query ones also per second of this process's CPU time (what the search costs, whatever else runs).
+const idsRuns: number[] = [], idsCpuRuns: number[] = [], batchRuns: number[] = [];
+for (let pass = 0; pass < PASSES; pass++) {
+  const cpu0 = process.cpuUsage();
+  t = performance.now();
+  for (const q of queries) r.index.search(q, 10);
+  idsRuns.push(queries.length / ((performance.now() - t) / 1000));
+  const cpu = process.cpuUsage(cpu0);
+  idsCpuRuns.push(queries.length / ((cpu.user + cpu.system) / 1e6));
+  t = performance.now();
+  for (let i = 0; i < queries.length; i += 64) await r.batchSearch(queries.slice(i, i + 64), 10);
+  batchRuns.push(queries.length / ((performance.now() - t) / 1000));
+}
+const idsQps = median(idsRuns), idsCpuQps = median(idsCpuRuns), batchQps = median(batchRuns);
+t = performance.now();
+for (const q of queries) r.index.searchExhaustive(q, 10);
+const exhaustiveQps = queries.length / ((performance.now() - t) / 1000);
+const same = queries.filter((q) => JSON.stringify(r.index.search(q, 10)) === JSON.stringify(r.index.searchExhaustive(q, 10))).length;
+console.log(`recall search in-process: single ${fmt(singleQps)} q/s (p50 ${fmt(pct(lat, 50), 2)} ms, p99 ${fmt(pct(lat, 99), 2)} ms), batched(64) ${fmt(batchQps)} q/s; ids and scores only (no corpus row reads, like bm25s) ${fmt(idsQps)} q/s (${fmt(idsCpuQps)} per CPU second); medians of ${PASSES} passes: ids ${idsRuns.map((x) => fmt(x)).join(", ")}, batched ${batchRuns.map((x) => fmt(x)).join(", ")}`);
+console.log(`recall pruned (MaxScore + block-max) vs exhaustive scoring, ids and scores: ${fmt(idsQps)} vs ${fmt(exhaustiveQps)} q/s (${fmt(idsQps / exhaustiveQps, 1)}×); identical top-10 on ${same}/${queries.length} queries`);
+await r.close();
+
+const pool = await WorkerPoolRetriever.start(WORKERS, indexPath);
+const poolPass = () => {
+  const batches: Promise<SearchResult[]>[] = [];
+  for (let i = 0; i < queries.length; i += 64) batches.push(pool.batchSearch(queries.slice(i, i + 64), 10));
+  return Promise.all(batches);
+};
+await poolPass(); // warm-up: fresh workers start in the JIT's slow tiers
+t = performance.now();
+await poolPass();
+const poolQps = queries.length / ((performance.now() - t) / 1000);
+await pool.close();
+console.log(`recall search, ${WORKERS} worker threads, concurrent batches of 64: ${fmt(poolQps)} q/s`);
+
+// ---------- recall: HTTP under concurrent load ----------
+const server = Bun.spawn([join(ROOT, "recall"), "retriever", "serve", "--index_path", indexPath, "--port", "0", "--num_retriever", String(WORKERS)], { stdout: "pipe", stderr: "inherit", env: { ...process.env, NODE_ENV: "production", NO_COLOR: "1" } });
+let url = "";
+{
+  const reader = server.stdout.getReader();
+  let out = "";
+  while (!url) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("server exited: " + out);
+    out += new TextDecoder().decode(value);
+    url = out.match(/http:\/\/[\d.]+:\d+/)?.[0] ?? "";
+  }
+}
+const httpLat: number[] = [];
+let next = 0, failed = 0;
+t = performance.now();
+await Promise.all(
+  Array.from({ length: CLIENTS }, async () => {
+    while (next < HTTP_REQUESTS) {
+      const q = queries[next++ % queries.length]!;
+      const t1 = performance.now();
+      const res = await fetch(url + "/search", { method: "POST", body: JSON.stringify({ query: q, top_n: 10, return_score: true }) });
+      await res.arrayBuffer();
+      if (!res.ok) failed++;
+      httpLat.push(performance.now() - t1);
+    }
+  }),
+);
+const httpQps = HTTP_REQUESTS / ((performance.now() - t) / 1000);
+server.kill();
+await server.exited;
+console.log(`recall HTTP /search, ${CLIENTS} concurrent clients, ${fmt(HTTP_REQUESTS)} requests, ${WORKERS} workers: ${fmt(httpQps)} req/s, p50 ${fmt(pct(httpLat, 50), 2)} ms, p99 ${fmt(pct(httpLat, 99), 2)} ms, ${failed} failed`);
+
+if (!peerFound) {
+  if (!keep) rmSync(work, { recursive: true, force: true });
+  process.exit(0);
+}
 // agreement
 let overlap = 0, top1 = 0, maxDiff = 0, counted = 0;
 for (let i = 0; i < queries.length; i++) {
