@@ -1,8 +1,8 @@
 /**
  * Runs one public `recall` command as a child process of this same executable (the compiled binary, or Bun with
  * cmd/main.ts from source), its output streamed line by line to a log file and to a callback (progress). A child of
- * its own per stage keeps a crash of one stage (the runtime under long GPU runs has segfaulted, see README) from
- * taking the demo down: the stage is rerun, and `recall sft` / `recall train` resume from their last checkpoint.
+ * its own per stage keeps a crash of one stage from taking the demo down: the stage is rerun, and `recall sft` /
+ * `recall train` resume from their last checkpoint (a safety net; the leak that made long GPU runs segfault is fixed).
  */
 import { join } from "node:path";
 import { RecallError } from "../errors.ts";
