@@ -3,7 +3,7 @@
  * with a LoRA adapter on every projection (the frozen projection weights in f16 where the adapter has shader-f16), against the same step with full fine-tuning (`--full`): seconds per step,
  * the GPU memory the pool measured at its peak, and the estimate recall prints before a run.
  *
- *   ./node_modules/.bin/bun bench/lora.ts [--preset 0.5b] [--rank 16] [--alpha 32] [--B 1] [--T 128] [--steps 2] [--full]
+ *   ./node_modules/.bin/bun bench/lora.ts [--preset 0.5b] [--rank 16] [--alpha 32] [--B 1] [--T 128] [--steps 2] [--full] [--f32_base]
  *
  * The model is a `recall init` folder of the preset (random weights, BF16 on disk, f32 on the GPU), written to a temp
  * folder unless `--model DIR` names one.
@@ -42,7 +42,7 @@ if (tmp) {
   console.log(`recall init --preset ${preset}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
 // LoRA keeps the frozen projections in f16 where the adapter has shader-f16, as recall train/sft do.
-const halfProjections = !full && gpu.device.features.has("shader-f16");
+const halfProjections = !full && !process.argv.includes("--f32_base") && gpu.device.features.has("shader-f16");
 const model = await Transformer.load(gpu, dir, { halfProjections });
 const c = model.config;
 const settings = { rank, alpha, targetModules: resolveTargetModules(["all-linear"], "--target_modules") };
