@@ -15,6 +15,7 @@ export default defineRecallCommand({
     "recall sft --train_files data/sft.jsonl --val_files data/sft_test.jsonl --model Qwen2.5-0.5B-Instruct --max_length 4096 --batch_size 32 --max_tokens_per_micro_batch 8192",
     "recall sft --config sft.yaml optim.lr=2e-5 trainer.early_stopping_patience=3",
     "recall sft --config sft.yaml --print_config",
+    "recall sft --train_files data/sft.jsonl --model Qwen2.5-0.5B-Instruct --lora_rank 16 --lora_alpha 32 --target_modules q_proj,k_proj,v_proj,o_proj",
   ],
   args: SFT_ARGS,
   overrides: { help: SFT_SETTINGS_HELP },
