@@ -2,6 +2,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { parse, stringify } from "yaml";
 import { dirname, join } from "node:path";
 import { RecallError } from "../src/errors.ts";
 import { MetricsLog, readMetrics, summarize } from "../src/train/metrics.ts";
@@ -156,6 +157,8 @@ describe("report.html", () => {
     expect(html).toContain("Qwen/Qwen2.5-7B-Instruct");
     expect(html).toContain("<span>lr</span>1e-6");
     expect(html).toContain("step <b>40</b> of 100");
+    expect(html).toContain("<span>KL coef</span>0.001");
+    expect(html).toContain("<span>KL type</span>low_var_kl");
     expect(html).toMatch(/last update <b>2025-06-01 \d\d:\d\d UTC<\/b>/);
   });
 
@@ -173,6 +176,17 @@ describe("report.html", () => {
     expect(html).toContain("&lt;iframe src=//evil&gt;&lt;/iframe&gt;");
     expect(html).toContain("&lt;style&gt;body{display:none}&lt;/style&gt;");
     expect(html).toContain("&lt;a href=&quot;javascript:alert(1)&quot;&gt;r&lt;/a&gt;");
+  });
+
+  test("with the KL loss off, the header says so instead of showing verl's unused KL defaults", () => {
+    const d = join(fresh(), "no-kl");
+    writeSyntheticRun(d, { steps: 3 });
+    const tree = parse(readFileSync(join(d, "config.yaml"), "utf8"));
+    tree.actor_rollout_ref.actor.use_kl_loss = false;
+    writeFileSync(join(d, "config.yaml"), stringify(tree));
+    const page = renderReport(d);
+    expect(page).toContain("<span>KL coef</span>off");
+    expect(page).not.toContain("<span>KL type</span>");
   });
 
   test("a report for a run with only some metrics draws those and lists the rest as not logged", () => {

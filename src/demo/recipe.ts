@@ -52,7 +52,7 @@ export const DEMO_RECIPE: DemoRecipe = {
   sftBatch: 16,
   sftLr: 3e-3,
   sftSteps: 1500,
-  sftCheckEvery: 50,
+  sftCheckEvery: 100,
   sftStopTokenAcc: 0.995,
   sftNominalSteps: 600,
   directShare: 0.6,

@@ -282,8 +282,11 @@ function header(name: string, dir: string, rows: readonly MetricsRow[], m: Metri
   const tree = config.tree;
   const project = lookup(tree, "trainer.project_name"), experiment = lookup(tree, "trainer.experiment_name");
   const sub = [project, experiment].filter((x) => typeof x === "string" && x !== "").map((x) => escapeHtml(String(x))).join(" / ");
+  // The KL coefficient and type mean nothing when the KL loss is off (verl keeps their defaults in the config).
+  const klOff = lookup(tree, "actor_rollout_ref.actor.use_kl_loss") === false;
   const chips = HIGHLIGHTS.map(([label, paths]) => {
-    const v = paths.map((p) => lookup(tree, p)).find((x) => x !== undefined && x !== null);
+    if (klOff && label === "KL type") return "";
+    const v = klOff && label === "KL coef" ? "off" : paths.map((p) => lookup(tree, p)).find((x) => x !== undefined && x !== null);
     if (v === undefined) return "";
     const text = Array.isArray(v) ? v.map(String).join(", ") : typeof v === "number" ? formatValue(v) : typeof v === "object" ? JSON.stringify(v) : String(v);
     return `<span class="cfg"><span>${escapeHtml(label)}</span>${escapeHtml(text.length > 90 ? `…${text.slice(-88)}` : text)}</span>`;
