@@ -4,7 +4,7 @@
  * tool-calling rollouts.
  */
 import { beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseTrainCommandLine } from "../src/config/train.ts";
@@ -15,7 +15,7 @@ import { Transformer } from "../src/model/transformer.ts";
 import { readMetrics } from "../src/train/metrics.ts";
 import { runGrpo, type TrainResult } from "../src/train/grpo.ts";
 import { ActorOptimizer } from "../src/train/optimizer.ts";
-import { saveCheckpoint } from "../src/train/checkpoint.ts";
+import { latestCheckpoint, saveCheckpoint } from "../src/train/checkpoint.ts";
 import { rolloutBatch } from "../src/train/rollout.ts";
 import type { RlExample } from "../src/data/rl_dataset.ts";
 import type { RolloutTokenizer, TokenCompletion, TokenGenerator, TokenSamplingParams } from "../src/rollout/generator.ts";
@@ -92,6 +92,25 @@ test("a run writes what verl users expect: HF checkpoints, latest iteration, met
   const batch = JSON.parse(readFileSync(join(run, "batches", "step_1.json"), "utf8"));
   expect(batch.sequences.length).toBe(16);
   expect(existsSync(join(run, "batches", "step_1.safetensors"))).toBe(true);
+});
+
+test("resume point: the step latest_checkpointed_iteration.txt names, or a newer complete folder (killed between the rename and the file)", () => {
+  const run = join(dir, "latest");
+  const step = (n: number, complete = true) => {
+    mkdirSync(join(run, `global_step_${n}`), { recursive: true });
+    if (complete) writeFileSync(join(run, `global_step_${n}`, "trainer_state.json"), "{}");
+  };
+  expect(latestCheckpoint(run)).toBeUndefined();
+  step(1);
+  expect(latestCheckpoint(run)).toBe(join(run, "global_step_1")); // no file yet: the newest complete folder
+  writeFileSync(join(run, "latest_checkpointed_iteration.txt"), "1");
+  step(2);
+  step(3, false); // a folder without its state is not a checkpoint
+  expect(latestCheckpoint(run)).toBe(join(run, "global_step_2"));
+  writeFileSync(join(run, "latest_checkpointed_iteration.txt"), "2");
+  expect(latestCheckpoint(run)).toBe(join(run, "global_step_2"));
+  writeFileSync(join(run, "latest_checkpointed_iteration.txt"), "7");
+  expect(() => latestCheckpoint(run)).toThrow("names step 7");
 });
 
 test("kill -9 mid-run, resume: the next steps equal the uninterrupted run's (same samples, same weights, byte for byte)", async () => {

@@ -127,12 +127,17 @@ function pruneCheckpoints(runDir: string, keep: number): void {
   for (const s of steps.slice(0, Math.max(0, steps.length - keep))) rmSync(checkpointDir(runDir, s), { recursive: true, force: true });
 }
 
-/** The checkpoint `latest_checkpointed_iteration.txt` names, if it exists and is complete. */
+/**
+ * The checkpoint to resume from: the one `latest_checkpointed_iteration.txt` names, or a newer complete one — a
+ * run killed between renaming its new global_step_N into place and updating that file leaves exactly that.
+ */
 export function latestCheckpoint(runDir: string): string | undefined {
   const file = join(runDir, LATEST_FILE);
-  if (!existsSync(file)) return undefined;
+  const newest = listCheckpoints(runDir).at(-1);
+  if (!existsSync(file)) return newest === undefined ? undefined : checkpointDir(runDir, newest);
   const text = readFileSync(file, "utf8").trim();
   if (!/^\d+$/.test(text)) throw new RecallError(`${file} should hold a step number, not '${text.slice(0, 40)}'`);
+  if (newest !== undefined && newest > Number(text)) return checkpointDir(runDir, newest);
   const dir = checkpointDir(runDir, Number(text));
   if (!existsSync(join(dir, STATE_FILE))) throw new RecallError(`${file} names step ${text}, but ${dir} is missing or incomplete`);
   return dir;
