@@ -3,6 +3,7 @@
  * closeness check that reports the worst element (index, got, want) when it fails.
  */
 import { expect } from "bun:test";
+import { existsSync } from "node:fs";
 import { mulberry32 } from "../src/util/prng.ts";
 
 /** The seeded PRNG for test data (same seed → same data on every machine). */
@@ -118,4 +119,12 @@ export function compiledBinary(): string {
     built = `${PROJECT_ROOT}/dist/recall`;
   }
   return built;
+}
+
+/** A python3 that has torch (Debian's python3-torch, which CI installs, or the developers' venv), for the PyTorch cross-checks. */
+export function torchPython(): string | undefined {
+  for (const py of ["/usr/bin/python3", "/work/venv/bin/python"]) {
+    if (existsSync(py) && Bun.spawnSync([py, "-c", "import torch"], { stdout: "ignore", stderr: "ignore" }).exitCode === 0) return py;
+  }
+  return undefined;
 }

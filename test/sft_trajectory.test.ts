@@ -5,7 +5,7 @@
  * model of scripts/golden.py, clip_grad_norm_, torch.optim.AdamW). Skipped when no python3 has torch.
  */
 import { expect, test } from "bun:test";
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { getGpu } from "../src/gpu/runtime.ts";
@@ -15,14 +15,8 @@ import { writeSafetensors } from "../src/model/safetensors.ts";
 import { loadSftFiles } from "../src/sft/dataset.ts";
 import { accumulateBatchGradient, microBatches } from "../src/sft/step.ts";
 import { ActorOptimizer } from "../src/train/optimizer.ts";
-import { PROJECT_ROOT, runRecall } from "./harness.ts";
+import { PROJECT_ROOT, runRecall, torchPython } from "./harness.ts";
 
-function torchPython(): string | undefined {
-  for (const py of ["/usr/bin/python3", "/work/venv/bin/python"]) {
-    if (existsSync(py) && Bun.spawnSync([py, "-c", "import torch"], { stdout: "ignore", stderr: "ignore" }).exitCode === 0) return py;
-  }
-  return undefined;
-}
 const python = torchPython();
 
 test.skipIf(!python)("20 SFT steps on the demo's data: every weight and every loss agree with PyTorch's", async () => {

@@ -22,7 +22,7 @@ import { forwardForUpdate, scoreResponses, type PolicySequence } from "../src/tr
 import { policyLossAndGrads, type KlType, type LossAggMode, type LossCompat, type PolicyLossMetrics, type PolicyLossSettings } from "../src/train/loss.ts";
 import { ActorOptimizer } from "../src/train/optimizer.ts";
 import { updateActor } from "../src/train/update.ts";
-import { PROJECT_ROOT, runRecall } from "./harness.ts";
+import { PROJECT_ROOT, runRecall, torchPython } from "./harness.ts";
 
 // Pipelines compile on first use and lavapipe is slow; the end-to-end run takes about a minute.
 setDefaultTimeout(600_000);
@@ -254,13 +254,6 @@ describe("loss mask at model level", () => {
 });
 
 // ------------------------------------------------------------------------------------------- a real run
-/** A python3 that has torch: Debian's (CI installs python3-torch) or the developers' venv. */
-function torchPython(): string | undefined {
-  for (const py of ["/usr/bin/python3", "/work/venv/bin/python"]) {
-    if (existsSync(py) && Bun.spawnSync([py, "-c", "import torch"], { stdout: "ignore", stderr: "ignore" }).exitCode === 0) return py;
-  }
-  return undefined;
-}
 const python = torchPython();
 
 describe("recall train recomputed in PyTorch (scripts/verify_update.py)", () => {
