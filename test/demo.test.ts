@@ -33,17 +33,17 @@ test("a direct-answer row keeps the system and user turns and the final answer t
   expect(() => directAnswerRow({ messages: [{ role: "user", content: "q" }] }, "f.jsonl:3")).toThrow("f.jsonl:3");
 });
 
-test("the mix answers the given share directly, seeded", () => {
+test("the mix answers the given share directly, seeded", async () => {
   const dir = mkdtempSync(join(tmpdir(), "recall-demo-mix-"));
   const input = join(dir, "sft.jsonl");
   writeFileSync(input, Array.from({ length: 50 }, (_, i) => JSON.stringify(golden(`${40 + i}*51`, String((40 + i) * 51), `calc-${i}`)) + "\n").join(""));
-  const a = writeDirectMix(input, join(dir, "a.jsonl"), 0.6, 7);
+  const a = await writeDirectMix(input, join(dir, "a.jsonl"), 0.6, 7);
   expect(a).toEqual({ rows: 50, direct: 30 });
   const rows = readFileSync(join(dir, "a.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { messages: unknown[] });
   expect(rows.filter((r) => r.messages.length === 3).length).toBe(30);
-  writeDirectMix(input, join(dir, "b.jsonl"), 0.6, 7);
+  await writeDirectMix(input, join(dir, "b.jsonl"), 0.6, 7);
   expect(readFileSync(join(dir, "b.jsonl"), "utf8")).toBe(readFileSync(join(dir, "a.jsonl"), "utf8"));
-  writeDirectMix(input, join(dir, "c.jsonl"), 0.6, 8);
+  await writeDirectMix(input, join(dir, "c.jsonl"), 0.6, 8);
   expect(readFileSync(join(dir, "c.jsonl"), "utf8")).not.toBe(readFileSync(join(dir, "a.jsonl"), "utf8"));
 });
 

@@ -4,8 +4,8 @@
  * `\boxed{}` straight away, in the same compact format as the trace's own final turn. A tiny model cannot multiply,
  * so after this phase its direct answers are mostly wrong: the starting point from which RL teaches it to call the tool.
  */
-import { readFileSync } from "node:fs";
 import { RecallError } from "../errors.ts";
+import { readDataRows } from "../data/rows.ts";
 import { writeFileAtomic } from "../util/fs.ts";
 import { mulberry32 } from "../util/prng.ts";
 
@@ -34,19 +34,15 @@ export function directAnswerRow(row: SftRow, at: string): SftRow {
  * Reads golden SFT rows from `input` and writes them to `output` with `directShare` of them (seeded choice, exact
  * count rounded) answered directly. Returns the counts.
  */
-export function writeDirectMix(input: string, output: string, directShare: number, seed: number): { rows: number; direct: number } {
+export async function writeDirectMix(input: string, output: string, directShare: number, seed: number): Promise<{ rows: number; direct: number }> {
   if (!(directShare >= 0 && directShare <= 1)) throw new RecallError(`direct share must be in [0, 1], got ${directShare}`);
-  const lines = readFileSync(input, "utf8").split("\n").filter((l) => l.trim() !== "");
-  const rows = lines.map((l, i) => {
-    try {
-      const row = JSON.parse(l) as SftRow;
-      if (!Array.isArray(row.messages)) throw new Error("no messages");
-      return row;
-    } catch (e) {
-      throw new RecallError(`${input}:${i + 1}: not an SFT conversation (${(e as Error).message})`);
-    }
+  const read = await readDataRows(input);
+  const rows = read.map(({ value, where }) => {
+    if (!Array.isArray(value.messages)) throw new RecallError(`${where}: not an SFT conversation (no messages)`);
+    return value as SftRow;
   });
-  // A seeded permutation; its first round(share × n) rows are answered directly.
+  // A seeded permutation; its first round(share × n) rows are answered directly. (Its own stream, not the data
+  // sampler's epochOrder: the embedded warm start was made with this one.)
   const order = rows.map((_, i) => i);
   const rand = mulberry32(seed);
   for (let i = order.length - 1; i > 0; i--) {
@@ -54,7 +50,7 @@ export function writeDirectMix(input: string, output: string, directShare: numbe
     [order[i], order[j]] = [order[j]!, order[i]!];
   }
   const direct = new Set(order.slice(0, Math.round(directShare * rows.length)));
-  const out = rows.map((r, i) => (direct.has(i) ? directAnswerRow(r, `${input}:${i + 1}`) : r));
+  const out = rows.map((r, i) => (direct.has(i) ? directAnswerRow(r, read[i]!.where) : r));
   writeFileAtomic(output, out.map((r) => JSON.stringify(r) + "\n").join(""));
   return { rows: rows.length, direct: direct.size };
 }

@@ -259,7 +259,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
 
     const mixFile = join(data, "sft_mix.jsonl");
     await timed("sft (mix)", async () => {
-      const made = writeDirectMix(join(data, "sft.jsonl"), mixFile, r.directShare, dataSeed);
+      const made = await writeDirectMix(join(data, "sft.jsonl"), mixFile, r.directShare, dataSeed);
       const note = `${mixFile}: ${made.direct} of ${made.rows} golden traces rewritten to answer directly, without the tool (${Math.round(r.directShare * 100)}%; written by recall demo from sft.jsonl)`;
       commands.push(`# ${note}`);
       say(note);
