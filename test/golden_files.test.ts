@@ -8,25 +8,9 @@ import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { loadModelConfig, parameterSpecs } from "../src/model/config.ts";
 import { SafetensorsModel, checkWeightsMatchConfig } from "../src/model/safetensors.ts";
-import { PROJECT_ROOT } from "./harness.ts";
+import { PROJECT_ROOT, goldenInputs } from "./harness.ts";
 
 const ROOT = join(PROJECT_ROOT, "fixtures", "golden");
-
-interface Inputs {
-  batch: number;
-  seq_len: number;
-  pad_id: number;
-  ids: number[][];
-  lengths: number[];
-  positions: number[][];
-  targets: number[][];
-  logprob_mask: number[][];
-  entropy_mask: number[][];
-  loss_weights: number[][];
-  entropy_weights: number[][];
-  loss: number;
-  entropy_loss: number;
-}
 
 const EXPECTED_FLAGS: Record<string, Record<string, unknown>> = {
   qwen2_gqa_tied: { arch: "qwen2", numHeads: 4, numKvHeads: 2, headDim: 8, qkvBias: true, oBias: false, qkNorm: false, tieWordEmbeddings: true },
@@ -52,7 +36,7 @@ describe("golden fixtures", () => {
       for (const p of parameterSpecs(cfg)) expect(grads.readF32(p.name).some((v) => v !== 0)).toBe(true);
     }
 
-    const inp = JSON.parse(readFileSync(join(dir, "inputs.json"), "utf8")) as Inputs;
+    const inp = goldenInputs(name);
     const B = inp.batch, T = inp.seq_len, V = cfg.vocabSize;
     expect(inp.ids.length).toBe(B);
     const exp = SafetensorsModel.open(join(dir, "expected.safetensors"));

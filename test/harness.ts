@@ -3,7 +3,8 @@
  * closeness check that reports the worst element (index, got, want) when it fails.
  */
 import { expect } from "bun:test";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { mulberry32 } from "../src/util/prng.ts";
 
 /** The seeded PRNG for test data (same seed → same data on every machine). */
@@ -127,4 +128,25 @@ export function torchPython(): string | undefined {
     if (existsSync(py) && Bun.spawnSync([py, "-c", "import torch"], { stdout: "ignore", stderr: "ignore" }).exitCode === 0) return py;
   }
   return undefined;
+}
+
+/** fixtures/golden/<case>/inputs.json, written by scripts/golden.py: the padded batch and its masks, loss and entropy. */
+export interface GoldenInputs {
+  batch: number;
+  seq_len: number;
+  pad_id: number;
+  ids: number[][];
+  lengths: number[];
+  positions: number[][];
+  targets: number[][];
+  logprob_mask: number[][];
+  entropy_mask: number[][];
+  loss_weights: number[][];
+  entropy_weights: number[][];
+  loss: number;
+  entropy_loss: number;
+}
+
+export function goldenInputs(goldenCase: string): GoldenInputs {
+  return JSON.parse(readFileSync(join(PROJECT_ROOT, "fixtures/golden", goldenCase, "inputs.json"), "utf8")) as GoldenInputs;
 }

@@ -16,18 +16,9 @@ import { LoraWeights, peftTensorName, resolveTargetModules, loraParameterCount }
 import { ADAPTER_CONFIG, loadAdapter, readAdapterSettings, saveAdapter } from "../src/model/peft_adapter.ts";
 import { mergeAdapter } from "../src/model/merge.ts";
 import { ActorOptimizer } from "../src/train/optimizer.ts";
-import { PROJECT_ROOT, expectClose, runRecall } from "./harness.ts";
+import { PROJECT_ROOT, expectClose, goldenInputs, runRecall, type GoldenInputs } from "./harness.ts";
 
 setDefaultTimeout(300_000);
-
-interface Inputs {
-  ids: number[][];
-  lengths: number[];
-  logprob_mask: number[][];
-  entropy_mask: number[][];
-  loss_weights: number[][];
-  entropy_weights: number[][];
-}
 
 let gpu: Gpu;
 beforeAll(async () => {
@@ -37,11 +28,11 @@ beforeAll(async () => {
 const CASES = ["qwen2_gqa_tied", "qwen3_qknorm_untied"];
 const modelDir = (c: string) => join(PROJECT_ROOT, "fixtures/golden", c, "model");
 const adapterDir = (c: string) => join(PROJECT_ROOT, "fixtures/lora", c, "adapter");
-const inputsOf = (c: string) => JSON.parse(readFileSync(join(PROJECT_ROOT, "fixtures/golden", c, "inputs.json"), "utf8")) as Inputs;
+const inputsOf = goldenInputs;
 const maxAbs = (a: ArrayLike<number>) => Array.from(a).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 const masked = (x: Float32Array, mask: number[][]) => x.map((v, i) => (mask.flat()[i] ? v : 0));
 
-async function logprobsOf(model: Transformer, inputs: Inputs): Promise<{ lp: Float32Array; ent: Float32Array }> {
+async function logprobsOf(model: Transformer, inputs: GoldenInputs): Promise<{ lp: Float32Array; ent: Float32Array }> {
   const batch = makeBatch(gpu, inputs.ids.map((row, b) => row.slice(0, inputs.lengths[b])), inputs.ids[0]!.length);
   const fwd = model.forward(batch);
   const [lp, ent] = (await gpu.readMany([fwd.logprob, fwd.entropy])).map((b) => new Float32Array(b));

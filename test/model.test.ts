@@ -8,16 +8,7 @@ import { join } from "node:path";
 import { getGpu, type Gpu } from "../src/gpu/runtime.ts";
 import { Transformer, makeBatch, releaseBatch } from "../src/model/transformer.ts";
 import { SafetensorsModel } from "../src/model/safetensors.ts";
-import { PROJECT_ROOT, expectClose } from "./harness.ts";
-
-interface Inputs {
-  ids: number[][];
-  lengths: number[];
-  logprob_mask: number[][];
-  entropy_mask: number[][];
-  loss_weights: number[][];
-  entropy_weights: number[][];
-}
+import { PROJECT_ROOT, expectClose, goldenInputs } from "./harness.ts";
 
 let gpu: Gpu;
 beforeAll(async () => {
@@ -35,7 +26,7 @@ function maxAbs(a: Float32Array): number {
 for (const name of CASES) {
   describe(`golden ${name}`, () => {
     const dir = join(PROJECT_ROOT, "fixtures/golden", name);
-    const inputs = JSON.parse(require("node:fs").readFileSync(join(dir, "inputs.json"), "utf8")) as Inputs;
+    const inputs = goldenInputs(name);
     const expected = SafetensorsModel.open(join(dir, "expected.safetensors"));
     const flat = (m: number[][]) => Float32Array.from(m.flat());
     const masked = (x: Float32Array, mask: number[][]) => x.map((v, i) => (mask.flat()[i] ? v : 0));
