@@ -22,11 +22,6 @@ export interface Trainable {
   grads: GradientSet;
 }
 
-/**
- * Attaches the run's adapter (LoRA) or returns the model's own parameters, with a zeroed gradient set of the same
- * shape. `resumeFrom`: the checkpoint the run continues from (its adapter is loaded; a full-model checkpoint and a
- * LoRA run, or the reverse, are refused).
- */
 /** Refuses to resume a LoRA run from a full-model checkpoint or the reverse (call before loading anything). */
 export function checkResumeKind(lora: LoraSettings | undefined, resumeFrom: string | undefined): void {
   if (resumeFrom === undefined) return;
@@ -35,8 +30,12 @@ export function checkResumeKind(lora: LoraSettings | undefined, resumeFrom: stri
   if (lora && !adapter) throw new RecallError(`${resumeFrom} is a full-model checkpoint, but this run trains a LoRA adapter (lora_rank ${lora.rank})`);
 }
 
+/**
+ * Attaches the run's adapter (LoRA) or returns the model's own parameters, with a zeroed gradient set of the same
+ * shape. `resumeFrom`: the checkpoint the run continues from (its adapter is loaded; callers have already refused a checkpoint
+ * of the other kind with checkResumeKind, before loading anything).
+ */
 export async function attachTrainable(gpu: Gpu, model: Transformer, o: { lora?: LoraSettings; resumeFrom?: string; seed: number }): Promise<Trainable> {
-  checkResumeKind(o.lora, o.resumeFrom);
   if (!o.lora) return { params: model.params, grads: model.newGradients() };
   let adapter: LoraWeights;
   if (o.resumeFrom !== undefined) {
