@@ -12,6 +12,7 @@ import elementwise from "../../shaders/elementwise.wgsl" with { type: "text" };
 import attention from "../../shaders/attention.wgsl" with { type: "text" };
 import logprobs from "../../shaders/logprobs.wgsl" with { type: "text" };
 import kvcache from "../../shaders/kvcache.wgsl" with { type: "text" };
+import dropout from "../../shaders/dropout.wgsl" with { type: "text" };
 
-export const SHADERS = { matmul, attention, logprobs, elementwise, rmsnorm, rope, embedding, kvcache, adamw, sampling } as const;
+export const SHADERS = { matmul, attention, logprobs, elementwise, rmsnorm, rope, embedding, kvcache, adamw, sampling, dropout } as const;
 export type ShaderName = keyof typeof SHADERS;
