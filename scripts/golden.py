@@ -155,7 +155,8 @@ def rope_cos_sin(positions, hd, theta, dtype):
 def forward(params, d, ids, lengths, lora=None):
     """Logits [B, T, V] (float32 or float64, as the params) for right-padded ids [B, T].
 
-    lora: optional {projection name: (A, B, scale)} (scripts/golden_lora.py): y += scale * (x A^T) B^T, PEFT's LoRA."""
+    lora: optional {projection name: (A, B, scale) or (A, B, scale, mask)} (scripts/golden_lora.py):
+    y += scale * ((x * mask) A^T) B^T, PEFT's LoRA; mask (shaped like x) is LoRA dropout's keep/(1-p), absent: none."""
     B, T = ids.shape
     dtype = params["model.norm.weight"].dtype
     nh, nkv, hd = d["nh"], d["nkv"], d["hd"]
@@ -175,8 +176,8 @@ def forward(params, d, ids, lengths, lora=None):
             b = params.get(f"{p}.{name}.bias")
             y = y + b if b is not None else y
             if lora is not None and f"{p}.{name}" in lora:
-                A, Bm, scale = lora[f"{p}.{name}"]
-                y = y + scale * ((inp @ A.T) @ Bm.T)
+                A, Bm, scale, *mask = lora[f"{p}.{name}"]
+                y = y + scale * (((inp * mask[0] if mask else inp) @ A.T) @ Bm.T)
             return y
 
         q = lin("self_attn.q_proj", h).view(B, T, nh, hd)

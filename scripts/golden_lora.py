@@ -12,16 +12,22 @@ every gradient path matters) on some projections, with PEFT's semantics:
     y = x W^T (+ b) + (lora_alpha / r) * (x A^T) B^T,      A [r, in], B [out, r], W frozen
 
 and differentiates L = sum_valid w * logprob + sum_valid' u * entropy (the golden loss and entropy weights) with
-respect to every A and B. Writes fixtures/lora/<case>/:
+respect to every A and B. The same again for a training pass with LoRA dropout (PEFT: y += s * B(A(dropout(x)))),
+with the masks recall's keyed dropout draws for the pass seed and p in dropout.json (src/model/lora_dropout.ts and
+src/ops/dropout.ref.ts, re-implemented below on Python ints): each adapted projection of each layer has its own mask
+over its [B*T, in] input, keep / (1 - p). Writes fixtures/lora/<case>/:
   adapter/adapter_config.json, adapter/adapter_model.safetensors   the adapter as PEFT saves it (F32, PEFT names)
   expected.safetensors                                             logprobs, entropies (padding zeroed), loss
   grads.safetensors                                                dL/dA, dL/dB under the adapter's tensor names
+  dropout.json                                                     p and the pass seed of the dropout pass
+  expected_dropout.safetensors, grads_dropout.safetensors          the same with those dropout masks
   checks.json                                                      what the self-checks measured
 Expected values are float64 (stored as F32). Self-checks: float32 agrees with float64; central finite differences
 match autograd at a few coordinates of A and B; and, when `transformers` and `peft` import (not in CI: Debian's
 python3-torch 1.13 alone is enough for the rest), peft.PeftModel.from_pretrained loads the adapter folder onto the
 transformers model and gives the same log-probs, entropies and adapter gradients, and its save_pretrained writes the
-same tensor names.
+same tensor names; with each LoRA layer's lora_dropout module replaced by the fixed mask, PEFT's own forward gives the
+dropout pass's numbers too (where PEFT puts the dropout: on the adapter branch's input only).
 """
 import json
 import os
@@ -43,6 +49,46 @@ CASES = {
     # Some projections only, Qwen3 with q/k norms after the adapted q_proj, head_dim != hidden/heads.
     "qwen3_qknorm_untied": dict(seed=1001, rank=2, alpha=3.0, targets=["q_proj", "v_proj", "down_proj"]),
 }
+# The dropout pass: lora_dropout p and the pass's u32 seed (what recall's trainers derive from run seed, step, pass).
+DROPOUT = {"qwen2_gqa_tied": dict(p=0.25, seed=0x5EED0001), "qwen3_qknorm_untied": dict(p=0.4, seed=0x5EED0002)}
+
+U32 = 0xFFFFFFFF
+
+
+def mix32(x):
+    """lowbias32, src/util/prng.ts mix32."""
+    x &= U32
+    x = ((x ^ (x >> 16)) * 0x7FEB352D) & U32
+    x = ((x ^ (x >> 15)) * 0x846CA68B) & U32
+    return x ^ (x >> 16)
+
+
+def dropout_key(seed, l, m):
+    """src/model/lora_dropout.ts loraDropoutKey: the mask key of layer l's projection m in a pass seeded `seed`."""
+    stream = l * len(ALL) + ALL.index(m) + 1
+    return mix32(seed ^ mix32(stream)), mix32(seed + 0x9E3779B9 + stream)
+
+
+def dropout_mask(key, shape, p, dtype):
+    """keep / (1 - p) over a tensor of `shape` (row-major element g): src/ops/dropout.ref.ts keepsElement."""
+    threshold = int(p * 2 ** 24 + 0.5)
+    k0, k1 = key
+    n = 1
+    for s in shape:
+        n *= s
+    keep = [1.0 if (mix32(mix32(g ^ k0) ^ k1) >> 8) >= threshold else 0.0 for g in range(n)]
+    return torch.tensor(keep, dtype=dtype).view(*shape) / (1 - p)
+
+
+def dropout_masks(params, d, c, B, T, drop, dtype):
+    """{module path: mask [B, T, in]} for every adapted projection."""
+    out = {}
+    for l in range(d["L"]):
+        for m in c["targets"]:
+            path = module_path(l, m)
+            n_in = params[f"{path}.weight"].shape[1]
+            out[path] = dropout_mask(dropout_key(drop["seed"], l, m), (B, T, n_in), drop["p"], dtype)
+    return out
 
 
 def module_path(l, m):
@@ -76,9 +122,9 @@ def random_adapter(params, d, c):
     return out
 
 
-def lora_map(adapter, scale):
+def lora_map(adapter, scale, masks=None):
     paths = sorted({k[len("base_model.model."):-len(".lora_A.weight")] for k in adapter if k.endswith(".lora_A.weight")})
-    return {p: (adapter[peft_name(p, "A")], adapter[peft_name(p, "B")], scale) for p in paths}
+    return {p: (adapter[peft_name(p, "A")], adapter[peft_name(p, "B")], scale, *([masks[p]] if masks else [])) for p in paths}
 
 
 def batch_of(inputs, dtype):
@@ -87,8 +133,8 @@ def batch_of(inputs, dtype):
                 w=torch.tensor(inputs["loss_weights"], dtype=dtype), u=torch.tensor(inputs["entropy_weights"], dtype=dtype))
 
 
-def loss_of(params, d, adapter, scale, batch):
-    logits = golden.forward(params, d, batch["ids"], batch["lengths"], lora=lora_map(adapter, scale))
+def loss_of(params, d, adapter, scale, batch, masks=None):
+    logits = golden.forward(params, d, batch["ids"], batch["lengths"], lora=lora_map(adapter, scale, masks))
     lp, ent = golden.token_stats(logits, batch["targets"])
     zero = torch.zeros((), dtype=lp.dtype)
     lp = torch.where(batch["lp_mask"] > 0, lp, zero)
@@ -103,7 +149,18 @@ def st_names(path):
         return {k for k in json.loads(f.read(n)) if k != "__metadata__"}
 
 
-def peft_crosscheck(case, folder, inputs, expected, grads64):
+class FixedMask(torch.nn.Module):
+    """Stands in for a PEFT LoRA layer's lora_dropout: multiplies by a fixed keep / (1 - p) mask."""
+
+    def __init__(self, mask):
+        super().__init__()
+        self.mask = mask
+
+    def forward(self, x):
+        return x * self.mask
+
+
+def peft_crosscheck(case, folder, inputs, expected, grads64, dropped=None):
     """transformers + PEFT on the same model, adapter folder and batch (skipped when they do not import)."""
     try:
         import peft  # noqa: F401
@@ -144,7 +201,27 @@ def peft_crosscheck(case, folder, inputs, expected, grads64):
     out["base_model_logprobs_max_abs"] = float(torch.where(b["lp_mask"] > 0, base_lp - plain_lp, zero).abs().max())
     assert out["logprobs_max_abs"] < 2e-5 and out["entropies_max_abs"] < 2e-5, out
     assert out["same_grad_names"] and out["save_pretrained_names_equal"] and out["grads_max_rel"] < 2e-5, out
+    if dropped is not None:
+        # PEFT's forward with each lora_dropout module replaced by the pass's mask: the dropout pass's numbers.
+        for path, mask in dropped["masks"].items():
+            model.get_submodule(f"base_model.model.{path}").lora_dropout["default"] = FixedMask(mask)
+        model.zero_grad()
+        logits = model(input_ids=ids, attention_mask=mask_of(inputs)).logits
+        lp, ent = golden.token_stats(logits, b["targets"])
+        lp = torch.where(b["lp_mask"] > 0, lp, zero)
+        ent = torch.where(b["ent_mask"] > 0, ent, zero)
+        ((lp * b["w"]).sum() + (ent * b["u"]).sum()).backward()
+        peft_grads = {n.replace(".default", ""): p.grad for n, p in model.named_parameters() if "lora_" in n}
+        out["dropout_logprobs_max_abs"] = float((lp - dropped["expected"]["logprobs"]).abs().max())
+        out["dropout_entropies_max_abs"] = float((ent - dropped["expected"]["entropies"]).abs().max())
+        out["dropout_grads_max_rel"] = max(golden.max_rel(peft_grads[k], dropped["grads"][k]) for k in dropped["grads"])
+        assert out["dropout_logprobs_max_abs"] < 2e-5 and out["dropout_entropies_max_abs"] < 2e-5 and out["dropout_grads_max_rel"] < 2e-5, out
     return out
+
+
+def mask_of(inputs):
+    ids = torch.tensor(inputs["ids"])
+    return (torch.arange(ids.shape[1])[None, :] < torch.tensor(inputs["lengths"])[:, None]).long()
 
 
 def build(case, c):
@@ -201,8 +278,33 @@ def build(case, c):
         assert abs(num - ana) <= 1e-6 + 1e-6 * abs(ana), (case, k, i, num, ana)
     checks["finite_differences"] = fd
     expected = {"logprobs": r64["lp"], "entropies": r64["ent"], "loss": torch.tensor([r64["L"]], dtype=torch.float64)}
+
+    # The dropout pass: the same batch and adapter with LoRA dropout's masks, in float32 and float64.
+    drop = DROPOUT[case]
+    B, T = len(inputs["ids"]), len(inputs["ids"][0])
+    dres = {}
+    for dtype in (torch.float32, torch.float64):
+        P = {k: v.to(dtype) for k, v in params32.items()}
+        A = {k: v.to(dtype).clone().requires_grad_(True) for k, v in adapter32.items()}
+        masks = dropout_masks(params32, d, c, B, T, drop, dtype)
+        lp, ent, L = loss_of(P, d, A, scale, batch_of(inputs, dtype), masks)
+        g = torch.autograd.grad(L, list(A.values()))
+        dres[dtype] = dict(lp=lp.detach(), ent=ent.detach(), L=float(L), grads=dict(zip(A.keys(), g)), masks=masks)
+    d32, d64 = dres[torch.float32], dres[torch.float64]
+    kept = torch.cat([(m != 0).double().flatten() for m in d64["masks"].values()])
+    checks["dropout"] = {
+        "p": drop["p"], "seed": drop["seed"], "kept_share": float(kept.mean()), "elements": kept.numel(),
+        "f32_vs_f64_logprobs_max_abs": float((d32["lp"].double() - d64["lp"]).abs().max()),
+        "f32_vs_f64_grads_max_rel": max(golden.max_rel(d32["grads"][k], d64["grads"][k]) for k in adapter32),
+        "moves_logprobs_max_abs": float((d64["lp"] - r64["lp"]).abs().max()),
+    }
+    dc = checks["dropout"]
+    assert dc["f32_vs_f64_logprobs_max_abs"] < 1e-4 and dc["f32_vs_f64_grads_max_rel"] < 1e-4, dc
+    assert abs(dc["kept_share"] - (1 - drop["p"])) < 0.05 and dc["moves_logprobs_max_abs"] > 1e-3, dc
+    dropped = dict(expected={"logprobs": d64["lp"], "entropies": d64["ent"], "loss": torch.tensor([d64["L"]], dtype=torch.float64)},
+                   grads=d64["grads"], masks=d64["masks"], config=drop)
     return dict(folder=folder, adapter=adapter32, config=adapter_config(case, c), expected=expected, grads=r64["grads"],
-                checks=checks, inputs=inputs)
+                checks=checks, inputs=inputs, dropped=dropped)
 
 
 def main():
@@ -213,8 +315,13 @@ def main():
         g = build(case, c)
         folder = g["folder"]
         if check_only:
+            with open(os.path.join(folder, "dropout.json")) as f:
+                if json.load(f) != g["dropped"]["config"]:
+                    print(f"{case}/dropout.json differs")
+                    failures += 1
             for file, tensors in (("adapter/adapter_model.safetensors", g["adapter"]), ("expected.safetensors", g["expected"]),
-                                  ("grads.safetensors", g["grads"])):
+                                  ("grads.safetensors", g["grads"]), ("expected_dropout.safetensors", g["dropped"]["expected"]),
+                                  ("grads_dropout.safetensors", g["dropped"]["grads"])):
                 old = golden.st_read(os.path.join(folder, file))
                 for k, t in tensors.items():
                     if k not in old or not torch.allclose(old[k].double(), t.double().float().double(), rtol=1e-5, atol=1e-6):
@@ -226,8 +333,11 @@ def main():
             golden.write_json(os.path.join(folder, "adapter", "adapter_config.json"), g["config"])
             golden.st_write(os.path.join(folder, "expected.safetensors"), g["expected"])
             golden.st_write(os.path.join(folder, "grads.safetensors"), g["grads"])
+            golden.write_json(os.path.join(folder, "dropout.json"), g["dropped"]["config"])
+            golden.st_write(os.path.join(folder, "expected_dropout.safetensors"), g["dropped"]["expected"])
+            golden.st_write(os.path.join(folder, "grads_dropout.safetensors"), g["dropped"]["grads"])
         # PEFT reads the adapter folder as written (after the write, or the committed one under --check).
-        g["checks"]["peft"] = peft_crosscheck(case, folder, g["inputs"], g["expected"], g["grads"])
+        g["checks"]["peft"] = peft_crosscheck(case, folder, g["inputs"], g["expected"], g["grads"], g["dropped"])
         print(case, json.dumps(g["checks"]["peft"]))
         if not check_only:
             golden.write_json(os.path.join(folder, "checks.json"), g["checks"])

@@ -1,8 +1,9 @@
 /**
  * LoRA on the GPU model against golden fixtures (scripts/golden_lora.py: PyTorch with PEFT's semantics, cross-checked
  * there against transformers + PEFT when they import): log-probs, entropies and every A/B gradient of a tiny Qwen2
- * (all-linear) and Qwen3 (q/v/down) adapter; a fresh adapter equals the base model; the adapter switched off is the
- * base model; merging equals the unmerged adapter; save/load round trip, and PEFT loads what we save (when a Python
+ * (all-linear) and Qwen3 (q/v/down) adapter, without and with LoRA dropout (the fixtures' masks are the ones recall's
+ * keyed dropout draws); a fresh adapter equals the base model; the adapter switched off is the base model; merging
+ * equals the unmerged adapter; save/load round trip (lora_dropout included), and PEFT loads what we save (when a Python
  * with peft is on this machine; skipped otherwise).
  */
 import { beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
@@ -65,6 +66,62 @@ for (const name of CASES) {
     });
 
     for (const checkpoint of [false, true]) {
+      test(`LoRA dropout: log-probs and every A/B gradient with the fixtures' masks${checkpoint ? " (activation checkpointing: the recompute draws the same masks)" : ""}`, async () => {
+        const drop = JSON.parse(readFileSync(join(PROJECT_ROOT, "fixtures/lora", name, "dropout.json"), "utf8")) as { p: number; seed: number };
+        const want = SafetensorsModel.open(join(PROJECT_ROOT, "fixtures/lora", name, "expected_dropout.safetensors"));
+        const wantGrads = SafetensorsModel.open(join(PROJECT_ROOT, "fixtures/lora", name, "grads_dropout.safetensors"));
+        const model = await Transformer.load(gpu, modelDir(name));
+        model.adapter = await loadAdapter(gpu, model.config, adapterDir(name));
+        const grads = model.adapter.zerosLike();
+        const batch = makeBatch(gpu, inputs.ids.map((row, b) => row.slice(0, inputs.lengths[b])), inputs.ids[0]!.length);
+        const fwd = model.forward(batch, { train: true, checkpoint, loraDropout: drop });
+        const [lp, ent] = (await gpu.readMany([fwd.logprob, fwd.entropy])).map((b) => new Float32Array(b));
+        expectClose(masked(lp!, inputs.logprob_mask), want.readF32("logprobs"), { atol: 3e-5, rtol: 1e-5 }, "logprobs with dropout");
+        expectClose(masked(ent!, inputs.entropy_mask), want.readF32("entropies"), { atol: 3e-5, rtol: 1e-5 }, "entropies with dropout");
+        // The masks matter: the pass without dropout is far from these numbers.
+        expect(maxAbs(masked(lp!, inputs.logprob_mask).map((v, i) => v - expected.readF32("logprobs")[i]!))).toBeGreaterThan(0.05);
+        const w = gpu.upload(Float32Array.from(inputs.loss_weights.flat()), [batch.B * batch.T]);
+        const u = gpu.upload(Float32Array.from(inputs.entropy_weights.flat()), [batch.B * batch.T]);
+        model.backward(fwd, w, u, grads);
+        expect(wantGrads.names.sort()).toEqual(grads.specs.map((s) => s.name).sort());
+        for (const spec of grads.specs) {
+          const ref = wantGrads.readF32(spec.name);
+          expectClose(await gpu.readF32(grads.get(spec.name)), ref, { atol: 3e-4 * Math.max(maxAbs(ref), 1e-6), rtol: 0 }, `${spec.name} with dropout`);
+        }
+        // Dropout is for training passes: a log-prob pass asking for it is a bug, not a silent no-op.
+        expect(() => model.forward(batch, { loraDropout: drop })).toThrow("LoRA dropout applies to training passes");
+        gpu.release(w, u, fwd.logprob, fwd.entropy);
+        releaseBatch(gpu, batch);
+        grads.release();
+        model.adapter.release();
+        model.params.release();
+      });
+
+      test(`lora_dropout 0 is the pass without dropout, bit for bit and dispatch for dispatch${checkpoint ? " (activation checkpointing)" : ""}`, async () => {
+        const model = await Transformer.load(gpu, modelDir(name));
+        model.adapter = await loadAdapter(gpu, model.config, adapterDir(name));
+        const batch = makeBatch(gpu, inputs.ids.map((row, b) => row.slice(0, inputs.lengths[b])), inputs.ids[0]!.length);
+        const w = gpu.upload(Float32Array.from(inputs.loss_weights.flat()), [batch.B * batch.T]);
+        const runs: { lp: Float32Array; grads: Float32Array[]; dispatches: number }[] = [];
+        for (const loraDropout of [undefined, { p: 0, seed: 12345 }]) {
+          const grads = model.adapter.zerosLike();
+          const before = gpu.dispatchCount;
+          const fwd = model.forward(batch, { train: true, checkpoint, loraDropout });
+          model.backward(fwd, w, null, grads);
+          const dispatches = gpu.dispatchCount - before;
+          runs.push({ lp: await gpu.readF32(fwd.logprob), grads: await Promise.all(grads.list().map((t) => gpu.readF32(t))), dispatches });
+          gpu.release(fwd.logprob, fwd.entropy);
+          grads.release();
+        }
+        expect(runs[1]!.dispatches).toBe(runs[0]!.dispatches);
+        expect(runs[1]!.lp).toEqual(runs[0]!.lp);
+        runs[1]!.grads.forEach((g, i) => expect(g).toEqual(runs[0]!.grads[i]!));
+        gpu.release(w);
+        releaseBatch(gpu, batch);
+        model.adapter.release();
+        model.params.release();
+      });
+
       test(`gradients of every A and B, base frozen${checkpoint ? " (activation checkpointing)" : ""}`, async () => {
         const model = await Transformer.load(gpu, modelDir(name));
         model.adapter = await loadAdapter(gpu, model.config, adapterDir(name));
@@ -208,10 +265,28 @@ describe("a fresh adapter", () => {
     try {
       await saveAdapter(dir, model.adapter, { baseModel: modelDir(name) });
       const cfg = JSON.parse(readFileSync(join(dir, ADAPTER_CONFIG), "utf8")) as Record<string, unknown>;
-      expect(cfg).toMatchObject({ peft_type: "LORA", r: 4, lora_alpha: 8, target_modules: ["q_proj", "k_proj", "o_proj", "up_proj"], bias: "none", task_type: "CAUSAL_LM" });
+      expect(cfg).toMatchObject({ peft_type: "LORA", r: 4, lora_alpha: 8, lora_dropout: 0, target_modules: ["q_proj", "k_proj", "o_proj", "up_proj"], bias: "none", task_type: "CAUSAL_LM" });
       const back = await loadAdapter(gpu, model.config, dir);
       for (const spec of back.specs) expect(await gpu.readF32(back.get(spec.name))).toEqual(await gpu.readF32(model.adapter.get(spec.name)));
+      expect(back.settings.dropout).toBe(0);
       back.release();
+
+      // lora_dropout is saved and read back; scoring with the adapter ignores it (dropout is for training passes).
+      const dropDir = join(dir, "with-dropout");
+      const dropped = new LoraWeights(gpu, model.config, { ...model.adapter.settings, dropout: 0.3 }, "empty");
+      for (const spec of dropped.specs) gpu.write(dropped.get(spec.name), await gpu.readF32(model.adapter.get(spec.name)));
+      await saveAdapter(dropDir, dropped, { baseModel: modelDir(name) });
+      dropped.release();
+      expect(JSON.parse(readFileSync(join(dropDir, ADAPTER_CONFIG), "utf8")).lora_dropout).toBe(0.3);
+      expect(readAdapterSettings(dropDir).dropout).toBe(0.3);
+      const kept = model.adapter;
+      model.adapter = await loadAdapter(gpu, model.config, dropDir);
+      expect(model.adapter.settings.dropout).toBe(0.3);
+      const scored = await logprobsOf(model, inputs);
+      expect(scored.lp).toEqual(ours.lp);
+      expect(scored.ent).toEqual(ours.ent);
+      model.adapter.release();
+      model.adapter = kept;
 
       // PEFT itself (optional): transformers + peft load the base model and our folder and score the same batch.
       // This machine's venvs or $RECALL_PEFT_PYTHON (only paths that exist: spawning a missing one throws).
@@ -254,6 +329,8 @@ describe("adapter folders that cannot be used are refused in one line", () => {
     ["DoRA", (c) => (c.use_dora = true), "DoRA adapters (use_dora) are not supported"],
     ["a trained bias", (c) => (c.bias = "all"), "bias 'all' trains biases too"],
     ["a module list without the adapted ones", (c) => (c.target_modules = ["q_proj"]), "adapts k_proj, which target_modules does not list"],
+    ["a lora_dropout of 1", (c) => (c.lora_dropout = 1), "'lora_dropout' must be a number in [0, 1), got 1"],
+    ["a lora_dropout that is not a number", (c) => (c.lora_dropout = "0.1"), `'lora_dropout' must be a number in [0, 1), got "0.1"`],
   ];
   for (const [what, edit, message] of cases) {
     test(what, () => {

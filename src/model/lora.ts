@@ -25,6 +25,8 @@ export interface LoraSettings {
   targetModules: readonly LoraModule[];
   /** rsLoRA scaling alpha/√r (PEFT's use_rslora); adapters trained here use alpha/r. */
   useRslora?: boolean;
+  /** PEFT's lora_dropout, in [0, 1) (0 when absent): applied in training passes only (src/model/lora_dropout.ts). */
+  dropout?: number;
 }
 
 /** s in y += s·(x·Aᵀ)·Bᵀ. */
@@ -105,6 +107,8 @@ export class LoraWeights implements TensorSet {
   ) {
     if (!Number.isInteger(settings.rank) || settings.rank < 1) throw new RecallError(`LoRA rank must be a positive integer, got ${settings.rank}`);
     if (!(settings.alpha > 0)) throw new RecallError(`LoRA alpha must be above 0, got ${settings.alpha}`);
+    const p = settings.dropout ?? 0;
+    if (!(p >= 0 && p < 1)) throw new RecallError(`LoRA dropout must be in [0, 1), got ${p}`);
     this.scale = loraScale(settings);
     this.targets = new Set(settings.targetModules);
     const r = settings.rank;

@@ -19,6 +19,13 @@ export interface LoraDropoutPass {
   seed: number;
 }
 
+/** LoRA dropout of a training step: its passes are numbered 0, 1, … in the order they run. */
+export interface LoraDropoutStep {
+  p: number;
+  runSeed: number;
+  step: number;
+}
+
 /** The seed of pass `pass` (0, 1, … in the order the step runs its micro-batches) of step `step` of a run. */
 export function loraDropoutSeed(runSeed: number, step: number, pass: number): number {
   return mix32((mix32((mix32((runSeed ^ 0x4c6f5241) >>> 0) + step) >>> 0) + pass) >>> 0);

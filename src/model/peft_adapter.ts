@@ -42,6 +42,8 @@ export function readAdapterSettings(dir: string): LoraSettings {
   if (typeof r !== "number" || !Number.isInteger(r) || r < 1) refuse(`'r' must be a positive integer, got ${JSON.stringify(r)}`);
   const alpha = c.lora_alpha ?? 8;
   if (typeof alpha !== "number" || !(alpha > 0)) refuse(`'lora_alpha' must be a number above 0, got ${JSON.stringify(alpha)}`);
+  const dropout = c.lora_dropout ?? 0;
+  if (typeof dropout !== "number" || !(dropout >= 0 && dropout < 1)) refuse(`'lora_dropout' must be a number in [0, 1), got ${JSON.stringify(dropout)}`);
   if (c.use_dora === true) refuse("DoRA adapters (use_dora) are not supported");
   if (c.bias !== undefined && c.bias !== "none") refuse(`bias '${String(c.bias)}' trains biases too; only bias "none" is supported`);
   if (c.fan_in_fan_out === true) refuse("fan_in_fan_out adapters (GPT-2 Conv1D layout) do not apply to these models");
@@ -64,7 +66,7 @@ export function readAdapterSettings(dir: string): LoraSettings {
     const listed = new Set(c.target_modules.map(String));
     for (const m of found) if (!listed.has(m)) refuse(`${ADAPTER_WEIGHTS} adapts ${m}, which target_modules does not list`);
   }
-  return { rank: r as number, alpha: alpha as number, targetModules: resolveTargetModules([...found], file), useRslora: c.use_rslora === true };
+  return { rank: r as number, alpha: alpha as number, targetModules: resolveTargetModules([...found], file), useRslora: c.use_rslora === true, dropout: dropout as number };
 }
 
 function openAdapterWeights(dir: string): SafetensorsModel {
@@ -140,7 +142,7 @@ export function adapterConfigJson(s: LoraSettings, baseModel: string): Record<st
     base_model_name_or_path: baseModel,
     r: s.rank,
     lora_alpha: s.alpha,
-    lora_dropout: 0.0,
+    lora_dropout: s.dropout ?? 0,
     target_modules: [...s.targetModules],
     bias: "none",
     fan_in_fan_out: false,

@@ -11,7 +11,8 @@
  *   log p(target), entropy = logsoftmax(rmsnorm(x)·Wₗₘᵀ)   (fused, chunked: never [tokens × vocab] at once)
  *
  * With a LoRA adapter attached (src/model/lora.ts), each projection it targets adds s·(h·Aᵀ)·Bᵀ to its output, and
- * a backward into the adapter's gradients leaves the base weights frozen (no base gradients are computed).
+ * a backward into the adapter's gradients leaves the base weights frozen (no base gradients are computed). A training
+ * pass may apply LoRA dropout to the adapter branch's input (src/model/lora_dropout.ts): s·(dropout(h)·Aᵀ)·Bᵀ.
  *
  * A batch is B right-padded sequences of T rows; row b·T + t holds token t of sequence b. Padding rows
  * compute finite garbage that no valid row reads (attention masks them) and get zero gradient (the
@@ -27,9 +28,11 @@ import { swiglu, swigluBackward } from "../ops/elementwise.ts";
 import { embedding, embeddingBackward, embeddingScratchSize } from "../ops/embedding.ts";
 import { logprobs, logprobsBackward, logprobsPlan, lastLogits, lastLogitsScratch } from "../ops/logprobs.ts";
 import { kvAppend } from "../ops/kvcache.ts";
+import { dropout } from "../ops/dropout.ts";
 import { loadModelConfig, type ModelConfig } from "./config.ts";
 import { ParameterSet, gateUpWeight, layerTensors, outerTensors, type LayerTensors, type ParameterSetOptions } from "./weights.ts";
 import { LoraWeights, type LoraModule } from "./lora.ts";
+import { loraDropoutKey, type LoraDropoutPass } from "./lora_dropout.ts";
 import { isAdapterFolder } from "./peft_adapter.ts";
 import { RecallError } from "../errors.ts";
 import { existsSync } from "node:fs";
@@ -120,6 +123,11 @@ export interface ForwardOptions {
   checkpoint?: boolean;
   /** Logits are divided by this before the log-softmax (rollout temperature); default 1. */
   temperature?: number;
+  /**
+   * LoRA dropout of a training pass (with `train`): the backward, and the recompute of activation checkpointing, draw
+   * the same masks. Left out everywhere else (log-probs, rollouts, evaluation), as PEFT's dropout is off in eval mode.
+   */
+  loraDropout?: LoraDropoutPass;
 }
 
 export interface ForwardResult {
@@ -225,7 +233,15 @@ export class Transformer {
    * y (+)= x·Wᵀ (+ b), layer l's projection m over M rows, plus the adapter's s·(x·Aᵀ)·Bᵀ when it targets m: two thin
    * products through an [M, r] scratch, the second accumulating into y.
    */
-  private project(l: number, m: LoraModule, x: Tensor, W: Tensor, y: Tensor, d: { M: number; outF: number; inF: number }, o: { bias?: Tensor; accumulate?: boolean } = {}): void {
+  private project(
+    l: number,
+    m: LoraModule,
+    x: Tensor,
+    W: Tensor,
+    y: Tensor,
+    d: { M: number; outF: number; inF: number },
+    o: { bias?: Tensor; accumulate?: boolean; drop?: LoraDropoutPass } = {},
+  ): void {
     const g = this.gpu;
     matmul(g, x, W, y, { M: d.M, N: d.outF, K: d.inF }, { transB: true, bias: o.bias, accumulate: o.accumulate });
     const lora = this.activeAdapter;
@@ -233,9 +249,18 @@ export class Transformer {
     if (!lora || !ab) return;
     const r = lora.settings.rank;
     const u = g.empty([d.M, r]);
-    matmul(g, x, ab.A, u, { M: d.M, N: r, K: d.inF }, { transB: true });
+    const xd = this.droppedInput(l, m, x, d, o.drop);
+    matmul(g, xd ?? x, ab.A, u, { M: d.M, N: r, K: d.inF }, { transB: true });
     matmul(g, u, ab.B, y, { M: d.M, N: d.outF, K: r }, { transB: true, alpha: lora.scale, accumulate: true });
-    g.release(u);
+    g.release(u, ...(xd ? [xd] : []));
+  }
+
+  /** dropout(x) for layer l's projection m in a pass with LoRA dropout (a new [M, inF] tensor), or undefined without. */
+  private droppedInput(l: number, m: LoraModule, x: Tensor, d: { M: number; inF: number }, drop: LoraDropoutPass | undefined): Tensor | undefined {
+    if (!drop || drop.p === 0) return undefined;
+    const xd = this.gpu.empty([d.M, d.inF]);
+    dropout(this.gpu, x, xd, drop.p, loraDropoutKey(drop.seed, l, m), { n: d.M * d.inF });
+    return xd;
   }
 
   private allocLayer(N: number, B: number, T: number): LayerActivations {
@@ -270,16 +295,16 @@ export class Transformer {
    * One decoder layer: x → xOut, filling the activations `a`. With a cache (generation), the new rows'
    * keys/values are appended to it and queries attend to everything cached for their sequence.
    */
-  private layerForward(l: number, batch: TokenBatch, x: Tensor, xOut: Tensor, a: LayerActivations, cache?: LayerCache): void {
+  private layerForward(l: number, batch: TokenBatch, x: Tensor, xOut: Tensor, a: LayerActivations, cache?: LayerCache, drop?: LoraDropoutPass): void {
     const g = this.gpu, { D, Hq, Hkv, hd, I } = this;
     const { B, T } = batch;
     const N = B * T;
     const eps = this.config.rmsNormEps;
     const P = layerTensors(this.params, l);
     rmsnorm(g, x, P.inputNorm, a.h1, a.r1, { rows: N, D }, { eps });
-    this.project(l, "q_proj", a.h1, P.q, a.qRaw ?? a.q, { M: N, outF: Hq * hd, inF: D }, { bias: P.qBias });
-    this.project(l, "k_proj", a.h1, P.k, a.kRaw ?? a.k, { M: N, outF: Hkv * hd, inF: D }, { bias: P.kBias });
-    this.project(l, "v_proj", a.h1, P.v, a.v, { M: N, outF: Hkv * hd, inF: D }, { bias: P.vBias });
+    this.project(l, "q_proj", a.h1, P.q, a.qRaw ?? a.q, { M: N, outF: Hq * hd, inF: D }, { bias: P.qBias, drop });
+    this.project(l, "k_proj", a.h1, P.k, a.kRaw ?? a.k, { M: N, outF: Hkv * hd, inF: D }, { bias: P.kBias, drop });
+    this.project(l, "v_proj", a.h1, P.v, a.v, { M: N, outF: Hkv * hd, inF: D }, { bias: P.vBias, drop });
     if (this.config.qkNorm) {
       rmsnorm(g, a.qRaw!, P.qNorm!, a.q, a.rq!, { rows: N * Hq, D: hd }, { eps });
       rmsnorm(g, a.kRaw!, P.kNorm!, a.k, a.rk!, { rows: N * Hkv, D: hd }, { eps });
@@ -292,18 +317,18 @@ export class Transformer {
       attention(g, a.q, a.k, a.v, batch.qStart, batch.kvLen, a.attn, a.lse, { B, Tq: T, Tk: T, Hq, Hkv, hd });
     }
     g.copy(x, a.xMid);
-    this.project(l, "o_proj", a.attn, P.o, a.xMid, { M: N, outF: D, inF: Hq * hd }, { bias: P.oBias, accumulate: true });
+    this.project(l, "o_proj", a.attn, P.o, a.xMid, { M: N, outF: D, inF: Hq * hd }, { bias: P.oBias, accumulate: true, drop });
     rmsnorm(g, a.xMid, P.postNorm, a.h2, a.r2, { rows: N, D }, { eps });
     if (!a.up) {
       matmul(g, a.h2, gateUpWeight(P)!, a.gate, { M: N, N: 2 * I, K: D }, { transB: true });
       swiglu(g, a.gate, a.gate, a.act, { rows: N, I }, { strideGate: 2 * I, offsetUp: I, strideUp: 2 * I });
     } else {
-      this.project(l, "gate_proj", a.h2, P.gate, a.gate, { M: N, outF: I, inF: D });
-      this.project(l, "up_proj", a.h2, P.up, a.up!, { M: N, outF: I, inF: D });
+      this.project(l, "gate_proj", a.h2, P.gate, a.gate, { M: N, outF: I, inF: D }, { drop });
+      this.project(l, "up_proj", a.h2, P.up, a.up!, { M: N, outF: I, inF: D }, { drop });
       swiglu(g, a.gate, a.up!, a.act, { rows: N, I });
     }
     g.copy(a.xMid, xOut);
-    this.project(l, "down_proj", a.act, P.down, xOut, { M: N, outF: D, inF: I }, { accumulate: true });
+    this.project(l, "down_proj", a.act, P.down, xOut, { M: N, outF: D, inF: I }, { accumulate: true, drop });
   }
 
 
@@ -314,6 +339,7 @@ export class Transformer {
     const { B, T } = batch;
     const N = B * T;
     const train = !!options.train;
+    const drop = this.dropoutOf(options);
     const outer = outerTensors(this.params);
 
     // The residual stream: every layer's input is kept when training; otherwise two buffers alternate.
@@ -323,7 +349,7 @@ export class Transformer {
 
     const shareLayers = !train || !!options.checkpoint;
     const layers: LayerActivations[] = shareLayers ? [this.allocLayer(N, B, T)] : Array.from({ length: L }, () => this.allocLayer(N, B, T));
-    for (let l = 0; l < L; l++) this.layerForward(l, batch, at(l), at(l + 1), layers[shareLayers ? 0 : l]!);
+    for (let l = 0; l < L; l++) this.layerForward(l, batch, at(l), at(l + 1), layers[shareLayers ? 0 : l]!, undefined, drop);
 
     const hf = g.empty([N, D]);
     const rf = g.empty([N]);
@@ -401,6 +427,7 @@ export class Transformer {
     const { batch } = fwd;
     const { B, T } = batch;
     const N = B * T;
+    const drop = this.dropoutOf(fwd.options);
     const outer = outerTensors(this.params);
     const gOuter = full ? outerTensors(full) : undefined;
 
@@ -428,10 +455,10 @@ export class Transformer {
       const x = saved.xs[l]!;
       const a = saved.layers.length === 1 ? saved.layers[0]! : saved.layers[l]!;
       // Checkpointing: the shared activations hold the last layer's; recompute every other layer from its saved input.
-      if (saved.layers.length === 1 && l < L - 1) this.layerForward(l, batch, x, saved.xs[l + 1]!, a);
+      if (saved.layers.length === 1 && l < L - 1) this.layerForward(l, batch, x, saved.xs[l + 1]!, a, undefined, drop);
       const P = layerTensors(this.params, l);
       const G = full ? layerTensors(full, l) : undefined;
-      this.layerBackward(l, P, G, loraGrads, a, batch, x, dx, t);
+      this.layerBackward(l, P, G, { grads: loraGrads, drop }, a, batch, x, dx, t);
     }
     if (gOuter) {
       const embScratch = g.empty([embeddingScratchSize({ N, V })], "u32");
@@ -444,38 +471,67 @@ export class Transformer {
     this.releaseForward(fwd);
   }
 
+  /** The pass's LoRA dropout when it does anything: a training pass, an adapter in effect, p > 0. */
+  private dropoutOf(o: ForwardOptions): LoraDropoutPass | undefined {
+    const drop = o.loraDropout;
+    if (!drop || drop.p === 0 || !this.activeAdapter) return undefined;
+    if (!o.train) throw new Error("forward: LoRA dropout applies to training passes ({ train: true }) only");
+    if (!(drop.p > 0 && drop.p < 1)) throw new Error(`forward: LoRA dropout must be in [0, 1), got ${drop.p}`);
+    return drop;
+  }
+
   /**
-   * The adapter's part of a projection's backward, given dy = ∂/∂y and the projection's input x:
-   * dx += s·(dy·B)·A, and into the adapter's gradients dA += s·(dy·B)ᵀ·x, dB += s·dyᵀ·(x·Aᵀ).
+   * The adapter's part of a projection's backward, given dy = ∂/∂y and the projection's input x, with x̃ = x or, in a
+   * pass with LoRA dropout, dropout(x) (the forward's mask, drawn again from its key):
+   * dx += s·dropout'((dy·B)·A), and into the adapter's gradients dA += s·(dy·B)ᵀ·x̃, dB += s·dyᵀ·(x̃·Aᵀ).
    */
-  private projectBackward(l: number, m: LoraModule, x: Tensor, dy: Tensor, dx: Tensor, d: { M: number; outF: number; inF: number }, loraGrads: LoraWeights | undefined): void {
+  private projectBackward(
+    l: number,
+    m: LoraModule,
+    x: Tensor,
+    dy: Tensor,
+    dx: Tensor,
+    d: { M: number; outF: number; inF: number },
+    lo: { grads: LoraWeights | undefined; drop: LoraDropoutPass | undefined },
+  ): void {
     const lora = this.activeAdapter;
     const ab = lora?.pair(l, m);
     if (!lora || !ab) return;
     const g = this.gpu, r = lora.settings.rank, s = lora.scale, { M, outF, inF } = d;
     const v = g.empty([M, r]);
     matmul(g, dy, ab.B, v, { M, N: r, K: outF });
-    matmul(g, v, ab.A, dx, { M, N: inF, K: r }, { alpha: s, accumulate: true });
-    const gab = loraGrads?.pair(l, m);
+    let xd: Tensor | undefined;
+    if (!lo.drop || lo.drop.p === 0) {
+      matmul(g, v, ab.A, dx, { M, N: inF, K: r }, { alpha: s, accumulate: true });
+    } else {
+      // The gradient reaches x through the same mask and 1/(1-p) as the forward; the scratch then holds x̃.
+      const key = loraDropoutKey(lo.drop.seed, l, m);
+      xd = g.empty([M, inF]);
+      matmul(g, v, ab.A, xd, { M, N: inF, K: r }, { alpha: s });
+      dropout(g, xd, dx, lo.drop.p, key, { n: M * inF, accumulate: true });
+      dropout(g, x, xd, lo.drop.p, key, { n: M * inF });
+    }
+    const gab = lo.grads?.pair(l, m);
     if (gab) {
+      const xin = xd ?? x;
       const u = g.empty([M, r]);
-      matmul(g, v, x, gab.A, { M: r, N: inF, K: M }, { transA: true, alpha: s, accumulate: true });
-      matmul(g, x, ab.A, u, { M, N: r, K: inF }, { transB: true });
+      matmul(g, v, xin, gab.A, { M: r, N: inF, K: M }, { transA: true, alpha: s, accumulate: true });
+      matmul(g, xin, ab.A, u, { M, N: r, K: inF }, { transB: true });
       matmul(g, dy, u, gab.B, { M: outF, N: r, K: M }, { transA: true, alpha: s, accumulate: true });
       g.release(u);
     }
-    g.release(v);
+    g.release(v, ...(xd ? [xd] : []));
   }
 
   /**
    * dx holds ∂/∂(layer output) on entry and ∂/∂(layer input) on return; parameter gradients accumulate into G (full
-   * fine-tuning) or the adapter's into loraGrads (G undefined: the base weights are frozen).
+   * fine-tuning) or the adapter's into lo.grads (G undefined: the base weights are frozen; lo.drop: the pass's LoRA dropout).
    */
   private layerBackward(
     l: number,
     P: LayerTensors,
     G: LayerTensors | undefined,
-    loraGrads: LoraWeights | undefined,
+    lo: { grads: LoraWeights | undefined; drop: LoraDropoutPass | undefined },
     a: LayerActivations,
     batch: TokenBatch,
     x: Tensor,
@@ -490,7 +546,7 @@ export class Transformer {
     // MLP: x_out = x_mid + act·Wdᵀ, act = silu(h2·Wgᵀ) ⊙ h2·Wuᵀ, h2 = rmsnorm(x_mid)
     matmul(g, dx, P.down, t.dAct, { M: N, N: I, K: D });
     if (G) matmul(g, dx, a.act, G.down, { M: D, N: I, K: N }, acc);
-    this.projectBackward(l, "down_proj", a.act, dx, t.dAct, { M: N, outF: D, inF: I }, loraGrads);
+    this.projectBackward(l, "down_proj", a.act, dx, t.dAct, { M: N, outF: D, inF: I }, lo);
     if (!a.up) {
       // dGate holds [N, 2I]: each row's gate gradient then its up gradient, matching the fused [2I, D] weight.
       const gu = gateUpWeight(P)!, gGu = G ? gateUpWeight(G) : undefined;
@@ -507,8 +563,8 @@ export class Transformer {
         matmul(g, t.dGate, a.h2, G.gate, { M: I, N: D, K: N }, acc);
         matmul(g, t.dUp!, a.h2, G.up, { M: I, N: D, K: N }, acc);
       }
-      this.projectBackward(l, "gate_proj", a.h2, t.dGate, t.dH, { M: N, outF: I, inF: D }, loraGrads);
-      this.projectBackward(l, "up_proj", a.h2, t.dUp!, t.dH, { M: N, outF: I, inF: D }, loraGrads);
+      this.projectBackward(l, "gate_proj", a.h2, t.dGate, t.dH, { M: N, outF: I, inF: D }, lo);
+      this.projectBackward(l, "up_proj", a.h2, t.dUp!, t.dH, { M: N, outF: I, inF: D }, lo);
     }
     rmsnormBackward(g, t.dH, a.xMid, P.postNorm, a.r2, dx, G?.postNorm ?? null, { rows: N, D }, { accumulateDx: true });
 
@@ -518,7 +574,7 @@ export class Transformer {
       matmul(g, dx, a.attn, G.o, { M: D, N: Hq * hd, K: N }, acc);
       this.biasGrad(dx, G.oBias, N, D);
     }
-    this.projectBackward(l, "o_proj", a.attn, dx, t.dAttn, { M: N, outF: D, inF: Hq * hd }, loraGrads);
+    this.projectBackward(l, "o_proj", a.attn, dx, t.dAttn, { M: N, outF: D, inF: Hq * hd }, lo);
     attentionBackward(g, a.q, a.k, a.v, batch.qStart, batch.kvLen, a.attn, a.lse, t.dAttn, t.dq, t.dk, t.dv, t.work, { B, Tq: T, Tk: T, Hq, Hkv, hd });
     rope(g, t.dq, t.dk, batch.positions, this.invFreq, { rows: N, Hq, Hkv, headDim: hd }, { inverse: true });
     let dq = t.dq, dk = t.dk;
@@ -531,9 +587,9 @@ export class Transformer {
     matmul(g, dq, P.q, t.dH, { M: N, N: D, K: Hq * hd });
     matmul(g, dk, P.k, t.dH, { M: N, N: D, K: Hkv * hd }, { accumulate: true });
     matmul(g, t.dv, P.v, t.dH, { M: N, N: D, K: Hkv * hd }, { accumulate: true });
-    this.projectBackward(l, "q_proj", a.h1, dq, t.dH, { M: N, outF: Hq * hd, inF: D }, loraGrads);
-    this.projectBackward(l, "k_proj", a.h1, dk, t.dH, { M: N, outF: Hkv * hd, inF: D }, loraGrads);
-    this.projectBackward(l, "v_proj", a.h1, t.dv, t.dH, { M: N, outF: Hkv * hd, inF: D }, loraGrads);
+    this.projectBackward(l, "q_proj", a.h1, dq, t.dH, { M: N, outF: Hq * hd, inF: D }, lo);
+    this.projectBackward(l, "k_proj", a.h1, dk, t.dH, { M: N, outF: Hkv * hd, inF: D }, lo);
+    this.projectBackward(l, "v_proj", a.h1, t.dv, t.dH, { M: N, outF: Hkv * hd, inF: D }, lo);
     if (G) {
       matmul(g, dq, a.h1, G.q, { M: Hq * hd, N: D, K: N }, acc);
       matmul(g, dk, a.h1, G.k, { M: Hkv * hd, N: D, K: N }, acc);
