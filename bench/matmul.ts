@@ -7,12 +7,12 @@
  *   ./node_modules/.bin/bun bench/matmul.ts [--reps 5] [--sweep]
  */
 import { getGpu } from "../src/gpu/runtime.ts";
+import { subgroupKernelsSupported } from "../src/gpu/shaders.ts";
 import {
   matmul,
   choosePlan,
   chooseTiling,
   planName,
-  subgroupMatmulSupported,
   vec4BAligned,
   SUBGROUP_MAX_TM,
   type MatmulOptions,
@@ -43,7 +43,7 @@ const CASES: Case[] = [
 ];
 
 const gpu = await getGpu();
-console.log(`adapter: ${gpu.handle.info.description} (${gpu.handle.info.backend}); subgroup kernel ${subgroupMatmulSupported(gpu) ? "available" : "unavailable"}`);
+console.log(`adapter: ${gpu.handle.info.description} (${gpu.handle.info.backend}); subgroup kernel ${subgroupKernelsSupported(gpu) ? "available" : "unavailable"}`);
 
 const gflops = (c: Case, s: number) => (2 * c.M * c.N * c.K) / s / 1e9;
 const options = (c: Case, plan?: MatmulPlan): MatmulOptions => ({ transA: c.transA, transB: c.transB, offsetB: c.offsetB, plan });
@@ -108,7 +108,7 @@ for (const [i, c] of CASES.entries()) {
 if (sweep) {
   const probes = [CASES[4]!, CASES[5]!, CASES[6]!, CASES[8]!, CASES[10]!];
   const plans: MatmulPlan[] = [];
-  if (subgroupMatmulSupported(gpu)) {
+  if (subgroupKernelsSupported(gpu)) {
     for (let tm = 1; tm <= SUBGROUP_MAX_TM; tm *= 2) for (const tn of [1, 2, 4]) for (const vec4B of [false, true]) plans.push({ kernel: "subgroup", tm, tn, vec4B });
   }
   for (const tm of [1, 4, 8]) for (const [wgX, wgY] of [[16, 4], [64, 1]] as const) plans.push({ kernel: "portable", tm, wgX, wgY });

@@ -336,3 +336,269 @@ fn attn_bwd_dkv(@builtin(global_invocation_id) gid: vec3u) {
     }
   }
 }
+
+// ---- SUBGROUP KERNELS (src/ops/attention.ts splits the file here) -------------------------------
+//
+// The same three computations for adapters with `subgroups` (≥ 8 lanes), head dims a multiple of 4 up to
+// SG_MAX_HD4·4, and enough rows to fill a workgroup. Why: on lavapipe a storage load costs a per-lane scalar
+// sequence (~20 multiply-adds' worth), moving a value between lanes is one permute, and the kernels above load
+// every key element once per lane. Here a lane owns one row (a query row for the forward and dQ, a key row for
+// dK/dV) and the other side is walked in blocks of 8: lane i of each 8 loads row i of the block as vec4 chunks and
+// subgroupBroadcast shares it, so each element is loaded once per 8 lanes, four at a time. The online softmax
+// rescales once per block, not once per key.
+//
+// A workgroup holds 64 consecutive rows of one (sequence, head); each subgroup walks blocks up to the furthest row
+// any of its lanes needs (subgroupMax), masking the rest, so every lane reaches every broadcast. Lanes 8.. of a
+// wider subgroup repeat the loads of lanes 0..7. (The block loops end at a subgroupMax, a value the same in every
+// lane that WGSL's uniformity analysis cannot prove so; src/gpu/shaders.ts turns that diagnostic off for this module.)
+
+const SG_ROWS = 64u;
+const SG_MAX_HD4 = 32u;
+
+alias Bcast = array<vec4f, 8>;
+alias Row4 = array<vec4f, SG_MAX_HD4>;
+
+// Every lane's copy of the chunks lanes 0..7 hold (subgroupBroadcast takes a constant lane).
+fn bcast8(x: vec4f) -> Bcast {
+  return Bcast(subgroupBroadcast(x, 0u), subgroupBroadcast(x, 1u), subgroupBroadcast(x, 2u), subgroupBroadcast(x, 3u),
+               subgroupBroadcast(x, 4u), subgroupBroadcast(x, 5u), subgroupBroadcast(x, 6u), subgroupBroadcast(x, 7u));
+}
+
+fn bcast8f(x: f32) -> array<f32, 8> {
+  return array<f32, 8>(subgroupBroadcast(x, 0u), subgroupBroadcast(x, 1u), subgroupBroadcast(x, 2u), subgroupBroadcast(x, 3u),
+                       subgroupBroadcast(x, 4u), subgroupBroadcast(x, 5u), subgroupBroadcast(x, 6u), subgroupBroadcast(x, 7u));
+}
+
+// A workgroup's rows: tile `tile` (64 rows) of the sequence/head pair `pair`, from a linear workgroup index.
+struct SgTile { tile: u32, pair: u32 }
+fn sgTile(wid: vec3u, rows: u32) -> SgTile {
+  let tiles = (rows + SG_ROWS - 1u) / SG_ROWS;
+  let w = wid.y * p.gridX + wid.x;
+  return SgTile(w % tiles, w / tiles);
+}
+
+@group(0) @binding(1) var<storage, read> sq: array<vec4f>;
+@group(0) @binding(2) var<storage, read> sk: array<vec4f>;
+@group(0) @binding(3) var<storage, read> sv: array<vec4f>;
+
+// ---- forward: workgroups over (b, h, tile of 64 query rows) ----
+
+@group(0) @binding(4) var<storage, read> sqStart: array<u32>;
+@group(0) @binding(5) var<storage, read> skvLen: array<u32>;
+@group(0) @binding(6) var<storage, read_write> sout: array<f32>;
+@group(0) @binding(7) var<storage, read_write> slse: array<f32>;
+
+@compute @workgroup_size(SG_ROWS)
+fn attn_fwd_sg(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(subgroup_invocation_id) lane: u32) {
+  let tl = sgTile(wid, p.Tq);
+  let h = tl.pair % p.Hq;
+  let b = tl.pair / p.Hq;
+  if (b >= p.B) { return; } // whole workgroup: uniform
+  let hk = h / (p.Hq / p.Hkv);
+  let t = tl.tile * SG_ROWS + lid.x;
+  let pos = sqStart[b] + t;
+  let kvl = min(skvLen[b], p.Tk);
+  let valid = t < p.Tq && pos < kvl;
+  let hd4 = p.HD / 4u;
+  let qRow = (b * p.Tq + min(t, p.Tq - 1u)) * p.Hq + h; // clamped: lanes past Tq load a real row and store nothing
+  var q: Row4;
+  var acc: Row4;
+  for (var c = 0u; c < hd4; c++) {
+    q[c] = sq[qRow * hd4 + c] * p.scale;
+    acc[c] = vec4f(0.0);
+  }
+  var m = NEG;
+  var l = 0.0;
+  let jEnd = subgroupMax(select(0u, pos + 1u, valid)); // keys [0, jEnd) cover every valid lane; jEnd ≤ kvl
+  let kStride4 = p.Hkv * hd4;
+  let mine = lane % 8u;
+  for (var j0 = 0u; j0 < jEnd; j0 += 8u) {
+    let jl = j0 + mine;
+    let has = jl < jEnd;
+    let kBase = ((b * p.Tk + min(jl, jEnd - 1u)) * p.Hkv + hk) * hd4;
+    var s = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    for (var c = 0u; c < hd4; c++) {
+      let kb = bcast8(select(vec4f(0.0), sk[kBase + c], has));
+      for (var kk = 0u; kk < 8u; kk++) { s[kk] += dot(q[c], kb[kk]); }
+    }
+    var mNew = m;
+    for (var kk = 0u; kk < 8u; kk++) {
+      s[kk] = select(NEG, s[kk], valid && j0 + kk <= pos);
+      mNew = max(mNew, s[kk]);
+    }
+    var e: array<f32, 8>;
+    let corr = exp(m - mNew);
+    l *= corr;
+    for (var kk = 0u; kk < 8u; kk++) {
+      e[kk] = select(0.0, exp(s[kk] - mNew), s[kk] > NEG);
+      l += e[kk];
+    }
+    m = mNew;
+    for (var c = 0u; c < hd4; c++) {
+      let vb = bcast8(select(vec4f(0.0), sv[kBase + c], has));
+      var a = acc[c] * corr;
+      for (var kk = 0u; kk < 8u; kk++) { a += e[kk] * vb[kk]; }
+      acc[c] = a;
+    }
+  }
+  if (t >= p.Tq) { return; }
+  let inv = select(0.0, 1.0 / l, valid);
+  let oBase = ((b * p.Tq + t) * p.Hq + h) * p.HD;
+  for (var c = 0u; c < hd4; c++) {
+    let o = acc[c] * inv;
+    for (var i = 0u; i < 4u; i++) { sout[oBase + c * 4u + i] = o[i]; }
+  }
+  slse[(b * p.Hq + h) * p.Tq + t] = select(0.0, m + log(l), valid);
+}
+
+// ---- backward dQ: workgroups over (b, h, tile of 64 query rows) ----
+
+@group(0) @binding(4) var<storage, read> sdout: array<vec4f>;
+@group(0) @binding(5) var<storage, read> swork: array<u32>;
+@group(0) @binding(6) var<storage, read_write> sdq: array<f32>;
+
+@compute @workgroup_size(SG_ROWS)
+fn attn_bwd_dq_sg(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(subgroup_invocation_id) lane: u32) {
+  let tl = sgTile(wid, p.Tq);
+  let h = tl.pair % p.Hq;
+  let b = tl.pair / p.Hq;
+  if (b >= p.B) { return; }
+  let R = p.B * p.Tq * p.Hq;
+  let hk = h / (p.Hq / p.Hkv);
+  let t = tl.tile * SG_ROWS + lid.x;
+  let pos = swork[2u * R + b] + t;
+  let kvl = min(swork[2u * R + p.B + b], p.Tk);
+  let valid = t < p.Tq && pos < kvl;
+  let hd4 = p.HD / 4u;
+  let row = (b * p.Tq + min(t, p.Tq - 1u)) * p.Hq + h;
+  var q: Row4;
+  var dO: Row4;
+  var acc: Row4;
+  for (var c = 0u; c < hd4; c++) {
+    q[c] = select(vec4f(0.0), sq[row * hd4 + c] * p.scale, valid);
+    dO[c] = select(vec4f(0.0), sdout[row * hd4 + c], valid);
+    acc[c] = vec4f(0.0);
+  }
+  let lse = bitcast<f32>(swork[row]);
+  let delta = bitcast<f32>(swork[R + row]);
+  let jEnd = subgroupMax(select(0u, pos + 1u, valid));
+  let mine = lane % 8u;
+  for (var j0 = 0u; j0 < jEnd; j0 += 8u) {
+    let jl = j0 + mine;
+    let has = jl < jEnd;
+    let kBase = ((b * p.Tk + min(jl, jEnd - 1u)) * p.Hkv + hk) * hd4;
+    var s = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    var dp = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    for (var c = 0u; c < hd4; c++) {
+      let kb = bcast8(select(vec4f(0.0), sk[kBase + c], has));
+      let vb = bcast8(select(vec4f(0.0), sv[kBase + c], has));
+      for (var kk = 0u; kk < 8u; kk++) {
+        s[kk] += dot(q[c], kb[kk]);
+        dp[kk] += dot(dO[c], vb[kk]);
+      }
+    }
+    var ds: array<f32, 8>;
+    for (var kk = 0u; kk < 8u; kk++) {
+      ds[kk] = select(0.0, exp(s[kk] - lse) * (dp[kk] - delta), valid && j0 + kk <= pos);
+    }
+    for (var c = 0u; c < hd4; c++) {
+      let kb = bcast8(select(vec4f(0.0), sk[kBase + c], has));
+      var a = acc[c];
+      for (var kk = 0u; kk < 8u; kk++) { a += ds[kk] * kb[kk]; }
+      acc[c] = a;
+    }
+  }
+  if (t >= p.Tq) { return; }
+  let oBase = ((b * p.Tq + t) * p.Hq + h) * p.HD;
+  for (var c = 0u; c < hd4; c++) {
+    let o = acc[c] * p.scale;
+    for (var i = 0u; i < 4u; i++) { sdq[oBase + c * 4u + i] = o[i]; }
+  }
+}
+
+// ---- backward dK, dV: workgroups over (b, kv head, tile of 64 key rows); each lane sums over its group's heads ----
+
+@group(0) @binding(6) var<storage, read_write> sdk: array<f32>;
+@group(0) @binding(7) var<storage, read_write> sdv: array<f32>;
+
+@compute @workgroup_size(SG_ROWS)
+fn attn_bwd_dkv_sg(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(subgroup_invocation_id) lane: u32) {
+  let tl = sgTile(wid, p.Tk);
+  let hk = tl.pair % p.Hkv;
+  let b = tl.pair / p.Hkv;
+  if (b >= p.B) { return; }
+  let R = p.B * p.Tq * p.Hq;
+  let group = p.Hq / p.Hkv;
+  let j = tl.tile * SG_ROWS + lid.x;
+  let qs = swork[2u * R + b];
+  let kvl = min(swork[2u * R + p.B + b], p.Tk);
+  let valid = j < kvl;
+  let hd4 = p.HD / 4u;
+  let kRow = (b * p.Tk + min(j, p.Tk - 1u)) * p.Hkv + hk;
+  var k: Row4;
+  var v: Row4;
+  var dk: Row4;
+  var dv: Row4;
+  for (var c = 0u; c < hd4; c++) {
+    // select, not a multiply by 0: keys past kvLen may be uninitialised (NaN) cache memory.
+    k[c] = select(vec4f(0.0), sk[kRow * hd4 + c] * p.scale, valid);
+    v[c] = select(vec4f(0.0), sv[kRow * hd4 + c], valid);
+    dk[c] = vec4f(0.0);
+    dv[c] = vec4f(0.0);
+  }
+  // Query rows that see a key of this subgroup: position qs + i ≥ the subgroup's first valid key, below kvl and Tq.
+  let jMin = subgroupMin(select(0xffffffffu, j, valid));
+  let iEnd = select(0u, min(p.Tq, kvl - qs), kvl > qs && jMin != 0xffffffffu);
+  var iStart = 0u;
+  if (jMin > qs) { iStart = jMin - qs; }
+  let mine = lane % 8u;
+  for (var i0 = iStart; i0 < iEnd; i0 += 8u) {
+    let il = i0 + mine;
+    let has = il < iEnd;
+    for (var g = 0u; g < group; g++) {
+      let row = (b * p.Tq + min(il, iEnd - 1u)) * p.Hq + hk * group + g;
+      let lseB = bcast8f(bitcast<f32>(swork[row]));
+      let deltaB = bcast8f(bitcast<f32>(swork[R + row]));
+      var s = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+      var dp = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+      for (var c = 0u; c < hd4; c++) {
+        let qb = bcast8(select(vec4f(0.0), sq[row * hd4 + c], has));
+        let ob = bcast8(select(vec4f(0.0), sdout[row * hd4 + c], has));
+        for (var kk = 0u; kk < 8u; kk++) {
+          s[kk] += dot(k[c], qb[kk]);
+          dp[kk] += dot(v[c], ob[kk]);
+        }
+      }
+      var pr: array<f32, 8>;
+      var ds: array<f32, 8>;
+      for (var kk = 0u; kk < 8u; kk++) {
+        // Query i0 + kk sees this key when it exists and is not before it (causal).
+        let sees = valid && i0 + kk < iEnd && j <= qs + i0 + kk;
+        pr[kk] = select(0.0, exp(s[kk] - lseB[kk]), sees);
+        ds[kk] = pr[kk] * (dp[kk] - deltaB[kk]);
+      }
+      for (var c = 0u; c < hd4; c++) {
+        let qb = bcast8(select(vec4f(0.0), sq[row * hd4 + c], has));
+        let ob = bcast8(select(vec4f(0.0), sdout[row * hd4 + c], has));
+        var a = dv[c];
+        var d = dk[c];
+        for (var kk = 0u; kk < 8u; kk++) {
+          a += pr[kk] * ob[kk];
+          d += ds[kk] * qb[kk];
+        }
+        dv[c] = a;
+        dk[c] = d;
+      }
+    }
+  }
+  if (j >= p.Tk) { return; }
+  let oBase = ((b * p.Tk + j) * p.Hkv + hk) * p.HD;
+  for (var c = 0u; c < hd4; c++) {
+    let a = dk[c] * p.scale;
+    let d = dv[c];
+    for (var i = 0u; i < 4u; i++) {
+      sdk[oBase + c * 4u + i] = select(0.0, a[i], valid);
+      sdv[oBase + c * 4u + i] = select(0.0, d[i], valid);
+    }
+  }
+}

@@ -1,6 +1,7 @@
 import { describe, test, expect, beforeAll, setDefaultTimeout } from "bun:test";
 import { getGpu, type Gpu } from "../src/gpu/runtime.ts";
-import { attention, attentionBackward, attentionBackwardWorkElements, attentionBlocking, type AttentionDims } from "../src/ops/attention.ts";
+import { attention, attentionBackward, attentionBackwardWorkElements, attentionBlocking, chooseAttentionKernel, type AttentionDims, type AttentionKernel } from "../src/ops/attention.ts";
+import { subgroupKernelsSupported } from "../src/gpu/shaders.ts";
 import { attentionRef, attentionBackwardRef } from "../src/ops/attention.ref.ts";
 import { randn, expectClose, forReduction, numericGradient, sampleIndices, dot } from "./harness.ts";
 
@@ -34,18 +35,18 @@ function inputs(d: AttentionDims, seed: number): Inputs {
   };
 }
 
-async function gpuForward(c: Case, x: Inputs) {
+async function gpuForward(c: Case, x: Inputs, kernel?: AttentionKernel) {
   const { d } = c;
   const q = gpu.upload(x.q, [x.q.length]), k = gpu.upload(x.k, [x.k.length]), v = gpu.upload(x.v, [x.v.length]);
   const qs = gpu.upload(Uint32Array.from(c.qStart), [d.B]), kl = gpu.upload(Uint32Array.from(c.kvLen), [d.B]);
   const out = gpu.empty([d.B * d.Tq * d.Hq * d.hd]), lse = gpu.empty([d.B * d.Hq * d.Tq]);
-  attention(gpu, q, k, v, qs, kl, out, lse, d);
+  attention(gpu, q, k, v, qs, kl, out, lse, d, { kernel });
   const [o, l] = await gpu.readMany([out, lse]);
   gpu.release(q, k, v, qs, kl, out, lse);
   return { out: new Float32Array(o!), lse: new Float32Array(l!) };
 }
 
-async function gpuBackward(c: Case, x: Inputs) {
+async function gpuBackward(c: Case, x: Inputs, kernel?: AttentionKernel) {
   const { d } = c;
   const qn = d.B * d.Tq * d.Hq * d.hd, kn = d.B * d.Tk * d.Hkv * d.hd;
   const q = gpu.upload(x.q, [qn]), k = gpu.upload(x.k, [kn]), v = gpu.upload(x.v, [kn]), dout = gpu.upload(x.dout, [qn]);
@@ -55,8 +56,8 @@ async function gpuBackward(c: Case, x: Inputs) {
   const dq = gpu.upload(new Float32Array(qn).fill(NaN), [qn]);
   const dk = gpu.upload(new Float32Array(kn).fill(NaN), [kn]), dv = gpu.upload(new Float32Array(kn).fill(NaN), [kn]);
   const work = gpu.empty([attentionBackwardWorkElements(d)], "u32");
-  attention(gpu, q, k, v, qs, kl, out, lse, d);
-  attentionBackward(gpu, q, k, v, qs, kl, out, lse, dout, dq, dk, dv, work, d);
+  attention(gpu, q, k, v, qs, kl, out, lse, d, { kernel });
+  attentionBackward(gpu, q, k, v, qs, kl, out, lse, dout, dq, dk, dv, work, d, { kernel });
   const [a, b, e] = await gpu.readMany([dq, dk, dv]);
   gpu.release(q, k, v, dout, qs, kl, out, lse, dq, dk, dv, work);
   return { dq: new Float32Array(a!), dk: new Float32Array(b!), dv: new Float32Array(e!) };
@@ -70,7 +71,16 @@ const CASES: [string, Case][] = [
   ["hd=128 T=40", { d: { B: 1, Tq: 40, Tk: 40, Hq: 2, Hkv: 1, hd: 128 }, qStart: [0], kvLen: [40] }],
   ["hd=256 (two blocks of two heads per kv head) T=9", { d: { B: 1, Tq: 9, Tk: 9, Hq: 4, Hkv: 1, hd: 256 }, qStart: [0], kvLen: [9] }],
   ["one sequence decoding (one head per invocation)", { d: { B: 1, Tq: 1, Tk: 21, Hq: 6, Hkv: 2, hd: 24 }, qStart: [17], kvLen: [18] }],
+  // Beyond one 64-row tile and many 8-key blocks, odd lengths (the demo's shape: Hq=4 Hkv=2 hd=16).
+  ["several tiles, T=150, lengths 150/67/1/129", { d: { B: 4, Tq: 150, Tk: 150, Hq: 4, Hkv: 2, hd: 16 }, qStart: [0, 0, 0, 0], kvLen: [150, 67, 1, 129] }],
+  ["prefill of 71 rows into a cache of 97 (qStart 13/26)", { d: { B: 2, Tq: 71, Tk: 97, Hq: 6, Hkv: 3, hd: 12 }, qStart: [13, 26], kvLen: [84, 90] }],
 ];
+
+// The subgroup kernels run where the adapter has them and the head dimension is a multiple of 4 up to 128; each
+// case runs on every kernel that can take it (forced), whatever chooseAttentionKernel would pick for its size.
+function kernelsFor(d: AttentionDims): AttentionKernel[] {
+  return subgroupKernelsSupported(gpu) && d.hd % 4 === 0 && d.hd <= 128 ? ["portable", "subgroup"] : ["portable"];
+}
 
 describe("attention forward vs CPU reference", () => {
   let seed = 1000;
@@ -78,10 +88,12 @@ describe("attention forward vs CPU reference", () => {
     const s = (seed += 10);
     test(name, async () => {
       const x = inputs(c.d, s);
-      const got = await gpuForward(c, x);
       const want = attentionRef(x.q, x.k, x.v, c.qStart, c.kvLen, c.d);
-      expectClose(got.out, want.out, forReduction("f32", c.d.Tk), `${name} out`);
-      expectClose(got.lse, want.lse, forReduction("f32", c.d.Tk), `${name} lse`);
+      for (const kernel of kernelsFor(c.d)) {
+        const got = await gpuForward(c, x, kernel);
+        expectClose(got.out, want.out, forReduction("f32", c.d.Tk), `${name} out (${kernel})`);
+        expectClose(got.lse, want.lse, forReduction("f32", c.d.Tk), `${name} lse (${kernel})`);
+      }
     });
   }
 });
@@ -92,12 +104,14 @@ describe("attention backward", () => {
     const s = (seed += 10);
     test(`GPU vs reference: ${name}`, async () => {
       const x = inputs(c.d, s);
-      const got = await gpuBackward(c, x);
       const want = attentionBackwardRef(x.q, x.k, x.v, c.qStart, c.kvLen, x.dout, c.d);
       const tol = forReduction("f32", c.d.Tq * (c.d.Hq / c.d.Hkv));
-      expectClose(got.dq, want.dq, tol, `${name} dq`);
-      expectClose(got.dk, want.dk, tol, `${name} dk`);
-      expectClose(got.dv, want.dv, tol, `${name} dv`);
+      for (const kernel of kernelsFor(c.d)) {
+        const got = await gpuBackward(c, x, kernel);
+        expectClose(got.dq, want.dq, tol, `${name} dq (${kernel})`);
+        expectClose(got.dk, want.dk, tol, `${name} dk (${kernel})`);
+        expectClose(got.dv, want.dv, tol, `${name} dv (${kernel})`);
+      }
     });
   }
 
@@ -127,10 +141,12 @@ describe("attention backward", () => {
 });
 
 describe("attention masks and caches", () => {
-  const d0 = { Hq: 6, Hkv: 2, hd: 10 };
+  const d0 = { Hq: 6, Hkv: 2, hd: 12 };
   const rowSize = d0.Hq * d0.hd, kvRowSize = d0.Hkv * d0.hd;
 
-  test("a padded batch equals each sequence alone, and padding leaks nothing (even NaN)", async () => {
+  for (const kernel of ["portable", "subgroup"] as const) {
+  test(`${kernel}: a padded batch equals each sequence alone, and padding leaks nothing (even NaN)`, async () => {
+    if (!kernelsFor({ B: 1, Tq: 1, Tk: 1, ...d0 }).includes(kernel)) return;
     const T = 13, lens = [13, 8, 3];
     const c: Case = { d: { B: 3, Tq: T, Tk: T, ...d0 }, qStart: [0, 0, 0], kvLen: lens };
     const x = inputs(c.d, 4000);
@@ -143,8 +159,8 @@ describe("attention masks and caches", () => {
         x.v.fill(NaN, (b * T + t) * kvRowSize, (b * T + t + 1) * kvRowSize);
       }
     }
-    const fwd = await gpuForward(c, x);
-    const bwd = await gpuBackward(c, x);
+    const fwd = await gpuForward(c, x, kernel);
+    const bwd = await gpuBackward(c, x, kernel);
     for (let b = 0; b < c.d.B; b++) {
       const L = lens[b]!;
       const one: Case = { d: { B: 1, Tq: L, Tk: L, ...d0 }, qStart: [0], kvLen: [L] };
@@ -153,8 +169,8 @@ describe("attention masks and caches", () => {
         q: x.q.slice(q0, q0 + L * rowSize), k: x.k.slice(k0, k0 + L * kvRowSize),
         v: x.v.slice(k0, k0 + L * kvRowSize), dout: x.dout.slice(q0, q0 + L * rowSize),
       };
-      const f1 = await gpuForward(one, xs);
-      const b1 = await gpuBackward(one, xs);
+      const f1 = await gpuForward(one, xs, kernel);
+      const b1 = await gpuBackward(one, xs, kernel);
       const tol = { rtol: 1e-6, atol: 1e-6 };
       expectClose(fwd.out.subarray(q0, q0 + L * rowSize), f1.out, tol, `seq ${b} out`);
       expectClose(bwd.dq.subarray(q0, q0 + L * rowSize), b1.dq, tol, `seq ${b} dq`);
@@ -173,7 +189,8 @@ describe("attention masks and caches", () => {
     }
   });
 
-  test("decode and chunked prefill against a cache equal the full-sequence rows", async () => {
+  test(`${kernel}: decode and chunked prefill against a cache equal the full-sequence rows`, async () => {
+    if (!kernelsFor({ B: 1, Tq: 1, Tk: 1, ...d0 }).includes(kernel)) return;
     const Tmax = 16, lens = [11, 6];
     const full: Case = { d: { B: 2, Tq: Tmax, Tk: Tmax, ...d0 }, qStart: [0, 0], kvLen: lens };
     const x = inputs(full.d, 5000);
@@ -182,14 +199,14 @@ describe("attention masks and caches", () => {
       x.k.fill(NaN, (b * Tmax + lens[b]!) * kvRowSize, (b + 1) * Tmax * kvRowSize);
       x.v.fill(NaN, (b * Tmax + lens[b]!) * kvRowSize, (b + 1) * Tmax * kvRowSize);
     }
-    const ref = await gpuForward(full, x);
+    const ref = await gpuForward(full, x, kernel);
     const rowsOf = (src: Float32Array, b: number, from: number, n: number) => src.slice((b * Tmax + from) * rowSize, (b * Tmax + from + n) * rowSize);
 
     // Decode: one new query row per sequence, keys from the cache of capacity Tmax.
     const dec: Case = { d: { B: 2, Tq: 1, Tk: Tmax, ...d0 }, qStart: lens.map((l) => l - 1), kvLen: lens };
     const xq = new Float32Array(2 * rowSize);
     lens.forEach((l, b) => xq.set(rowsOf(x.q, b, l - 1, 1), b * rowSize));
-    const got = await gpuForward(dec, { ...x, q: xq, dout: xq });
+    const got = await gpuForward(dec, { ...x, q: xq, dout: xq }, kernel);
     const tol = { rtol: 1e-6, atol: 1e-6 };
     lens.forEach((l, b) => expectClose(got.out.subarray(b * rowSize, (b + 1) * rowSize), rowsOf(ref.out, b, l - 1, 1), tol, `decode seq ${b}`));
 
@@ -198,8 +215,17 @@ describe("attention masks and caches", () => {
     const pre: Case = { d: { B: 2, Tq: n, Tk: Tmax, ...d0 }, qStart: lens.map((l) => l - n), kvLen: lens };
     const xp = new Float32Array(2 * n * rowSize);
     lens.forEach((l, b) => xp.set(rowsOf(x.q, b, l - n, n), b * n * rowSize));
-    const gotP = await gpuForward(pre, { ...x, q: xp, dout: xp });
+    const gotP = await gpuForward(pre, { ...x, q: xp, dout: xp }, kernel);
     lens.forEach((l, b) => expectClose(gotP.out.subarray(b * n * rowSize, (b + 1) * n * rowSize), rowsOf(ref.out, b, l - n, n), tol, `prefill seq ${b}`));
+  });
+  }
+
+  test("the subgroup kernels are chosen for training and prefill shapes, not for decode or odd head sizes", () => {
+    if (!subgroupKernelsSupported(gpu)) return;
+    expect(chooseAttentionKernel(gpu, { B: 16, Tq: 214, Tk: 214, Hq: 4, Hkv: 2, hd: 16 })).toBe("subgroup");
+    expect(chooseAttentionKernel(gpu, { B: 16, Tq: 1, Tk: 300, Hq: 4, Hkv: 2, hd: 16 })).toBe("portable");
+    expect(chooseAttentionKernel(gpu, { B: 2, Tq: 40, Tk: 40, Hq: 4, Hkv: 2, hd: 10 })).toBe("portable");
+    expect(chooseAttentionKernel(gpu, { B: 2, Tq: 40, Tk: 40, Hq: 4, Hkv: 2, hd: 256 })).toBe("portable");
   });
 
   test("blocking stays within the kernels' register arrays", () => {

@@ -1,6 +1,7 @@
 import { describe, test, expect, setDefaultTimeout } from "bun:test";
 import { getGpu } from "../src/gpu/runtime.ts";
-import { matmul, choosePlan, subgroupMatmulSupported, vec4BAligned, type MatmulOptions, type MatmulPlan } from "../src/ops/matmul.ts";
+import { subgroupKernelsSupported } from "../src/gpu/shaders.ts";
+import { matmul, choosePlan, vec4BAligned, type MatmulOptions, type MatmulPlan } from "../src/ops/matmul.ts";
 import { matmulRef } from "../src/ops/matmul.ref.ts";
 import { randn, rng, expectClose, forReduction } from "./harness.ts";
 
@@ -8,7 +9,7 @@ import { randn, rng, expectClose, forReduction } from "./harness.ts";
 setDefaultTimeout(60_000);
 
 const gpu = await getGpu();
-const hasSubgroups = subgroupMatmulSupported(gpu);
+const hasSubgroups = subgroupKernelsSupported(gpu);
 
 // Sizes deliberately not multiples of any tile: the portable kernel's 4×4 blocks, the subgroup kernel's
 // 8-k blocks, 16-row tiles and 64·tn-column tiles.

@@ -142,7 +142,11 @@ describe("actor update vs PyTorch (fixtures/grpo/update_tiny.json)", () => {
         // Logged figures: means over micro-batches; the grad norm before clipping, per mini-batch.
         for (const [key, field] of [["actor/pg_loss", "pg_loss"], ["actor/entropy", "entropy"], ["actor/kl_loss", "kl_loss"], ["actor/ppo_kl", "ppo_kl"]] as const) {
           const g = mean(got.metrics.map((m) => m[field]));
-          expect({ key, diff: Math.abs(g - e.metrics[key]!) <= 1e-6 + 1e-4 * Math.abs(e.metrics[key]!) }).toEqual({ key, diff: true });
+          // ppo_kl is a mean of old − new log-prob differences after an AdamW step, each a cancellation of two
+          // log-probs near ln(V) ≈ 4.4: f32 kernels that sum in another order (e.g. the subgroup attention)
+          // move it by ~1e-5 absolute, far below what a wrong ratio or sign would (≥ 1e-2).
+          const tol = field === "ppo_kl" ? 3e-5 : 1e-6 + 1e-4 * Math.abs(e.metrics[key]!);
+          expect({ key, diff: Math.abs(g - e.metrics[key]!) <= tol }).toEqual({ key, diff: true });
         }
         got.gradNorms.forEach((g, i) => expect(Math.abs(g - e.grad_norms[i]!) / e.grad_norms[i]!).toBeLessThan(1e-4));
         // Weights move by about lr per AdamW step: measure their error in those units; moments relative to the slice.

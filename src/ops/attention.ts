@@ -15,12 +15,21 @@
  */
 import { RecallError } from "../errors.ts";
 import { Params, type Gpu, type Kernel } from "../gpu/runtime.ts";
+import { subgroupKernelsSupported, subgroupSources } from "../gpu/shaders.ts";
 import { Tensor, shapeString } from "../gpu/tensor.ts";
 
-const FWD: Kernel = { shader: "attention", entry: "attn_fwd", storage: ["read", "read", "read", "read", "read", "read_write", "read_write"], uniforms: true };
-const PREP: Kernel = { shader: "attention", entry: "attn_bwd_prep", storage: ["read", "read", "read", "read", "read", "read_write"], uniforms: true };
-const DQ: Kernel = { shader: "attention", entry: "attn_bwd_dq", storage: ["read", "read", "read", "read", "read", "read_write"], uniforms: true };
-const DKV: Kernel = { shader: "attention", entry: "attn_bwd_dkv", storage: ["read", "read", "read", "read", "read", "read_write", "read_write"], uniforms: true };
+const SOURCES = subgroupSources("attention");
+const PORTABLE = { name: "attention-portable", code: SOURCES.portable };
+const SUBGROUP = { name: "attention-subgroups", code: SOURCES.subgroup };
+const FWD_STORAGE = ["read", "read", "read", "read", "read", "read_write", "read_write"] as const;
+const DQ_STORAGE = ["read", "read", "read", "read", "read", "read_write"] as const;
+const FWD: Kernel = { shader: PORTABLE, entry: "attn_fwd", storage: FWD_STORAGE, uniforms: true };
+const PREP: Kernel = { shader: PORTABLE, entry: "attn_bwd_prep", storage: DQ_STORAGE, uniforms: true };
+const DQ: Kernel = { shader: PORTABLE, entry: "attn_bwd_dq", storage: DQ_STORAGE, uniforms: true };
+const DKV: Kernel = { shader: PORTABLE, entry: "attn_bwd_dkv", storage: FWD_STORAGE, uniforms: true };
+const FWD_SG: Kernel = { shader: SUBGROUP, entry: "attn_fwd_sg", storage: FWD_STORAGE, uniforms: true };
+const DQ_SG: Kernel = { shader: SUBGROUP, entry: "attn_bwd_dq_sg", storage: DQ_STORAGE, uniforms: true };
+const DKV_SG: Kernel = { shader: SUBGROUP, entry: "attn_bwd_dkv_sg", storage: FWD_STORAGE, uniforms: true };
 
 /** The largest head dimension the kernels hold in registers (shaders/attention.wgsl: GB·hd and KB·hd ≤ BLOCK = 512). */
 export const ATTENTION_MAX_HEAD_DIM = 256;
@@ -35,6 +44,38 @@ export interface AttentionDims {
   Hq: number;
   Hkv: number;
   hd: number;
+}
+
+/**
+ * Which kernels run: `subgroup` (shaders/attention.wgsl below its SUBGROUP line: one row per lane, the other side
+ * shared through subgroup broadcasts) where the adapter has subgroups of ≥ 8 lanes, the head dimension is a multiple
+ * of 4 up to 128 and the pass has at least a subgroup's worth of rows (prefill, training); otherwise `portable`
+ * (decode, odd head sizes). Both compute the same contract; results agree to rounding.
+ */
+export type AttentionKernel = "portable" | "subgroup";
+
+const SG_ROWS = 64;
+const SG_MAX_HEAD_DIM = 128;
+const SG_MIN_ROWS = 8;
+
+function subgroupFits(d: AttentionDims): boolean {
+  return d.hd % 4 === 0 && d.hd <= SG_MAX_HEAD_DIM && d.Tq >= SG_MIN_ROWS;
+}
+
+export function chooseAttentionKernel(gpu: Gpu, d: AttentionDims): AttentionKernel {
+  return subgroupKernelsSupported(gpu) && subgroupFits(d) ? "subgroup" : "portable";
+}
+
+function kernelFor(gpu: Gpu, d: AttentionDims, forced: AttentionKernel | undefined): AttentionKernel {
+  if (forced === "subgroup" && !(subgroupKernelsSupported(gpu) && d.hd % 4 === 0 && d.hd <= SG_MAX_HEAD_DIM)) {
+    throw new Error(`attention: the subgroup kernels need subgroups of ≥ 8 lanes and a head dimension that is a multiple of 4 up to ${SG_MAX_HEAD_DIM}`);
+  }
+  return forced ?? chooseAttentionKernel(gpu, d);
+}
+
+/** Workgroups of 64 rows over (sequence, head, tile), as a 2-D grid. */
+function tileGrid(gpu: Gpu, rows: number, pairs: number): { x: number; y: number } {
+  return grid(gpu, Math.ceil(rows / SG_ROWS) * pairs, 1);
 }
 
 /** How the kernels block work per invocation, for these sizes. */
@@ -95,12 +136,18 @@ export function attention(
   out: Tensor,
   lse: Tensor,
   dims: AttentionDims,
+  o: { kernel?: AttentionKernel } = {},
 ): void {
   const { B, Tq, Tk, Hq, Hkv, hd } = dims;
   check(gpu, dims, {
     q: [q, B * Tq * Hq * hd], k: [k, B * Tk * Hkv * hd], v: [v, B * Tk * Hkv * hd],
     qStart: [qStart, B], kvLen: [kvLen, B], out: [out, B * Tq * Hq * hd], lse: [lse, B * Hq * Tq],
   });
+  if (kernelFor(gpu, dims, o.kernel) === "subgroup") {
+    const sg = tileGrid(gpu, Tq, B * Hq);
+    gpu.dispatch({ kernel: FWD_SG, params: params(dims, sg.x), bindings: [q, k, v, qStart, kvLen, out, lse], workgroups: [sg.x, sg.y] });
+    return;
+  }
   const bl = attentionBlocking(dims);
   const g = grid(gpu, B * Tq * Hkv * Math.ceil(Hq / Hkv / bl.gb), bl.wgs);
   gpu.dispatch({
@@ -138,6 +185,7 @@ export function attentionBackward(
   dv: Tensor,
   work: Tensor,
   dims: AttentionDims,
+  o: { kernel?: AttentionKernel } = {},
 ): void {
   const { B, Tq, Tk, Hq, Hkv, hd } = dims;
   const qn = B * Tq * Hq * hd, kn = B * Tk * Hkv * hd;
@@ -145,11 +193,17 @@ export function attentionBackward(
     q: [q, qn], k: [k, kn], v: [v, kn], qStart: [qStart, B], kvLen: [kvLen, B], out: [out, qn], lse: [lse, B * Hq * Tq],
     dout: [dout, qn], dq: [dq, qn], dk: [dk, kn], dv: [dv, kn], work: [work, attentionBackwardWorkElements(dims)],
   });
-  const bl = attentionBlocking(dims);
   const gp = grid(gpu, B * Tq * Hq, 64);
+  gpu.dispatch({ kernel: PREP, constants: { WGS: 64 }, params: params(dims, gp.x), bindings: [out, dout, lse, qStart, kvLen, work], workgroups: [gp.x, gp.y] });
+  if (kernelFor(gpu, dims, o.kernel) === "subgroup") {
+    const sq = tileGrid(gpu, Tq, B * Hq), sk = tileGrid(gpu, Tk, B * Hkv);
+    gpu.dispatch({ kernel: DQ_SG, params: params(dims, sq.x), bindings: [q, k, v, dout, work, dq], workgroups: [sq.x, sq.y] });
+    gpu.dispatch({ kernel: DKV_SG, params: params(dims, sk.x), bindings: [q, k, v, dout, work, dk, dv], workgroups: [sk.x, sk.y] });
+    return;
+  }
+  const bl = attentionBlocking(dims);
   const gq = grid(gpu, B * Tq * Hkv * Math.ceil(Hq / Hkv / bl.gb), bl.wgs);
   const gk = grid(gpu, B * Math.ceil(Tk / bl.kb) * Hkv, bl.wgs);
-  gpu.dispatch({ kernel: PREP, constants: { WGS: 64 }, params: params(dims, gp.x), bindings: [out, dout, lse, qStart, kvLen, work], workgroups: [gp.x, gp.y] });
   gpu.dispatch({ kernel: DQ, constants: { GB: bl.gb, WGS: bl.wgs }, params: params(dims, gq.x, bl.gb), bindings: [q, k, v, dout, work, dq], workgroups: [gq.x, gq.y] });
   gpu.dispatch({ kernel: DKV, constants: { KB: bl.kb, WGS: bl.wgs }, params: params(dims, gk.x), bindings: [q, k, v, dout, work, dk, dv], workgroups: [gk.x, gk.y] });
 }

@@ -10,16 +10,10 @@
  * one runs, and with what register tiling, is a `MatmulPlan` (choosePlan); results agree to rounding.
  */
 import { Params, type Gpu, type Kernel } from "../gpu/runtime.ts";
-import { SHADERS } from "../gpu/shaders.ts";
+import { subgroupKernelsSupported, subgroupSources } from "../gpu/shaders.ts";
 import { Tensor, shapeString } from "../gpu/tensor.ts";
 
-// The subgroup kernels need `enable subgroups;`, which an adapter without the feature rejects, so the
-// file is compiled as two modules: the portable part alone, and the whole file behind the directive.
-const SUBGROUP_MARKER = "// ---- SUBGROUP KERNELS";
-const markerAt = SHADERS.matmul.indexOf(SUBGROUP_MARKER);
-if (markerAt < 0) throw new Error(`shaders/matmul.wgsl lost its '${SUBGROUP_MARKER}' line`);
-const PORTABLE_SOURCE = SHADERS.matmul.slice(0, markerAt);
-const SUBGROUP_SOURCE = `enable subgroups;\n${SHADERS.matmul}`;
+const { portable: PORTABLE_SOURCE, subgroup: SUBGROUP_SOURCE } = subgroupSources("matmul");
 
 /**
  * The same kernels reading B as f16 (adapters with `shader-f16`): a LoRA run keeps its frozen projection weights in
@@ -67,8 +61,6 @@ export type MatmulPlan = ({ kernel: "portable" } & MatmulTiling) | { kernel: "su
 export const SUBGROUP_MAX_TM = 16;
 export const SUBGROUP_MAX_TN = 4;
 const SUBGROUP_WG = 64;
-/** Smallest subgroup the subgroup kernel accepts (it shares 8 k per block across 8 lanes). */
-const SUBGROUP_MIN_LANES = 8;
 
 /**
  * Tiling of the portable kernel by the number of output rows, from bench/matmul.ts --sweep on lavapipe (2 cores):
@@ -79,19 +71,6 @@ export function chooseTiling(M: number): MatmulTiling {
   if (M >= 32) return { tm: 8, wgX: 16, wgY: 4 };
   if (M >= 4) return { tm: 4, wgX: 16, wgY: 4 };
   return { tm: M <= 1 ? 1 : 2, wgX: 64, wgY: 1 };
-}
-
-const subgroupSupport = new WeakMap<Gpu, boolean>();
-
-/** Whether this device can run the subgroup kernel: the `subgroups` feature, and no subgroup narrower than 8 lanes. */
-export function subgroupMatmulSupported(gpu: Gpu): boolean {
-  let ok = subgroupSupport.get(gpu);
-  if (ok === undefined) {
-    const info = gpu.handle.adapter.info as unknown as { subgroupMinSize?: number };
-    ok = gpu.device.features.has("subgroups") && (info.subgroupMinSize ?? 0) >= SUBGROUP_MIN_LANES;
-    subgroupSupport.set(gpu, ok);
-  }
-  return ok;
 }
 
 export interface MatmulOptions {
@@ -137,7 +116,7 @@ export function vec4BAligned(dims: Dims, o: MatmulOptions): boolean {
 export function choosePlan(gpu: Gpu, dims: Dims, o: MatmulOptions = {}): MatmulPlan {
   if (o.plan) return o.plan;
   if (o.tiling) return { kernel: "portable", ...o.tiling };
-  if (!subgroupMatmulSupported(gpu)) return { kernel: "portable", ...chooseTiling(dims.M) };
+  if (!subgroupKernelsSupported(gpu)) return { kernel: "portable", ...chooseTiling(dims.M) };
   let tm = 1;
   while (tm < dims.M && tm < SUBGROUP_MAX_TM) tm *= 2;
   return { kernel: "subgroup", tm, tn: 2, vec4B: vec4BAligned(dims, o) };
@@ -184,7 +163,7 @@ export function matmul(gpu: Gpu, a: Tensor, b: Tensor, c: Tensor, dims: Dims, o:
     });
     return;
   }
-  if (!subgroupMatmulSupported(gpu)) throw new Error("matmul: the subgroup kernel needs the 'subgroups' feature with subgroups of at least 8 lanes");
+  if (!subgroupKernelsSupported(gpu)) throw new Error("matmul: the subgroup kernel needs the 'subgroups' feature with subgroups of at least 8 lanes");
   if (!(plan.tm >= 1 && plan.tm <= SUBGROUP_MAX_TM && plan.tn >= 1 && plan.tn <= SUBGROUP_MAX_TN)) {
     throw new Error(`matmul: subgroup plan ${plan.tm}x${plan.tn} outside 1..${SUBGROUP_MAX_TM} × 1..${SUBGROUP_MAX_TN}`);
   }
