@@ -90,7 +90,7 @@ fn matmul(@builtin(global_invocation_id) gid: vec3u) {
 // a mask test and a bounds check (~10 instructions per lane), whether its address is uniform or
 // not — a single load statement costs as much as ~20 multiply-adds. What is cheap is moving data
 // between lanes: subgroupBroadcast with a constant lane is one permute. So a subgroup owns a tile
-// of SG_TM rows × (8·SG_TN) columns: each lane keeps SG_TN columns (strided by the workgroup width
+// of SG_TM rows × (8·SG_TN) columns: each lane keeps SG_TN columns (strided by the row group's width
 // so neighbouring lanes read neighbouring addresses), and for every block of 8 k the 8 lanes load
 // one k each of every row of A and broadcast them — A is read once per subgroup, not once per lane.
 // Each B element a lane loads feeds SG_TM multiply-adds. The row loops are split in two halves of
@@ -105,6 +105,7 @@ fn matmul(@builtin(global_invocation_id) gid: vec3u) {
 
 override SG_TM: u32 = 16u; // rows per subgroup tile, 1..SG_MAX_TM
 override SG_TN: u32 = 2u;  // columns per invocation, 1..SG_MAX_TN
+override SG_WGN: u32 = 64u; // lanes across columns: 64, 32, 16 or 8 (see sgTile)
 const SG_MAX_TM = 16u;
 const SG_HALF = 8u;
 const SG_MAX_TN = 4u;
@@ -120,13 +121,17 @@ alias SgBlock = array<array<f32, SG_KB>, SG_MAX_TN>;
 
 struct SgTile { aBase: u32, bBase: u32, cBase: u32, row0: u32, col0: u32 }
 
+// The workgroup's lanes are SG_WG / SG_WGN row groups of SG_WGN lanes: each group owns SG_TM rows and the groups
+// share the columns, so a narrow product (N = 64, 32) keeps every lane busy. SG_WGN is a multiple of 8 and at least
+// the subgroup size, so a subgroup never spans two row groups.
 fn sgTile(wid: vec3u, lid: vec3u) -> SgTile {
   let b = wid.z;
-  return SgTile(p.offA + b * p.strideA, p.offB + b * p.strideB, p.offC + b * p.strideC, wid.y * SG_TM, wid.x * SG_WG * SG_TN + lid.x);
+  let rowGroup = wid.y * (SG_WG / SG_WGN) + lid.x / SG_WGN;
+  return SgTile(p.offA + b * p.strideA, p.offB + b * p.strideB, p.offC + b * p.strideC, rowGroup * SG_TM, wid.x * SG_WGN * SG_TN + lid.x % SG_WGN);
 }
 
 fn sgCol(t: SgTile, j: u32) -> u32 {
-  return min(t.col0 + j * SG_WG, p.N - 1u);
+  return min(t.col0 + j * SG_WGN, p.N - 1u);
 }
 
 // Rows rowOff .. rowOff+rows of the tile: this lane loads k = ka of each row (0 past K), the
@@ -148,7 +153,7 @@ fn sgStore(acc: ptr<function, SgAcc>, t: SgTile, rowOff: u32, rows: u32) {
   for (var i = 0u; i < rows; i++) {
     let r = t.row0 + rowOff + i;
     for (var j = 0u; j < SG_TN; j++) {
-      let c = t.col0 + j * SG_WG;
+      let c = t.col0 + j * SG_WGN;
       if (r < p.M && c < p.N) {
         var v = p.alpha * (*acc)[i][j];
         if (HAS_BIAS) { v += bias[p.offBias + c]; }

@@ -102,6 +102,23 @@ describe.skipIf(!hasSubgroups)("subgroup kernel", () => {
     expect(choosePlan(gpu, { M: 40, N: 896, K: 896 }, {})).toMatchObject({ vec4B: false });
     expect(choosePlan(gpu, { M: 8, N: 8, K: 8 }, { transB: true, batch: 2, strideB: 66 })).toMatchObject({ vec4B: false });
     expect(choosePlan(gpu, { M: 8, N: 8, K: 8 }, { tiling: { tm: 2, wgX: 8, wgY: 8 } })).toEqual({ kernel: "portable", tm: 2, wgX: 8, wgY: 8 });
+    // Narrow products split the workgroup into row groups (lavapipe's subgroups are 8 lanes).
+    expect(choosePlan(gpu, { M: 3568, N: 64, K: 128 }, {})).toEqual({ kernel: "subgroup", tm: 16, tn: 2, vec4B: false, wgn: 32 });
+    expect(choosePlan(gpu, { M: 3568, N: 32, K: 64 }, { transB: true })).toEqual({ kernel: "subgroup", tm: 16, tn: 2, vec4B: true, wgn: 16 });
+    expect(choosePlan(gpu, { M: 64, N: 5, K: 64 }, { transA: true })).toMatchObject({ wgn: 8 });
+    expect(choosePlan(gpu, { M: 64, N: 129, K: 64 }, {})).not.toHaveProperty("wgn");
+  });
+
+  test("row groups (wgn 8/16/32): rows past M in the last group, columns past N, both transposes, vec4 B", async () => {
+    let seed = 900;
+    for (const wgn of [8, 16, 32]) {
+      for (const [tm, tn] of [[1, 1], [5, 2], [16, 2]] as const) {
+        const plan: MatmulPlan = { kernel: "subgroup", tm, tn, vec4B: false, wgn };
+        await check(tm * 3 + 2, wgn * tn + 3, 13, { transB: true, plan }, (seed += 10));
+        await check(tm * 9 + 1, wgn * tn - 3, 21, { transA: true, accumulate: true, withBias: true, plan }, (seed += 10));
+        await check(tm + 1, 7, 8, { transB: true, batch: 2, plan: { ...plan, vec4B: true } }, (seed += 10));
+      }
+    }
   });
 
   test("rows split across both register halves, every column count, k tails of every length", async () => {
@@ -148,7 +165,7 @@ describe.skipIf(!hasSubgroups)("subgroup kernel", () => {
         o.strideC = M * N + pick([0, int(1, 5)]);
       }
       // Half the cases take matmul()'s own plan; the rest a random subgroup tiling (vec4 B when the shape allows it).
-      if (r() < 0.5) o.plan = { kernel: "subgroup", tm: pick([1, 2, 5, 11, 16]), tn: pick([1, 2]), vec4B: vec4BAligned({ M, N, K }, o) && r() < 0.8 };
+      if (r() < 0.5) o.plan = { kernel: "subgroup", tm: pick([1, 2, 5, 11, 16]), tn: pick([1, 2]), vec4B: vec4BAligned({ M, N, K }, o) && r() < 0.8, wgn: pick([8, 16, 32, 64]) };
       await check(M, N, K, o, 700 + 10 * i);
     }
   });
@@ -159,6 +176,7 @@ describe.skipIf(!hasSubgroups)("subgroup kernel", () => {
     expect(() => matmul(gpu, t, t, o, { M: 2, N: 2, K: 6 }, { transB: true, plan: { kernel: "subgroup", tm: 2, tn: 2, vec4B: true } })).toThrow(/vec4B needs/);
     expect(() => matmul(gpu, t, t, o, { M: 2, N: 2, K: 8 }, { plan: { kernel: "subgroup", tm: 2, tn: 2, vec4B: true } })).toThrow(/vec4B needs/);
     expect(() => matmul(gpu, t, t, o, { M: 2, N: 2, K: 8 }, { plan: { kernel: "subgroup", tm: 17, tn: 2, vec4B: false } })).toThrow(/outside/);
+    expect(() => matmul(gpu, t, t, o, { M: 2, N: 2, K: 8 }, { plan: { kernel: "subgroup", tm: 2, tn: 2, vec4B: false, wgn: 24 } })).toThrow(/row groups of 24/);
     gpu.release(t, o);
   });
 });

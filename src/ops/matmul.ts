@@ -53,14 +53,18 @@ export interface MatmulTiling {
 
 /**
  * The kernel a product runs with. `subgroup`: each subgroup of a 64-invocation workgroup owns `tm`
- * rows (1..16) and each invocation `tn` columns (1..4); `vec4B` reads a transposed B four k at a time
- * (needs transB, K, offsetB and — when batched — strideB multiples of 4). `portable`: see MatmulTiling.
+ * rows (1..16) and each invocation `tn` columns (1..4); the workgroup's lanes form 64/`wgn` row groups of `wgn`
+ * lanes across the columns (wgn 64, 32, 16 or 8, at least the subgroup size; default 64); `vec4B` reads a
+ * transposed B four k at a time (needs transB, K, offsetB and — when batched — strideB multiples of 4).
+ * `portable`: see MatmulTiling.
  */
-export type MatmulPlan = ({ kernel: "portable" } & MatmulTiling) | { kernel: "subgroup"; tm: number; tn: number; vec4B: boolean };
+export type MatmulPlan = ({ kernel: "portable" } & MatmulTiling) | { kernel: "subgroup"; tm: number; tn: number; vec4B: boolean; wgn?: number };
 
 export const SUBGROUP_MAX_TM = 16;
 export const SUBGROUP_MAX_TN = 4;
 const SUBGROUP_WG = 64;
+/** Narrowest row group: the kernel shares blocks of 8 k across 8 lanes. */
+const SUBGROUP_MIN_WGN = 8;
 
 /**
  * Tiling of the portable kernel by the number of output rows, from bench/matmul.ts --sweep on lavapipe (2 cores):
@@ -111,7 +115,9 @@ export function vec4BAligned(dims: Dims, o: MatmulOptions): boolean {
  * is 3–4× slower: the loops no longer unroll); with fewer rows, the next power of two ≥ M (every B element a lane
  * loads feeds tm multiply-adds, and rows past M are clamped duplicates, so tm tracks M). 2 columns per lane at every
  * M: 1 column is 10–25% slower; 4 columns for one or two rows measured between 4% slower and 11% faster at N ≥ 4864
- * and up to 25% slower at N = 384 (fewer workgroups to spread over the cores).
+ * and up to 25% slower at N = 384 (fewer workgroups to spread over the cores). A product narrower than 128 columns
+ * splits the workgroup into row groups as narrow as the subgroup allows (wgn), instead of leaving lanes past N idle:
+ * on the demo model (B=16, T≈214) its N = 64 and 32 products ran up to 2.6× faster (most ~2×), its SFT step ~24%.
  */
 export function choosePlan(gpu: Gpu, dims: Dims, o: MatmulOptions = {}): MatmulPlan {
   if (o.plan) return o.plan;
@@ -119,12 +125,21 @@ export function choosePlan(gpu: Gpu, dims: Dims, o: MatmulOptions = {}): MatmulP
   if (!subgroupKernelsSupported(gpu)) return { kernel: "portable", ...chooseTiling(dims.M) };
   let tm = 1;
   while (tm < dims.M && tm < SUBGROUP_MAX_TM) tm *= 2;
-  return { kernel: "subgroup", tm, tn: 2, vec4B: vec4BAligned(dims, o) };
+  const tn = 2;
+  let wgn = SUBGROUP_WG;
+  while (wgn / 2 >= Math.max(SUBGROUP_MIN_WGN, subgroupMaxSize(gpu)) && (wgn / 2) * tn >= dims.N) wgn /= 2;
+  return { kernel: "subgroup", tm, tn, vec4B: vec4BAligned(dims, o), ...(wgn < SUBGROUP_WG ? { wgn } : {}) };
+}
+
+/** The adapter's widest subgroup (64 when it does not say): a row group must hold whole subgroups. */
+function subgroupMaxSize(gpu: Gpu): number {
+  const info = gpu.handle.adapter.info as unknown as { subgroupMaxSize?: number };
+  return info.subgroupMaxSize ?? SUBGROUP_WG;
 }
 
 /** A short name for a plan (benchmarks, logs). */
 export function planName(p: MatmulPlan): string {
-  return p.kernel === "portable" ? `portable tm${p.tm} ${p.wgX}x${p.wgY}` : `subgroup ${p.tm}x${p.tn}${p.vec4B ? " b4" : ""}`;
+  return p.kernel === "portable" ? `portable tm${p.tm} ${p.wgX}x${p.wgY}` : `subgroup ${p.tm}x${p.tn}${p.vec4B ? " b4" : ""}${p.wgn ? ` wgn${p.wgn}` : ""}`;
 }
 
 /** C = alpha · op(A)·op(B) (+ bias) (+ C). Shapes: op(A) is M×K, op(B) is K×N, C is M×N. B may be f16 (frozen weights). */
@@ -168,11 +183,15 @@ export function matmul(gpu: Gpu, a: Tensor, b: Tensor, c: Tensor, dims: Dims, o:
     throw new Error(`matmul: subgroup plan ${plan.tm}x${plan.tn} outside 1..${SUBGROUP_MAX_TM} × 1..${SUBGROUP_MAX_TN}`);
   }
   if (plan.vec4B && !vec4BAligned(dims, o)) throw new Error("matmul: vec4B needs transB, and K, offsetB and strideB multiples of 4");
+  const wgn = plan.wgn ?? SUBGROUP_WG;
+  if (![8, 16, 32, 64].includes(wgn) || wgn < subgroupMaxSize(gpu)) {
+    throw new Error(`matmul: subgroup plan row groups of ${wgn} lanes: need 8, 16, 32 or 64, and at least the adapter's ${subgroupMaxSize(gpu)}-lane subgroups`);
+  }
   gpu.dispatch({
     kernel: halfWeights ? (plan.vec4B ? SUBGROUP_B4_F16B : SUBGROUP_F16B) : plan.vec4B ? SUBGROUP_B4 : SUBGROUP,
-    constants: { ...flags, ...(plan.vec4B ? {} : { TRANS_B: !!o.transB }), SG_TM: plan.tm, SG_TN: plan.tn },
+    constants: { ...flags, ...(plan.vec4B ? {} : { TRANS_B: !!o.transB }), SG_TM: plan.tm, SG_TN: plan.tn, ...(wgn === SUBGROUP_WG ? {} : { SG_WGN: wgn }) },
     params,
     bindings,
-    workgroups: [Math.ceil(N / (SUBGROUP_WG * plan.tn)), Math.ceil(M / plan.tm), batch],
+    workgroups: [Math.ceil(N / (wgn * plan.tn)), Math.ceil(M / (plan.tm * (SUBGROUP_WG / wgn))), batch],
   });
 }
