@@ -4,6 +4,7 @@
  * the GPU memory the pool measured at its peak, and the estimate recall prints before a run.
  *
  *   ./node_modules/.bin/bun bench/lora.ts [--preset 0.5b] [--rank 16] [--alpha 32] [--B 1] [--T 128] [--steps 2] [--full] [--f32_base]
+ *                                         [--lora_dropout P]
  *
  * The model is a `recall init` folder of the preset (random weights, BF16 on disk, f32 on the GPU), written to a temp
  * folder unless `--model DIR` names one.
@@ -15,6 +16,7 @@ import { getGpu } from "../src/gpu/runtime.ts";
 import { initModel } from "../src/model/init.ts";
 import { Transformer, makeBatch, releaseBatch } from "../src/model/transformer.ts";
 import { LoraWeights, loraParameterCount, resolveTargetModules } from "../src/model/lora.ts";
+import { loraDropoutSeed } from "../src/model/lora_dropout.ts";
 import { estimateMemory, formatBytes, formatMemoryEstimate } from "../src/model/memory.ts";
 import { ActorOptimizer } from "../src/train/optimizer.ts";
 import type { GradientSet } from "../src/train/actor.ts";
@@ -30,6 +32,7 @@ const B = Number(flag("B", "1"));
 const T = Number(flag("T", "128"));
 const steps = Number(flag("steps", "2"));
 const full = process.argv.includes("--full");
+const dropoutP = Number(flag("lora_dropout", "0"));
 
 const gpu = await getGpu();
 const limits = gpu.limits;
@@ -47,7 +50,7 @@ const model = await Transformer.load(gpu, dir, { halfProjections });
 const c = model.config;
 const settings = { rank, alpha, targetModules: resolveTargetModules(["all-linear"], "--target_modules") };
 const sizes = { batch: B, seqLen: T, checkpointing: true, training: true, loraParameters: full ? undefined : loraParameterCount(c, settings), halfProjections };
-console.log(`${full ? "full fine-tuning" : `LoRA r=${rank} alpha=${alpha}, all-linear`}; B=${B} T=${T}, activation checkpointing`);
+console.log(`${full ? "full fine-tuning" : `LoRA r=${rank} alpha=${alpha}${dropoutP ? `, dropout ${dropoutP}` : ""}, all-linear`}; B=${B} T=${T}, activation checkpointing`);
 console.log(formatMemoryEstimate(estimateMemory(c, sizes), sizes));
 
 let params: GradientSet, grads: GradientSet;
@@ -66,13 +69,15 @@ const seqs = Array.from({ length: B }, (_, b) => Array.from({ length: T }, (_, t
 for (let s = 0; s < steps; s++) {
   const t0 = performance.now();
   const batch = makeBatch(gpu, seqs);
-  const fwd = model.forward(batch, { train: true, checkpoint: true });
+  const loraDropout = full ? undefined : { p: dropoutP, seed: loraDropoutSeed(0, s + 1, 0) };
+  const dispatches = gpu.dispatchCount;
+  const fwd = model.forward(batch, { train: true, checkpoint: true, loraDropout });
   const w = gpu.upload(new Float32Array(B * T).fill(-1 / (B * T)), [B * T]);
   model.backward(fwd, w, null, grads);
   const r = await optimizer.apply(1e-4);
   gpu.release(w, fwd.logprob, fwd.entropy);
   releaseBatch(gpu, batch);
-  console.log(`step ${s + 1}: ${((performance.now() - t0) / 1000).toFixed(1)} s, grad norm ${r.gradNorm.toFixed(4)}${s === 0 ? " (includes pipeline compilation)" : ""}`);
+  console.log(`step ${s + 1}: ${((performance.now() - t0) / 1000).toFixed(1)} s, ${gpu.dispatchCount - dispatches} dispatches, grad norm ${r.gradNorm.toFixed(4)}${s === 0 ? " (includes pipeline compilation)" : ""}`);
 }
 console.log(`GPU memory in use at the peak (pool): ${formatBytes(gpu.pool.stats.peak)}; trainable parameters ${(params.numel / 1e6).toFixed(2)}M of ${((model.params.numel + (full ? 0 : params.numel)) / 1e6).toFixed(2)}M`);
 if (tmp) rmSync(tmp, { recursive: true, force: true });

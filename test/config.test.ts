@@ -253,6 +253,7 @@ describe("recall train settings", () => {
       ["save_batches", "trainer.save_batches", "true", true],
       ["lora_rank", "actor_rollout_ref.model.lora_rank", "32", 32],
       ["lora_alpha", "actor_rollout_ref.model.lora_alpha", "64", 64],
+      ["lora_dropout", "actor_rollout_ref.model.lora_dropout", "0.05", 0.05],
       ["target_modules", "actor_rollout_ref.model.target_modules", "q_proj,v_proj", ["q_proj", "v_proj"]],
     ];
     for (const [flag, key, text, want] of table) {

@@ -1,7 +1,9 @@
 /**
  * LoRA through the trainers and the CLI: `recall train --lora_rank` (the reference log-probs are the base model's,
- * the adapter switched off; checkpoints are PEFT adapter folders; exact resume), `recall sft --lora_rank` (learns with
- * the base frozen), then `recall merge`, `recall score --adapter` and `recall generate --adapter` on its checkpoint.
+ * the adapter switched off; checkpoints are PEFT adapter folders; exact resume), `--lora_dropout` (in the update's
+ * forward only: old and reference log-probs without it; exact resume; saved in adapter_config.json), `recall sft
+ * --lora_rank` (learns with the base frozen), then `recall merge`, `recall score --adapter` and `recall generate
+ * --adapter` on its checkpoint.
  */
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -10,6 +12,9 @@ import { join } from "node:path";
 import { getGpu } from "../src/gpu/runtime.ts";
 import { initModel } from "../src/model/init.ts";
 import { Transformer } from "../src/model/transformer.ts";
+import { loadAdapter } from "../src/model/peft_adapter.ts";
+import { parseSftCommandLine } from "../src/config/sft.ts";
+import { runSft } from "../src/sft/train.ts";
 import { SafetensorsModel } from "../src/model/safetensors.ts";
 import { parseTrainCommandLine } from "../src/config/train.ts";
 import { writeVerlParquet } from "../src/data/verl_parquet.ts";
@@ -104,6 +109,76 @@ test("recall train --lora_rank: reference = base model with the adapter off, PEF
   await expect(runGrpo(parseTrainCommandLine(full).settings, { log: () => {}, warn: () => {} })).rejects.toThrow("is a LoRA checkpoint, but this run has lora_rank 0");
 });
 
+test("recall train --lora_dropout: dropout in the update's forward only (old log-probs without it), saved, exact resume", async () => {
+  const args = (out: string, steps: number, p = "0.2") => [...grpoArgs(out, steps), "--lora_dropout", p];
+  const out = join(dir, "grpo-dropout");
+  const lines: string[] = [];
+  const r = await runGrpo(parseTrainCommandLine(args(out, 3)).settings, { log: (l) => lines.push(l), warn: () => {} });
+  expect(lines.some((l) => l.startsWith("LoRA: r=4, alpha=8, dropout 0.2 on q_proj, v_proj, down_proj"))).toBe(true);
+  const ckpt = (run: string, step: number) => join(run, `global_step_${step}`);
+  expect(JSON.parse(readFileSync(join(ckpt(r.runDir, 3), "adapter_config.json"), "utf8")).lora_dropout).toBe(0.2);
+  const m = readMetrics(join(r.runDir, "metrics.jsonl"));
+  // The old log-probs come from their own pass without dropout (verl's compute_log_prob in eval mode), not from the
+  // update's forward as in an on-policy run without dropout.
+  for (const row of m) expect(row.metrics["timing_s/old_log_prob"]).toBeGreaterThan(0);
+  // Steps 1-2: B = 0, so dropout on the adapter's input changes nothing and the update's forward equals the old pass.
+  expect(m[0]!.metrics["actor/ppo_kl"]).toBe(0);
+  expect(m[1]!.metrics["actor/ppo_kl"]).toBe(0);
+  // Step 3: B ≠ 0, one mini-batch on the old weights, and yet the update's log-probs differ from the old ones: dropout.
+  expect(Math.abs(m[2]!.metrics["actor/ppo_kl"]!)).toBeGreaterThan(0);
+
+  // The old log-probs of step 3 are the step-2 policy's without dropout (scored here from its checkpoint).
+  const gpu = await getGpu();
+  const halfBase = gpu.device.features.has("shader-f16");
+  const policy = await Transformer.load(gpu, model, { halfProjections: halfBase });
+  policy.adapter = await loadAdapter(gpu, policy.config, ckpt(r.runDir, 2));
+  expect(policy.adapter.settings.dropout).toBe(0.2);
+  const batch = JSON.parse(readFileSync(join(r.runDir, "batches", "step_3.json"), "utf8")) as { sequences: { prompt_ids: number[]; response_ids: number[] }[] };
+  const saved = SafetensorsModel.open(join(r.runDir, "batches", "step_3.safetensors"));
+  const seqs = batch.sequences.map((s) => ({ ids: [...s.prompt_ids, ...s.response_ids], responseStart: s.prompt_ids.length }));
+  const want = await scoreResponses(policy, seqs, { temperature: 1, maxTokens: 4096 });
+  const width = saved.info("old_log_probs").shape[1]!;
+  const old = saved.readF32("old_log_probs");
+  batch.sequences.forEach((s, i) => expectClose(old.slice(i * width, i * width + s.response_ids.length), want.logprob[i]!, { atol: 2e-5, rtol: 1e-5 }, `old row ${i}`));
+  policy.adapter.release();
+  policy.params.release();
+
+  // Stopped after step 2 and resumed, the run draws the same masks: the same adapter and moments, byte for byte.
+  const other = join(dir, "grpo-dropout-resumed");
+  await runGrpo(parseTrainCommandLine(args(other, 2)).settings, { log: () => {}, warn: () => {} });
+  const resumed = await runGrpo(parseTrainCommandLine(args(other, 3)).settings, { log: () => {}, warn: () => {} });
+  for (const f of ["adapter_model.safetensors", "optimizer.safetensors"]) {
+    expect(Bun.hash(readFileSync(join(ckpt(resumed.runDir, 3), f)))).toBe(Bun.hash(readFileSync(join(ckpt(r.runDir, 3), f))));
+  }
+  // The dropout changed the training: the run without it (the test above, same seed and data) ends elsewhere.
+  const plain = join(dir, "grpo", "recall", "grpo");
+  if (existsSync(ckpt(plain, 3))) {
+    expect(Bun.hash(readFileSync(join(ckpt(plain, 3), "adapter_model.safetensors")))).not.toBe(Bun.hash(readFileSync(join(ckpt(r.runDir, 3), "adapter_model.safetensors"))));
+  }
+  // Resuming with another lora_dropout would not repeat the run: refused, naming the flag.
+  await expect(runGrpo(parseTrainCommandLine(args(other, 4, "0.3")).settings, { log: () => {}, warn: () => {} })).rejects.toThrow(
+    "was trained with lora_dropout 0.2; this run asks for 0.3",
+  );
+});
+
+test("recall sft --lora_dropout: saved in the checkpoint, and a run resumed mid-way draws the same masks (byte-identical adapter)", async () => {
+  const file = join(dir, "conv-dropout.jsonl");
+  writeFileSync(file, ["ada", "bob", "cy", "dee"].map((n, i) => JSON.stringify({ messages: [{ role: "user", content: `${n}: ${11 + i}*3?` }, { role: "assistant", content: `${(11 + i) * 3} ok` }] })).join("\n") + "\n");
+  const args = (out: string, steps: number) => ["--train_files", file, "--model", model, "--save_path", out, "--batch_size", "2", "--micro_batch_size", "1", "--lr", "2e-2",
+    "--lr_scheduler", "constant", "--warmup_ratio", "0", "--max_steps", String(steps), "--val_split", "0", "--lora_rank", "4", "--lora_alpha", "8", "--lora_dropout", "0.3", "--save_freq", "1"];
+  const quiet = { log: () => {}, warn: () => {} };
+  const straight = await runSft(parseSftCommandLine(args(join(dir, "sft-dropout"), 3)).settings, quiet);
+  const cut = join(dir, "sft-dropout-resumed");
+  await runSft(parseSftCommandLine(args(cut, 1)).settings, quiet);
+  const resumed = await runSft(parseSftCommandLine(args(cut, 3)).settings, quiet);
+  expect(resumed.steps).toBe(3);
+  const final = (run: string) => join(run, "global_step_3");
+  expect(JSON.parse(readFileSync(join(final(straight.runDir), "adapter_config.json"), "utf8")).lora_dropout).toBe(0.3);
+  for (const f of ["adapter_model.safetensors", "optimizer.safetensors"]) {
+    expect(Bun.hash(readFileSync(join(final(resumed.runDir), f)))).toBe(Bun.hash(readFileSync(join(final(straight.runDir), f))));
+  }
+});
+
 test("recall sft --lora_rank learns with the base frozen; merge, score --adapter and generate --adapter use its checkpoint", () => {
   const file = join(dir, "conv.jsonl");
   const names = ["ada", "bob", "cy", "dee"];
@@ -168,4 +243,28 @@ test("LoRA settings: verl's keys and the flags set them; an unknown module is re
   const s = parseSftCommandLine(["--train_files", "t.jsonl", "--model", "m", "--lora_rank", "8", "model.target_modules=[q_proj,v_proj]"]).settings;
   expect([s["model.lora_rank"], s["model.target_modules"]]).toEqual([8, ["q_proj", "v_proj"]]);
   expect(() => parseTrainCommandLine(["--train_files", "t.parquet", "--actor_model_path", "m", "--target_modules", "q_proj,lm_head"])).toThrow("'lm_head' is not a module LoRA can target here");
+});
+
+test("--lora_dropout: train and sft take it (default 0), bad values and a dropout without a rank are refused naming the flag", async () => {
+  const train = (...a: string[]) => parseTrainCommandLine(["--train_files", "t.parquet", "--actor_model_path", "m", ...a]).settings;
+  const sft = (...a: string[]) => parseSftCommandLine(["--train_files", "t.jsonl", "--model", "m", ...a]).settings;
+  expect(train()["actor_rollout_ref.model.lora_dropout"]).toBe(0);
+  expect(sft()["model.lora_dropout"]).toBe(0);
+  expect(train("--lora_rank", "8", "--lora_dropout", "0.05")["actor_rollout_ref.model.lora_dropout"]).toBe(0.05);
+  expect(sft("--lora-dropout", "0.1")["model.lora_dropout"]).toBe(0.1);
+  expect(sft("model.lora_dropout=0.2")["model.lora_dropout"]).toBe(0.2);
+  for (const [v, why] of [["1", "must be in [0, 1), got 1"], ["-0.1", "must be in [0, 1), got -0.1"], ["abc", "expects a number, got 'abc'"]]) {
+    expect(() => train("--lora_dropout", v!)).toThrow(`flag --lora_dropout ${why}`);
+    expect(() => sft("--lora_dropout", v!)).toThrow(`flag --lora_dropout ${why}`);
+  }
+  // Through the CLI: one line naming the flag, and a dropout with lora_rank 0 (it would do nothing) refused.
+  const bad = runRecall(["sft", "--train_files", "t.jsonl", "--model", model, "--lora_dropout", "1"]);
+  expect(bad.code).toBe(1);
+  expect(bad.stderr).toContain("flag --lora_dropout must be in [0, 1), got 1");
+  const file = join(dir, "one.jsonl");
+  writeFileSync(file, JSON.stringify({ messages: [{ role: "user", content: "hi" }, { role: "assistant", content: "yo" }] }) + "\n");
+  const norank = runRecall(["sft", "--train_files", file, "--model", model, "--save_path", join(dir, "never"), "--lora_dropout", "0.1"]);
+  expect(norank.code).toBe(1);
+  expect(norank.stderr).toContain("model.lora_dropout (--lora_dropout) is 0.1, but lora_rank is 0");
+  for (const cmd of ["train", "sft"]) expect(runRecall([cmd, "--help"]).stdout).toContain("--lora_dropout");
 });

@@ -3,7 +3,7 @@
  * recall's additions (held-out split, token-budget micro-batches, early stopping, train_on_prompt). Precedence, low to
  * high: defaults; `--config FILE.yaml` (nested tree or flat dotted keys); flags (`--train_files`, `--model`, `--lr` …);
  * bare dotted overrides (`optim.lr=2e-5`). Keys that only mean something on a GPU cluster are accepted and explained
- * once; LoRA (not implemented yet) is refused rather than ignored.
+ * once.
  */
 import { stringify } from "yaml";
 import { RecallError } from "../errors.ts";
@@ -82,6 +82,13 @@ export const SFT_SETTINGS = defineSettings({
   "model.enable_gradient_checkpointing": { type: "bool", default: true, flags: ["gradient_checkpointing"], help: "Recompute activations in the backward pass to save memory" },
   "model.lora_rank": { type: "int", default: 0, check: atLeast(0), flags: ["lora_rank"], help: "LoRA rank r (0: full fine-tuning); base weights frozen, checkpoints are PEFT adapter folders" },
   "model.lora_alpha": { type: "float", default: 16, check: above(0), flags: ["lora_alpha"], help: "LoRA alpha: the adapter's output is scaled by alpha / r" },
+  "model.lora_dropout": {
+    type: "float",
+    default: 0,
+    check: (v) => (v >= 0 && v < 1 ? undefined : `must be in [0, 1), got ${v}`),
+    flags: ["lora_dropout"],
+    help: "recall key (PEFT's and TRL's lora_dropout; verl has none): dropout on the LoRA branch's input in training passes only; 0 is none",
+  },
   "model.target_modules": {
     type: "list<string>",
     default: ["all-linear"],

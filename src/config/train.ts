@@ -55,6 +55,13 @@ export const TRAIN_SETTINGS = defineSettings({
   "actor_rollout_ref.model.enable_gradient_checkpointing": { type: "bool", default: true, help: "Recompute activations in the backward pass to save memory" },
   "actor_rollout_ref.model.lora_rank": { type: "int", default: 0, check: atLeast(0), flags: ["lora_rank"], help: "LoRA rank r (0: full fine-tuning); base weights frozen, the reference is the base with the adapter off" },
   "actor_rollout_ref.model.lora_alpha": { type: "float", default: 16, check: above(0), flags: ["lora_alpha"], help: "LoRA alpha: the adapter's output is scaled by alpha / r" },
+  "actor_rollout_ref.model.lora_dropout": {
+    type: "float",
+    default: 0,
+    check: (v) => (v >= 0 && v < 1 ? undefined : `must be in [0, 1), got ${v}`),
+    flags: ["lora_dropout"],
+    help: "recall key (PEFT's and TRL's lora_dropout; verl has none): dropout on the LoRA branch's input in training passes only; 0 is none",
+  },
   "actor_rollout_ref.model.target_modules": {
     type: "list<string>",
     default: ["all-linear"],

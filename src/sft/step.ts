@@ -7,6 +7,7 @@ import type { Transformer } from "../model/transformer.ts";
 import { packMicroBatches, paddedMicroBatches } from "../data/packing.ts";
 import { forwardForUpdate, type GradientSet } from "../train/actor.ts";
 import { maskedNll, nllGradient, predictedMask } from "./loss.ts";
+import { loraDropoutSeed, type LoraDropoutStep } from "../model/lora_dropout.ts";
 
 /** What a micro-batch needs of a conversation. */
 export interface TrainSequence {
@@ -40,13 +41,21 @@ export interface BatchLoss {
 }
 
 /** Accumulates into `grads` the gradient of the batch's loss; returns the loss. */
-export async function accumulateBatchGradient(model: Transformer, grads: GradientSet, seqs: readonly TrainSequence[], passes: readonly number[][], o: { checkpoint: boolean }): Promise<BatchLoss> {
+export async function accumulateBatchGradient(
+  model: Transformer,
+  grads: GradientSet,
+  seqs: readonly TrainSequence[],
+  passes: readonly number[][],
+  o: { checkpoint: boolean; loraDropout?: LoraDropoutStep },
+): Promise<BatchLoss> {
   const masks = seqs.map((s) => predictedMask(s.mask));
   const batchTokens = masks.reduce((a, m) => a + m.reduce((x, y) => x + y, 0), 0);
   let sum = 0;
-  for (const group of passes) {
+  for (const [k, group] of passes.entries()) {
+    const d = o.loraDropout;
+    const loraDropout = d ? { p: d.p, seed: loraDropoutSeed(d.runSeed, d.step, k) } : undefined;
     // responseStart 1: every position but the first is predicted, and the mask says which count.
-    const pass = await forwardForUpdate(model, group.map((i) => ({ ids: seqs[i]!.ids, responseStart: 1 })), { temperature: 1, checkpoint: o.checkpoint });
+    const pass = await forwardForUpdate(model, group.map((i) => ({ ids: seqs[i]!.ids, responseStart: 1 })), { temperature: 1, checkpoint: o.checkpoint, loraDropout });
     const groupMasks = group.map((i) => masks[i]!);
     sum += maskedNll(pass.logprob, groupMasks).sum;
     const dLogprob = nllGradient(groupMasks, batchTokens);

@@ -100,7 +100,15 @@ export async function runSft(s: SftSettings, io: SftIo): Promise<SftResult> {
 
   // ---- model and data --------------------------------------------------------------------------
   const gpu = await getGpu();
-  const lora = loraSettingsOf({ rank: s["model.lora_rank"], alpha: s["model.lora_alpha"], targetModules: s["model.target_modules"], key: "model.target_modules" });
+  const lora = loraSettingsOf({
+    rank: s["model.lora_rank"],
+    alpha: s["model.lora_alpha"],
+    targetModules: s["model.target_modules"],
+    key: "model.target_modules",
+    dropout: s["model.lora_dropout"],
+    dropoutKey: "model.lora_dropout",
+  });
+  const loraDropout = lora?.dropout ?? 0;
   checkResumeKind(lora, resumeFrom);
   // LoRA: the base model, with the run's adapter (fresh, or the checkpoint's) attached below.
   // A frozen base keeps its projection weights in f16 where the adapter can read them (shader-f16).
@@ -138,7 +146,7 @@ export async function runSft(s: SftSettings, io: SftIo): Promise<SftResult> {
   };
 
   const trainable = await attachTrainable(gpu, model, { lora, resumeFrom, seed: s["trainer.seed"] });
-  if (lora) io.log(`LoRA: r=${lora.rank}, alpha=${lora.alpha} on ${lora.targetModules.join(", ")}: ${(trainable.params.numel / 1e6).toFixed(3)}M trainable parameters, base weights frozen${halfBase ? " (projections in f16)" : ""}`);
+  if (lora) io.log(`LoRA: r=${lora.rank}, alpha=${lora.alpha}${loraDropout ? `, dropout ${loraDropout}` : ""} on ${lora.targetModules.join(", ")}: ${(trainable.params.numel / 1e6).toFixed(3)}M trainable parameters, base weights frozen${halfBase ? " (projections in f16)" : ""}`);
   const grads = trainable.grads;
   const [beta1, beta2] = s["optim.betas"];
   const optimizer = new ActorOptimizer(gpu, trainable.params, grads, {
@@ -199,7 +207,10 @@ export async function runSft(s: SftSettings, io: SftIo): Promise<SftResult> {
       cursor = next;
       const seqs = indices.map((i) => train[i]!);
       const lr = lrAt(step - 1, schedule);
-      const loss = await accumulateBatchGradient(model, grads, seqs, microBatches(seqs, batching), { checkpoint: s["model.enable_gradient_checkpointing"] });
+      const loss = await accumulateBatchGradient(model, grads, seqs, microBatches(seqs, batching), {
+        checkpoint: s["model.enable_gradient_checkpointing"],
+        loraDropout: loraDropout > 0 ? { p: loraDropout, runSeed: s["trainer.seed"], step } : undefined,
+      });
       const update = await optimizer.apply(lr);
       if (update.skipped) io.warn(`step ${step}: non-finite loss or gradient norm (${update.gradNorm}); this update was skipped`);
 

@@ -12,6 +12,7 @@ import { makeBatch, releaseBatch, type Transformer } from "../model/transformer.
 import type { ParameterSet } from "../model/weights.ts";
 import type { LoraWeights } from "../model/lora.ts";
 import { packMicroBatches } from "../data/packing.ts";
+import type { LoraDropoutPass } from "../model/lora_dropout.ts";
 
 /** What a backward accumulates into: every parameter (full fine-tuning), or the attached LoRA adapter's A and B. */
 export type GradientSet = ParameterSet | LoraWeights;
@@ -59,11 +60,14 @@ export interface MicroBatchPass {
   discard(): void;
 }
 
-/** Forward with activations kept for backward, over the sequences `seqs` (one micro-batch). */
-export async function forwardForUpdate(model: Transformer, seqs: readonly PolicySequence[], o: { temperature: number; checkpoint: boolean }): Promise<MicroBatchPass> {
+/**
+ * Forward with activations kept for backward, over the sequences `seqs` (one micro-batch); with `loraDropout`, the
+ * pass (forward and backward) applies the adapter's dropout.
+ */
+export async function forwardForUpdate(model: Transformer, seqs: readonly PolicySequence[], o: { temperature: number; checkpoint: boolean; loraDropout?: LoraDropoutPass }): Promise<MicroBatchPass> {
   const g = model.gpu;
   const batch = makeBatch(g, seqs.map((s) => s.ids));
-  const fwd = model.forward(batch, { train: true, checkpoint: o.checkpoint, temperature: o.temperature });
+  const fwd = model.forward(batch, { train: true, checkpoint: o.checkpoint, temperature: o.temperature, loraDropout: o.loraDropout });
   const [lp, ent] = (await g.readMany([fwd.logprob, fwd.entropy])).map((b) => new Float32Array(b));
   const rows = seqs.map((s, b) => responseRows(s, b, batch.T));
   const free = (extra: Tensor[] = []) => {

@@ -182,7 +182,10 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
     alpha: s["actor_rollout_ref.model.lora_alpha"],
     targetModules: s["actor_rollout_ref.model.target_modules"],
     key: "actor_rollout_ref.model.target_modules",
+    dropout: s["actor_rollout_ref.model.lora_dropout"],
+    dropoutKey: "actor_rollout_ref.model.lora_dropout",
   });
+  const loraDropout = lora?.dropout ?? 0;
 
   checkResumeKind(lora, resumeFrom);
   // ---- model, data, tools ----------------------------------------------------------------------
@@ -198,7 +201,7 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
   const capacity = Math.min(maxPrompt + maxResponse, model.config.maxPositionEmbeddings);
   checkMemory(gpu, policy, s, capacity, io, lora, halfBase);
   const trainable = await attachTrainable(gpu, model, { lora, resumeFrom, seed: s["trainer.seed"] });
-  if (lora) io.log(`LoRA: r=${lora.rank}, alpha=${lora.alpha} on ${lora.targetModules.join(", ")}: ${(trainable.params.numel / 1e6).toFixed(3)}M trainable parameters, base weights frozen${halfBase ? " (projections in f16)" : ""}`);
+  if (lora) io.log(`LoRA: r=${lora.rank}, alpha=${lora.alpha}${loraDropout ? `, dropout ${loraDropout}` : ""} on ${lora.targetModules.join(", ")}: ${(trainable.params.numel / 1e6).toFixed(3)}M trainable parameters, base weights frozen${halfBase ? " (projections in f16)" : ""}`);
   // The reference policy: the base weights as loaded — under LoRA the same model with its adapter switched off.
   const reference = !needsReference(s) || lora ? undefined : await Transformer.load(gpu, basePath);
 
@@ -397,7 +400,8 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
       const responseMasks = kept.map((t) => new Float32Array(t.responseIds.length).fill(1));
       // On-policy (one epoch of one mini-batch, no KL in the reward): the update's forward runs on the rollout's weights,
       // so its log-probs are the old ones and a separate scoring pass would compute the same numbers (TRL does the same).
-      const onPolicy = s["actor_rollout_ref.actor.ppo_epochs"] === 1 && miniPrompts * n >= seqs.length && !s["algorithm.use_kl_in_reward"];
+      // Not with LoRA dropout: the update's forward drops, and verl's old log-probs come from a pass without dropout.
+      const onPolicy = s["actor_rollout_ref.actor.ppo_epochs"] === 1 && miniPrompts * n >= seqs.length && !s["algorithm.use_kl_in_reward"] && loraDropout === 0;
       const old = onPolicy ? undefined : await timed("old_log_prob", () => scoreResponses(model, seqs, { temperature, maxTokens: logprobBudget }));
       const scoreReference = () =>
         reference ? scoreResponses(reference, seqs, { temperature, maxTokens: logprobBudget }) : model.withoutAdapter(() => scoreResponses(model, seqs, { temperature, maxTokens: logprobBudget }));
@@ -443,6 +447,7 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
           loss,
           lr,
           shuffleSeed: s["actor_rollout_ref.actor.shuffle"] ? stepSeed(s["trainer.seed"], step, "train") : undefined,
+          loraDropout: loraDropout > 0 ? { p: loraDropout, runSeed: s["trainer.seed"], step } : undefined,
         }),
       );
       // The prefix cache holds keys and values of the old weights; the next rollouts must not reuse them.

@@ -10,10 +10,16 @@ import { isAdapterFolder, loadAdapter, readAdapterSettings } from "../model/peft
 import type { Transformer } from "../model/transformer.ts";
 import type { GradientSet } from "./actor.ts";
 
-/** The run's LoRA settings from its rank/alpha/target_modules keys, or undefined for rank 0 (full fine-tuning). */
-export function loraSettingsOf(o: { rank: number; alpha: number; targetModules: readonly string[]; key: string }): LoraSettings | undefined {
-  if (o.rank === 0) return undefined;
-  return { rank: o.rank, alpha: o.alpha, targetModules: resolveTargetModules(o.targetModules, o.key) };
+/**
+ * The run's LoRA settings from its rank/alpha/target_modules/lora_dropout keys, or undefined for rank 0 (full
+ * fine-tuning); a dropout without a rank is refused, naming `dropoutKey` (it would silently do nothing).
+ */
+export function loraSettingsOf(o: { rank: number; alpha: number; targetModules: readonly string[]; key: string; dropout: number; dropoutKey: string }): LoraSettings | undefined {
+  if (o.rank === 0) {
+    if (o.dropout !== 0) throw new RecallError(`${o.dropoutKey} (--lora_dropout) is ${o.dropout}, but lora_rank is 0: dropout applies to a LoRA adapter only`, { hint: "give --lora_rank too, or leave --lora_dropout out" });
+    return undefined;
+  }
+  return { rank: o.rank, alpha: o.alpha, targetModules: resolveTargetModules(o.targetModules, o.key), dropout: o.dropout };
 }
 
 export interface Trainable {
@@ -43,6 +49,10 @@ export async function attachTrainable(gpu: Gpu, model: Transformer, o: { lora?: 
     const same = saved.rank === o.lora.rank && saved.alpha === o.lora.alpha && !saved.useRslora && saved.targetModules.join() === o.lora.targetModules.join();
     if (!same) {
       throw new RecallError(`${o.resumeFrom} holds an adapter with r=${saved.rank}, alpha=${saved.alpha}, modules ${saved.targetModules.join(",")}; this run asks for r=${o.lora.rank}, alpha=${o.lora.alpha}, modules ${o.lora.targetModules.join(",")}`);
+    }
+    // The saved lora_dropout is the one the run trained with: resuming with another would not repeat the run.
+    if ((saved.dropout ?? 0) !== (o.lora.dropout ?? 0)) {
+      throw new RecallError(`${o.resumeFrom} was trained with lora_dropout ${saved.dropout ?? 0}; this run asks for ${o.lora.dropout ?? 0}`, { hint: `resume with --lora_dropout ${saved.dropout ?? 0}` });
     }
     adapter = await loadAdapter(gpu, model.config, o.resumeFrom);
   } else {

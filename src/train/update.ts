@@ -11,6 +11,7 @@ import { epochOrder } from "../data/sampler.ts";
 import { forwardForUpdate, type GradientSet, type PolicySequence } from "./actor.ts";
 import { policyLossAndGrads, type PolicyLossMetrics, type PolicyLossSettings } from "./loss.ts";
 import type { ActorOptimizer } from "./optimizer.ts";
+import { loraDropoutSeed, type LoraDropoutStep } from "../model/lora_dropout.ts";
 
 /** Everything the update needs per sequence (response tokens only for the arrays). */
 export interface UpdateBatch {
@@ -38,6 +39,8 @@ export interface UpdateSettings {
   lr: number;
   /** actor.shuffle: a seeded reshuffle of the sequences before each epoch's mini-batches (undefined: in order). */
   shuffleSeed?: number;
+  /** LoRA dropout in the update's forward passes (the k-th micro-batch pass of the step draws masks keyed by k). */
+  loraDropout?: LoraDropoutStep;
 }
 
 export interface UpdateResult {
@@ -57,6 +60,8 @@ export async function updateActor(model: Transformer, optimizer: ActorOptimizer<
   if (!b.oldLogprob && !(o.ppoEpochs === 1 && o.miniBatchSequences >= S)) {
     throw new Error("updateActor: old log-probs may be left out only when there is one epoch of one mini-batch (one optimizer step)");
   }
+  if (!b.oldLogprob && o.loraDropout) throw new Error("updateActor: with LoRA dropout the old log-probs come from a pass without it; give them");
+  let pass = 0;
   const old: Float32Array[] = b.oldLogprob ? [...b.oldLogprob] : new Array(S);
   const out: UpdateResult = { lossMetrics: [], gradNorms: [], skippedSteps: 0, partitions: [], oldLogprob: old };
   for (let epoch = 0; epoch < o.ppoEpochs; epoch++) {
@@ -70,14 +75,17 @@ export async function updateActor(model: Transformer, optimizer: ActorOptimizer<
       out.partitions.push(micros);
       for (const micro of micros) {
         const scale = o.maxTokens !== undefined ? micro.length / mini.length : 1 / micros.length;
-        const pass = await forwardForUpdate(model, micro.map((i) => b.seqs[i]!), { temperature: o.temperature, checkpoint: o.checkpoint });
-        if (!b.oldLogprob) micro.forEach((i, k) => (old[i] = pass.logprob[k]!.slice()));
+        const d = o.loraDropout;
+        const loraDropout = d ? { p: d.p, seed: loraDropoutSeed(d.runSeed, d.step, pass) } : undefined;
+        pass++;
+        const fwd = await forwardForUpdate(model, micro.map((i) => b.seqs[i]!), { temperature: o.temperature, checkpoint: o.checkpoint, loraDropout });
+        if (!b.oldLogprob) micro.forEach((i, k) => (old[i] = fwd.logprob[k]!.slice()));
         const r = policyLossAndGrads(
           {
-            logprob: pass.logprob,
+            logprob: fwd.logprob,
             oldLogprob: micro.map((i) => old[i]!),
             refLogprob: b.refLogprob ? micro.map((i) => b.refLogprob![i]!) : undefined,
-            entropy: pass.entropy,
+            entropy: fwd.entropy,
             advantages: micro.map((i) => b.advantages[i]!),
             mask: micro.map((i) => b.lossMask[i]!),
           },
@@ -85,7 +93,7 @@ export async function updateActor(model: Transformer, optimizer: ActorOptimizer<
           scale,
         );
         out.lossMetrics.push(r.metrics);
-        pass.backward(r.dLogprob, r.dEntropy, optimizer.grads);
+        fwd.backward(r.dLogprob, r.dEntropy, optimizer.grads);
       }
       const step = await optimizer.apply(o.lr);
       out.gradNorms.push(step.gradNorm);
