@@ -29,15 +29,16 @@ export default defineRecallCommand({
   meta: {
     name: "demo",
     description:
-      "A tiny model learns by RL when to call a tool: recall synth (calc tasks) → init → sft (tool traces, then mostly direct answers) → eval → train (GRPO) → eval, each command printed; report.html at the end.",
+      "A tiny model learns by RL when to call a tool: recall synth (calc tasks) → init → sft (tool traces, the same at a lower lr, then mostly direct answers) → eval → train (GRPO) → eval, each command printed; report.html at the end.",
   },
-  examples: ["recall demo", "recall demo --seed 1 --out runs/demo-1", "recall demo --quick", "recall demo --out runs/demo-short --n 200 --sft_steps 20 --mix_steps 5 --grpo_steps 2 --limit 8"],
+  examples: ["recall demo", "recall demo --seed 1 --out runs/demo-1", "recall demo --quick", "recall demo --out runs/demo-short --n 200 --sft_steps 20 --anneal_steps 5 --mix_steps 5 --grpo_steps 2 --limit 8"],
   args: {
     out: { type: "string", description: "Working folder (default runs/demo); a folder an earlier demo made is cleared first" },
     seed: { type: "string", description: "Seed of the data, the initialisation, SFT order and GRPO sampling (default 0)" },
     quick: { type: "boolean", description: "Start from the embedded warm-start checkpoint (the SFT phases, seed 0) and run GRPO and the evaluations only" },
     n: sizeFlag(`Calc tasks synthesized, train + held out (default ${DEMO_RECIPE.samples})`),
     sft_steps: sizeFlag(`Most steps of SFT on tool traces; it stops earlier once the held-out token accuracy reaches ${DEMO_RECIPE.sftStopTokenAcc} (default ${DEMO_RECIPE.sftSteps})`),
+    anneal_steps: sizeFlag(`Steps of SFT on tool traces at lr ${DEMO_RECIPE.annealLr} after that stop, before the mix (default ${DEMO_RECIPE.annealSteps})`),
     mix_steps: sizeFlag(`Steps of SFT on the mix of tool traces and direct answers (default ${DEMO_RECIPE.mixSteps})`),
     grpo_steps: sizeFlag(`GRPO steps (default ${DEMO_RECIPE.grpoSteps})`),
     limit: sizeFlag(`Held-out tasks evaluated before and after GRPO (default ${DEMO_RECIPE.evalItems})`),
@@ -47,6 +48,7 @@ export default defineRecallCommand({
     const sizes = {
       ...(opt("n") !== undefined ? { samples: opt("n")! } : {}),
       ...(opt("sft_steps") !== undefined ? { sftSteps: opt("sft_steps")! } : {}),
+      ...(opt("anneal_steps") !== undefined ? { annealSteps: opt("anneal_steps")! } : {}),
       ...(opt("mix_steps") !== undefined ? { mixSteps: opt("mix_steps")! } : {}),
       ...(opt("grpo_steps") !== undefined ? { grpoSteps: opt("grpo_steps")! } : {}),
       ...(opt("limit") !== undefined ? { evalItems: opt("limit")! } : {}),

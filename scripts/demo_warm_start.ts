@@ -1,6 +1,6 @@
 /**
  * Regenerates src/demo/warm_start/, the checkpoint `recall demo --quick` starts from: runs the demo's pipeline up to
- * the end of its SFT phases (recall synth, recall init, recall sft on tool traces, recall sft on the mix; seed 0)
+ * the end of its SFT phases (recall synth, recall init, recall sft on tool traces, again at a lower lr, then on the mix; seed 0)
  * and copies the resulting model folder there, with a manifest of the commands and figures.
  *
  *   ./node_modules/.bin/bun scripts/demo_warm_start.ts                      # runs the SFT phases in runs/demo-warm-start
@@ -36,16 +36,20 @@ if (from) {
   commands = r.commands;
 }
 const sftTool = join(model, "../../sft_tool");
+const sftAnneal = join(model, "../../sft_anneal");
 const dest = join(root, "src/demo/warm_start");
 mkdirSync(dest, { recursive: true });
 for (const f of ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"]) copyFileSync(join(model, f), join(dest, f));
 const tool = lastMetrics(sftTool);
+const anneal = lastMetrics(sftAnneal);
 const manifest = {
   dataSeed: seed,
   recall_version: VERSION,
   made_at: new Date().toISOString(),
   sft_tool_steps: tool.step,
   sft_tool_held_out_token_accuracy: tool["val/token_acc"],
+  sft_anneal_steps: anneal.step,
+  sft_anneal_held_out_token_accuracy: anneal["val/token_acc"],
   commands,
 };
 writeFileAtomic(join(dest, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");

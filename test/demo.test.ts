@@ -70,14 +70,14 @@ test("recall demo, shortened: every stage's files, the commands it ran, the befo
   process.env.CONSOLA_LEVEL = "3";
   let r: ReturnType<typeof runRecall>;
   try {
-    r = runRecall(["demo", "--out", out, "--n", "120", "--sft_steps", "3", "--mix_steps", "2", "--grpo_steps", "2", "--limit", "4", "--seed", "1"]);
+    r = runRecall(["demo", "--out", out, "--n", "120", "--sft_steps", "3", "--anneal_steps", "2", "--mix_steps", "2", "--grpo_steps", "2", "--limit", "4", "--seed", "1"]);
   } finally {
     if (saved === undefined) delete process.env.CONSOLA_LEVEL;
     else process.env.CONSOLA_LEVEL = saved;
   }
   expect(r.stderr + r.stdout).not.toContain("    at ");
   expect(r.code).toBe(0);
-  for (const f of ["data/train.parquet", "data/test.parquet", "data/sft.jsonl", "data/sft_mix.jsonl", "init/model.safetensors", "checkpoints/demo/sft_tool/global_step_3/model.safetensors", "checkpoints/demo/sft_mix/global_step_2/model.safetensors", "checkpoints/demo/grpo/global_step_2/model.safetensors", "checkpoints/demo/grpo/report.html", "checkpoints/demo/grpo/metrics.jsonl", "logs/sft_tool_traces.log", "demo_summary.json"]) {
+  for (const f of ["data/train.parquet", "data/test.parquet", "data/sft.jsonl", "data/sft_mix.jsonl", "init/model.safetensors", "checkpoints/demo/sft_tool/global_step_3/model.safetensors", "checkpoints/demo/sft_anneal/global_step_2/model.safetensors", "checkpoints/demo/sft_mix/global_step_2/model.safetensors", "checkpoints/demo/grpo/global_step_2/model.safetensors", "checkpoints/demo/grpo/report.html", "checkpoints/demo/grpo/metrics.jsonl", "logs/sft_tool_traces.log", "demo_summary.json"]) {
     expect(existsSync(join(out, f))).toBe(true);
   }
   const evals = readdirSync(join(out, "eval")).sort();

@@ -28,7 +28,7 @@ export interface DemoOptions {
   seed: number;
   quick: boolean;
   /** Overrides of the recipe's sizes (a shortened run for tests, or experiments). */
-  sizes?: Partial<Pick<DemoRecipe, "samples" | "sftSteps" | "mixSteps" | "grpoSteps" | "evalItems">>;
+  sizes?: Partial<Pick<DemoRecipe, "samples" | "sftSteps" | "annealSteps" | "mixSteps" | "grpoSteps" | "evalItems">>;
   /** Stop after the SFT phases (scripts/demo_warm_start.ts). */
   sftOnly?: boolean;
   log: (line: string) => void;
@@ -151,6 +151,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     plan.push(
       { name: "init", seconds: r.startSeconds },
       { name: "sft (tool traces)", seconds: Math.min(r.sftSteps, r.sftNominalSteps) * r.sftSecondsPerStep },
+      { name: "sft (anneal)", seconds: r.annealSteps * r.sftSecondsPerStep + r.startSeconds },
       { name: "sft (mix)", seconds: r.mixSteps * r.sftSecondsPerStep + r.startSeconds },
     );
   } else plan.push({ name: "warm start", seconds: 1 });
@@ -257,6 +258,19 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       sftSteps = done;
     });
 
+    await timed("sft (anneal)", async () => {
+      await command(
+        "sft (anneal)",
+        [
+          "sft", "--train_files", join(data, "sft.jsonl"), "--val_files", join(data, "sft_test.jsonl"), "--model", stepDir("sft_tool", sftSteps!),
+          "--lr", String(r.annealLr), "--max_steps", String(r.annealSteps), "--test_freq", String(r.annealSteps), ...sftCommon("sft_anneal"),
+        ],
+        stepLines(0, r.annealSteps, field("loss")),
+      );
+      sftHeldOutTokenAccuracy = lastMetrics(runDir("sft_anneal"))["val/token_acc"];
+      say(`sft on tool traces at lr ${r.annealLr}: ${r.annealSteps} steps, held-out token accuracy ${((sftHeldOutTokenAccuracy ?? 0) * 100).toFixed(2)}%`);
+    });
+
     const mixFile = join(data, "sft_mix.jsonl");
     await timed("sft (mix)", async () => {
       const made = await writeDirectMix(join(data, "sft.jsonl"), mixFile, r.directShare, dataSeed);
@@ -265,7 +279,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       say(note);
       await command(
         "sft (mix)",
-        ["sft", "--train_files", mixFile, "--model", stepDir("sft_tool", sftSteps!), "--lr", String(r.mixLr), "--max_steps", String(r.mixSteps), ...sftCommon("sft_mix")],
+        ["sft", "--train_files", mixFile, "--model", stepDir("sft_anneal", r.annealSteps), "--lr", String(r.mixLr), "--max_steps", String(r.mixSteps), ...sftCommon("sft_mix")],
         stepLines(0, r.mixSteps, field("loss")),
       );
       sftModel = stepDir("sft_mix", r.mixSteps);
