@@ -2,6 +2,11 @@
 // op(X) is X or Xᵀ (TRANS_A / TRANS_B), covering A·B, A·Bᵀ and Aᵀ·B of forward and backward passes.
 // Logical shapes: op(A) is M×K, op(B) is K×N, C is M×N, all row-major; batch strides may be 0 to broadcast.
 //
+// GLU (with TRANS_B, no bias, no accumulate): B holds 2N rows, a gate block then an up block (the fused gate_proj
+// and up_proj weights), and C[r, c] = silu(alpha·g) · alpha·u with g, u = A·B[c]ᵀ, A·B[N + c]ᵀ: SwiGLU in the
+// product's epilogue (each invocation owns gate columns and the matching up columns), so a decode step writes the
+// gated activations without a [M, 2N] intermediate or a separate elementwise dispatch.
+//
 // Two kernels share the bindings and the contract:
 //  - `matmul` (portable, any adapter): each invocation accumulates a TM×4 register tile; no
 //    workgroup memory, loads clamped to the matrix (no branches in the inner loop), stores bounds-checked.
@@ -19,6 +24,7 @@ override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
 override ACCUMULATE: bool = false;
+override GLU: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> A: array<f32>;
@@ -44,10 +50,15 @@ fn loadB(base: u32, k: u32, c: u32) -> f32 {
   return B[base + k * p.N + c];
 }
 
+// silu(g)·u, written as shaders/elementwise.wgsl's swiglu_forward writes it (g·σ(g)·u, σ(g) = 1/(1 + e^−g)).
+fn gluValue(g: f32, u: f32) -> f32 {
+  return g * (1.0 / (1.0 + exp(-g))) * u;
+}
+
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn matmul(@builtin(global_invocation_id) gid: vec3u) {
   let row0 = gid.y * TM;
-  let col0 = gid.x * TN;
+  let col0 = gid.x * select(TN, TN / 2u, GLU);
   let b = gid.z;
   if (row0 >= p.M || col0 >= p.N || b >= p.batch) { return; }
   let aBase = p.offA + b * p.strideA;
@@ -55,10 +66,13 @@ fn matmul(@builtin(global_invocation_id) gid: vec3u) {
   let cBase = p.offC + b * p.strideC;
 
   // Clamp row/column indices so edge tiles read valid (duplicated) data; those lanes are not stored.
+  // GLU: the invocation owns TN/2 output columns; its four B columns are their gate then their up columns.
   var rows: array<u32, MAX_TM>;
   var cols: array<u32, TN>;
   for (var i = 0u; i < TM; i++) { rows[i] = min(row0 + i, p.M - 1u); }
-  for (var j = 0u; j < TN; j++) { cols[j] = min(col0 + j, p.N - 1u); }
+  for (var j = 0u; j < TN; j++) {
+    if (GLU) { cols[j] = min(col0 + j % 2u, p.N - 1u) + (j / 2u) * p.N; } else { cols[j] = min(col0 + j, p.N - 1u); }
+  }
 
   var acc: array<vec4f, MAX_TM>;
   for (var k = 0u; k < p.K; k++) {
@@ -71,6 +85,14 @@ fn matmul(@builtin(global_invocation_id) gid: vec3u) {
   for (var i = 0u; i < TM; i++) {
     let r = row0 + i;
     if (r >= p.M) { break; }
+    if (GLU) {
+      for (var j = 0u; j < TN / 2u; j++) {
+        let c = col0 + j;
+        if (c >= p.N) { break; }
+        C[cBase + r * p.N + c] = gluValue(p.alpha * acc[i][j], p.alpha * acc[i][j + 2u]);
+      }
+      continue;
+    }
     for (var j = 0u; j < TN; j++) {
       let c = col0 + j;
       if (c >= p.N) { break; }
@@ -106,6 +128,7 @@ fn matmul(@builtin(global_invocation_id) gid: vec3u) {
 override SG_TM: u32 = 16u; // rows per subgroup tile, 1..SG_MAX_TM
 override SG_TN: u32 = 2u;  // columns per invocation, 1..SG_MAX_TN
 override SG_WGN: u32 = 64u; // lanes across columns: 64, 32, 16 or 8 (see sgTile)
+// With GLU, SG_TN is 2: a lane's two column slots are a gate column c and its up column N + c.
 const SG_MAX_TM = 16u;
 const SG_HALF = 8u;
 const SG_MAX_TN = 4u;
@@ -127,10 +150,12 @@ struct SgTile { aBase: u32, bBase: u32, cBase: u32, row0: u32, col0: u32 }
 fn sgTile(wid: vec3u, lid: vec3u) -> SgTile {
   let b = wid.z;
   let rowGroup = wid.y * (SG_WG / SG_WGN) + lid.x / SG_WGN;
-  return SgTile(p.offA + b * p.strideA, p.offB + b * p.strideB, p.offC + b * p.strideC, rowGroup * SG_TM, wid.x * SG_WGN * SG_TN + lid.x % SG_WGN);
+  let colsPerGroup = SG_WGN * select(SG_TN, 1u, GLU);
+  return SgTile(p.offA + b * p.strideA, p.offB + b * p.strideB, p.offC + b * p.strideC, rowGroup * SG_TM, wid.x * colsPerGroup + lid.x % SG_WGN);
 }
 
 fn sgCol(t: SgTile, j: u32) -> u32 {
+  if (GLU) { return min(t.col0, p.N - 1u) + j * p.N; }
   return min(t.col0 + j * SG_WGN, p.N - 1u);
 }
 
@@ -152,6 +177,10 @@ fn sgRows(acc: ptr<function, SgAcc>, bv: ptr<function, SgBlock>, t: SgTile, rowO
 fn sgStore(acc: ptr<function, SgAcc>, t: SgTile, rowOff: u32, rows: u32) {
   for (var i = 0u; i < rows; i++) {
     let r = t.row0 + rowOff + i;
+    if (GLU) {
+      if (r < p.M && t.col0 < p.N) { C[t.cBase + r * p.N + t.col0] = gluValue(p.alpha * (*acc)[i][0], p.alpha * (*acc)[i][1]); }
+      continue;
+    }
     for (var j = 0u; j < SG_TN; j++) {
       let c = t.col0 + j * SG_WGN;
       if (r < p.M && c < p.N) {

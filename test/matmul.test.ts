@@ -26,11 +26,12 @@ type Case = MatmulOptions & { withBias?: boolean };
 
 async function check(M: number, N: number, K: number, o: Case, seed: number) {
   const batch = o.batch ?? 1;
-  const sA = o.strideA ?? M * K, sB = o.strideB ?? K * N, sC = o.strideC ?? M * N;
+  const bElems = K * N * (o.glu ? 2 : 1); // GLU: gate rows then up rows
+  const sA = o.strideA ?? M * K, sB = o.strideB ?? bElems, sC = o.strideC ?? M * N;
   const oA = o.offsetA ?? 0, oB = o.offsetB ?? 0, oC = o.offsetC ?? 0;
   // Operands sit inside larger buffers (offsets, strides, and a margin after) filled with data the product must not read.
   const a = randn(oA + (batch - 1) * sA + M * K + 5, seed);
-  const b = randn(oB + (batch - 1) * sB + K * N + 7, seed + 1);
+  const b = randn(oB + (batch - 1) * sB + bElems + 7, seed + 1);
   const c0 = randn(oC + (batch - 1) * sC + M * N + 3, seed + 2);
   const bias = o.withBias ? randn(N, seed + 3) : undefined;
   const ta = gpu.upload(a, [a.length]), tb = gpu.upload(b, [b.length]), tc = gpu.upload(c0, [c0.length]);
@@ -177,6 +178,67 @@ describe.skipIf(!hasSubgroups)("subgroup kernel", () => {
     expect(() => matmul(gpu, t, t, o, { M: 2, N: 2, K: 8 }, { plan: { kernel: "subgroup", tm: 2, tn: 2, vec4B: true } })).toThrow(/vec4B needs/);
     expect(() => matmul(gpu, t, t, o, { M: 2, N: 2, K: 8 }, { plan: { kernel: "subgroup", tm: 17, tn: 2, vec4B: false } })).toThrow(/outside/);
     expect(() => matmul(gpu, t, t, o, { M: 2, N: 2, K: 8 }, { plan: { kernel: "subgroup", tm: 2, tn: 2, vec4B: false, wgn: 24 } })).toThrow(/row groups of 24/);
+    gpu.release(t, o);
+  });
+});
+
+describe("GLU epilogue: C = silu(A·Gᵀ) ⊙ A·Uᵀ from a fused [2N, K] gate/up weight", () => {
+  const SIZES: [number, number, number][] = [
+    [1, 1, 1],
+    [3, 5, 7],
+    [16, 37, 24],
+    [13, 130, 33],
+    [40, 70, 64],
+  ];
+  test("the plan matmul() chooses, with alpha, offsets and batches", async () => {
+    let seed = 1000;
+    for (const [M, N, K] of SIZES) await check(M, N, K, { transB: true, glu: true }, (seed += 10));
+    await check(7, 19, 12, { transB: true, glu: true, alpha: 0.7, offsetA: 3, offsetB: 8, offsetC: 5 }, 1101);
+    await check(5, 9, 16, { transB: true, glu: true, batch: 3, strideA: 0 }, 1102);
+  });
+  test("portable kernel, every tiling", async () => {
+    let seed = 1200;
+    for (const tiling of [{ tm: 1, wgX: 64, wgY: 1 }, { tm: 4, wgX: 16, wgY: 4 }, { tm: 8, wgX: 16, wgY: 4 }, { tm: 3, wgX: 4, wgY: 16 }]) {
+      for (const [M, N, K] of SIZES) await check(M, N, K, { transB: true, glu: true, tiling }, (seed += 10));
+    }
+  });
+  test.skipIf(!hasSubgroups)("subgroup kernel: row groups, both register halves, vec4 and scalar B, k tails", async () => {
+    let seed = 1400;
+    for (const wgn of [8, 16, 32, 64]) {
+      for (const tm of [1, 5, 16]) {
+        for (const vec4B of [false, true]) {
+          const plan: MatmulPlan = { kernel: "subgroup", tm, tn: 2, vec4B, wgn };
+          await check(tm * 2 + 3, wgn + 5, vec4B ? 36 : 13, { transB: true, glu: true, plan }, (seed += 10));
+          await check(tm, Math.max(1, wgn - 3), vec4B ? 12 : 21, { transB: true, glu: true, plan }, (seed += 10));
+        }
+      }
+    }
+    // A GLU row group covers wgn output columns (not wgn·tn): 24 columns keep at least 32 lanes.
+    const p = choosePlan(gpu, { M: 16, N: 24, K: 64 }, { transB: true, glu: true });
+    expect(p.kernel === "subgroup" && p.tn === 2 && (p.wgn ?? 64) >= 24).toBe(true);
+  });
+  test.skipIf(!gpu.device.features.has("shader-f16"))("f16 B (frozen weights kept in half precision)", async () => {
+    let seed = 1600;
+    for (const [M, N, K] of SIZES.slice(1)) {
+      for (const o of [{}, { tiling: { tm: 4, wgX: 16, wgY: 4 } }, { offsetB: 6 }] as MatmulOptions[]) {
+        const oB = o.offsetB ?? 0;
+        const a = randn(M * K, (seed += 10)), half = new Float16Array(randn(oB + 2 * N * K, seed + 1));
+        const ta = gpu.upload(a, [M * K]), tb = gpu.upload(new Uint16Array(half.buffer), [half.length], "f16"), tc = gpu.empty([M * N]);
+        matmul(gpu, ta, tb, tc, { M, N, K }, { ...o, transB: true, glu: true });
+        const want = new Float32Array(M * N);
+        matmulRef(a, Float32Array.from(half), want, { M, N, K }, { transB: true, glu: true, offsetB: oB });
+        expectClose(await gpu.readF32(tc), want, forReduction("f32", K), `f16 B M=${M} N=${N} K=${K} ${JSON.stringify(o)}`);
+        gpu.release(ta, tb, tc);
+      }
+    }
+  });
+  test("bad uses are refused", () => {
+    const t = gpu.upload(new Float32Array(64), [64]);
+    const o = gpu.empty([64]);
+    expect(() => matmul(gpu, t, t, o, { M: 2, N: 2, K: 4 }, { glu: true })).toThrow(/GLU epilogue needs transB/);
+    expect(() => matmul(gpu, t, t, o, { M: 2, N: 2, K: 4 }, { transB: true, glu: true, accumulate: true })).toThrow(/GLU/);
+    expect(() => matmul(gpu, t, t, o, { M: 2, N: 2, K: 4 }, { transB: true, glu: true, bias: t })).toThrow(/GLU/);
+    if (hasSubgroups) expect(() => matmul(gpu, t, t, o, { M: 2, N: 2, K: 4 }, { transB: true, glu: true, plan: { kernel: "subgroup", tm: 2, tn: 1, vec4B: false } })).toThrow(/tn = 2/);
     gpu.release(t, o);
   });
 });

@@ -102,10 +102,8 @@ export class GenerationSession {
   constructor(readonly model: Transformer, readonly B: number, readonly capacity: number) {
     this.gpu = model.gpu;
     const F = model.Hkv * model.hd;
-    // Every layer appends the same rows: one newLen tensor serves them all.
-    const newLen = this.gpu.empty([B], "u32");
     for (let l = 0; l < model.config.numLayers; l++) {
-      this.caches.push({ k: this.gpu.zeros([B, capacity, F]), v: this.gpu.zeros([B, capacity, F]), capacity, newLen });
+      this.caches.push({ k: this.gpu.zeros([B, capacity, F]), v: this.gpu.zeros([B, capacity, F]), capacity });
     }
     this.tokens = Array.from({ length: B }, () => []);
     this.cached = new Array(B).fill(0);
@@ -117,7 +115,6 @@ export class GenerationSession {
   }
 
   release(): void {
-    if (this.caches[0]) this.gpu.release(this.caches[0].newLen);
     for (const c of this.caches) this.gpu.release(c.k, c.v);
     this.caches.length = 0;
     this.gpu.release(this.logits, this.sampled, this.sampledLogprob, this.slotIds);
@@ -332,15 +329,12 @@ export class GenerationSession {
     const whole = nb === this.B;
     const F = this.model.Hkv * this.model.hd;
     const slot = (t: Tensor) => (whole ? t : new Tensor(t.buffer, [nb, this.capacity, F], t.dtype, t.byteOffset + b0 * this.capacity * F * 4));
-    // Every layer appends the same rows: one newLen tensor serves them all.
-    const lenT = whole ? this.caches[0]!.newLen : g.empty([nb], "u32");
-    g.write(lenT, newLen);
-    const caches: LayerCache[] = whole ? this.caches : this.caches.map((c) => ({ k: slot(c.k), v: slot(c.v), capacity: this.capacity, newLen: lenT }));
+    const caches: LayerCache[] = whole ? this.caches : this.caches.map((c) => ({ k: slot(c.k), v: slot(c.v), capacity: this.capacity }));
     const logits = whole ? this.logits : g.empty([nb, this.model.V]);
     this.model.forwardCached(batch, caches, last, logits);
     if (!whole) {
       g.copyRegion(logits, 0, this.logits, b0 * this.model.V, nb * this.model.V);
-      g.release(logits, lenT);
+      g.release(logits);
     }
     g.release(batch.ids, batch.positions, batch.qStart, batch.kvLen, last);
   }

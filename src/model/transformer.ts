@@ -27,10 +27,10 @@ import { attention, attentionBackward, attentionBackwardWorkElements } from "../
 import { swiglu, swigluBackward } from "../ops/elementwise.ts";
 import { embedding, embeddingBackward, embeddingScratchSize } from "../ops/embedding.ts";
 import { logprobs, logprobsBackward, logprobsPlan, lastLogits, lastLogitsScratch } from "../ops/logprobs.ts";
-import { kvAppend } from "../ops/kvcache.ts";
+import { ropeAppend, type RopeAppendLayout, type RopeAppendNorm } from "../ops/rope_append.ts";
 import { dropout } from "../ops/dropout.ts";
 import { loadModelConfig, type ModelConfig } from "./config.ts";
-import { ParameterSet, gateUpWeight, layerTensors, outerTensors, type LayerTensors, type ParameterSetOptions } from "./weights.ts";
+import { ParameterSet, gateUpWeight, layerTensors, outerTensors, qkNormWeights, qkvProjection, type LayerTensors, type ParameterSetOptions } from "./weights.ts";
 import { LoraWeights, type LoraModule } from "./lora.ts";
 import { loraDropoutKey, type LoraDropoutPass } from "./lora_dropout.ts";
 import { isAdapterFolder } from "./peft_adapter.ts";
@@ -107,13 +107,29 @@ interface LayerActivations {
   act: Tensor; // silu(gate)·up [N, I]
 }
 
-/** One layer's KV cache as seen by a generation step: [B, capacity, Hkv·hd] keys and values. */
+/**
+ * Working tensors of a generation step's layer (forwardCached): nothing is kept for a backward, and the residual
+ * stream is updated in place.
+ */
+interface CachedActivations {
+  h: Tensor; // input_layernorm output, then post_attention_layernorm output [N, D]
+  qkv: Tensor; // the fused q/k/v projection [N, rows], or the three products one after another
+  q: Tensor; // after norm and RoPE [N, Hq·hd]; k and v go straight into the cache
+  attn: Tensor; // [N, Hq·hd]
+  lse: Tensor;
+  act: Tensor; // silu(gate)·up [N, I]
+  gate?: Tensor; // [N, I] each, when the gate/up products run separately
+  up?: Tensor;
+}
+
+/**
+ * One layer's KV cache as seen by a generation step: [B, capacity, Hkv·hd] keys and values. The step's batch says
+ * where its rows go: sequence b's cache holds qStart[b] positions, and its rows t < kvLen[b] − qStart[b] are new.
+ */
 export interface LayerCache {
   k: Tensor;
   v: Tensor;
   capacity: number;
-  /** u32 [B]: rows of this step per sequence (the batch's qStart is each sequence's cache length before it). */
-  newLen: Tensor;
 }
 
 export interface ForwardOptions {
@@ -150,6 +166,8 @@ export interface ForwardResult {
 
 /** Rows up to which a pass uses the fused gate/up products (see Transformer.fuseGateUpAt). */
 const FUSED_GATE_UP_MAX_ROWS = 64;
+/** Rows up to which a generation step uses the fused q/k/v product (see Transformer.fuseQkvAt). */
+const FUSED_QKV_MAX_ROWS = 64;
 
 export class Transformer {
   readonly D: number;
@@ -165,6 +183,11 @@ export class Transformer {
    * projections and one computes both weight gradients; the SwiGLU kernels read and write the two halves by stride.
    */
   readonly fusedGateUp: boolean;
+  /**
+   * Each layer's q_proj, k_proj and v_proj weights (and biases) are the rows of one buffer (ParameterSet), so one
+   * [N, q|k|v] matmul computes the three projections of a generation step (see fuseQkvAt).
+   */
+  readonly fusedQkv: boolean;
   private ones: Tensor | undefined;
   /** The LoRA adapter added to the projections it targets (undefined: the base model alone). */
   adapter: LoraWeights | undefined;
@@ -180,6 +203,16 @@ export class Transformer {
     // An adapter on gate_proj or up_proj adds to each half on its own: the separate products keep them apart.
     const adapted = this.activeAdapter && (this.activeAdapter.targetsModule("gate_proj") || this.activeAdapter.targetsModule("up_proj"));
     return this.fusedGateUp && N <= FUSED_GATE_UP_MAX_ROWS && !adapted;
+  }
+
+  /**
+   * Whether a generation step over N rows computes q, k and v with one fused product: decode-sized steps do, like
+   * fuseGateUpAt; an adapter on q_proj, k_proj or v_proj keeps the separate products (its terms add to each alone).
+   */
+  fuseQkvAt(N: number): boolean {
+    const a = this.activeAdapter;
+    const adapted = a && (a.targetsModule("q_proj") || a.targetsModule("k_proj") || a.targetsModule("v_proj"));
+    return this.fusedQkv && N <= FUSED_QKV_MAX_ROWS && !adapted;
   }
 
   /** The adapter in effect: attached and not switched off. */
@@ -211,6 +244,7 @@ export class Transformer {
     this.V = config.vocabSize;
     this.invFreq = gpu.upload(ropeInvFreq(config.ropeTheta, config.headDim), [config.headDim / 2]);
     this.fusedGateUp = Array.from({ length: config.numLayers }, (_, l) => gateUpWeight(layerTensors(params, l))).every((w) => w !== undefined);
+    this.fusedQkv = Array.from({ length: config.numLayers }, (_, l) => qkvProjection(layerTensors(params, l))).every((w) => w !== undefined);
   }
 
   /** Loads a model folder; `halfProjections` keeps the projection weights in f16 (frozen under LoRA; see ParameterSet). */
@@ -240,10 +274,10 @@ export class Transformer {
     W: Tensor,
     y: Tensor,
     d: { M: number; outF: number; inF: number },
-    o: { bias?: Tensor; accumulate?: boolean; drop?: LoraDropoutPass } = {},
+    o: { bias?: Tensor; accumulate?: boolean; drop?: LoraDropoutPass; offsetC?: number } = {},
   ): void {
     const g = this.gpu;
-    matmul(g, x, W, y, { M: d.M, N: d.outF, K: d.inF }, { transB: true, bias: o.bias, accumulate: o.accumulate });
+    matmul(g, x, W, y, { M: d.M, N: d.outF, K: d.inF }, { transB: true, bias: o.bias, accumulate: o.accumulate, offsetC: o.offsetC });
     const lora = this.activeAdapter;
     const ab = lora?.pair(l, m);
     if (!lora || !ab) return;
@@ -251,7 +285,7 @@ export class Transformer {
     const u = g.empty([d.M, r]);
     const xd = this.droppedInput(l, m, x, d, o.drop);
     matmul(g, xd ?? x, ab.A, u, { M: d.M, N: r, K: d.inF }, { transB: true });
-    matmul(g, u, ab.B, y, { M: d.M, N: d.outF, K: r }, { transB: true, alpha: lora.scale, accumulate: true });
+    matmul(g, u, ab.B, y, { M: d.M, N: d.outF, K: r }, { transB: true, alpha: lora.scale, accumulate: true, offsetC: o.offsetC });
     g.release(u, ...(xd ? [xd] : []));
   }
 
@@ -291,11 +325,8 @@ export class Transformer {
     for (const t of Object.values(a)) if (t) this.gpu.release(t);
   }
 
-  /**
-   * One decoder layer: x → xOut, filling the activations `a`. With a cache (generation), the new rows'
-   * keys/values are appended to it and queries attend to everything cached for their sequence.
-   */
-  private layerForward(l: number, batch: TokenBatch, x: Tensor, xOut: Tensor, a: LayerActivations, cache?: LayerCache, drop?: LoraDropoutPass): void {
+  /** One decoder layer of a whole-sequence pass (training, scoring): x → xOut, filling the activations `a`. */
+  private layerForward(l: number, batch: TokenBatch, x: Tensor, xOut: Tensor, a: LayerActivations, drop?: LoraDropoutPass): void {
     const g = this.gpu, { D, Hq, Hkv, hd, I } = this;
     const { B, T } = batch;
     const N = B * T;
@@ -310,12 +341,7 @@ export class Transformer {
       rmsnorm(g, a.kRaw!, P.kNorm!, a.k, a.rk!, { rows: N * Hkv, D: hd }, { eps });
     }
     rope(g, a.q, a.k, batch.positions, this.invFreq, { rows: N, Hq, Hkv, headDim: hd });
-    if (cache) {
-      kvAppend(g, a.k, a.v, batch.qStart, cache.newLen, cache.k, cache.v, { B, Tq: T, Tmax: cache.capacity, F: Hkv * hd });
-      attention(g, a.q, cache.k, cache.v, batch.qStart, batch.kvLen, a.attn, a.lse, { B, Tq: T, Tk: cache.capacity, Hq, Hkv, hd });
-    } else {
-      attention(g, a.q, a.k, a.v, batch.qStart, batch.kvLen, a.attn, a.lse, { B, Tq: T, Tk: T, Hq, Hkv, hd });
-    }
+    attention(g, a.q, a.k, a.v, batch.qStart, batch.kvLen, a.attn, a.lse, { B, Tq: T, Tk: T, Hq, Hkv, hd });
     g.copy(x, a.xMid);
     this.project(l, "o_proj", a.attn, P.o, a.xMid, { M: N, outF: D, inF: Hq * hd }, { bias: P.oBias, accumulate: true, drop });
     rmsnorm(g, a.xMid, P.postNorm, a.h2, a.r2, { rows: N, D }, { eps });
@@ -329,6 +355,79 @@ export class Transformer {
     }
     g.copy(a.xMid, xOut);
     this.project(l, "down_proj", a.act, P.down, xOut, { M: N, outF: D, inF: I }, { accumulate: true, drop });
+  }
+
+  private allocCached(N: number, B: number, T: number): CachedActivations {
+    const g = this.gpu, { D, Hq, Hkv, hd, I } = this;
+    const separate = !this.fuseGateUpAt(N);
+    const qkvRows = this.fuseQkvAt(N) ? qkvProjection(layerTensors(this.params, 0))!.rows : (Hq + 2 * Hkv) * hd;
+    return {
+      h: g.empty([N, D]),
+      qkv: g.empty([N * qkvRows]),
+      q: g.empty([N, Hq * hd]),
+      attn: g.empty([N, Hq * hd]),
+      lse: g.empty([B * Hq * T]),
+      act: g.empty([N, I]),
+      gate: separate ? g.empty([N, I]) : undefined,
+      up: separate ? g.empty([N, I]) : undefined,
+    };
+  }
+
+  /**
+   * One decoder layer of a generation step: the step's rows attend to everything cached for their sequence, their
+   * keys/values join the cache, and the layer's attention and MLP outputs are added to the residual stream x in
+   * place (nothing reads a layer's input again). A decode-sized step runs 8 dispatches: input norm, the fused q/k/v
+   * product, ropeAppend (q/k norm, RoPE, cache append), attention, o_proj, post-attention norm, the fused gate/up
+   * product with SwiGLU in its epilogue, and down_proj.
+   */
+  private layerCached(l: number, batch: TokenBatch, x: Tensor, a: CachedActivations, cache: LayerCache): void {
+    const g = this.gpu, { D, Hq, Hkv, hd, I } = this;
+    const { B, T } = batch;
+    const N = B * T;
+    const eps = this.config.rmsNormEps;
+    const P = layerTensors(this.params, l);
+    rmsnorm(g, x, P.inputNorm, a.h, null, { rows: N, D }, { eps });
+    let layout: RopeAppendLayout;
+    const fused = this.fuseQkvAt(N) ? qkvProjection(P) : undefined;
+    if (fused) {
+      matmul(g, a.h, fused.weight, a.qkv, { M: N, N: fused.rows, K: D }, { transB: true, bias: fused.bias });
+      layout = { q: { offset: 0, stride: fused.rows }, k: { offset: fused.k, stride: fused.rows }, v: { offset: fused.v, stride: fused.rows } };
+    } else {
+      // The three products one after another in the same buffer.
+      const kAt = N * Hq * hd, vAt = kAt + N * Hkv * hd;
+      this.project(l, "q_proj", a.h, P.q, a.qkv, { M: N, outF: Hq * hd, inF: D }, { bias: P.qBias });
+      this.project(l, "k_proj", a.h, P.k, a.qkv, { M: N, outF: Hkv * hd, inF: D }, { bias: P.kBias, offsetC: kAt });
+      this.project(l, "v_proj", a.h, P.v, a.qkv, { M: N, outF: Hkv * hd, inF: D }, { bias: P.vBias, offsetC: vAt });
+      layout = { q: { offset: 0, stride: Hq * hd }, k: { offset: kAt, stride: Hkv * hd }, v: { offset: vAt, stride: Hkv * hd } };
+    }
+    const norm = this.config.qkNorm ? this.qkNormOf(P) : undefined;
+    ropeAppend(g, a.qkv, layout, this.invFreq, batch.qStart, batch.kvLen, a.q, cache.k, cache.v, { B, T, Hq, Hkv, hd, Tmax: cache.capacity }, norm);
+    if (norm?.copy) g.release(norm.weight);
+    attention(g, a.q, cache.k, cache.v, batch.qStart, batch.kvLen, a.attn, a.lse, { B, Tq: T, Tk: cache.capacity, Hq, Hkv, hd });
+    this.project(l, "o_proj", a.attn, P.o, x, { M: N, outF: D, inF: Hq * hd }, { bias: P.oBias, accumulate: true });
+    rmsnorm(g, x, P.postNorm, a.h, null, { rows: N, D }, { eps });
+    if (!a.gate) {
+      matmul(g, a.h, gateUpWeight(P)!, a.act, { M: N, N: I, K: D }, { transB: true, glu: true });
+    } else {
+      this.project(l, "gate_proj", a.h, P.gate, a.gate, { M: N, outF: I, inF: D });
+      this.project(l, "up_proj", a.h, P.up, a.up!, { M: N, outF: I, inF: D });
+      swiglu(g, a.gate, a.up!, a.act, { rows: N, I });
+    }
+    this.project(l, "down_proj", a.act, P.down, x, { M: N, outF: D, inF: I }, { accumulate: true });
+  }
+
+  /**
+   * Qwen3's q_norm and k_norm weights as ropeAppend binds them: one tensor, a fresh copy (`copy`: the caller
+   * releases it) when they sit apart (a parameter set not laid out by ParameterSet).
+   */
+  private qkNormOf(P: LayerTensors): RopeAppendNorm & { copy: boolean } {
+    const eps = this.config.rmsNormEps;
+    const both = qkNormWeights(P);
+    if (both) return { weight: both.weight, q: 0, k: both.k, eps, copy: false };
+    const hd = this.hd, copy = this.gpu.empty([2 * hd]);
+    this.gpu.copyRegion(P.qNorm!, 0, copy, 0, hd);
+    this.gpu.copyRegion(P.kNorm!, 0, copy, hd, hd);
+    return { weight: copy, q: 0, k: hd, eps, copy: true };
   }
 
 
@@ -349,7 +448,7 @@ export class Transformer {
 
     const shareLayers = !train || !!options.checkpoint;
     const layers: LayerActivations[] = shareLayers ? [this.allocLayer(N, B, T)] : Array.from({ length: L }, () => this.allocLayer(N, B, T));
-    for (let l = 0; l < L; l++) this.layerForward(l, batch, at(l), at(l + 1), layers[shareLayers ? 0 : l]!, undefined, drop);
+    for (let l = 0; l < L; l++) this.layerForward(l, batch, at(l), at(l + 1), layers[shareLayers ? 0 : l]!, drop);
 
     const hf = g.empty([N, D]);
     const rf = g.empty([N]);
@@ -373,25 +472,26 @@ export class Transformer {
   /**
    * A generation step: the batch's rows (each sequence's new tokens, right-padded; qStart = cache length,
    * kvLen = cache length + new) go through every layer against the caches, and `logits` [B, V] receives
-   * the logits of row `lastRows[b]` of each sequence. Records GPU work only.
+   * the logits of row `lastRows[b]` of each sequence. Row t of sequence b sits at position qStart[b] + t (the
+   * batch's `positions` are not read). Records GPU work only.
    */
   forwardCached(batch: TokenBatch, caches: readonly LayerCache[], lastRows: Tensor, logits: Tensor): void {
     const g = this.gpu, { D, V } = this;
     const { B, T } = batch;
     const N = B * T;
     const outer = outerTensors(this.params);
-    const xs = [g.empty([N, D]), g.empty([N, D])];
-    embedding(g, batch.ids, outer.embed, xs[0]!, { N, V, D });
-    const a = this.allocLayer(N, B, T);
-    for (let l = 0; l < this.config.numLayers; l++) this.layerForward(l, batch, xs[l % 2]!, xs[(l + 1) % 2]!, a, caches[l]);
+    const x = g.empty([N, D]);
+    embedding(g, batch.ids, outer.embed, x, { N, V, D });
+    const a = this.allocCached(N, B, T);
+    for (let l = 0; l < this.config.numLayers; l++) this.layerCached(l, batch, x, a, caches[l]!);
     const hf = g.empty([N, D]);
-    rmsnorm(g, xs[this.config.numLayers % 2]!, outer.finalNorm, hf, null, { rows: N, D }, { eps: this.config.rmsNormEps });
+    rmsnorm(g, x, outer.finalNorm, hf, null, { rows: N, D }, { eps: this.config.rmsNormEps });
     const need = lastLogitsScratch({ B, V, D, N }, { rows: true });
     const gathered = g.empty([Math.max(1, need.gathered)]);
     const sliceScratch = need.sliceScratch > 0 ? g.empty([need.sliceScratch]) : undefined;
     lastLogits(g, hf, outer.lmHead, logits, { B, V, D, N }, { rows: lastRows, gathered, sliceScratch });
-    g.release(...xs, hf, gathered, ...(sliceScratch ? [sliceScratch] : []));
-    this.releaseLayer(a);
+    g.release(x, hf, gathered, ...(sliceScratch ? [sliceScratch] : []));
+    for (const t of Object.values(a)) if (t) g.release(t);
   }
 
   // ---- backward --------------------------------------------------------------------------------
@@ -455,7 +555,7 @@ export class Transformer {
       const x = saved.xs[l]!;
       const a = saved.layers.length === 1 ? saved.layers[0]! : saved.layers[l]!;
       // Checkpointing: the shared activations hold the last layer's; recompute every other layer from its saved input.
-      if (saved.layers.length === 1 && l < L - 1) this.layerForward(l, batch, x, saved.xs[l + 1]!, a, undefined, drop);
+      if (saved.layers.length === 1 && l < L - 1) this.layerForward(l, batch, x, saved.xs[l + 1]!, a, drop);
       const P = layerTensors(this.params, l);
       const G = full ? layerTensors(full, l) : undefined;
       this.layerBackward(l, P, G, { grads: loraGrads, drop }, a, batch, x, dx, t);

@@ -5,7 +5,7 @@
  */
 import { RecallError } from "../errors.ts";
 import type { Gpu } from "../gpu/runtime.ts";
-import { Tensor } from "../gpu/tensor.ts";
+import { Tensor, DTYPE_BYTES } from "../gpu/tensor.ts";
 import { parameterSpecs, type ModelConfig, type ParameterSpec } from "./config.ts";
 import { SafetensorsModel, writeSafetensorsModel, checkWeightsMatchConfig, type WriteDType } from "./safetensors.ts";
 import type { TensorSet } from "./tensor_set.ts";
@@ -33,11 +33,37 @@ export class ParameterSet implements TensorSet {
     const half = (name: string) => !!options.halfProjections && PROJECTION_WEIGHT.test(name);
     const alloc = (shape: readonly number[], label: string, dtype: "f32" | "f16") => (fill === "zeros" ? gpu.zeros(shape, dtype, label) : gpu.empty(shape, dtype, label));
     const fuse = gateUpFusable(gpu, config, options.halfProjections ? 2 : 4);
+    const align = gpu.limits.minStorageBufferOffsetAlignment;
     for (const s of this.specs) {
       if (this.tensors.has(s.name)) continue;
       const dtype = half(s.name) ? "f16" : "f32";
       const up = s.name.endsWith(".mlp.gate_proj.weight") ? s.name.replace(".gate_proj.", ".up_proj.") : undefined;
-      if (fuse && up) {
+      if (s.name.endsWith(".self_attn.q_proj.weight")) {
+        // q_proj, k_proj, v_proj (and their biases) as the rows of one [rows, D] weight and one [rows] bias: one
+        // matmul computes all three projections in decode (see qkvProjection). Each member starts at a row whose
+        // byte offset meets the binding alignment in the weight and in the bias, so each can also be bound alone;
+        // the rows between members are zeros (their output columns are never read).
+        const prefix = s.name.slice(0, -"q_proj.weight".length);
+        const D = s.shape[1]!;
+        const names = ["q_proj", "k_proj", "v_proj"].map((m) => `${prefix}${m}`);
+        const sizes = [config.numHeads, config.numKvHeads, config.numKvHeads].map((h) => h * config.headDim);
+        const rowBytes = config.qkvBias ? [D * DTYPE_BYTES[dtype], 4] : [D * DTYPE_BYTES[dtype]];
+        const { starts, rows } = alignedRows(sizes, rowBytes, align);
+        const padded = rows !== sizes.reduce((a, b) => a + b, 0);
+        const weight = padded ? gpu.zeros([rows, D], dtype, `${prefix}qkv_proj.weight`) : alloc([rows, D], `${prefix}qkv_proj.weight`, dtype);
+        const bias = config.qkvBias ? (padded ? gpu.zeros([rows], "f32", `${prefix}qkv_proj.bias`) : alloc([rows], `${prefix}qkv_proj.bias`, "f32")) : undefined;
+        names.forEach((n, i) => {
+          this.tensors.set(`${n}.weight`, new Tensor(weight.buffer, [sizes[i]!, D], dtype, starts[i]! * D * DTYPE_BYTES[dtype]));
+          if (bias) this.tensors.set(`${n}.bias`, new Tensor(bias.buffer, [sizes[i]!], "f32", starts[i]! * 4));
+        });
+      } else if (s.name.endsWith(".self_attn.q_norm.weight")) {
+        // q_norm then k_norm in one buffer (k_norm at the next aligned offset): the decode epilogue binds both at once.
+        const hd = s.shape[0]!;
+        const { starts, rows } = alignedRows([hd, hd], [4], align);
+        const both = rows === 2 * hd ? alloc([rows], `${s.name}+k_norm`, "f32") : gpu.zeros([rows], "f32", `${s.name}+k_norm`);
+        this.tensors.set(s.name, new Tensor(both.buffer, [hd], "f32", 0));
+        this.tensors.set(s.name.replace(".q_norm.", ".k_norm."), new Tensor(both.buffer, [hd], "f32", starts[1]! * 4));
+      } else if (fuse && up) {
         // gate_proj then up_proj in one buffer: one [2I, D] matmul computes both (see gateUpWeight); each keeps its
         // own view, name and shape for loading, saving and the optimizer.
         const [I, D] = s.shape as [number, number];
@@ -196,6 +222,60 @@ export function layerTensors(set: ParameterSet, l: number): LayerTensors {
  */
 export function gateUpFusable(gpu: Gpu, config: ModelConfig, elementBytes = 4): boolean {
   return (config.intermediateSize * config.hiddenSize * elementBytes) % gpu.limits.minStorageBufferOffsetAlignment === 0;
+}
+
+/**
+ * Starting rows of members of `sizes` rows laid one after another, each start a row whose byte offset (`rowBytes`
+ * per row, for every listed array sharing the rows) is a multiple of `align`; and the rows in all.
+ */
+export function alignedRows(sizes: readonly number[], rowBytes: readonly number[], align: number): { starts: number[]; rows: number } {
+  const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+  const step = rowBytes.reduce((s, rb) => {
+    const need = align / gcd(rb, align);
+    return (s * need) / gcd(s, need);
+  }, 1);
+  const starts: number[] = [];
+  let at = 0;
+  for (const n of sizes) {
+    at = Math.ceil(at / step) * step;
+    starts.push(at);
+    at += n;
+  }
+  return { starts, rows: at };
+}
+
+/** The fused q/k/v projection of a layer: one weight (and bias) whose output columns hold q, k and v. */
+export interface QkvProjection {
+  /** [rows, D]: q_proj's rows, then k_proj's from row `k`, v_proj's from row `v` (zero rows between). */
+  weight: Tensor;
+  bias?: Tensor;
+  k: number;
+  v: number;
+  rows: number;
+}
+
+/** The fused q/k/v weight (and bias) when the layer's q/k/v tensors sit in one buffer as ParameterSet lays them out, else undefined. */
+export function qkvProjection(t: Pick<LayerTensors, "q" | "k" | "v" | "qBias" | "kBias" | "vBias">): QkvProjection | undefined {
+  const { q, k, v } = t;
+  if (q.buffer !== k.buffer || q.buffer !== v.buffer || q.shape.length !== 2 || q.dtype !== k.dtype || q.dtype !== v.dtype) return undefined;
+  const rowBytes = q.shape[1]! * DTYPE_BYTES[q.dtype];
+  const rowK = (k.byteOffset - q.byteOffset) / rowBytes, rowV = (v.byteOffset - q.byteOffset) / rowBytes;
+  if (!Number.isInteger(rowK) || !Number.isInteger(rowV) || rowK < q.shape[0]! || rowV < rowK + k.shape[0]!) return undefined;
+  const rows = rowV + v.shape[0]!;
+  const weight = new Tensor(q.buffer, [rows, q.shape[1]!], q.dtype, q.byteOffset);
+  if (!t.qBias && !t.kBias && !t.vBias) return { weight, k: rowK, v: rowV, rows };
+  const { qBias: bq, kBias: bk, vBias: bv } = t;
+  if (!bq || !bk || !bv || bq.buffer !== bk.buffer || bq.buffer !== bv.buffer) return undefined;
+  if (bk.byteOffset - bq.byteOffset !== rowK * 4 || bv.byteOffset - bq.byteOffset !== rowV * 4) return undefined;
+  return { weight, bias: new Tensor(bq.buffer, [rows], "f32", bq.byteOffset), k: rowK, v: rowV, rows };
+}
+
+/** Qwen3's q_norm and k_norm weights as one tensor (k_norm from element `k`) when ParameterSet put them in one buffer, else undefined. */
+export function qkNormWeights(t: Pick<LayerTensors, "qNorm" | "kNorm">): { weight: Tensor; k: number } | undefined {
+  const { qNorm: q, kNorm: k } = t;
+  if (!q || !k || q.buffer !== k.buffer || k.byteOffset < q.byteOffset + q.byteLength) return undefined;
+  const at = (k.byteOffset - q.byteOffset) / 4;
+  return { weight: new Tensor(q.buffer, [at + k.numel], "f32", q.byteOffset), k: at };
 }
 
 /** The [2I, D] weight of gate_proj and up_proj together (rows 0..I−1 gate, I..2I−1 up) when they are fused, else undefined. */

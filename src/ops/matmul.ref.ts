@@ -10,18 +10,28 @@ export function matmulRef(
 ): void {
   const { M, N, K } = dims;
   const batch = o.batch ?? 1;
-  const sA = o.strideA ?? M * K, sB = o.strideB ?? K * N, sC = o.strideC ?? M * N;
+  const sA = o.strideA ?? M * K, sB = o.strideB ?? K * N * (o.glu ? 2 : 1), sC = o.strideC ?? M * N;
   const oA = o.offsetA ?? 0, oB = o.offsetB ?? 0, oC = o.offsetC ?? 0;
   for (let t = 0; t < batch; t++) {
     for (let i = 0; i < M; i++) {
       for (let j = 0; j < N; j++) {
-        let s = 0;
-        for (let k = 0; k < K; k++) {
-          const av = a[oA + t * sA + (o.transA ? k * M + i : i * K + k)]!;
-          const bv = b[oB + t * sB + (o.transB ? j * K + k : k * N + j)]!;
-          s += av * bv;
+        const dot = (col: number, width: number) => {
+          let s = 0;
+          for (let k = 0; k < K; k++) {
+            const av = a[oA + t * sA + (o.transA ? k * M + i : i * K + k)]!;
+            const bv = b[oB + t * sB + (o.transB ? col * K + k : k * width + col)]!;
+            s += av * bv;
+          }
+          return s * (o.alpha ?? 1);
+        };
+        let s: number;
+        if (o.glu) {
+          // B's rows are gate rows then up rows: silu(g)·u.
+          const g = dot(j, 2 * N), u = dot(N + j, 2 * N);
+          s = (g / (1 + Math.exp(-g))) * u;
+        } else {
+          s = dot(j, N);
         }
-        s *= o.alpha ?? 1;
         if (o.bias) s += o.bias[j]!;
         const idx = oC + t * sC + i * N + j;
         c[idx] = o.accumulate ? c[idx]! + s : s;

@@ -88,6 +88,11 @@ export interface MatmulOptions {
   plan?: MatmulPlan;
   /** C += result instead of C = result. */
   accumulate?: boolean;
+  /**
+   * SwiGLU epilogue: B (transposed) holds 2N rows, gate rows then up rows (a fused gate/up weight), and
+   * C = silu(alpha·A·B[0..N)ᵀ) ⊙ alpha·A·B[N..2N)ᵀ. Needs transB; no bias, no accumulate.
+   */
+  glu?: boolean;
   alpha?: number;
   /** Number of independent products; A, B, C hold them back to back unless a stride says otherwise. */
   batch?: number;
@@ -126,8 +131,10 @@ export function choosePlan(gpu: Gpu, dims: Dims, o: MatmulOptions = {}): MatmulP
   let tm = 1;
   while (tm < dims.M && tm < SUBGROUP_MAX_TM) tm *= 2;
   const tn = 2;
+  // A GLU lane's two column slots are a gate column and its up column: a row group spans wgn output columns.
+  const colsPerLane = o.glu ? 1 : tn;
   let wgn = SUBGROUP_WG;
-  while (wgn / 2 >= Math.max(SUBGROUP_MIN_WGN, subgroupMaxSize(gpu)) && (wgn / 2) * tn >= dims.N) wgn /= 2;
+  while (wgn / 2 >= Math.max(SUBGROUP_MIN_WGN, subgroupMaxSize(gpu)) && (wgn / 2) * colsPerLane >= dims.N) wgn /= 2;
   return { kernel: "subgroup", tm, tn, vec4B: vec4BAligned(dims, o), ...(wgn < SUBGROUP_WG ? { wgn } : {}) };
 }
 
@@ -147,16 +154,17 @@ export function matmul(gpu: Gpu, a: Tensor, b: Tensor, c: Tensor, dims: Dims, o:
   const { M, N, K } = dims;
   const batch = o.batch ?? 1;
   const strideA = o.strideA ?? M * K;
-  const strideB = o.strideB ?? K * N;
+  const strideB = o.strideB ?? K * N * (o.glu ? 2 : 1);
   const strideC = o.strideC ?? M * N;
   const need = (t: Tensor, off: number, stride: number, per: number, what: string) => {
     const last = off + (batch - 1) * stride + per;
     if (last > t.numel) throw new Error(`matmul: ${what} ${shapeString(t.shape)} too small for M=${M} N=${N} K=${K} batch=${batch}`);
   };
   need(a, o.offsetA ?? 0, strideA, M * K, "A");
-  need(b, o.offsetB ?? 0, strideB, K * N, "B");
+  need(b, o.offsetB ?? 0, strideB, K * N * (o.glu ? 2 : 1), "B");
   need(c, o.offsetC ?? 0, strideC, M * N, "C");
   if (o.bias && o.bias.numel < N) throw new Error(`matmul: bias ${shapeString(o.bias.shape)} shorter than N=${N}`);
+  if (o.glu && (!o.transB || o.bias || o.accumulate)) throw new Error("matmul: the GLU epilogue needs transB, and takes no bias or accumulate");
   const halfWeights = b.dtype === "f16";
   if (halfWeights && !gpu.device.features.has("shader-f16")) throw new Error("matmul: an f16 B needs the adapter's shader-f16 feature");
   if (a.dtype !== "f32" || c.dtype !== "f32") throw new Error(`matmul: A and C must be f32 (got ${a.dtype}, ${c.dtype})`);
@@ -167,14 +175,14 @@ export function matmul(gpu: Gpu, a: Tensor, b: Tensor, c: Tensor, dims: Dims, o:
     .bytes();
   // With no bias the slot is bound to A (read-only, never read: HAS_BIAS is false).
   const bindings = [a, b, c, o.bias ?? a];
-  const flags = { TRANS_A: !!o.transA, HAS_BIAS: !!o.bias, ACCUMULATE: !!o.accumulate };
+  const flags = { TRANS_A: !!o.transA, HAS_BIAS: !!o.bias, ACCUMULATE: !!o.accumulate, ...(o.glu ? { GLU: true } : {}) };
   if (plan.kernel === "portable") {
     gpu.dispatch({
       kernel: halfWeights ? PORTABLE_F16B : PORTABLE,
       constants: { ...flags, TRANS_B: !!o.transB, TM: plan.tm, WG_X: plan.wgX, WG_Y: plan.wgY },
       params,
       bindings,
-      workgroups: [Math.ceil(N / (4 * plan.wgX)), Math.ceil(M / (plan.tm * plan.wgY)), batch],
+      workgroups: [Math.ceil(N / ((o.glu ? 2 : 4) * plan.wgX)), Math.ceil(M / (plan.tm * plan.wgY)), batch],
     });
     return;
   }
@@ -183,6 +191,7 @@ export function matmul(gpu: Gpu, a: Tensor, b: Tensor, c: Tensor, dims: Dims, o:
     throw new Error(`matmul: subgroup plan ${plan.tm}x${plan.tn} outside 1..${SUBGROUP_MAX_TM} × 1..${SUBGROUP_MAX_TN}`);
   }
   if (plan.vec4B && !vec4BAligned(dims, o)) throw new Error("matmul: vec4B needs transB, and K, offsetB and strideB multiples of 4");
+  if (o.glu && plan.tn !== 2) throw new Error(`matmul: the GLU epilogue needs a subgroup plan with tn = 2 (a gate and an up column per lane), got ${plan.tn}`);
   const wgn = plan.wgn ?? SUBGROUP_WG;
   if (![8, 16, 32, 64].includes(wgn) || wgn < subgroupMaxSize(gpu)) {
     throw new Error(`matmul: subgroup plan row groups of ${wgn} lanes: need 8, 16, 32 or 64, and at least the adapter's ${subgroupMaxSize(gpu)}-lane subgroups`);
@@ -192,6 +201,6 @@ export function matmul(gpu: Gpu, a: Tensor, b: Tensor, c: Tensor, dims: Dims, o:
     constants: { ...flags, ...(plan.vec4B ? {} : { TRANS_B: !!o.transB }), SG_TM: plan.tm, SG_TN: plan.tn, ...(wgn === SUBGROUP_WG ? {} : { SG_WGN: wgn }) },
     params,
     bindings,
-    workgroups: [Math.ceil(N / (wgn * plan.tn)), Math.ceil(M / (plan.tm * (SUBGROUP_WG / wgn))), batch],
+    workgroups: [Math.ceil(N / (wgn * (o.glu ? 1 : plan.tn))), Math.ceil(M / (plan.tm * (SUBGROUP_WG / wgn))), batch],
   });
 }

@@ -1,0 +1,213 @@
+/**
+ * The generation step (Transformer.forwardCached): how many dispatches a decode step's layer records (≤ 8: fused
+ * q/k/v and gate/up products, RoPE fused with the cache append, SwiGLU in the gate/up epilogue, the residual
+ * updated in place), and that every way the step can run gives the training forward's log-probs: the fused
+ * products, the separate ones (prefill-sized steps, a LoRA adapter on every projection, a parameter set with each
+ * tensor in its own buffer), and the padded q/k/v layout a 256-byte binding alignment gives.
+ */
+import { beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { getGpu, type DispatchSpec, type Gpu } from "../src/gpu/runtime.ts";
+import { Transformer, makeBatch, releaseBatch } from "../src/model/transformer.ts";
+import { GenerationSession } from "../src/model/generate.ts";
+import { ParameterSet, layerTensors, qkNormWeights, qkvProjection } from "../src/model/weights.ts";
+import { LoraWeights, LORA_MODULES } from "../src/model/lora.ts";
+import { loadModelConfig } from "../src/model/config.ts";
+import { SafetensorsModel } from "../src/model/safetensors.ts";
+import { PROJECT_ROOT, expectClose, randn } from "./harness.ts";
+
+setDefaultTimeout(120_000);
+
+let gpu: Gpu;
+beforeAll(async () => {
+  gpu = await getGpu();
+});
+
+const FIXTURES = ["qwen2_gqa_tied", "qwen3_qknorm_untied", "llama_mha_untied"] as const;
+const modelDir = (name: string) => join(PROJECT_ROOT, `fixtures/golden/${name}/model`);
+const GREEDY = { temperature: 0, topP: 1, topK: 0, seed: 0 };
+
+/** Kernel names of every dispatch, and "copy" for every buffer copy or clear (each also ends a compute pass). */
+async function recordOps<T>(f: () => T | Promise<T>): Promise<{ result: T; ops: string[] }> {
+  const ops: string[] = [];
+  const g = gpu as unknown as Record<string, unknown>;
+  const wrap = (name: string, label: (...a: unknown[]) => string) => {
+    const orig = (gpu as unknown as Record<string, (...a: unknown[]) => unknown>)[name]!.bind(gpu);
+    g[name] = (...a: unknown[]) => {
+      ops.push(label(...a));
+      return orig(...a);
+    };
+  };
+  wrap("dispatch", (spec) => {
+    const k = (spec as DispatchSpec).kernel;
+    return `${typeof k.shader === "string" ? k.shader : k.shader.name}.${k.entry}`;
+  });
+  for (const name of ["copy", "copyRegion", "clear"]) wrap(name, () => "copy");
+  try {
+    return { result: await f(), ops };
+  } finally {
+    for (const name of ["dispatch", "copy", "copyRegion", "clear"]) delete g[name];
+  }
+}
+
+/** log p(seq[i] | seq[<i]) for i ≥ 1 from the cached path: a prefill of `prefill` tokens, then one token per step. */
+async function cachedLogprobs(model: Transformer, seq: number[], prefill: number, B = 1): Promise<number[]> {
+  const s = new GenerationSession(model, B, seq.length + 1);
+  // Other slots hold their own prompts, so the step is a batch.
+  s.append(Array.from({ length: B }, (_, b) => (b === 0 ? seq.slice(0, prefill) : seq.slice(0, 1 + b).reverse())));
+  const out: number[] = [];
+  for (let i = prefill; i < seq.length; i++) {
+    const l = (await s.readLogits()).subarray(0, model.V);
+    let m = -Infinity;
+    for (const v of l) m = Math.max(m, v);
+    let z = 0;
+    for (const v of l) z += Math.exp(v - m);
+    out.push(l[seq[i]!]! - m - Math.log(z));
+    s.append(Array.from({ length: B }, (_, b) => [b === 0 ? seq[i]! : seq[(i * 3 + b) % seq.length]!]));
+  }
+  s.release();
+  return out;
+}
+
+/** The training forward's log-probs of the same tokens. */
+async function forwardLogprobs(model: Transformer, seq: number[], from: number): Promise<number[]> {
+  const batch = makeBatch(gpu, [seq]);
+  const fwd = model.forward(batch);
+  const lp = await gpu.readF32(fwd.logprob);
+  gpu.release(fwd.logprob, fwd.entropy);
+  releaseBatch(gpu, batch);
+  return Array.from(lp.subarray(from - 1, seq.length - 1));
+}
+
+const sequence = (V: number, n: number) => Array.from({ length: n }, (_, t) => (t * 37 + 11) % V);
+
+describe("a decode step", () => {
+  for (const name of FIXTURES) {
+    test(`${name}: at most 8 dispatches per layer, no copies`, async () => {
+      const model = await Transformer.load(gpu, modelDir(name));
+      try {
+        expect(model.fusedQkv).toBe(true);
+        const B = 3, L = model.config.numLayers;
+        const s = new GenerationSession(model, B, 16);
+        s.append([[1, 2, 3], [4], [5, 6]]);
+        await s.sampleNext([0, 1, 2], GREEDY);
+        const { ops } = await recordOps(() => s.advance([0, 1, 2]));
+        await gpu.sync();
+        s.release();
+        // The layers' work lies between the embedding lookup and the final norm (the last norm of the step).
+        const first = ops.indexOf("embedding.embedding_forward");
+        const finalNorm = ops.findLastIndex((o) => o.startsWith("rmsnorm."));
+        expect(first).toBe(0);
+        const perLayer = ops.slice(first + 1, finalNorm);
+        expect(perLayer.filter((o) => o === "copy")).toEqual([]);
+        expect(perLayer.length).toBeLessThanOrEqual(8 * L);
+        expect(perLayer.length % L).toBe(0);
+      } finally {
+        model.params.release();
+      }
+    });
+  }
+});
+
+describe("every way a generation step runs gives the training forward's log-probs", () => {
+  for (const name of FIXTURES) {
+    test(`${name}: fused decode steps, a prefill past the fused size, separate buffers, LoRA on every projection`, async () => {
+      const model = await Transformer.load(gpu, modelDir(name));
+      const seq = sequence(model.V, 80);
+      const tol = { atol: 2e-4, rtol: 2e-4 };
+      try {
+        // Decode steps of 1 row (fused products) after a 9-token prefill (fused: 9 rows), in a batch of 4.
+        const want = await forwardLogprobs(model, seq, 9);
+        expectClose(await cachedLogprobs(model, seq, 9, 4), want, tol, "fused decode");
+        // A 70-row prefill runs the separate products (q, k, v one after another in one buffer; gate, up, swiglu).
+        expect(model.fuseQkvAt(70) || model.fuseGateUpAt(70)).toBe(false);
+        expectClose(await cachedLogprobs(model, seq, 70), want.slice(70 - 9), tol, "separate prefill");
+
+        // Every tensor in its own buffer: no fused products, and (Qwen3) the q/k norm weights copied together per step.
+        const params = new ParameterSet(gpu, model.config, "empty");
+        for (const sp of params.specs) {
+          const own = gpu.empty(sp.shape, "f32", sp.name);
+          gpu.copy(model.params.get(sp.name), own);
+          params.tensors.set(sp.name, own);
+        }
+        const apart = new Transformer(gpu, model.config, params);
+        expect(apart.fusedQkv || apart.fusedGateUp).toBe(false);
+        if (model.config.qkNorm) expect(qkNormWeights(layerTensors(params, 0))).toBeUndefined();
+        expectClose(await cachedLogprobs(apart, seq, 9, 2), want, tol, "separate buffers");
+        params.release();
+
+        // A LoRA adapter with non-zero B on every projection: the adapter's terms go into each separate product.
+        const lora = LoraWeights.init(gpu, model.config, { rank: 4, alpha: 8, targetModules: [...LORA_MODULES] }, 7);
+        lora.specs.forEach((sp, i) => {
+          if (sp.name.endsWith(".lora_B.weight")) gpu.write(lora.get(sp.name), randn(sp.shape[0]! * sp.shape[1]!, 40 + i, 0.2));
+        });
+        model.adapter = lora;
+        expect(model.fuseQkvAt(1) || model.fuseGateUpAt(1)).toBe(false);
+        const wantLora = await forwardLogprobs(model, seq, 9);
+        expect(Math.max(...wantLora.map((v, i) => Math.abs(v - want[i]!)))).toBeGreaterThan(1e-3); // the adapter matters
+        expectClose(await cachedLogprobs(model, seq, 9, 3), wantLora, tol, "LoRA decode");
+        // Switched off (the reference policy), the fused products are back.
+        await model.withoutAdapter(async () => {
+          expect(model.fuseQkvAt(1)).toBe(true);
+          expectClose(await cachedLogprobs(model, seq, 9, 2), want, tol, "adapter off");
+        });
+        model.adapter = undefined;
+        lora.release();
+      } finally {
+        model.params.release();
+      }
+    });
+  }
+
+  test("a 256-byte binding alignment pads the q/k/v rows and the q/k norms; decoding and saving are unchanged", async () => {
+    // The same adapter, reporting the alignment most discrete GPUs have (lavapipe's is 16 bytes, which needs no padding here).
+    const limits = { ...gpu.limits, minStorageBufferOffsetAlignment: 256 };
+    const aligned = new Proxy(gpu, {
+      get(target, key) {
+        if (key === "limits") return limits;
+        const v = Reflect.get(target, key, target);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    for (const name of ["qwen2_gqa_tied", "qwen3_qknorm_untied"]) {
+      const dir = modelDir(name);
+      const config = loadModelConfig(dir);
+      const plain = await Transformer.load(gpu, dir);
+      const padded = new Transformer(gpu, config, await ParameterSet.load(aligned, config, dir));
+      try {
+        const P = layerTensors(padded.params, 0);
+        const qkv = qkvProjection(P)!;
+        const { numHeads: Hq, numKvHeads: Hkv, headDim: hd } = config;
+        expect(qkv.rows).toBeGreaterThan((Hq + 2 * Hkv) * hd); // zero rows between the members
+        for (const t of [P.q, P.k, P.v, P.qBias, P.kBias, P.vBias, P.qNorm, P.kNorm]) if (t) expect(t.byteOffset % 256).toBe(0);
+        if (config.qkNorm) expect(qkNormWeights(P)!.k).toBeGreaterThan(hd);
+        const seq = sequence(config.vocabSize, 24);
+        const want = await forwardLogprobs(plain, seq, 5);
+        expectClose(await forwardLogprobs(padded, seq, 5), want, { atol: 1e-6, rtol: 1e-6 }, "training forward");
+        expectClose(await cachedLogprobs(padded, seq, 5, 3), want, { atol: 2e-4, rtol: 2e-4 }, "decode");
+        const s = [plain, padded].map((m) => new GenerationSession(m, 2, 32));
+        const runs = await Promise.all(
+          s.map(async (x) => {
+            x.append([[3, 50, 77], [9]]);
+            return (await x.generate({ maxNewTokens: 10, sampling: GREEDY })).map((r) => r!.tokens);
+          }),
+        );
+        s.forEach((x) => x.release());
+        expect(runs[1]).toEqual(runs[0]!);
+        // Saved under HF names, bit for bit as loaded.
+        const out = mkdtempSync(join(tmpdir(), "recall-padded-save-"));
+        await padded.params.save(out);
+        const src = SafetensorsModel.open(dir), dst = SafetensorsModel.open(out);
+        for (const sp of padded.params.specs) {
+          const a = src.readF32(sp.name), b = dst.readF32(sp.name);
+          expect(Buffer.from(b.buffer, b.byteOffset, b.byteLength).equals(Buffer.from(a.buffer, a.byteOffset, a.byteLength))).toBe(true);
+        }
+      } finally {
+        plain.params.release();
+        padded.params.release();
+      }
+    }
+  });
+});
