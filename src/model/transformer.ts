@@ -166,7 +166,11 @@ export interface ForwardResult {
 
 /** Rows up to which a pass uses the fused gate/up products (see Transformer.fuseGateUpAt). */
 const FUSED_GATE_UP_MAX_ROWS = 64;
-/** Rows up to which a generation step uses the fused q/k/v product (see Transformer.fuseQkvAt). */
+/**
+ * Rows up to which a generation step uses the fused q/k/v product (see Transformer.fuseQkvAt). On lavapipe the fused
+ * and separate products of the small preset's prefill sizes (64–1024 rows) timed within noise of each other (load
+ * 4.4), so larger steps keep the separate products, as gate/up does.
+ */
 const FUSED_QKV_MAX_ROWS = 64;
 
 export class Transformer {
