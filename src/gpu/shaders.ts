@@ -11,12 +11,11 @@ import rmsnorm from "../../shaders/rmsnorm.wgsl" with { type: "text" };
 import elementwise from "../../shaders/elementwise.wgsl" with { type: "text" };
 import attention from "../../shaders/attention.wgsl" with { type: "text" };
 import logprobs from "../../shaders/logprobs.wgsl" with { type: "text" };
-import kvcache from "../../shaders/kvcache.wgsl" with { type: "text" };
 import dropout from "../../shaders/dropout.wgsl" with { type: "text" };
 import rope_append from "../../shaders/rope_append.wgsl" with { type: "text" };
 import type { Gpu } from "./runtime.ts";
 
-export const SHADERS = { matmul, attention, logprobs, elementwise, rmsnorm, rope, embedding, kvcache, adamw, sampling, dropout, rope_append } as const;
+export const SHADERS = { matmul, attention, logprobs, elementwise, rmsnorm, rope, embedding, adamw, sampling, dropout, rope_append } as const;
 export type ShaderName = keyof typeof SHADERS;
 
 // A family with subgroup kernels keeps them below this line: they need `enable subgroups;`, which an adapter
