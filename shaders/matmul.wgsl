@@ -138,6 +138,9 @@ const SG_KB = 8u; // k per block: one per lane of an 8-lane group
 // B as vec4 along k (transposed B only): two loads per column per block instead of eight. Bound to
 // the same slot as B; an entry point uses one or the other.
 @group(0) @binding(2) var<storage, read> B4: array<vec4f>;
+// A as vec4 (plans with vec4A): four k (not transposed) or four rows (transposed) per load. Bound to A's slot;
+// an entry point uses one or the other.
+@group(0) @binding(1) var<storage, read> A4: array<vec4f>;
 
 alias SgAcc = array<array<f32, SG_MAX_TN>, SG_HALF>;
 alias SgBlock = array<array<f32, SG_KB>, SG_MAX_TN>;
@@ -256,4 +259,105 @@ fn matmul_sg_b4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id)
   }
   sgStore(&acc0, t, 0u, lo);
   if (hi > 0u) { sgStore(&acc1, t, SG_HALF, hi); }
+}
+
+// ---- A read as vec4 (matmul_sg_a4, matmul_sg_a4b4) ----
+// A lane's scalar A loads were SG_TM load statements per block; as vec4 they are SG_TM / 4 (two per half-tile), and
+// the broadcasts move the same number of values. Not transposed (A is M×K): needs K, offA and strideA multiples of 4;
+// lane lk loads row lk of a half-tile, k0..k0+7 as two vec4, and row i's block is what lane i loaded. Transposed
+// (A is K×M): needs M, offA, strideA and SG_TM multiples of 4; lane lk loads k0 + lk of the half-tile's rows as
+// two vec4 of four rows, and rows 4q..4q+3 at k0 + kk are what lane kk loaded in its q-th vec4.
+alias SgA4 = array<vec4f, 2>;
+
+fn sgBcast8(x: vec4f) -> array<vec4f, SG_KB> {
+  return array<vec4f, SG_KB>(subgroupBroadcast(x, 0u), subgroupBroadcast(x, 1u), subgroupBroadcast(x, 2u), subgroupBroadcast(x, 3u),
+                             subgroupBroadcast(x, 4u), subgroupBroadcast(x, 5u), subgroupBroadcast(x, 6u), subgroupBroadcast(x, 7u));
+}
+
+// Rows past M are clamped (not stored); past K the values read as 0 (the hi load may then land beyond the
+// matrix, which bounds clamping keeps inside the binding, and its value is discarded).
+fn sgLoadA4(t: SgTile, rowOff: u32, k0: u32, lk: u32) -> SgA4 {
+  let base = (t.aBase + min(t.row0 + rowOff + lk, p.M - 1u) * p.K + k0) / 4u;
+  return SgA4(A4[base], select(vec4f(0.0), A4[base + 1u], k0 + 4u < p.K));
+}
+
+fn sgLoadA4T(t: SgTile, rowOff: u32, rows: u32, k0: u32, lk: u32) -> SgA4 {
+  let k = k0 + lk;
+  var a: SgA4;
+  for (var q = 0u; q < (rows + 3u) / 4u; q++) {
+    let r = min(t.row0 + rowOff + 4u * q, p.M - 4u);
+    a[q] = select(vec4f(0.0), A4[(t.aBase + k * p.M + r) / 4u], k < p.K);
+  }
+  return a;
+}
+
+fn sgRowsA4(acc: ptr<function, SgAcc>, bv: ptr<function, SgBlock>, a: SgA4, rows: u32) {
+  let lo = sgBcast8(a[0]);
+  let hi = sgBcast8(a[1]);
+  for (var i = 0u; i < rows; i++) {
+    for (var kk = 0u; kk < 4u; kk++) {
+      for (var j = 0u; j < SG_TN; j++) { (*acc)[i][j] = fma(lo[i][kk], (*bv)[j][kk], (*acc)[i][j]); }
+    }
+    for (var kk = 0u; kk < 4u; kk++) {
+      for (var j = 0u; j < SG_TN; j++) { (*acc)[i][j] = fma(hi[i][kk], (*bv)[j][kk + 4u], (*acc)[i][j]); }
+    }
+  }
+}
+
+fn sgRowsA4T(acc: ptr<function, SgAcc>, bv: ptr<function, SgBlock>, a: SgA4, rows: u32) {
+  for (var q = 0u; q < (rows + 3u) / 4u; q++) {
+    let s = sgBcast8(a[q]);
+    for (var c = 0u; c < 4u; c++) {
+      for (var kk = 0u; kk < SG_KB; kk++) {
+        for (var j = 0u; j < SG_TN; j++) { (*acc)[4u * q + c][j] = fma(s[kk][c], (*bv)[j][kk], (*acc)[4u * q + c][j]); }
+      }
+    }
+  }
+}
+
+// One block of SG_KB k for both register halves, A read as vec4.
+fn sgStepA4(acc0: ptr<function, SgAcc>, acc1: ptr<function, SgAcc>, bv: ptr<function, SgBlock>, t: SgTile, k0: u32, lk: u32) {
+  let lo = min(SG_TM, SG_HALF);
+  let hi = SG_TM - lo;
+  if (TRANS_A) {
+    sgRowsA4T(acc0, bv, sgLoadA4T(t, 0u, lo, k0, lk), lo);
+    if (hi > 0u) { sgRowsA4T(acc1, bv, sgLoadA4T(t, SG_HALF, hi, k0, lk), hi); }
+  } else {
+    sgRowsA4(acc0, bv, sgLoadA4(t, 0u, k0, lk), lo);
+    if (hi > 0u) { sgRowsA4(acc1, bv, sgLoadA4(t, SG_HALF, k0, lk), hi); }
+  }
+}
+
+// A as vec4, scalar loads of B (any TRANS_B, any K tail handled as in matmul_sg).
+@compute @workgroup_size(SG_WG, 1, 1)
+fn matmul_sg_a4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(subgroup_invocation_id) lane: u32) {
+  let t = sgTile(wid, lid);
+  var acc0: SgAcc;
+  var acc1: SgAcc;
+  var bv: SgBlock;
+  let lk = lane % SG_KB;
+  for (var k0 = 0u; k0 < p.K; k0 += SG_KB) {
+    sgLoadB(&bv, t, k0);
+    sgStepA4(&acc0, &acc1, &bv, t, k0, lk);
+  }
+  let lo = min(SG_TM, SG_HALF);
+  sgStore(&acc0, t, 0u, lo);
+  if (SG_TM > lo) { sgStore(&acc1, t, SG_HALF, SG_TM - lo); }
+}
+
+// A and B both as vec4.
+@compute @workgroup_size(SG_WG, 1, 1)
+fn matmul_sg_a4b4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(subgroup_invocation_id) lane: u32) {
+  let t = sgTile(wid, lid);
+  var acc0: SgAcc;
+  var acc1: SgAcc;
+  var bv: SgBlock;
+  let lk = lane % SG_KB;
+  for (var k0 = 0u; k0 < p.K; k0 += SG_KB) {
+    sgLoadB4(&bv, t, k0);
+    sgStepA4(&acc0, &acc1, &bv, t, k0, lk);
+  }
+  let lo = min(SG_TM, SG_HALF);
+  sgStore(&acc0, t, 0u, lo);
+  if (SG_TM > lo) { sgStore(&acc1, t, SG_HALF, SG_TM - lo); }
 }

@@ -1,7 +1,7 @@
 import { describe, test, expect, setDefaultTimeout } from "bun:test";
 import { getGpu } from "../src/gpu/runtime.ts";
 import { subgroupKernelsSupported } from "../src/gpu/shaders.ts";
-import { matmul, choosePlan, vec4BAligned, type MatmulOptions, type MatmulPlan } from "../src/ops/matmul.ts";
+import { matmul, choosePlan, vec4AAligned, vec4BAligned, type MatmulOptions, type MatmulPlan } from "../src/ops/matmul.ts";
 import { matmulRef } from "../src/ops/matmul.ref.ts";
 import { randn, rng, expectClose, forReduction } from "./harness.ts";
 
@@ -33,6 +33,10 @@ async function check(M: number, N: number, K: number, o: Case, seed: number) {
   const a = randn(oA + (batch - 1) * sA + M * K + 5, seed);
   const b = randn(oB + (batch - 1) * sB + bElems + 7, seed + 1);
   const c0 = randn(oC + (batch - 1) * sC + M * N + 3, seed + 2);
+  // NaN after the last product's operands: a kernel must not let a value it reads past the matrix (k past K, loads
+  // clamped into the binding) reach the result, even multiplied by 0.
+  a.fill(NaN, oA + (batch - 1) * sA + M * K);
+  b.fill(NaN, oB + (batch - 1) * sB + bElems);
   const bias = o.withBias ? randn(N, seed + 3) : undefined;
   const ta = gpu.upload(a, [a.length]), tb = gpu.upload(b, [b.length]), tc = gpu.upload(c0, [c0.length]);
   const tbias = bias ? gpu.upload(bias, [N]) : undefined;
@@ -96,18 +100,56 @@ describe("portable kernel", () => {
 
 describe.skipIf(!hasSubgroups)("subgroup kernel", () => {
   test("choosePlan: subgroup kernel, rows per tile track M, vec4 B only when aligned", () => {
-    expect(choosePlan(gpu, { M: 128, N: 896, K: 896 }, { transB: true })).toEqual({ kernel: "subgroup", tm: 16, tn: 2, vec4B: true });
-    expect(choosePlan(gpu, { M: 3, N: 896, K: 896 }, { transB: true })).toEqual({ kernel: "subgroup", tm: 4, tn: 2, vec4B: true });
-    expect(choosePlan(gpu, { M: 1, N: 896, K: 896 }, { transB: true, offsetB: 2 })).toEqual({ kernel: "subgroup", tm: 1, tn: 2, vec4B: false });
+    expect(choosePlan(gpu, { M: 128, N: 896, K: 896 }, { transB: true })).toEqual({ kernel: "subgroup", tm: 16, tn: 2, vec4B: true, vec4A: true });
+    expect(choosePlan(gpu, { M: 3, N: 896, K: 896 }, { transB: true })).toEqual({ kernel: "subgroup", tm: 4, tn: 2, vec4B: true, vec4A: true });
+    expect(choosePlan(gpu, { M: 1, N: 896, K: 896 }, { transB: true, offsetB: 2, offsetA: 6 })).toEqual({ kernel: "subgroup", tm: 1, tn: 2, vec4B: false });
     expect(choosePlan(gpu, { M: 40, N: 896, K: 898 }, { transB: true })).toMatchObject({ vec4B: false });
     expect(choosePlan(gpu, { M: 40, N: 896, K: 896 }, {})).toMatchObject({ vec4B: false });
     expect(choosePlan(gpu, { M: 8, N: 8, K: 8 }, { transB: true, batch: 2, strideB: 66 })).toMatchObject({ vec4B: false });
     expect(choosePlan(gpu, { M: 8, N: 8, K: 8 }, { tiling: { tm: 2, wgX: 8, wgY: 8 } })).toEqual({ kernel: "portable", tm: 2, wgX: 8, wgY: 8 });
     // Narrow products split the workgroup into row groups (lavapipe's subgroups are 8 lanes).
-    expect(choosePlan(gpu, { M: 3568, N: 64, K: 128 }, {})).toEqual({ kernel: "subgroup", tm: 16, tn: 2, vec4B: false, wgn: 32 });
-    expect(choosePlan(gpu, { M: 3568, N: 32, K: 64 }, { transB: true })).toEqual({ kernel: "subgroup", tm: 16, tn: 2, vec4B: true, wgn: 16 });
+    expect(choosePlan(gpu, { M: 3568, N: 64, K: 128 }, {})).toEqual({ kernel: "subgroup", tm: 16, tn: 2, vec4B: false, vec4A: true, wgn: 32 });
+    expect(choosePlan(gpu, { M: 3568, N: 32, K: 64 }, { transB: true })).toEqual({ kernel: "subgroup", tm: 16, tn: 2, vec4B: true, vec4A: true, wgn: 16 });
     expect(choosePlan(gpu, { M: 64, N: 5, K: 64 }, { transA: true })).toMatchObject({ wgn: 8 });
     expect(choosePlan(gpu, { M: 64, N: 129, K: 64 }, {})).not.toHaveProperty("wgn");
+  });
+
+  test("choosePlan: vec4 A only when aligned (k for A, rows for Aᵀ)", () => {
+    expect(choosePlan(gpu, { M: 1024, N: 384, K: 2048 }, { transA: true })).toMatchObject({ tm: 16, vec4A: true });
+    expect(choosePlan(gpu, { M: 4, N: 384, K: 30 }, { transA: true })).toMatchObject({ tm: 4, vec4A: true });
+    expect(choosePlan(gpu, { M: 2, N: 384, K: 32 }, { transA: true })).not.toHaveProperty("vec4A"); // M % 4 and tm % 4
+    expect(choosePlan(gpu, { M: 1026, N: 384, K: 2048 }, { transA: true })).not.toHaveProperty("vec4A");
+    expect(choosePlan(gpu, { M: 40, N: 64, K: 30 }, {})).not.toHaveProperty("vec4A");
+    expect(choosePlan(gpu, { M: 40, N: 64, K: 32 }, { offsetA: 2 })).not.toHaveProperty("vec4A");
+    expect(choosePlan(gpu, { M: 40, N: 64, K: 32 }, { batch: 2, strideA: 40 * 32 + 2 })).not.toHaveProperty("vec4A");
+    expect(choosePlan(gpu, { M: 40, N: 64, K: 32 }, { batch: 2, strideA: 0, offsetA: 8 })).toMatchObject({ vec4A: true });
+    expect(vec4AAligned({ M: 8, N: 8, K: 8 }, { transA: true }, 2)).toBe(false); // a 2-row tile can start mid-vec4
+  });
+
+  test("vec4 A: both transposes, scalar and vec4 B, tiles of every height, row groups, k tails, odd N", async () => {
+    let seed = 2000;
+    for (const transA of [false, true]) {
+      // Transposed A needs tm % 4 == 0 (its vec4 run along rows); rows past M are still clamped in the last tile.
+      for (const tm of transA ? [4, 12, 16] : [1, 5, 16]) {
+        for (const [tn, wgn] of [[2, 64], tm === 16 ? [3, 16] : [1, 8]] as const) {
+          const plan: MatmulPlan = { kernel: "subgroup", tm, tn, vec4B: false, vec4A: true, wgn };
+          const M = transA ? 4 * (tm + 3) : 2 * tm + 3; // not a whole number of tiles
+          for (const K of transA ? [5, 16, 27] : [4, 12, 40]) {
+            await check(M, wgn * tn + 5, K, { transA, plan }, (seed += 10));
+          }
+          await check(M, 29, transA ? 13 : 20, { transA, transB: true, withBias: true, accumulate: true, alpha: -0.7, plan }, (seed += 10));
+          if (tn !== 3) await check(M, 37, 36, { transA, transB: true, plan: { ...plan, vec4B: true } }, (seed += 10));
+        }
+      }
+    }
+  });
+
+  test("vec4 A: batched with offsets and strides (multiples of 4), broadcast A", async () => {
+    const plan: MatmulPlan = { kernel: "subgroup", tm: 16, tn: 2, vec4B: false, vec4A: true };
+    await check(21, 70, 28, { batch: 3, offsetA: 8, strideA: 21 * 28 + 12, offsetB: 3, offsetC: 5, strideC: 21 * 70 + 1, plan }, 2101);
+    await check(20, 70, 19, { batch: 2, transA: true, accumulate: true, offsetA: 4, strideA: 20 * 19 + 4, plan }, 2102);
+    await check(24, 33, 44, { batch: 3, transB: true, strideA: 0, offsetA: 12, offsetB: 8, strideB: 33 * 44 + 4, plan: { ...plan, vec4B: true, tm: 8 } }, 2103);
+    await check(28, 9, 17, { batch: 2, transA: true, transB: true, strideA: 0, offsetA: 4, plan: { ...plan, tm: 12, wgn: 8 } }, 2104);
   });
 
   test("row groups (wgn 8/16/32): rows past M in the last group, columns past N, both transposes, vec4 B", async () => {
@@ -142,12 +184,35 @@ describe.skipIf(!hasSubgroups)("subgroup kernel", () => {
     await check(9, 300, 64, { transB: true, withBias: true, accumulate: true, alpha: -0.5, offsetA: 1, offsetB: 12, offsetC: 3, plan }, 630);
   });
 
+  test.skipIf(!gpu.device.features.has("shader-f16"))("vec4 A with an f16 B (scalar and vec4), both transposes, GLU", async () => {
+    let seed = 2200;
+    const cases: [number, number, number, Case][] = [
+      [13, 70, 20, { plan: { kernel: "subgroup", tm: 16, tn: 2, vec4B: false, vec4A: true } }],
+      [12, 70, 21, { transA: true, accumulate: true, plan: { kernel: "subgroup", tm: 8, tn: 2, vec4B: false, vec4A: true } }],
+      [13, 70, 36, { transB: true, withBias: true, offsetB: 4, plan: { kernel: "subgroup", tm: 5, tn: 2, vec4B: true, vec4A: true } }],
+      [16, 37, 28, { transA: true, transB: true, plan: { kernel: "subgroup", tm: 12, tn: 2, vec4B: true, vec4A: true, wgn: 8 } }],
+      [9, 19, 12, { transB: true, glu: true, offsetA: 4, plan: { kernel: "subgroup", tm: 16, tn: 2, vec4B: true, vec4A: true } }],
+    ];
+    for (const [M, N, K, o] of cases) {
+      const oA = o.offsetA ?? 0, oB = o.offsetB ?? 0, bElems = K * N * (o.glu ? 2 : 1);
+      const a = randn(oA + M * K, (seed += 10)), half = new Float16Array(randn(oB + bElems, seed + 1)), c0 = randn(M * N, seed + 2);
+      const bias = o.withBias ? randn(N, seed + 3) : undefined;
+      const ta = gpu.upload(a, [a.length]), tb = gpu.upload(new Uint16Array(half.buffer), [half.length], "f16"), tc = gpu.upload(c0, [M * N]);
+      const tbias = bias ? gpu.upload(bias, [N]) : undefined;
+      matmul(gpu, ta, tb, tc, { M, N, K }, { ...o, bias: tbias });
+      const want = c0.slice();
+      matmulRef(a, Float32Array.from(half), want, { M, N, K }, { ...o, bias });
+      expectClose(await gpu.readF32(tc), want, forReduction("f32", K), `f16 B M=${M} N=${N} K=${K} ${JSON.stringify({ ...o, bias: undefined })}`);
+      gpu.release(ta, tb, tc, ...(tbias ? [tbias] : []));
+    }
+  });
+
   test("randomized against the reference: shapes, flags, batches, strides, offsets, plans", async () => {
     const r = rng(2024);
     const int = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
-    for (let i = 0; i < 12; i++) {
-      const M = pick([1, 2, 4, int(1, 40)]), N = pick([int(1, 20), int(60, 200)]), K = pick([int(1, 12), int(13, 140), 4 * int(1, 30)]);
+    for (let i = 0; i < 20; i++) {
+      const M = pick([1, 2, 4, int(1, 40), 4 * int(1, 10)]), N = pick([int(1, 20), int(60, 200)]), K = pick([int(1, 12), int(13, 140), 4 * int(1, 30)]);
       const batch = pick([1, 1, 2, 3]);
       const o: Case = {
         transA: r() < 0.5,
@@ -156,17 +221,21 @@ describe.skipIf(!hasSubgroups)("subgroup kernel", () => {
         accumulate: r() < 0.3,
         alpha: r() < 0.3 ? 1.5 : undefined,
         batch,
-        offsetA: pick([0, 0, int(1, 9)]),
+        offsetA: pick([0, 0, 4 * int(1, 3), int(1, 9)]),
         offsetB: pick([0, 4 * int(1, 4), int(1, 9)]),
         offsetC: pick([0, int(1, 9)]),
       };
       if (batch > 1) {
-        o.strideA = pick([M * K, M * K + int(1, 8), 0]);
+        o.strideA = pick([M * K, M * K + int(1, 8), M * K + 4 * int(1, 2), 0]);
         o.strideB = pick([K * N, K * N + 4 * int(1, 3), 0]);
         o.strideC = M * N + pick([0, int(1, 5)]);
       }
-      // Half the cases take matmul()'s own plan; the rest a random subgroup tiling (vec4 B when the shape allows it).
-      if (r() < 0.5) o.plan = { kernel: "subgroup", tm: pick([1, 2, 5, 11, 16]), tn: pick([1, 2]), vec4B: vec4BAligned({ M, N, K }, o) && r() < 0.8, wgn: pick([8, 16, 32, 64]) };
+      // Half the cases take matmul()'s own plan; the rest a random subgroup tiling (vec4 A and B when the shape allows it).
+      if (r() < 0.5) {
+        const tm = pick([1, 2, 4, 5, 11, 12, 16]);
+        const vec4A = vec4AAligned({ M, N, K }, o, tm) && r() < 0.8;
+        o.plan = { kernel: "subgroup", tm, tn: pick([1, 2]), vec4B: vec4BAligned({ M, N, K }, o) && r() < 0.8, ...(vec4A ? { vec4A } : {}), wgn: pick([8, 16, 32, 64]) };
+      }
       await check(M, N, K, o, 700 + 10 * i);
     }
   });
@@ -177,6 +246,9 @@ describe.skipIf(!hasSubgroups)("subgroup kernel", () => {
     expect(() => matmul(gpu, t, t, o, { M: 2, N: 2, K: 6 }, { transB: true, plan: { kernel: "subgroup", tm: 2, tn: 2, vec4B: true } })).toThrow(/vec4B needs/);
     expect(() => matmul(gpu, t, t, o, { M: 2, N: 2, K: 8 }, { plan: { kernel: "subgroup", tm: 2, tn: 2, vec4B: true } })).toThrow(/vec4B needs/);
     expect(() => matmul(gpu, t, t, o, { M: 2, N: 2, K: 8 }, { plan: { kernel: "subgroup", tm: 17, tn: 2, vec4B: false } })).toThrow(/outside/);
+    expect(() => matmul(gpu, t, t, o, { M: 2, N: 2, K: 6 }, { plan: { kernel: "subgroup", tm: 2, tn: 2, vec4B: false, vec4A: true } })).toThrow(/vec4A needs/);
+    expect(() => matmul(gpu, t, t, o, { M: 2, N: 2, K: 8 }, { offsetA: 2, plan: { kernel: "subgroup", tm: 2, tn: 2, vec4B: false, vec4A: true } })).toThrow(/vec4A needs/);
+    expect(() => matmul(gpu, t, t, o, { M: 4, N: 2, K: 8 }, { transA: true, plan: { kernel: "subgroup", tm: 2, tn: 2, vec4B: false, vec4A: true } })).toThrow(/vec4A needs/);
     expect(() => matmul(gpu, t, t, o, { M: 2, N: 2, K: 8 }, { plan: { kernel: "subgroup", tm: 2, tn: 2, vec4B: false, wgn: 24 } })).toThrow(/row groups of 24/);
     gpu.release(t, o);
   });
@@ -207,7 +279,8 @@ describe("GLU epilogue: C = silu(A·Gᵀ) ⊙ A·Uᵀ from a fused [2N, K] gate/
     for (const wgn of [8, 16, 32, 64]) {
       for (const tm of [1, 5, 16]) {
         for (const vec4B of [false, true]) {
-          const plan: MatmulPlan = { kernel: "subgroup", tm, tn: 2, vec4B, wgn };
+          // vec4 A rides along with vec4 B here (K a multiple of 4); scalar A with scalar B.
+          const plan: MatmulPlan = { kernel: "subgroup", tm, tn: 2, vec4B, ...(vec4B ? { vec4A: true } : {}), wgn };
           await check(tm * 2 + 3, wgn + 5, vec4B ? 36 : 13, { transB: true, glu: true, plan }, (seed += 10));
           await check(tm, Math.max(1, wgn - 3), vec4B ? 12 : 21, { transB: true, glu: true, plan }, (seed += 10));
         }

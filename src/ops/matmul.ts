@@ -43,6 +43,10 @@ const SUBGROUP_B4: Kernel = { ...SUBGROUP, entry: "matmul_sg_b4" };
 const PORTABLE_F16B: Kernel = { ...PORTABLE, shader: { name: "matmul-portable-f16b", code: halfB(PORTABLE_SOURCE) } };
 const SUBGROUP_F16B: Kernel = { ...SUBGROUP, shader: { name: "matmul-subgroups-f16b", code: halfB(SUBGROUP_SOURCE) } };
 const SUBGROUP_B4_F16B: Kernel = { ...SUBGROUP_F16B, entry: "matmul_sg_b4" };
+const SUBGROUP_A4: Kernel = { ...SUBGROUP, entry: "matmul_sg_a4" };
+const SUBGROUP_A4B4: Kernel = { ...SUBGROUP, entry: "matmul_sg_a4b4" };
+const SUBGROUP_A4_F16B: Kernel = { ...SUBGROUP_F16B, entry: "matmul_sg_a4" };
+const SUBGROUP_A4B4_F16B: Kernel = { ...SUBGROUP_F16B, entry: "matmul_sg_a4b4" };
 
 /** Register/workgroup tiling of the portable kernel (WGSL overrides). */
 export interface MatmulTiling {
@@ -55,10 +59,13 @@ export interface MatmulTiling {
  * The kernel a product runs with. `subgroup`: each subgroup of a 64-invocation workgroup owns `tm`
  * rows (1..16) and each invocation `tn` columns (1..4); the workgroup's lanes form 64/`wgn` row groups of `wgn`
  * lanes across the columns (wgn 64, 32, 16 or 8, at least the subgroup size; default 64); `vec4B` reads a
- * transposed B four k at a time (needs transB, K, offsetB and — when batched — strideB multiples of 4).
+ * transposed B four k at a time (needs transB, K, offsetB and — when batched — strideB multiples of 4); `vec4A` reads
+ * A four k (not transposed) or four rows (transposed) at a time (see vec4AAligned).
  * `portable`: see MatmulTiling.
  */
-export type MatmulPlan = ({ kernel: "portable" } & MatmulTiling) | { kernel: "subgroup"; tm: number; tn: number; vec4B: boolean; wgn?: number };
+export type MatmulPlan =
+  | ({ kernel: "portable" } & MatmulTiling)
+  | { kernel: "subgroup"; tm: number; tn: number; vec4B: boolean; vec4A?: boolean; wgn?: number };
 
 export const SUBGROUP_MAX_TM = 16;
 export const SUBGROUP_MAX_TN = 4;
@@ -115,6 +122,18 @@ export function vec4BAligned(dims: Dims, o: MatmulOptions): boolean {
 }
 
 /**
+ * Whether A can be read as vec4 with `tm` rows per tile: along k when not transposed (K a multiple of 4), along rows
+ * when transposed (M and tm multiples of 4, so a tile's rows start on a vec4); and offsetA and (batched) strideA
+ * multiples of 4.
+ */
+export function vec4AAligned(dims: Dims, o: MatmulOptions, tm: number): boolean {
+  const batch = o.batch ?? 1;
+  const strideA = o.strideA ?? dims.M * dims.K;
+  const along = o.transA ? dims.M % 4 === 0 && tm % 4 === 0 : dims.K % 4 === 0;
+  return along && (o.offsetA ?? 0) % 4 === 0 && (batch === 1 || strideA % 4 === 0);
+}
+
+/**
  * The plan matmul() uses when none is given. On the subgroup kernel (measured on lavapipe with bench/matmul.ts
  * --sweep): 16 rows × 2 columns per lane for training-sized products (1.1–1.5× over 8 rows; 4 columns with 8+ rows
  * is 3–4× slower: the loops no longer unroll); with fewer rows, the next power of two ≥ M (every B element a lane
@@ -123,6 +142,8 @@ export function vec4BAligned(dims: Dims, o: MatmulOptions): boolean {
  * and up to 25% slower at N = 384 (fewer workgroups to spread over the cores). A product narrower than 128 columns
  * splits the workgroup into row groups as narrow as the subgroup allows (wgn), instead of leaving lanes past N idle:
  * on the demo model (B=16, T≈214) its N = 64 and 32 products ran up to 2.6× faster (most ~2×), its SFT step ~24%.
+ * A is read as vec4 whenever aligned (vec4AAligned): on the `small` preset's training products (B=16, T=128) 1.2–2.0×
+ * per product, its training step ~1.4× (bench/model.ts).
  */
 export function choosePlan(gpu: Gpu, dims: Dims, o: MatmulOptions = {}): MatmulPlan {
   if (o.plan) return o.plan;
@@ -135,7 +156,8 @@ export function choosePlan(gpu: Gpu, dims: Dims, o: MatmulOptions = {}): MatmulP
   const colsPerLane = o.glu ? 1 : tn;
   let wgn = SUBGROUP_WG;
   while (wgn / 2 >= Math.max(SUBGROUP_MIN_WGN, subgroupMaxSize(gpu)) && (wgn / 2) * colsPerLane >= dims.N) wgn /= 2;
-  return { kernel: "subgroup", tm, tn, vec4B: vec4BAligned(dims, o), ...(wgn < SUBGROUP_WG ? { wgn } : {}) };
+  const vec4A = vec4AAligned(dims, o, tm);
+  return { kernel: "subgroup", tm, tn, vec4B: vec4BAligned(dims, o), ...(vec4A ? { vec4A } : {}), ...(wgn < SUBGROUP_WG ? { wgn } : {}) };
 }
 
 /** The adapter's widest subgroup (64 when it does not say): a row group must hold whole subgroups. */
@@ -146,7 +168,7 @@ function subgroupMaxSize(gpu: Gpu): number {
 
 /** A short name for a plan (benchmarks, logs). */
 export function planName(p: MatmulPlan): string {
-  return p.kernel === "portable" ? `portable tm${p.tm} ${p.wgX}x${p.wgY}` : `subgroup ${p.tm}x${p.tn}${p.vec4B ? " b4" : ""}${p.wgn ? ` wgn${p.wgn}` : ""}`;
+  return p.kernel === "portable" ? `portable tm${p.tm} ${p.wgX}x${p.wgY}` : `subgroup ${p.tm}x${p.tn}${p.vec4A ? " a4" : ""}${p.vec4B ? " b4" : ""}${p.wgn ? ` wgn${p.wgn}` : ""}`;
 }
 
 /** C = alpha · op(A)·op(B) (+ bias) (+ C). Shapes: op(A) is M×K, op(B) is K×N, C is M×N. B may be f16 (frozen weights). */
@@ -191,16 +213,25 @@ export function matmul(gpu: Gpu, a: Tensor, b: Tensor, c: Tensor, dims: Dims, o:
     throw new Error(`matmul: subgroup plan ${plan.tm}x${plan.tn} outside 1..${SUBGROUP_MAX_TM} × 1..${SUBGROUP_MAX_TN}`);
   }
   if (plan.vec4B && !vec4BAligned(dims, o)) throw new Error("matmul: vec4B needs transB, and K, offsetB and strideB multiples of 4");
+  if (plan.vec4A && !vec4AAligned(dims, o, plan.tm)) {
+    throw new Error("matmul: vec4A needs offsetA and strideA multiples of 4, and K (or with transA, M and tm) multiples of 4");
+  }
   if (o.glu && plan.tn !== 2) throw new Error(`matmul: the GLU epilogue needs a subgroup plan with tn = 2 (a gate and an up column per lane), got ${plan.tn}`);
   const wgn = plan.wgn ?? SUBGROUP_WG;
   if (![8, 16, 32, 64].includes(wgn) || wgn < subgroupMaxSize(gpu)) {
     throw new Error(`matmul: subgroup plan row groups of ${wgn} lanes: need 8, 16, 32 or 64, and at least the adapter's ${subgroupMaxSize(gpu)}-lane subgroups`);
   }
   gpu.dispatch({
-    kernel: halfWeights ? (plan.vec4B ? SUBGROUP_B4_F16B : SUBGROUP_F16B) : plan.vec4B ? SUBGROUP_B4 : SUBGROUP,
+    kernel: subgroupKernel(halfWeights, !!plan.vec4A, plan.vec4B),
     constants: { ...flags, ...(plan.vec4B ? {} : { TRANS_B: !!o.transB }), SG_TM: plan.tm, SG_TN: plan.tn, ...(wgn === SUBGROUP_WG ? {} : { SG_WGN: wgn }) },
     params,
     bindings,
     workgroups: [Math.ceil(N / (wgn * (o.glu ? 1 : plan.tn))), Math.ceil(M / (plan.tm * (SUBGROUP_WG / wgn))), batch],
   });
+}
+
+/** The subgroup entry point for a plan's operand widths, reading B as f32 or f16. */
+function subgroupKernel(halfWeights: boolean, vec4A: boolean, vec4B: boolean): Kernel {
+  if (vec4A) return halfWeights ? (vec4B ? SUBGROUP_A4B4_F16B : SUBGROUP_A4_F16B) : vec4B ? SUBGROUP_A4B4 : SUBGROUP_A4;
+  return halfWeights ? (vec4B ? SUBGROUP_B4_F16B : SUBGROUP_F16B) : vec4B ? SUBGROUP_B4 : SUBGROUP;
 }
