@@ -101,7 +101,7 @@ describe("portable kernel", () => {
 describe.skipIf(!hasSubgroups)("subgroup kernel", () => {
   test("choosePlan: subgroup kernel, rows per tile track M, vec4 B only when aligned", () => {
     expect(choosePlan(gpu, { M: 128, N: 896, K: 896 }, { transB: true })).toEqual({ kernel: "subgroup", tm: 16, tn: 2, vec4B: true, vec4A: true });
-    expect(choosePlan(gpu, { M: 3, N: 896, K: 896 }, { transB: true })).toEqual({ kernel: "subgroup", tm: 4, tn: 2, vec4B: true, vec4A: true });
+    expect(choosePlan(gpu, { M: 3, N: 896, K: 896 }, { transB: true })).toEqual({ kernel: "subgroup", tm: 4, tn: 2, vec4B: true });
     expect(choosePlan(gpu, { M: 1, N: 896, K: 896 }, { transB: true, offsetB: 2, offsetA: 6 })).toEqual({ kernel: "subgroup", tm: 1, tn: 2, vec4B: false });
     expect(choosePlan(gpu, { M: 40, N: 896, K: 898 }, { transB: true })).toMatchObject({ vec4B: false });
     expect(choosePlan(gpu, { M: 40, N: 896, K: 896 }, {})).toMatchObject({ vec4B: false });
@@ -114,9 +114,12 @@ describe.skipIf(!hasSubgroups)("subgroup kernel", () => {
     expect(choosePlan(gpu, { M: 64, N: 129, K: 64 }, {})).not.toHaveProperty("wgn");
   });
 
-  test("choosePlan: vec4 A only when aligned (k for A, rows for Aᵀ)", () => {
+  test("choosePlan: vec4 A only when aligned (k for A, rows for Aᵀ), with 8+ rows per tile", () => {
     expect(choosePlan(gpu, { M: 1024, N: 384, K: 2048 }, { transA: true })).toMatchObject({ tm: 16, vec4A: true });
-    expect(choosePlan(gpu, { M: 4, N: 384, K: 30 }, { transA: true })).toMatchObject({ tm: 4, vec4A: true });
+    expect(choosePlan(gpu, { M: 8, N: 384, K: 30 }, { transA: true })).toMatchObject({ tm: 8, vec4A: true });
+    expect(choosePlan(gpu, { M: 5, N: 384, K: 32 }, {})).toMatchObject({ tm: 8, vec4A: true });
+    expect(choosePlan(gpu, { M: 4, N: 384, K: 32 }, {})).not.toHaveProperty("vec4A"); // decode-sized: scalar A measured faster
+    expect(choosePlan(gpu, { M: 1, N: 4864, K: 896 }, { transB: true })).not.toHaveProperty("vec4A");
     expect(choosePlan(gpu, { M: 2, N: 384, K: 32 }, { transA: true })).not.toHaveProperty("vec4A"); // M % 4 and tm % 4
     expect(choosePlan(gpu, { M: 1026, N: 384, K: 2048 }, { transA: true })).not.toHaveProperty("vec4A");
     expect(choosePlan(gpu, { M: 40, N: 64, K: 30 }, {})).not.toHaveProperty("vec4A");

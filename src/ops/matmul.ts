@@ -70,6 +70,8 @@ export type MatmulPlan =
 export const SUBGROUP_MAX_TM = 16;
 export const SUBGROUP_MAX_TN = 4;
 const SUBGROUP_WG = 64;
+/** Fewest rows per tile for which choosePlan reads A as vec4 (see choosePlan). */
+const VEC4A_MIN_TM = 8;
 /** Narrowest row group: the kernel shares blocks of 8 k across 8 lanes. */
 const SUBGROUP_MIN_WGN = 8;
 
@@ -142,8 +144,9 @@ export function vec4AAligned(dims: Dims, o: MatmulOptions, tm: number): boolean 
  * and up to 25% slower at N = 384 (fewer workgroups to spread over the cores). A product narrower than 128 columns
  * splits the workgroup into row groups as narrow as the subgroup allows (wgn), instead of leaving lanes past N idle:
  * on the demo model (B=16, T≈214) its N = 64 and 32 products ran up to 2.6× faster (most ~2×), its SFT step ~24%.
- * A is read as vec4 whenever aligned (vec4AAligned): on the `small` preset's training products (B=16, T=128) 1.2–2.0×
- * per product, its training step ~1.4× (bench/model.ts).
+ * A is read as vec4 when aligned (vec4AAligned) and tiles have 8+ rows: on the `small` preset's training products
+ * (B=16, T=128) 1.2–2.0× per product, its training step ~1.4× (bench/model.ts); at 8 rows ~1.1×, at 4 even, and at
+ * 1–2 rows (decode) 3–20% slower: each lane then loads 8 k of one row where it loaded one.
  */
 export function choosePlan(gpu: Gpu, dims: Dims, o: MatmulOptions = {}): MatmulPlan {
   if (o.plan) return o.plan;
@@ -156,7 +159,7 @@ export function choosePlan(gpu: Gpu, dims: Dims, o: MatmulOptions = {}): MatmulP
   const colsPerLane = o.glu ? 1 : tn;
   let wgn = SUBGROUP_WG;
   while (wgn / 2 >= Math.max(SUBGROUP_MIN_WGN, subgroupMaxSize(gpu)) && (wgn / 2) * colsPerLane >= dims.N) wgn /= 2;
-  const vec4A = vec4AAligned(dims, o, tm);
+  const vec4A = tm >= VEC4A_MIN_TM && vec4AAligned(dims, o, tm);
   return { kernel: "subgroup", tm, tn, vec4B: vec4BAligned(dims, o), ...(vec4A ? { vec4A } : {}), ...(wgn < SUBGROUP_WG ? { wgn } : {}) };
 }
 
