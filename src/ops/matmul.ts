@@ -145,8 +145,9 @@ export function vec4AAligned(dims: Dims, o: MatmulOptions, tm: number): boolean 
  * splits the workgroup into row groups as narrow as the subgroup allows (wgn), instead of leaving lanes past N idle:
  * on the demo model (B=16, T≈214) its N = 64 and 32 products ran up to 2.6× faster (most ~2×), its SFT step ~24%.
  * A is read as vec4 when aligned (vec4AAligned) and tiles have 8+ rows: on the `small` preset's training products
- * (B=16, T=128) 1.2–2.0× per product, its training step ~1.4× (bench/model.ts); at 8 rows ~1.1×, at 4 even, and at
- * 1–2 rows (decode) 3–20% slower: each lane then loads 8 k of one row where it loaded one.
+ * (B=16, T=128) 1.24–1.29× with A along k, 1.08–1.11× with Aᵀ (dW, whose scalar loads of B then dominate), its training
+ * step 1.16× (alternated in one process); at 8 rows ~1.1×, at 4 even, and at 1–2 rows (decode) 3–20% slower: each
+ * lane then loads 8 k of one row where it loaded one.
  */
 export function choosePlan(gpu: Gpu, dims: Dims, o: MatmulOptions = {}): MatmulPlan {
   if (o.plan) return o.plan;
