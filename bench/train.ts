@@ -91,7 +91,14 @@ function runTrl(model: string, s: Record<string, unknown>): { step_s: number[]; 
     grad_clip: s["actor_rollout_ref.actor.grad_clip"],
     checkpointing: s["actor_rollout_ref.model.enable_gradient_checkpointing"],
   };
-  const p = Bun.spawnSync([trlPython, join(import.meta.dir, "trl_grpo.py")], { stdin: Buffer.from(JSON.stringify(job)), stderr: "pipe" });
+  const spawn = () => Bun.spawnSync([trlPython, join(import.meta.dir, "trl_grpo.py")], { stdin: Buffer.from(JSON.stringify(job)), stderr: "pipe" });
+  let p: ReturnType<typeof spawn>;
+  try {
+    p = spawn();
+  } catch (e) {
+    console.log(`  TRL peer unavailable (${trlPython}): ${(e as Error).message}`);
+    return undefined;
+  }
   if (p.exitCode !== 0) {
     console.log(`  TRL peer unavailable (${trlPython}): ${p.stderr.toString().trim().split("\n").pop()}`);
     return undefined;
