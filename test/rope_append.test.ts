@@ -6,7 +6,7 @@
 import { beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { getGpu, type Gpu } from "../src/gpu/runtime.ts";
 import { ropeInvFreq } from "../src/ops/rope.ts";
-import { ropeAppend, type RopeAppendLayout } from "../src/ops/rope_append.ts";
+import { ropeAppend, type RopeAppendDims, type RopeAppendLayout } from "../src/ops/rope_append.ts";
 import { ropeAppendRef } from "../src/ops/rope_append.ref.ts";
 import { randn, rng, expectClose } from "./harness.ts";
 
@@ -20,13 +20,7 @@ beforeAll(async () => {
 // cos/sin of angles up to ~10⁴ rad and the norm's reduction over hd.
 const TOL = { rtol: 2e-5, atol: 3e-5 };
 
-interface Case {
-  B: number;
-  T: number;
-  Hq: number;
-  Hkv: number;
-  hd: number;
-  Tmax: number;
+interface Case extends RopeAppendDims {
   norm: boolean;
   fused: boolean;
   seed: number;
