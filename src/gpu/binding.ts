@@ -7,6 +7,7 @@
  * binaries. The N-API `webgpu` package (dawn.node) segfaults under Bun once work is queued.
  */
 import { tmpdir } from "node:os";
+import { ptr } from "bun:ffi";
 import { createGPUInstance, globals } from "bun-webgpu";
 import { guardMethods } from "./packed_struct_lifetime.ts";
 
@@ -26,6 +27,32 @@ export function webgpu(): GPU {
     guardPackedStructs(instance);
   }
   return instance;
+}
+
+/** Dawn's sType of a DawnTogglesDescriptor chained onto a device descriptor (bun-webgpu's WGPUSType table). */
+const DAWN_TOGGLES_STYPE = 327690;
+/** Chained descriptors handed to Dawn, kept reachable for the life of the process (Dawn reads them in requestDevice). */
+const keptAlive: unknown[] = [];
+
+/**
+ * A `nextInChain` pointer for `requestDevice` that turns the given Dawn device toggles off. bun-webgpu packs
+ * `nextInChain` as a raw pointer and offers no toggles, so the DawnTogglesDescriptor is laid out here (64-bit):
+ * { next: ptr, sType: u32 (+4 pad) } chain, enabledToggleCount: size_t, enabledToggles: ptr,
+ * disabledToggleCount: size_t, disabledToggles: ptr — 48 bytes.
+ */
+export function disabledDeviceToggles(names: readonly string[]): number {
+  if (names.length === 0) return 0;
+  const strings = names.map((n) => Buffer.from(`${n}\0`, "utf8"));
+  const list = new BigUint64Array(strings.map((b) => BigInt(ptr(b))));
+  const desc = new DataView(new ArrayBuffer(48));
+  desc.setBigUint64(0, 0n, true);
+  desc.setUint32(8, DAWN_TOGGLES_STYPE, true);
+  desc.setBigUint64(16, 0n, true);
+  desc.setBigUint64(24, 0n, true);
+  desc.setBigUint64(32, BigInt(names.length), true);
+  desc.setBigUint64(40, BigInt(ptr(list)), true);
+  keptAlive.push(strings, list, desc);
+  return ptr(desc);
 }
 
 /** The bun-webgpu methods that pack descriptors with nested buffers (see packed_struct_lifetime.ts), by object. */

@@ -4,7 +4,7 @@
  * uncaptured errors and device loss into RecallErrors raised at the next synchronisation point.
  */
 import { RecallError } from "../errors.ts";
-import { webgpu, BINDING_NAME } from "./binding.ts";
+import { webgpu, BINDING_NAME, disabledDeviceToggles } from "./binding.ts";
 
 export interface AdapterDescription {
   vendor: string;
@@ -84,7 +84,10 @@ export async function openDevice(options: { powerPreference?: GPUPowerPreference
     const v = offered[name];
     if (typeof v === "number" && name !== "nextInChain") requiredLimits[name] = v;
   }
-  const device = await adapter.requestDevice({ requiredFeatures: features as GPUFeatureName[], requiredLimits });
+  // Dawn rounds timestamp queries down to multiples of 65,536 ns by default (a browser's guard against timing
+  // attacks); recall's profiler (profiler.ts) wants the clock's own resolution, so the toggle is turned off.
+  const nextInChain = disabledDeviceToggles(["timestamp_quantization"]);
+  const device = await adapter.requestDevice({ requiredFeatures: features as GPUFeatureName[], requiredLimits, nextInChain } as GPUDeviceDescriptor);
 
   const errors: string[] = [];
   device.onuncapturederror = (ev: GPUUncapturedErrorEvent) => {

@@ -7,6 +7,7 @@ import { RecallError } from "../errors.ts";
 import { BufferPool, Usage, STORAGE_USAGE } from "./buffers.ts";
 import { openDevice, type DeviceHandle } from "./device.ts";
 import { releaseBindGroup, releaseCommandBuffer, releaseComputePass } from "./binding.ts";
+import { GpuProfiler, requireTimestampQuery, type ProfileSnapshot } from "./profiler.ts";
 import { SHADERS, type ShaderName } from "./shaders.ts";
 import { Tensor, DTYPE_BYTES, type DType } from "./tensor.ts";
 
@@ -39,6 +40,11 @@ function kernelName(k: Kernel): string {
   return `${typeof k.shader === "string" ? k.shader : k.shader.name}.${k.entry}`;
 }
 
+/** A kernel's family in GPU profiles: shader and entry point, e.g. "matmul-subgroups:matmul_sg_a4b4". */
+export function kernelFamily(k: Kernel): string {
+  return `${typeof k.shader === "string" ? k.shader : k.shader.name}:${k.entry}`;
+}
+
 export class Gpu {
   readonly device: GPUDevice;
   readonly pool: BufferPool;
@@ -53,6 +59,8 @@ export class Gpu {
   /** Dispatches recorded since the runtime started (for "dispatches per token" figures). */
   dispatchCount = 0;
   submitCount = 0;
+  /** Timestamps of every dispatch while profiling (`startProfiling`); null otherwise, and then dispatch does no extra work. */
+  profiler: GpuProfiler | null = null;
 
   constructor(readonly handle: DeviceHandle) {
     this.device = handle.device;
@@ -200,6 +208,8 @@ export class Gpu {
       throw new RecallError(`${kernelName(kernel)}: grid ${x}×${y}×${z} exceeds ${maxWg} workgroups per dimension`);
     }
     if (x === 0 || y === 0 || z === 0) return;
+    // Before the uniforms go into the arena: an early submit empties it.
+    if (this.profiler?.full) this.flush();
     const pipeline = this.pipeline(kernel, spec.constants);
     const entries: GPUBindGroupEntry[] = [];
     if (kernel.uniforms) {
@@ -221,7 +231,11 @@ export class Gpu {
       }
     });
     const bindGroup = this.device.createBindGroup({ layout: this.layoutFor(kernel), entries });
-    if (!this.pass) this.pass = this.commandEncoder().beginComputePass();
+    if (this.profiler) {
+      // A pass per dispatch: timestamps mark pass boundaries.
+      this.endPass();
+      this.pass = this.profiler.beginPass(this.commandEncoder(), kernelFamily(kernel));
+    } else if (!this.pass) this.pass = this.commandEncoder().beginComputePass();
     this.pass.setPipeline(pipeline);
     this.pass.setBindGroup(0, bindGroup);
     // The pass holds its own reference until the work completes; a kept one would pin a descriptor set forever.
@@ -238,6 +252,7 @@ export class Gpu {
       this.device.queue.writeBuffer(this.arena, 0, this.arenaData, 0, this.arenaUsed);
       this.arenaUsed = 0;
     }
+    this.profiler?.resolve(this.encoder);
     const cmd = this.encoder.finish();
     this.encoder = null;
     this.device.queue.submit([cmd]);
@@ -266,7 +281,7 @@ export class Gpu {
     });
     this.flush();
     try {
-      await Promise.all(staging.map((s) => s.mapAsync(0x1 /* GPUMapMode.READ */)));
+      await Promise.all([...staging.map((s) => s.mapAsync(0x1 /* GPUMapMode.READ */)), this.profiler?.collect()]);
     } catch (e) {
       this.checkErrors();
       throw new RecallError(`GPU readback failed: ${(e as Error).message}`);
@@ -298,7 +313,40 @@ export class Gpu {
   async sync(): Promise<void> {
     this.flush();
     await this.device.queue.onSubmittedWorkDone();
+    await this.profiler?.collect();
     this.checkErrors();
+  }
+
+  // ---- profiling -----------------------------------------------------------------------------
+
+  /**
+   * Times every later dispatch on the GPU, per kernel family (profiler.ts). `flag` is what the user asked with,
+   * for the one-line error on an adapter without `timestamp-query`; `passesPerSet` sizes the query set (tests).
+   * Work recorded before is submitted untimed.
+   */
+  startProfiling(opts: { flag?: string; passesPerSet?: number } = {}): GpuProfiler {
+    if (this.profiler) return this.profiler;
+    requireTimestampQuery(this.device.features as ReadonlySet<string>, opts.flag ?? "--profile", this.handle.info.description || this.handle.info.device);
+    this.flush();
+    this.profiler = new GpuProfiler(this.device, this.pool, opts.passesPerSet);
+    return this.profiler;
+  }
+
+  /** The totals collected so far, after waiting for every dispatch recorded before (the GPU's work is synced). */
+  async profileSnapshot(): Promise<ProfileSnapshot | undefined> {
+    if (!this.profiler) return undefined;
+    await this.sync();
+    return this.profiler.snapshot();
+  }
+
+  /** Stops timing dispatches; returns the totals of everything recorded while profiling. */
+  async stopProfiling(): Promise<ProfileSnapshot | undefined> {
+    const p = this.profiler;
+    if (!p) return undefined;
+    await this.sync();
+    this.profiler = null;
+    p.destroy();
+    return p.snapshot();
   }
 }
 
