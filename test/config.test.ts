@@ -251,6 +251,7 @@ describe("recall train settings", () => {
       ["rollout_gpu_util", "actor_rollout_ref.rollout.gpu_memory_utilization", "0.7", 0.7],
       ["reward_manager", "reward_model.reward_manager", "naive", "naive"],
       ["save_batches", "trainer.save_batches", "true", true],
+      ["profile", "trainer.profile", "true", true],
       ["lora_rank", "actor_rollout_ref.model.lora_rank", "32", 32],
       ["lora_alpha", "actor_rollout_ref.model.lora_alpha", "64", 64],
       ["lora_dropout", "actor_rollout_ref.model.lora_dropout", "0.05", 0.05],

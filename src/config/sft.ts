@@ -139,6 +139,12 @@ export const SFT_SETTINGS = defineSettings({
   "trainer.resume_mode": { type: "enum", choices: ["auto", "disable", "resume_path"], default: "auto", flags: ["resume_mode"], help: "auto: resume the latest checkpoint of the run folder" },
   "trainer.resume_from_path": { type: "string", nullable: true, default: null, help: "Checkpoint folder for resume_mode=resume_path" },
   "trainer.seed": { type: "int", default: 1, flags: ["seed"], help: "Seed of the shuffle and the held-out split" },
+  "trainer.profile": {
+    type: "bool",
+    default: false,
+    flags: ["profile"],
+    help: "recall key: time every GPU dispatch (timestamp-query): GPU ms per kernel family per step as profile/<family>_ms in metrics.jsonl, a table at the end",
+  },
   ...VERL_TRAINER_CLUSTER_KEYS,
 });
 

@@ -204,6 +204,12 @@ export const TRAIN_SETTINGS = defineSettings({
     flags: ["save_batches"],
     help: "Write each update's batch to batches/step_N.safetensors + .json, to recompute the update elsewhere",
   },
+  "trainer.profile": {
+    type: "bool",
+    default: false,
+    flags: ["profile"],
+    help: "recall key: time every GPU dispatch (timestamp-query): GPU ms per kernel family per step as profile/<family>_ms in metrics.jsonl, a table at the end",
+  },
   "hydra.run.dir": { type: "string", nullable: true, default: null, ignored: "no Hydra output folder; logs go to the run folder; ignored", help: "Hydra: working directory" },
 });
 

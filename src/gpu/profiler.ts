@@ -41,6 +41,23 @@ export function requireTimestampQuery(features: ReadonlySet<string>, flag: strin
   }
 }
 
+/** The sum of several profiles (e.g. of the steps of a run). */
+export function sumProfiles(ps: readonly ProfileSnapshot[]): ProfileSnapshot {
+  const totals = new Map<string, FamilyTime>();
+  for (const p of ps) {
+    for (const [name, f] of p.families) {
+      const t = totals.get(name) ?? { dispatches: 0, ms: 0 };
+      totals.set(name, { dispatches: t.dispatches + f.dispatches, ms: t.ms + f.ms });
+    }
+  }
+  return snapshotOf(totals);
+}
+
+function snapshotOf(totals: ReadonlyMap<string, FamilyTime>): ProfileSnapshot {
+  const families = [...totals].map(([k, v]): [string, FamilyTime] => [k, { ...v }]).sort((a, b) => b[1].ms - a[1].ms);
+  return { families, dispatches: families.reduce((a, [, f]) => a + f.dispatches, 0), ms: families.reduce((a, [, f]) => a + f.ms, 0) };
+}
+
 interface Readback {
   staging: GPUBuffer;
   families: string[];
@@ -120,8 +137,7 @@ export class GpuProfiler {
 
   /** The totals collected so far, largest GPU time first. */
   snapshot(): ProfileSnapshot {
-    const families = [...this.totals].map(([k, v]): [string, FamilyTime] => [k, { ...v }]).sort((a, b) => b[1].ms - a[1].ms);
-    return { families, dispatches: families.reduce((a, [, f]) => a + f.dispatches, 0), ms: families.reduce((a, [, f]) => a + f.ms, 0) };
+    return snapshotOf(this.totals);
   }
 
   /** Forgets the totals (timestamps still in flight are counted by the next collect). */

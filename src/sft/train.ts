@@ -33,6 +33,7 @@ import { accumulateBatchGradient, microBatches, type MicroBatching } from "./ste
 import { evaluateHeldOut, type HeldOutMetrics } from "./evaluate.ts";
 import { attachTrainable, checkResumeKind, loraSettingsOf } from "../train/trainable.ts";
 import { loraParameterCount } from "../model/lora.ts";
+import { RunProfile } from "../train/profile.ts";
 
 export interface SftIo {
   log(line: string): void;
@@ -100,6 +101,8 @@ export async function runSft(s: SftSettings, io: SftIo): Promise<SftResult> {
 
   // ---- model and data --------------------------------------------------------------------------
   const gpu = await getGpu();
+  // First, so an adapter without timestamp-query is refused before anything is opened.
+  const profile = s["trainer.profile"] ? RunProfile.start(gpu, "--profile (trainer.profile)") : undefined;
   const lora = loraSettingsOf({
     rank: s["model.lora_rank"],
     alpha: s["model.lora_alpha"],
@@ -200,6 +203,7 @@ export async function runSft(s: SftSettings, io: SftIo): Promise<SftResult> {
 
     while (step < totalSteps && !stoppedEarly) {
       step++;
+      await profile?.beginStep();
       const stepStart = performance.now();
 
       // ---- batch → gradient → AdamW --------------------------------------------------------------
@@ -215,6 +219,7 @@ export async function runSft(s: SftSettings, io: SftIo): Promise<SftResult> {
       if (update.skipped) io.warn(`step ${step}: non-finite loss or gradient norm (${update.gradNorm}); this update was skipped`);
 
       // ---- metrics and progress ------------------------------------------------------------------
+      const profiled = await profile?.endStep();
       const stepSeconds = (performance.now() - stepStart) / 1000;
       const metrics: Record<string, number> = {
         "train/loss": loss.loss,
@@ -226,6 +231,7 @@ export async function runSft(s: SftSettings, io: SftIo): Promise<SftResult> {
         "timing_s/step": stepSeconds,
         "perf/total_num_tokens": loss.totalTokens,
         "perf/throughput": loss.totalTokens / stepSeconds,
+        ...profiled,
       };
       metricsLog.append(step, metrics, { epoch: cursor.epoch });
       lastMetrics = metrics;
@@ -273,7 +279,9 @@ export async function runSft(s: SftSettings, io: SftIo): Promise<SftResult> {
       writeReport(runDir);
     }
     if (step === startStep) writeReport(runDir);
+    if (profile) io.log(profile.table());
   } finally {
+    await profile?.stop().catch(() => undefined);
     optimizer.release();
     grads.release();
     if (lora) {

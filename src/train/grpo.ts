@@ -44,6 +44,7 @@ import { writeReport } from "./report.ts";
 import { rolloutBatch, stepSeed, type Trajectory } from "./rollout.ts";
 import { attachTrainable, checkResumeKind, loraSettingsOf } from "./trainable.ts";
 import { loraParameterCount, type LoraSettings } from "../model/lora.ts";
+import { RunProfile } from "./profile.ts";
 
 export interface TrainIo {
   log(line: string): void;
@@ -56,6 +57,8 @@ export interface TrainResult {
   runDir: string;
   steps: number;
   lastMetrics: Record<string, number>;
+  /** With trainer.profile: GPU time per kernel family summed over the run's steps, and their wall time. */
+  profile?: ReturnType<RunProfile["total"]>;
 }
 
 /** A scored trajectory: the reward, and the sequence as the actor sees it. */
@@ -190,6 +193,8 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
   checkResumeKind(lora, resumeFrom);
   // ---- model, data, tools ----------------------------------------------------------------------
   const gpu = await getGpu();
+  // First, so an adapter without timestamp-query is refused before anything is opened.
+  const profile = s["trainer.profile"] ? RunProfile.start(gpu, "--profile (trainer.profile)") : undefined;
   // LoRA: the base model, with the run's adapter (fresh, or the checkpoint's) attached below.
   // A frozen base keeps its projection weights in f16 where the adapter can read them (shader-f16).
   const halfBase = !!lora && gpu.device.features.has("shader-f16");
@@ -337,6 +342,7 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
 
     while (step < totalSteps) {
       step++;
+      await profile?.beginStep();
       const stepStart = performance.now();
       const timing: Record<string, number> = {};
       const timed = async <T>(name: string, f: () => Promise<T>): Promise<T> => {
@@ -466,6 +472,7 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
       const lengthStats = summarize(lengths);
       const tokens = kept.reduce((acc, t) => acc + t.promptIds.length + t.responseIds.length, 0);
       const avgLoss = (k: keyof PolicyLossMetrics) => mean(lossMetrics.map((x) => x[k]));
+      const profiled = await profile?.endStep();
       const stepSeconds = (performance.now() - stepStart) / 1000;
       const rewardsPerSeq = tokenRewards ? tokenRewards.map((r) => r.reduce((a, b) => a + b, 0)) : scores;
       const metrics: Record<string, number> = {
@@ -493,6 +500,7 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
         "perf/total_num_tokens": tokens,
         "perf/throughput": tokens / stepSeconds,
         "train/skipped_step": skippedSteps > 0 ? 1 : 0,
+        ...profiled,
       };
       if (loss.useKlLoss) metrics["actor/kl_loss"] = avgLoss("kl_loss");
       if (rewardKl !== undefined) metrics["actor/reward_kl_penalty"] = rewardKl;
@@ -529,7 +537,9 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
       writeReport(runDir);
     }
     if (step === 0 || !existsSync(join(runDir, "report.html"))) writeReport(runDir);
+    if (profile) io.log(profile.table());
   } finally {
+    await profile?.stop().catch(() => undefined);
     await generator.close().catch(() => undefined);
     await sandbox.close().catch(() => undefined);
     optimizer.release();
@@ -540,7 +550,7 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
     }
     reference?.params.release();
   }
-  return { runDir, steps: step, lastMetrics };
+  return { runDir, steps: step, lastMetrics, profile: profile?.total() };
 }
 
 /** The sandbox opens on first use: runs whose rows carry no tools and whose reward is not Python never start it. */
