@@ -2,11 +2,13 @@
  * bench/matmul: GFLOP/s of the WGSL matmul on the current adapter, per shape, for the plan matmul() chooses and for
  * the portable kernel (timed alternately in the same run, with the median of their per-round ratio), beside OpenBLAS
  * sgemm (numpy, Debian's python3) on the same shapes in the same run. `--sweep` also times every subgroup tiling and
- * the portable tilings on a few shapes, to pick the adapter's best.
+ * the portable tilings on a few shapes, to pick the adapter's best. `--profile` times every dispatch on the GPU
+ * (timestamp-query) and prints, per shape, the GPU time per kernel family of its timed rounds beside their wall time.
  *
- *   ./node_modules/.bin/bun bench/matmul.ts [--reps 5] [--sweep]
+ *   ./node_modules/.bin/bun bench/matmul.ts [--reps 5] [--sweep] [--profile]
  */
 import { getGpu } from "../src/gpu/runtime.ts";
+import { formatProfile } from "../src/gpu/profile_table.ts";
 import { subgroupKernelsSupported } from "../src/gpu/shaders.ts";
 import {
   matmul,
@@ -23,6 +25,7 @@ import { median, runPythonPeer } from "./peer.ts";
 const argv = process.argv.slice(2);
 const sweep = argv.includes("--sweep");
 const reps = Number(argv[argv.indexOf("--reps") + 1] ?? 0) || 5;
+const profile = argv.includes("--profile");
 
 interface Case { name: string; M: number; N: number; K: number; transA?: boolean; transB?: boolean; offsetB?: number }
 // Square shapes, then the products of a Qwen2.5-0.5B-sized model over 128 tokens (forward x·Wᵀ, backward dy·W and
@@ -43,6 +46,9 @@ const CASES: Case[] = [
 ];
 
 const gpu = await getGpu();
+if (profile) gpu.startProfiling();
+/** With --profile: each shape's GPU profile of its timed rounds, printed after the table. */
+const profiles: string[] = [];
 console.log(`adapter: ${gpu.handle.info.description} (${gpu.handle.info.backend}); subgroup kernel ${subgroupKernelsSupported(gpu) ? "available" : "unavailable"}`);
 
 const gflops = (c: Case, s: number) => (2 * c.M * c.N * c.K) / s / 1e9;
@@ -56,6 +62,7 @@ async function timePlans(c: Case, plans: MatmulPlan[], rounds: number): Promise<
   const times = plans.map(() => [] as number[]);
   for (const plan of plans) matmul(gpu, a, b, out, c, options(c, plan));
   await gpu.sync();
+  gpu.profiler?.reset();
   for (let r = 0; r < rounds; r++) {
     for (const [i, plan] of plans.entries()) {
       const t0 = performance.now();
@@ -65,6 +72,10 @@ async function timePlans(c: Case, plans: MatmulPlan[], rounds: number): Promise<
     }
   }
   gpu.release(a, b, out);
+  if (gpu.profiler) {
+    const wallMs = 1000 * times.flat().reduce((x, y) => x + y, 0);
+    profiles.push(`\n${c.name}: ${plans.map(planName).join(", ")} × ${rounds} rounds\n${formatProfile(gpu.profiler.snapshot(), wallMs)}`);
+  }
   return times;
 }
 
@@ -105,6 +116,8 @@ for (const [i, c] of CASES.entries()) {
   );
 }
 
+for (const p of profiles.splice(0)) console.log(p);
+
 if (sweep) {
   const probes = [CASES[4]!, CASES[5]!, CASES[6]!, CASES[8]!, CASES[10]!];
   const plans: MatmulPlan[] = [];
@@ -124,4 +137,5 @@ if (sweep) {
     }
   }
   for (const p of plans) console.log(planName(p).padEnd(26) + figs.get(p)!.map((f) => f.padStart(8)).join(""));
+  for (const p of profiles) console.log(p);
 }

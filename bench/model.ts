@@ -4,13 +4,18 @@
  *   - training step: forward + backward over B sequences of T tokens → tokens/s
  *   - decode: batched greedy generation with a KV cache → tokens/s, dispatches per step
  * and the GPU memory peak of each. Presets: tiny (~0.1M) and small (~19M) from `recall init`.
+ * `--profile` times every dispatch on the GPU (timestamp-query) and prints, per preset and batch, the GPU time per
+ * kernel family of the timed training steps and decode steps beside their wall time (the throughput figures are then
+ * measured with profiling on: a compute pass per dispatch).
  *
- *   ./node_modules/.bin/bun bench/model.ts [--presets tiny,small] [--batches 1,16] [--T 128] [--new 32] [--reps 3]
+ *   ./node_modules/.bin/bun bench/model.ts [--presets tiny,small] [--batches 1,16] [--T 128] [--new 32] [--reps 3] [--profile]
  */
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { getGpu } from "../src/gpu/runtime.ts";
+import { sumProfiles, type ProfileSnapshot } from "../src/gpu/profiler.ts";
+import { formatProfile } from "../src/gpu/profile_table.ts";
 import { initModel } from "../src/model/init.ts";
 import { Transformer, makeBatch, releaseBatch } from "../src/model/transformer.ts";
 import { GenerationSession } from "../src/model/generate.ts";
@@ -26,8 +31,11 @@ const T = Number(flag("T", "128"));
 const newTokens = Number(flag("new", "32"));
 const promptLen = 16;
 const reps = Number(flag("reps", "3"));
+const profile = process.argv.includes("--profile");
 
 const gpu = await getGpu();
+if (profile) gpu.startProfiling();
+const profiles: string[] = [];
 console.log(`adapter: ${gpu.handle.info.description}; T=${T}, decode ${newTokens} tokens after a ${promptLen}-token prompt, median of ${reps}`);
 
 const PEER = `
@@ -121,36 +129,50 @@ for (const preset of presets) {
       releaseBatch(gpu, batch);
     };
     await train();
+    gpu.profiler?.reset();
     const tt: number[] = [];
     for (let r = 0; r < reps; r++) {
       const t0 = performance.now();
       await train();
       tt.push((performance.now() - t0) / 1000);
     }
+    // train() ends with a sync, which collects the timestamps of its dispatches.
+    const trainProfile = gpu.profiler?.snapshot();
     const trainPeak = gpu.pool.stats.peak;
     grads.release();
     gpu.release(w);
 
-    /** Seconds for the new tokens only (after a batched prefill of the prompt), and dispatches per decode step. */
-    const decode = async (): Promise<[number, number]> => {
+    /** Seconds for the new tokens only (after a batched prefill of the prompt), dispatches per decode step, decode steps, and their GPU profile. */
+    const decode = async (): Promise<[number, number, number, ProfileSnapshot | undefined]> => {
       const s = new GenerationSession(model, B, promptLen + newTokens);
       s.append(seqs.map((q) => q.slice(0, promptLen)));
       await gpu.sync();
+      gpu.profiler?.reset();
       const d0 = gpu.dispatchCount;
       const t0 = performance.now();
       await s.generate({ maxNewTokens: newTokens, sampling: { temperature: 0, topP: 1, topK: 0, seed: 0 } });
       const secs = (performance.now() - t0) / 1000;
       const perStep = (gpu.dispatchCount - d0) / Math.max(1, s.steps);
+      const steps = s.steps;
       s.release();
-      return [secs, perStep];
+      return [secs, perStep, steps, await gpu.profileSnapshot()];
     };
     await decode();
     const dt: number[] = [];
+    const decodeProfiles: ProfileSnapshot[] = [];
     let perStep = 0;
+    let decodeSteps = 0;
     for (let r = 0; r < reps; r++) {
-      const [secs, ps] = await decode();
+      const [secs, ps, steps, prof] = await decode();
       dt.push(secs);
       perStep = ps;
+      decodeSteps += steps;
+      if (prof) decodeProfiles.push(prof);
+    }
+    if (trainProfile) {
+      const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+      profiles.push(`\n${preset} B=${B}: training step (forward + backward, ${B}×${T} tokens), ${reps} reps\n${formatProfile(trainProfile, 1000 * sum(tt))}`);
+      profiles.push(`\n${preset} B=${B}: decode, ${reps} reps × ${decodeSteps / reps} steps (prefill not included)\n${formatProfile(sumProfiles(decodeProfiles), 1000 * sum(dt))}`);
     }
     const trainTps = (B * T) / median(tt);
     const decodeTps = (B * newTokens) / median(dt);
@@ -165,4 +187,5 @@ for (const preset of presets) {
   }
   model.params.release();
 }
+for (const p of profiles) console.log(p);
 console.log("\ndecode tok/s: new tokens per second after the prompt is in the cache (both engines); train tok/s: B·T tokens per forward+backward.");

@@ -3,7 +3,10 @@
  * reference log-probs, the actor update — and the tokens per second of whole steps, for the tiny and small presets
  * of `recall init`. Medians over the steps after the first (the first compiles shaders).
  *
- *   ./node_modules/.bin/bun bench/train.ts [--presets tiny,small] [--steps 3] [--prompts 4] [--n 8] [--response 64] [--trl_python PY]
+ *   ./node_modules/.bin/bun bench/train.ts [--presets tiny,small] [--steps 3] [--prompts 4] [--n 8] [--response 64] [--trl_python PY] [--profile]
+ *
+ * `--profile` runs recall's steps with `recall train --profile` and prints the GPU time per kernel family of all the
+ * steps beside their wall time (the step times are then measured with profiling on: a compute pass per dispatch).
  *
  * Random models answer at random (no tool calls), so the rollouts are plain decoding up to --response tokens; the
  * reward is a dense toy score in-process. Uses the real `recall train` loop (src/train/grpo.ts) end to end.
@@ -19,6 +22,7 @@ import { join } from "node:path";
 import { parseTrainCommandLine } from "../src/config/train.ts";
 import { writeVerlParquet } from "../src/data/verl_parquet.ts";
 import { getGpu } from "../src/gpu/runtime.ts";
+import { formatProfile } from "../src/gpu/profile_table.ts";
 import { initModel } from "../src/model/init.ts";
 import { runGrpo } from "../src/train/grpo.ts";
 import { median } from "./peer.ts";
@@ -34,6 +38,7 @@ const n = Number(flag("n", "8"));
 const response = Number(flag("response", "64"));
 const trlPython = flag("trl_python", existsSync("/work/venv2/bin/python") ? "/work/venv2/bin/python" : "python3");
 const lr = 1e-4;
+const profile = process.argv.includes("--profile");
 
 const gpu = await getGpu();
 console.log(`adapter: ${gpu.handle.info.description}; ${prompts} prompts × ${n} samples, up to ${response} response tokens, median of steps 2..${steps}`);
@@ -53,9 +58,9 @@ for (const preset of presets) {
     "--train_files", data, "--actor_model_path", model, "--train_batch_size", String(prompts), "--ppo_mini_batch_size", String(prompts),
     "--rollout_n", String(n), "--use_re_call", "false", "--max_response_length", String(response), "--save_path", join(dir, `run-${preset}`),
     "--save_freq", "-1", `custom_reward_function.path=${reward}`, `trainer.total_training_steps=${steps}`, "trainer.val_before_train=false",
-    `actor_rollout_ref.actor.optim.lr=${lr}`,
+    `actor_rollout_ref.actor.optim.lr=${lr}`, ...(profile ? ["--profile"] : []),
   ]);
-  await runGrpo(settings, {
+  const result = await runGrpo(settings, {
     log: () => {},
     warn: (l) => console.warn(l),
     onStep: (k, m) => {
@@ -71,6 +76,7 @@ for (const preset of presets) {
     const t = med(`timing_s/${p}`);
     console.log(`  ${p.padEnd(14)} ${t.toFixed(3).padStart(8)} s  ${((100 * t) / step).toFixed(1).padStart(5)}%`);
   }
+  if (result.profile) console.log(`\n${preset}: GPU profile of all ${result.profile.steps} steps (step 1 compiles shaders: wall only)\n${formatProfile(result.profile.profile, result.profile.wallMs)}`);
   const peer = runTrl(model, settings as unknown as Record<string, unknown>);
   if (peer) {
     const trlStep = median(peer.step_s.slice(1));
