@@ -16,6 +16,7 @@ export default defineRecallCommand({
     "recall sft --config sft.yaml optim.lr=2e-5 trainer.early_stopping_patience=3",
     "recall sft --config sft.yaml --print_config",
     "recall sft --train_files data/sft.jsonl --model Qwen2.5-0.5B-Instruct --lora_rank 16 --lora_alpha 32 --target_modules q_proj,k_proj,v_proj,o_proj",
+    "recall sft --train_files data/sft.jsonl --model runs/tiny-qwen2 --max_steps 5 --profile   # GPU ms per kernel family per step",
   ],
   args: SFT_ARGS,
   overrides: { help: SFT_SETTINGS_HELP },
