@@ -112,3 +112,57 @@ export function paddedMicroBatches(lengths: readonly number[], maxTokens: number
   if (group.length > 0) out.push(group.sort((a, b) => a - b));
   return out;
 }
+
+/**
+ * Contiguous runs [i0, i1) of items that cover every item of non-zero length (items of length 0 may be left out),
+ * chosen to minimise Σ (run size × longest length in the run) + `passCost` per run: the padded rows that one batched
+ * pass per run computes, plus a fixed cost per pass (dispatch and weight-read overhead) in rows. Exact (dynamic
+ * programming over the run ends), O(n²). An infinite `passCost` gives one run from the first to the last non-empty item.
+ */
+export function cheapestRuns(lengths: readonly number[], passCost: number): [number, number][] {
+  const n = lengths.length;
+  if (passCost === Infinity) {
+    const first = lengths.findIndex((l) => l > 0);
+    return first < 0 ? [] : [[first, lengths.findLastIndex((l) => l > 0) + 1]];
+  }
+  const best = new Array<number>(n + 1).fill(Infinity);
+  const from = new Array<number>(n + 1).fill(-1);
+  best[0] = 0;
+  for (let i = 1; i <= n; i++) {
+    // Item i−1 left out of every run (only when it has length 0).
+    if (lengths[i - 1] === 0 && best[i - 1]! < best[i]!) {
+      best[i] = best[i - 1]!;
+      from[i] = -1;
+    }
+    let longest = 0;
+    for (let j = i - 1; j >= 0; j--) {
+      longest = Math.max(longest, lengths[j]!);
+      if (longest === 0) continue;
+      const c = best[j]! + (i - j) * longest + passCost;
+      if (c < best[i]!) {
+        best[i] = c;
+        from[i] = j;
+      }
+    }
+  }
+  const out: [number, number][] = [];
+  for (let i = n; i > 0; ) {
+    if (from[i] === -1) i--;
+    else {
+      out.push([from[i]!, i]);
+      i = from[i]!;
+    }
+  }
+  return out.reverse();
+}
+
+/**
+ * One micro-batch's sequences split into forward passes that compute few padded rows: sorted by length (ties by
+ * index) and cut where `cheapestRuns` says a separate pass saves more padded rows than it costs. The passes together
+ * are the micro-batch — its loss and gradient are unchanged; only the rows computed are fewer. Every index appears
+ * once; each pass lists its indices ascending.
+ */
+export function paddingPasses(lengths: readonly number[], passCost: number): number[][] {
+  const order = lengths.map((_, i) => i).sort((a, b) => lengths[a]! - lengths[b]! || a - b);
+  return cheapestRuns(order.map((i) => lengths[i]!), passCost).map(([a, b]) => order.slice(a, b).sort((x, y) => x - y));
+}

@@ -4,6 +4,7 @@
  * cache; generation decodes one token per active sequence per step and reads back only the sampled
  * ids. Token-in/token-out: the ids the model sampled are kept exactly; nothing is re-tokenized.
  */
+import { cheapestRuns } from "../data/packing.ts";
 import { RecallError } from "../errors.ts";
 import type { Gpu } from "../gpu/runtime.ts";
 import { Tensor } from "../gpu/tensor.ts";
@@ -261,36 +262,7 @@ export class GenerationSession {
     if (first < 0) return [];
     if (slotBytes % this.gpu.limits.minStorageBufferOffsetAlignment !== 0) return [[0, B]];
     // A forward pass costs about as much as this many extra padded rows (dispatch and weight-read overhead).
-    const passCost = Math.max(32, B);
-    const best = new Array<number>(B + 1).fill(Infinity);
-    const from = new Array<number>(B + 1).fill(-1);
-    best[0] = 0;
-    for (let i = 1; i <= B; i++) {
-      // Slot i−1 left out of every range (only when it has no rows).
-      if (rows[i - 1]!.length === 0 && best[i - 1]! < best[i]!) {
-        best[i] = best[i - 1]!;
-        from[i] = -1;
-      }
-      let longest = 0;
-      for (let j = i - 1; j >= 0; j--) {
-        longest = Math.max(longest, rows[j]!.length);
-        if (longest === 0) continue;
-        const c = best[j]! + (i - j) * longest + passCost;
-        if (c < best[i]!) {
-          best[i] = c;
-          from[i] = j;
-        }
-      }
-    }
-    const out: [number, number][] = [];
-    for (let i = B; i > 0; ) {
-      if (from[i] === -1) i--;
-      else {
-        out.push([from[i]!, i]);
-        i = from[i]!;
-      }
-    }
-    return out.reverse();
+    return cheapestRuns(rows.map((r) => r.length), Math.max(32, B));
   }
 
   /** One forward pass over slots [b0, b1) against views of their caches; their logits land in rows b0.. of `logits`. */

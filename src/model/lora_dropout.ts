@@ -31,6 +31,14 @@ export function loraDropoutSeed(runSeed: number, step: number, pass: number): nu
   return mix32((mix32((mix32((runSeed ^ 0x4c6f5241) >>> 0) + step) >>> 0) + pass) >>> 0);
 }
 
+/**
+ * The dropout of the k-th forward pass a micro-batch is run in (src/train/actor.ts splits a micro-batch into passes
+ * by length): pass 0 keeps the micro-batch's seed, the others draw their own masks.
+ */
+export function splitPassDropout(d: LoraDropoutPass, k: number): LoraDropoutPass {
+  return k === 0 ? d : { p: d.p, seed: mix32((d.seed + Math.imul(k, 0x9e3779b9)) >>> 0) };
+}
+
 /** The key of the mask on layer l's projection m in a pass seeded `seed`. */
 export function loraDropoutKey(seed: number, l: number, m: LoraModule): DropoutKey {
   const stream = (l * LORA_MODULES.length + LORA_MODULES.indexOf(m) + 1) >>> 0;

@@ -5,14 +5,16 @@
  *
  * A sequence is prompt ids + response ids. Response token j sits at position p = responseStart + j and is
  * predicted by row p − 1 of the forward pass (its log-prob and the entropy of the distribution it was drawn
- * from). Sequences go through the model in micro-batches whose summed lengths fit a token budget.
+ * from). Sequences go through the model in micro-batches whose summed lengths fit a token budget, and a micro-batch
+ * in forward passes of sequences of similar length (paddingPasses): a pass computes B × its longest length rows, so
+ * sequences of 130 and 192 tokens in one pass would waste a third of the shorter ones' rows.
  */
 import type { Tensor } from "../gpu/tensor.ts";
 import { makeBatch, releaseBatch, type Transformer } from "../model/transformer.ts";
 import type { ParameterSet } from "../model/weights.ts";
 import type { LoraWeights } from "../model/lora.ts";
-import { packMicroBatches } from "../data/packing.ts";
-import type { LoraDropoutPass } from "../model/lora_dropout.ts";
+import { packMicroBatches, paddingPasses } from "../data/packing.ts";
+import { splitPassDropout, type LoraDropoutPass } from "../model/lora_dropout.ts";
 
 /** What a backward accumulates into: every parameter (full fine-tuning), or the attached LoRA adapter's A and B. */
 export type GradientSet = ParameterSet | LoraWeights;
@@ -31,21 +33,40 @@ function responseRows(seq: PolicySequence, b: number, T: number): { from: number
   return { from: b * T + seq.responseStart - 1, count: seq.ids.length - seq.responseStart };
 }
 
-/** Log-probs (and entropies) of every response token, at `temperature`, `maxTokens` summed tokens per forward. */
-export async function scoreResponses(model: Transformer, seqs: readonly PolicySequence[], o: { temperature: number; maxTokens: number }): Promise<ResponseScores> {
+/**
+ * What one extra forward pass costs beyond its padded rows, in rows (its fixed dispatch and weight-read overhead):
+ * paddingPasses splits a micro-batch only where that saves more. Measured on the small preset (lavapipe), see README.
+ */
+const PASS_COST_ROWS = 64;
+
+/** The forward passes of one group of sequences: indices into it, each pass's sequences of similar length. */
+function passesOf(seqs: readonly PolicySequence[], passCostRows = PASS_COST_ROWS): number[][] {
+  return paddingPasses(seqs.map((s) => s.ids.length), passCostRows);
+}
+
+/** Options of both entry points: `passCostRows` overrides PASS_COST_ROWS (Infinity: one pass per micro-batch; tests). */
+interface PassOptions {
+  passCostRows?: number;
+}
+
+/** Log-probs (and entropies) of every response token, at `temperature`, `maxTokens` summed tokens per micro-batch. */
+export async function scoreResponses(model: Transformer, seqs: readonly PolicySequence[], o: { temperature: number; maxTokens: number } & PassOptions): Promise<ResponseScores> {
   const out: ResponseScores = { logprob: new Array(seqs.length), entropy: new Array(seqs.length) };
   const g = model.gpu;
-  for (const group of packMicroBatches(seqs.map((s) => s.ids.length), { maxTokens: o.maxTokens })) {
-    const batch = makeBatch(g, group.map((i) => seqs[i]!.ids));
-    const fwd = model.forward(batch, { temperature: o.temperature });
-    const [lp, ent] = (await g.readMany([fwd.logprob, fwd.entropy])).map((b) => new Float32Array(b));
-    g.release(fwd.logprob, fwd.entropy);
-    releaseBatch(g, batch);
-    group.forEach((i, b) => {
-      const { from, count } = responseRows(seqs[i]!, b, batch.T);
-      out.logprob[i] = lp!.slice(from, from + count);
-      out.entropy[i] = ent!.slice(from, from + count);
-    });
+  for (const micro of packMicroBatches(seqs.map((s) => s.ids.length), { maxTokens: o.maxTokens })) {
+    for (const pass of passesOf(micro.map((i) => seqs[i]!), o.passCostRows)) {
+      const group = pass.map((k) => micro[k]!);
+      const batch = makeBatch(g, group.map((i) => seqs[i]!.ids));
+      const fwd = model.forward(batch, { temperature: o.temperature });
+      const [lp, ent] = (await g.readMany([fwd.logprob, fwd.entropy])).map((b) => new Float32Array(b));
+      g.release(fwd.logprob, fwd.entropy);
+      releaseBatch(g, batch);
+      group.forEach((i, b) => {
+        const { from, count } = responseRows(seqs[i]!, b, batch.T);
+        out.logprob[i] = lp!.slice(from, from + count);
+        out.entropy[i] = ent!.slice(from, from + count);
+      });
+    }
   }
   return out;
 }
@@ -61,36 +82,53 @@ export interface MicroBatchPass {
 }
 
 /**
- * Forward with activations kept for backward, over the sequences `seqs` (one micro-batch); with `loraDropout`, the
- * pass (forward and backward) applies the adapter's dropout.
+ * Forward with activations kept for backward, over the sequences `seqs` (one micro-batch, run as one or more passes of
+ * similar lengths whose activations all stay until the backward); with `loraDropout`, the passes (forward and
+ * backward) apply the adapter's dropout.
  */
-export async function forwardForUpdate(model: Transformer, seqs: readonly PolicySequence[], o: { temperature: number; checkpoint: boolean; loraDropout?: LoraDropoutPass }): Promise<MicroBatchPass> {
+export async function forwardForUpdate(model: Transformer, seqs: readonly PolicySequence[], o: { temperature: number; checkpoint: boolean; loraDropout?: LoraDropoutPass } & PassOptions): Promise<MicroBatchPass> {
   const g = model.gpu;
-  const batch = makeBatch(g, seqs.map((s) => s.ids));
-  const fwd = model.forward(batch, { train: true, checkpoint: o.checkpoint, temperature: o.temperature, loraDropout: o.loraDropout });
-  const [lp, ent] = (await g.readMany([fwd.logprob, fwd.entropy])).map((b) => new Float32Array(b));
-  const rows = seqs.map((s, b) => responseRows(s, b, batch.T));
-  const free = (extra: Tensor[] = []) => {
-    g.release(fwd.logprob, fwd.entropy, ...extra);
-    releaseBatch(g, batch);
+  const passes = passesOf(seqs, o.passCostRows).map((members, k) => {
+    const batch = makeBatch(g, members.map((i) => seqs[i]!.ids));
+    const loraDropout = o.loraDropout && splitPassDropout(o.loraDropout, k);
+    const fwd = model.forward(batch, { train: true, checkpoint: o.checkpoint, temperature: o.temperature, loraDropout });
+    return { members, batch, fwd, rows: members.map((i, b) => responseRows(seqs[i]!, b, batch.T)) };
+  });
+  const read = (await g.readMany(passes.flatMap((p) => [p.fwd.logprob, p.fwd.entropy]))).map((b) => new Float32Array(b));
+  const logprob: Float32Array[] = new Array(seqs.length);
+  const entropy: Float32Array[] = new Array(seqs.length);
+  passes.forEach((p, k) => {
+    p.members.forEach((i, b) => {
+      const r = p.rows[b]!;
+      logprob[i] = read[2 * k]!.slice(r.from, r.from + r.count);
+      entropy[i] = read[2 * k + 1]!.slice(r.from, r.from + r.count);
+    });
+  });
+  const free = (p: (typeof passes)[number], extra: Tensor[] = []) => {
+    g.release(p.fwd.logprob, p.fwd.entropy, ...extra);
+    releaseBatch(g, p.batch);
   };
   return {
-    logprob: rows.map((r) => lp!.slice(r.from, r.from + r.count)),
-    entropy: rows.map((r) => ent!.slice(r.from, r.from + r.count)),
+    logprob,
+    entropy,
     backward(dLogprob, dEntropy, grads) {
-      const N = batch.B * batch.T;
-      const dl = new Float32Array(N), de = new Float32Array(N);
-      rows.forEach((r, b) => {
-        dl.set(dLogprob[b]!, r.from);
-        de.set(dEntropy[b]!, r.from);
-      });
-      const dlT = g.upload(dl, [N]), deT = g.upload(de, [N]);
-      model.backward(fwd, dlT, deT, grads);
-      free([dlT, deT]);
+      for (const p of passes) {
+        const N = p.batch.B * p.batch.T;
+        const dl = new Float32Array(N), de = new Float32Array(N);
+        p.members.forEach((i, b) => {
+          dl.set(dLogprob[i]!, p.rows[b]!.from);
+          de.set(dEntropy[i]!, p.rows[b]!.from);
+        });
+        const dlT = g.upload(dl, [N]), deT = g.upload(de, [N]);
+        model.backward(p.fwd, dlT, deT, grads);
+        free(p, [dlT, deT]);
+      }
     },
     discard() {
-      model.releaseForward(fwd);
-      free();
+      for (const p of passes) {
+        model.releaseForward(p.fwd);
+        free(p);
+      }
     },
   };
 }
