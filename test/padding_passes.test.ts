@@ -129,7 +129,7 @@ test("forwardForUpdate split into passes: same log-probs and entropies as one pa
 
 test("scoreResponses split into passes = one pass", async () => {
   const seqs = mixedSequences();
-  const split = await scoreResponses(model, seqs, { temperature: 1, maxTokens: 4096 });
+  const split = await scoreResponses(model, seqs, { temperature: 1, maxTokens: 4096, passCostRows: 64 });
   const whole = await scoreResponses(model, seqs, { temperature: 1, maxTokens: 4096, passCostRows: Infinity });
   seqs.forEach((_, i) => expectClose(split.logprob[i]!, whole.logprob[i]!, { rtol: 0, atol: 1e-6 }, `logprob ${i}`));
 });

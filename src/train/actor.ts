@@ -12,6 +12,7 @@
 import type { Tensor } from "../gpu/tensor.ts";
 import { makeBatch, releaseBatch, type Transformer } from "../model/transformer.ts";
 import type { ParameterSet } from "../model/weights.ts";
+import { parameterCount } from "../model/config.ts";
 import type { LoraWeights } from "../model/lora.ts";
 import { packMicroBatches, paddingPasses } from "../data/packing.ts";
 import { splitPassDropout, type LoraDropoutPass } from "../model/lora_dropout.ts";
@@ -34,17 +35,21 @@ function responseRows(seq: PolicySequence, b: number, T: number): { from: number
 }
 
 /**
- * What one extra forward pass costs beyond its padded rows, in rows (its fixed dispatch and weight-read overhead):
- * paddingPasses splits a micro-batch only where that saves more. Measured on the small preset (lavapipe), see README.
+ * What one extra forward pass costs beyond its padded rows, in rows: its fixed overhead (dispatches, a readback) over
+ * what one row's multiply-adds cost, so smaller models split less. Measured with bench/train.ts on lavapipe: a pass of
+ * the tiny preset (0.09M parameters) costs ~1,500 of its rows (splitting its GRPO micro-batches made the step slower),
+ * one of the small preset (19M) a few dozen rows (splitting made its reference and update passes 12–15% faster).
  */
-const PASS_COST_ROWS = 64;
-
-/** The forward passes of one group of sequences: indices into it, each pass's sequences of similar length. */
-function passesOf(seqs: readonly PolicySequence[], passCostRows = PASS_COST_ROWS): number[][] {
-  return paddingPasses(seqs.map((s) => s.ids.length), passCostRows);
+function passCostRows(model: Transformer): number {
+  return Math.max(64, Math.round(1.5e8 / parameterCount(model.config)));
 }
 
-/** Options of both entry points: `passCostRows` overrides PASS_COST_ROWS (Infinity: one pass per micro-batch; tests). */
+/** The forward passes of one group of sequences: indices into it, each pass's sequences of similar length. */
+function passesOf(model: Transformer, seqs: readonly PolicySequence[], costRows = passCostRows(model)): number[][] {
+  return paddingPasses(seqs.map((s) => s.ids.length), costRows);
+}
+
+/** Options of both entry points: `passCostRows` overrides passCostRows(model) (Infinity: one pass per micro-batch; tests). */
 interface PassOptions {
   passCostRows?: number;
 }
@@ -54,7 +59,7 @@ export async function scoreResponses(model: Transformer, seqs: readonly PolicySe
   const out: ResponseScores = { logprob: new Array(seqs.length), entropy: new Array(seqs.length) };
   const g = model.gpu;
   for (const micro of packMicroBatches(seqs.map((s) => s.ids.length), { maxTokens: o.maxTokens })) {
-    for (const pass of passesOf(micro.map((i) => seqs[i]!), o.passCostRows)) {
+    for (const pass of passesOf(model, micro.map((i) => seqs[i]!), o.passCostRows)) {
       const group = pass.map((k) => micro[k]!);
       const batch = makeBatch(g, group.map((i) => seqs[i]!.ids));
       const fwd = model.forward(batch, { temperature: o.temperature });
@@ -88,7 +93,7 @@ export interface MicroBatchPass {
  */
 export async function forwardForUpdate(model: Transformer, seqs: readonly PolicySequence[], o: { temperature: number; checkpoint: boolean; loraDropout?: LoraDropoutPass } & PassOptions): Promise<MicroBatchPass> {
   const g = model.gpu;
-  const passes = passesOf(seqs, o.passCostRows).map((members, k) => {
+  const passes = passesOf(model, seqs, o.passCostRows).map((members, k) => {
     const batch = makeBatch(g, members.map((i) => seqs[i]!.ids));
     const loraDropout = o.loraDropout && splitPassDropout(o.loraDropout, k);
     const fwd = model.forward(batch, { train: true, checkpoint: o.checkpoint, temperature: o.temperature, loraDropout });
