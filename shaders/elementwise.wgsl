@@ -89,21 +89,27 @@ fn swigluGrads(dh: f32, g: f32, u: f32) -> vec2f {
 @group(0) @binding(2) var<storage, read> gluU: array<f32>;
 @group(0) @binding(3) var<storage, read_write> gluH: array<f32>;
 
-// One invocation per (row, 4 consecutive columns handled lane-strided): grid x covers columns in
-// blocks of WG*PER, grid y... rows are folded into the linear workgroup id.
-fn gluCoords(wid: vec3u, nwg: vec3u) -> vec2u {
-  let blocksPerRow = (gp.I + WG * PER - 1u) / (WG * PER);
+// A workgroup covers WG / GLU_LANES rows × GLU_LANES·PER columns: lane l works on row l / GLU_LANES and columns
+// l % GLU_LANES + k·GLU_LANES (k < PER). GLU_LANES is WG for wide rows; for narrow ones (I < WG·PER, e.g. the tiny
+// preset's I = 128) the host picks the power of two that covers I, so lanes are not left idle past the row's end
+// (with WG lanes per row, 7 of 8 lanes idled at I = 128). An override, so the divisions are shifts.
+override GLU_LANES: u32 = WG;
+
+// (row, first column) of this lane; its columns are j = first + k·GLU_LANES.
+fn gluCoords(wid: vec3u, nwg: vec3u, l: u32) -> vec2u {
+  let span = GLU_LANES * PER;
+  let blocksPerRow = (gp.I + span - 1u) / span;
   let lin = wid.x + wid.y * nwg.x;
-  return vec2u(lin / blocksPerRow, (lin % blocksPerRow) * WG * PER);
+  return vec2u((lin / blocksPerRow) * (WG / GLU_LANES) + l / GLU_LANES, (lin % blocksPerRow) * span + l % GLU_LANES);
 }
 
 @compute @workgroup_size(WG)
 fn swiglu_forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) l: u32) {
-  let rc = gluCoords(wid, nwg);
+  let rc = gluCoords(wid, nwg, l);
   let r = rc.x;
   if (r >= gp.rows) { return; }
   for (var k = 0u; k < PER; k++) {
-    let j = rc.y + k * WG + l;
+    let j = rc.y + k * GLU_LANES;
     if (j < gp.I) {
       let g = gluG[gp.baseG + r * gp.strideG + j];
       let u = gluU[gp.baseU + r * gp.strideU + j];
@@ -121,11 +127,11 @@ fn swiglu_forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw
 
 @compute @workgroup_size(WG)
 fn swiglu_backward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) l: u32) {
-  let rc = gluCoords(wid, nwg);
+  let rc = gluCoords(wid, nwg, l);
   let r = rc.x;
   if (r >= gp.rows) { return; }
   for (var k = 0u; k < PER; k++) {
-    let j = rc.y + k * WG + l;
+    let j = rc.y + k * GLU_LANES;
     if (j < gp.I) {
       let dh = bwdDH[gp.baseH + r * gp.strideH + j];
       let g = bwdG[gp.baseG + r * gp.strideG + j];
@@ -143,11 +149,11 @@ fn swiglu_backward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) n
 
 @compute @workgroup_size(WG)
 fn swiglu_backward_fused(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) l: u32) {
-  let rc = gluCoords(wid, nwg);
+  let rc = gluCoords(wid, nwg, l);
   let r = rc.x;
   if (r >= gp.rows) { return; }
   for (var k = 0u; k < PER; k++) {
-    let j = rc.y + k * WG + l;
+    let j = rc.y + k * GLU_LANES;
     if (j < gp.I) {
       let dh = bwdDH[gp.baseH + r * gp.strideH + j];
       let g = bwdG[gp.baseG + r * gp.strideG + j];

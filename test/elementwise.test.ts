@@ -73,6 +73,11 @@ describe("swiglu", () => {
     [13, 37],
     [5, 1030],
     [70, 3],
+    // Narrow rows packed several to a workgroup (GLU_LANES < 256), and rows of exactly one block.
+    [600, 128],
+    [257, 33],
+    [9, 1024],
+    [3, 2049],
   ];
 
   test("forward vs CPU reference", async () => {

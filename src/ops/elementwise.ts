@@ -121,11 +121,27 @@ function swigluDispatch(gpu: Gpu, kernel: Kernel, ops: Operand[], rows: number, 
     if (op.stride < I) throw new Error(`swiglu: ${op.what} row stride ${op.stride} is shorter than I=${I}`);
     if (rows > 0) need("swiglu", op.t, op.off, (rows - 1) * op.stride + I, op.what);
   }
-  const blocksPerRow = Math.ceil(I / BLOCK);
+  const lanes = gluLanes(I);
   for (const [r0, rc] of chunksFitting(gpu, rows, ops.map((op) => op.stride), o)) {
     const wins = ops.map((op) => bindWindow(gpu, op.t, op.off + r0 * op.stride, (rc - 1) * op.stride + I));
-    gpu.dispatch({ kernel, params: gluParams(ops, wins.map((w) => w.base), rc, I), bindings: wins.map((w) => w.view), workgroups: workgroupGrid(gpu, rc * blocksPerRow) });
+    gpu.dispatch({ kernel, params: gluParams(ops, wins.map((w) => w.base), rc, I), bindings: wins.map((w) => w.view), ...gluGrid(gpu, rc, I, lanes) });
   }
+}
+
+/**
+ * Lanes per row of the SwiGLU kernels (shaders/elementwise.wgsl GLU_LANES): all WG for rows of WG·PER columns or more,
+ * else the power of two that covers the row, so a workgroup packs several narrow rows instead of idling lanes past I.
+ */
+function gluLanes(I: number): number {
+  let lanes = 1;
+  while (lanes < WG && lanes * PER < I) lanes *= 2;
+  return lanes;
+}
+
+/** The override and workgroup grid of a SwiGLU dispatch over `rows` rows of I columns. */
+function gluGrid(gpu: Gpu, rows: number, I: number, lanes: number): { constants?: Record<string, number>; workgroups: [number, number] } {
+  const rowGroups = Math.ceil(rows / (WG / lanes));
+  return { ...(lanes === WG ? {} : { constants: { GLU_LANES: lanes } }), workgroups: workgroupGrid(gpu, rowGroups * Math.ceil(I / (lanes * PER))) };
 }
 
 // GluParams: rows, I, strideG, strideU, strideH, baseG, baseU, baseH, strideDG, strideDU, baseDG, baseDU.
@@ -189,7 +205,7 @@ export function swigluBackward(
     for (const op of [...ops.slice(0, 3), fused]) {
       if (rows > 0) need("swigluBackward", op.t, op.off, (rows - 1) * op.stride + (op === fused ? span : I), op.what);
     }
-    const blocksPerRow = Math.ceil(I / BLOCK);
+    const lanes = gluLanes(I);
     for (const [r0, rc] of chunksFitting(gpu, rows, [...ops.slice(0, 3).map((op) => op.stride), sDG], o)) {
       const wins = ops.slice(0, 3).map((op) => bindWindow(gpu, op.t, op.off + r0 * op.stride, (rc - 1) * op.stride + I));
       const wf = bindWindow(gpu, dgate, lo + r0 * sDG, (rc - 1) * sDG + span);
@@ -199,7 +215,7 @@ export function swigluBackward(
         kernel: SWIGLU_BWD_FUSED,
         params: gluParams(all, bases, rc, I),
         bindings: [...wins.map((w) => w.view), wf.view],
-        workgroups: workgroupGrid(gpu, rc * blocksPerRow),
+        ...gluGrid(gpu, rc, I, lanes),
       });
     }
     return;
