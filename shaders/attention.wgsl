@@ -355,6 +355,14 @@ fn attn_bwd_dkv(@builtin(global_invocation_id) gid: vec3u) {
 const SG_ROWS = 64u;
 const SG_MAX_HD4 = 32u;
 
+// The head dimension / 4 as a pipeline constant when the host sets it (SG_HD4 > 0): the loops over a row's chunks
+// then have a constant trip count, so the compiler unrolls them and keeps q, acc, k, v in registers; with a
+// uniform bound those arrays are indexed at run time and live in per-lane memory.
+override SG_HD4: u32 = 0u;
+fn sgHd4() -> u32 {
+  return select(p.HD / 4u, SG_HD4, SG_HD4 > 0u);
+}
+
 alias Bcast = array<vec4f, 8>;
 alias Row4 = array<vec4f, SG_MAX_HD4>;
 
@@ -399,7 +407,7 @@ fn attn_fwd_sg(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) 
   let pos = sqStart[b] + t;
   let kvl = min(skvLen[b], p.Tk);
   let valid = t < p.Tq && pos < kvl;
-  let hd4 = p.HD / 4u;
+  let hd4 = sgHd4();
   let qRow = (b * p.Tq + min(t, p.Tq - 1u)) * p.Hq + h; // clamped: lanes past Tq load a real row and store nothing
   var q: Row4;
   var acc: Row4;
@@ -469,7 +477,7 @@ fn attn_bwd_dq_sg(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
   let pos = swork[2u * R + b] + t;
   let kvl = min(swork[2u * R + p.B + b], p.Tk);
   let valid = t < p.Tq && pos < kvl;
-  let hd4 = p.HD / 4u;
+  let hd4 = sgHd4();
   let row = (b * p.Tq + min(t, p.Tq - 1u)) * p.Hq + h;
   var q: Row4;
   var dO: Row4;
@@ -533,7 +541,7 @@ fn attn_bwd_dkv_sg(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_
   let qs = swork[2u * R + b];
   let kvl = min(swork[2u * R + p.B + b], p.Tk);
   let valid = j < kvl;
-  let hd4 = p.HD / 4u;
+  let hd4 = sgHd4();
   let kRow = (b * p.Tk + min(j, p.Tk - 1u)) * p.Hkv + hk;
   var k: Row4;
   var v: Row4;
