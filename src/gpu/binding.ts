@@ -95,14 +95,18 @@ interface Ticker {
 /**
  * bun-webgpu polls with setImmediate, a busy loop that holds a whole CPU core while the GPU works. On a
  * software adapter (lavapipe) that core is one the GPU needs: measured on 2 cores, a 128×896×896 matmul
- * went from 14.1 to 8.7 ms with a sleeping poll. Poll at once twice (short waits stay short), then every
- * millisecond. If the binding's internals change, its own polling stays in place.
+ * went from 14.1 to 8.7 ms with a sleeping poll. Poll at once twice (short waits stay short), then sleep between
+ * polls: a futex wait (Atomics.wait) of 0.1 ms growing with the wait to 1 ms, so a wait overshoots by at most ~5% +
+ * 0.1 ms, and each poll yields to the event loop (setImmediate) for I/O. setTimeout cannot sleep less than ~1.1 ms
+ * here: a tiny model's 2 ms decode step waited 3 ms. If the binding's internals change, its own polling stays in place.
  */
 function politeEventPolling(gpu: GPU): void {
   const ticker = (gpu as unknown as { _ticker?: Partial<Ticker> })._ticker;
   if (!ticker || typeof ticker.scheduleTick !== "function" || typeof ticker.hasWaiting !== "function" || !ticker.lib?.wgpuInstanceProcessEvents) return;
   const t = ticker as Ticker;
+  const sleeper = new Int32Array(new SharedArrayBuffer(4));
   let spins = 0;
+  let since = 0;
   t.scheduleTick = function (this: Ticker) {
     if (this._ticking) return;
     this._ticking = true;
@@ -116,8 +120,9 @@ function politeEventPolling(gpu: GPU): void {
         spins = 0;
       }
     };
-    if (spins < 2) setImmediate(poll);
-    else setTimeout(poll, 1);
+    if (spins === 0) since = performance.now();
+    if (spins >= 2) Atomics.wait(sleeper, 0, 0, Math.min(1, 0.1 + (performance.now() - since) / 20));
+    setImmediate(poll);
   };
 }
 
