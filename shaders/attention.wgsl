@@ -61,9 +61,14 @@ fn queryBlock(r: u32) -> QueryBlock {
 @group(0) @binding(6) var<storage, read_write> fout: array<f32>;
 @group(0) @binding(7) var<storage, read_write> flse: array<f32>;
 
+// The head dimension as a pipeline constant when the host sets it (FWD_HD > 0): the loops over a row then have a
+// constant trip count and qv/acc are indexed by constants once unrolled, instead of living in per-lane memory.
+override FWD_HD: u32 = 0u;
+
 @compute @workgroup_size(WGS)
 fn attn_fwd(@builtin(global_invocation_id) gid: vec3u) {
   let r = linearIndex(gid); // ((b * Tq + t) * Hkv + hk) * HB + hb
+  let hd = select(p.HD, FWD_HD, FWD_HD > 0u);
   if (r >= p.B * p.Tq * p.Hkv * p.HB) { return; }
   let qb = queryBlock(r);
   let hb = qb.hb;
@@ -75,14 +80,14 @@ fn attn_fwd(@builtin(global_invocation_id) gid: vec3u) {
   let pos = fqStart[b] + t;
   let kvl = min(fkvLen[b], p.Tk);
   let rowBase = bt * p.Hq + hk * group; // row of query head (hk, g = 0)
-  let kStride = p.Hkv * p.HD;
+  let kStride = p.Hkv * hd;
 
   let g0 = hb * GB;
   let n = min(GB, group - g0);
   if (pos >= kvl) {
     for (var gi = 0u; gi < n; gi++) {
       let h = hk * group + g0 + gi;
-      for (var d = 0u; d < p.HD; d++) { fout[(rowBase + g0 + gi) * p.HD + d] = 0.0; }
+      for (var d = 0u; d < hd; d++) { fout[(rowBase + g0 + gi) * hd + d] = 0.0; }
       flse[(b * p.Hq + h) * p.Tq + t] = 0.0;
     }
     return;
@@ -92,21 +97,21 @@ fn attn_fwd(@builtin(global_invocation_id) gid: vec3u) {
   var m: array<f32, MAX_GB>;
   var l: array<f32, MAX_GB>;
   for (var gi = 0u; gi < GB; gi++) {
-    let qBase = (rowBase + g0 + min(gi, n - 1u)) * p.HD;
-    for (var d = 0u; d < p.HD; d++) {
-      qv[gi * p.HD + d] = fq[qBase + d] * p.scale;
-      acc[gi * p.HD + d] = 0.0;
+    let qBase = (rowBase + g0 + min(gi, n - 1u)) * hd;
+    for (var d = 0u; d < hd; d++) {
+      qv[gi * hd + d] = fq[qBase + d] * p.scale;
+      acc[gi * hd + d] = 0.0;
     }
     m[gi] = NEG;
     l[gi] = 0.0;
   }
-  var kBase = (b * p.Tk * p.Hkv + hk) * p.HD;
+  var kBase = (b * p.Tk * p.Hkv + hk) * hd;
   for (var j = 0u; j <= pos; j++) {
     var s: array<f32, MAX_GB>;
     for (var gi = 0u; gi < GB; gi++) { s[gi] = 0.0; }
-    for (var d = 0u; d < p.HD; d++) {
+    for (var d = 0u; d < hd; d++) {
       let kd = fk[kBase + d];
-      for (var gi = 0u; gi < GB; gi++) { s[gi] += qv[gi * p.HD + d] * kd; }
+      for (var gi = 0u; gi < GB; gi++) { s[gi] += qv[gi * hd + d] * kd; }
     }
     var e: array<f32, MAX_GB>;
     for (var gi = 0u; gi < GB; gi++) {
@@ -114,22 +119,22 @@ fn attn_fwd(@builtin(global_invocation_id) gid: vec3u) {
         // A new maximum: rescale what was accumulated (rare after the first few keys).
         let c = exp(m[gi] - s[gi]);
         l[gi] *= c;
-        for (var d = 0u; d < p.HD; d++) { acc[gi * p.HD + d] *= c; }
+        for (var d = 0u; d < hd; d++) { acc[gi * hd + d] *= c; }
         m[gi] = s[gi];
       }
       e[gi] = exp(s[gi] - m[gi]);
       l[gi] += e[gi];
     }
-    for (var d = 0u; d < p.HD; d++) {
+    for (var d = 0u; d < hd; d++) {
       let vd = fv[kBase + d];
-      for (var gi = 0u; gi < GB; gi++) { acc[gi * p.HD + d] += e[gi] * vd; }
+      for (var gi = 0u; gi < GB; gi++) { acc[gi * hd + d] += e[gi] * vd; }
     }
     kBase += kStride;
   }
   for (var gi = 0u; gi < n; gi++) {
     let h = hk * group + g0 + gi;
     let inv = 1.0 / l[gi];
-    for (var d = 0u; d < p.HD; d++) { fout[(rowBase + g0 + gi) * p.HD + d] = acc[gi * p.HD + d] * inv; }
+    for (var d = 0u; d < hd; d++) { fout[(rowBase + g0 + gi) * hd + d] = acc[gi * hd + d] * inv; }
     flse[(b * p.Hq + h) * p.Tq + t] = m[gi] + log(l[gi]);
   }
 }

@@ -159,9 +159,11 @@ export function attention(
   }
   const bl = attentionBlocking(dims);
   const g = grid(gpu, B * Tq * Hkv * Math.ceil(Hq / Hkv / bl.gb), bl.wgs);
+  // FWD_HD: the head dimension as a pipeline constant, so the kernel's row loops unroll. Decode steps on lavapipe (ad
+  // hoc, alternated in one process, bit-identical): 1.46× at the small preset's shape, 2.1× at hd 16, even at 14 heads.
   gpu.dispatch({
     kernel: FWD,
-    constants: { GB: bl.gb, WGS: bl.wgs },
+    constants: { GB: bl.gb, WGS: bl.wgs, FWD_HD: hd },
     params: params(dims, g.x, bl.gb),
     bindings: [q, k, v, qStart, kvLen, out, lse],
     workgroups: [g.x, g.y],
