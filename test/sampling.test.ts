@@ -170,6 +170,31 @@ describe("greedy and reproducibility", () => {
     const reseeded = await sampleGpu(repeatRow(row, 64), 64, V, { temperature: 1, seed: 100 }, new Uint32Array(64).fill(42), steps);
     expect(Array.from(reseeded)).not.toEqual(Array.from(seq));
   });
+
+  test("firstRow samples a range of rows: the same ids and log-probs as sampling all, rows outside untouched", async () => {
+    const B = 13, V = 37;
+    const logits = randn(B * V, 21, 2);
+    const tl = gpu.upload(logits, [B * V]);
+    const ts = gpu.upload(Uint32Array.from({ length: B }, (_, i) => 100 + i), [B]);
+    const tt = gpu.upload(Uint32Array.from({ length: B }, (_, i) => 5 + i), [B]);
+    const all = gpu.empty([B], "u32"), allLp = gpu.empty([B]);
+    sample(gpu, tl, all, ts, tt, { B, V }, { temperature: 0.8, topP: 0.9, seed: 3, logprob: allLp });
+    const part = gpu.upload(new Uint32Array(B).fill(12345), [B]), partLp = gpu.upload(new Float32Array(B).fill(-7), [B]);
+    sample(gpu, tl, part, ts, tt, { B: 6, V }, { temperature: 0.8, topP: 0.9, seed: 3, logprob: partLp, firstRow: 5 });
+    const [a, al, p, pl] = await gpu.readMany([all, allLp, part, partLp]);
+    const [ids, lps, pids, plps] = [new Uint32Array(a!), new Float32Array(al!), new Uint32Array(p!), new Float32Array(pl!)];
+    for (let b = 0; b < B; b++) {
+      if (b >= 5 && b < 11) {
+        expect(pids[b]).toBe(ids[b]!);
+        expect(plps[b]).toBe(lps[b]!);
+      } else {
+        expect(pids[b]).toBe(12345);
+        expect(plps[b]).toBe(-7);
+      }
+    }
+    expect(() => sample(gpu, tl, part, ts, tt, { B: 6, V }, { temperature: 1, seed: 3, firstRow: 8 })).toThrow(/logits|entries/);
+    gpu.release(tl, ts, tt, all, allLp, part, partLp);
+  });
 });
 
 describe("GPU vs CPU reference on random logits", () => {

@@ -162,6 +162,7 @@ export class GenerationSession {
     for (const b of sequences) {
       if (!this.fresh[b]) throw new Error(`sampleNext: sequence ${b} has no fresh logits (append to it first)`);
     }
+    if (sequences.length === 0) return [];
     const g = this.gpu;
     // Each sequence's RNG stream is keyed by (seed, stream, position): results do not depend on batch
     // composition. The stream is the slot unless the caller names one (e.g. a rollout's sample index, so a
@@ -173,7 +174,9 @@ export class GenerationSession {
       keys = g.upload(k, [this.B]);
     }
     const pos = g.upload(Uint32Array.from(this.tokens.map((t) => t.length)), [this.B]);
-    sample(g, this.logits, this.sampled, keys, pos, { B: this.B, V: this.model.V }, { ...sampling, logprob: this.sampledLogprob });
+    // Only the slot range of the listed sequences: a 64-slot engine running 16 calls samples 16 rows, not 64.
+    const lo = Math.min(...sequences), hi = Math.max(...sequences);
+    sample(g, this.logits, this.sampled, keys, pos, { B: hi - lo + 1, V: this.model.V }, { ...sampling, logprob: this.sampledLogprob, firstRow: lo });
     const [idBuf, lpBuf] = await g.readMany([this.sampled, this.sampledLogprob]);
     const ids = new Uint32Array(idBuf!);
     const lps = new Float32Array(lpBuf!);

@@ -31,6 +31,11 @@ export interface SamplingOptions extends SamplingParams, WindowOptions {
   /** Element offset of row 0 in logits. */
   offset?: number;
   /**
+   * Sample rows firstRow .. firstRow + B of logits, seqIds, steps, out and logprob (default 0): a batch whose running
+   * sequences hold a few of many slots samples only their range.
+   */
+  firstRow?: number;
+  /**
    * f32 [B]: receives log softmax(logits[b] / temperature)[out[b]] over the whole row (temperature 1 when
    * greedy), before top-k/top-p — what the trainer recomputes as the old policy's log-prob of that id.
    */
@@ -45,26 +50,28 @@ export interface SamplingOptions extends SamplingParams, WindowOptions {
 export function sample(gpu: Gpu, logits: Tensor, out: Tensor, seqIds: Tensor, steps: Tensor, dims: { B: number; V: number }, o: SamplingOptions): void {
   const { B, V } = dims;
   const stride = o.rowStride ?? V;
-  const off = o.offset ?? 0;
+  const row0 = o.firstRow ?? 0;
+  const off = (o.offset ?? 0) + row0 * stride;
   const topK = o.topK ?? 0;
   const topP = o.topP ?? 1;
   if (!Number.isFinite(o.temperature)) throw new Error(`sample: temperature must be a finite number, got ${o.temperature}`);
   if (!Number.isInteger(topK) || topK < 0) throw new Error(`sample: topK must be a non-negative integer, got ${topK}`);
   if (!(topP > 0 && topP <= 1)) throw new Error(`sample: topP must be in (0, 1], got ${topP}`);
+  if (!Number.isInteger(row0) || row0 < 0) throw new Error(`sample: firstRow must be a non-negative integer, got ${row0}`);
   if (!Number.isSafeInteger(o.seed) || o.seed < 0) throw new Error(`sample: seed must be a non-negative integer below 2^53, got ${o.seed}`);
   if (stride < V) throw new Error(`sample: row stride ${stride} shorter than V=${V}`);
   if (B > 0 && logits.numel < off + (B - 1) * stride + V) throw new Error(`sample: logits ${shapeString(logits.shape)} too small for B=${B} rows of V=${V}`);
   for (const [t, what] of [[seqIds, "seqIds"], [steps, "steps"], [out, "out"]] as const) {
-    if (t.dtype !== "u32" || t.numel < B) throw new Error(`sample: ${what} must be u32 with ${B} entries, got ${t.dtype} ${shapeString(t.shape)}`);
+    if (t.dtype !== "u32" || t.numel < row0 + B) throw new Error(`sample: ${what} must be u32 with ${row0 + B} entries, got ${t.dtype} ${shapeString(t.shape)}`);
   }
-  if (o.logprob && (o.logprob.dtype !== "f32" || o.logprob.numel < B)) throw new Error(`sample: logprob must be f32 with ${B} entries, got ${o.logprob.dtype} ${shapeString(o.logprob.shape)}`);
+  if (o.logprob && (o.logprob.dtype !== "f32" || o.logprob.numel < row0 + B)) throw new Error(`sample: logprob must be f32 with ${row0 + B} entries, got ${o.logprob.dtype} ${shapeString(o.logprob.shape)}`);
   // The slot must be bound even when unused; a separate buffer keeps writable bindings from aliasing.
-  const lpOut = o.logprob ?? gpu.empty([Math.max(1, B)]);
+  const lpOut = o.logprob ?? gpu.empty([Math.max(1, row0 + B)]);
   const seedLo = o.seed % 2 ** 32, seedHi = Math.floor(o.seed / 2 ** 32);
   const wg = workgroupSize(gpu);
   for (const [r0, rc] of chunksFitting(gpu, B, [stride], o)) {
     const wl = bindWindow(gpu, logits, off + r0 * stride, (rc - 1) * stride + V);
-    const [ws, wt, wo, wp] = [seqIds, steps, out, lpOut].map((t) => bindWindow(gpu, t, r0, rc)) as [BoundWindow, BoundWindow, BoundWindow, BoundWindow];
+    const [ws, wt, wo, wp] = [seqIds, steps, out, lpOut].map((t) => bindWindow(gpu, t, row0 + r0, rc)) as [BoundWindow, BoundWindow, BoundWindow, BoundWindow];
     gpu.dispatch({
       kernel: SAMPLE,
       params: new Params()
