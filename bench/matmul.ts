@@ -1,8 +1,8 @@
 /**
  * bench/matmul: GFLOP/s of the WGSL matmul on the current adapter, per shape, for the plan matmul() chooses and for
  * the portable kernel (timed alternately in the same run, with the median of their per-round ratio), beside OpenBLAS
- * sgemm (numpy, Debian's python3) on the same shapes in the same run. `--sweep` also times every subgroup tiling and
- * the portable tilings on a few shapes, to pick the adapter's best. `--profile` times every dispatch on the GPU
+ * sgemm (numpy, Debian's python3) on the same shapes in the same run. `--sweep` also times every subgroup tiling (A and
+ * B read as vec4 or not, where the shape allows) and the portable tilings on a few shapes, to pick the adapter's best. `--profile` times every dispatch on the GPU
  * (timestamp-query) and prints, per shape, the GPU time per kernel family of its timed rounds beside their wall time.
  *
  *   ./node_modules/.bin/bun bench/matmul.ts [--reps 5] [--sweep] [--profile]
@@ -15,6 +15,7 @@ import {
   choosePlan,
   chooseTiling,
   planName,
+  vec4AAligned,
   vec4BAligned,
   SUBGROUP_MAX_TM,
   type MatmulOptions,
@@ -122,14 +123,16 @@ if (sweep) {
   const probes = [CASES[4]!, CASES[5]!, CASES[6]!, CASES[8]!, CASES[10]!];
   const plans: MatmulPlan[] = [];
   if (subgroupKernelsSupported(gpu)) {
-    for (let tm = 1; tm <= SUBGROUP_MAX_TM; tm *= 2) for (const tn of [1, 2, 4]) for (const vec4B of [false, true]) plans.push({ kernel: "subgroup", tm, tn, vec4B });
+    for (let tm = 1; tm <= SUBGROUP_MAX_TM; tm *= 2) {
+      for (const tn of [1, 2, 4]) for (const vec4B of [false, true]) for (const vec4A of [false, true]) plans.push({ kernel: "subgroup", tm, tn, vec4B, ...(vec4A ? { vec4A } : {}) });
+    }
   }
   for (const tm of [1, 4, 8]) for (const [wgX, wgY] of [[16, 4], [64, 1]] as const) plans.push({ kernel: "portable", tm, wgX, wgY });
   console.log(`\nsweep (GFLOP/s, median of ${reps}): ${probes.map((c, i) => `[${i}] ${c.name}`).join(" | ")}`);
   console.log("plan".padEnd(26) + probes.map((_, i) => `[${i}]`.padStart(8)).join(""));
   const figs = new Map<MatmulPlan, string[]>(plans.map((p) => [p, []]));
   for (const c of probes) {
-    const usable = plans.filter((p) => p.kernel === "portable" || !p.vec4B || vec4BAligned(c, options(c)));
+    const usable = plans.filter((p) => p.kernel === "portable" || ((!p.vec4B || vec4BAligned(c, options(c))) && (!p.vec4A || vec4AAligned(c, options(c), p.tm))));
     const times = await timePlans(c, usable, reps);
     for (const p of plans) {
       const k = usable.indexOf(p);
