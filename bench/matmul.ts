@@ -2,8 +2,9 @@
  * bench/matmul: GFLOP/s of the WGSL matmul on the current adapter, per shape, for the plan matmul() chooses and for
  * the portable kernel (timed alternately in the same run, with the median of their per-round ratio), beside OpenBLAS
  * sgemm (numpy, Debian's python3) on the same shapes in the same run. `--sweep` also times every subgroup tiling (A and
- * B read as vec4 or not, where the shape allows) and the portable tilings on a few shapes, to pick the adapter's best. `--profile` times every dispatch on the GPU
- * (timestamp-query) and prints, per shape, the GPU time per kernel family of its timed rounds beside their wall time.
+ * B read as vec4 or not, where the shape allows) and the portable tilings on a few shapes, to pick the adapter's best.
+ * `--profile` times every dispatch on the GPU (timestamp-query) and prints, per shape, the GPU time per kernel family of
+ * its timed rounds beside their wall time.
  *
  *   ./node_modules/.bin/bun bench/matmul.ts [--reps 5] [--sweep] [--profile]
  */
