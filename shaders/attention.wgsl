@@ -39,6 +39,14 @@ const NEG = -3.0e38;
 
 @group(0) @binding(0) var<uniform> p: Params;
 
+// The head dimension as a pipeline constant when the host sets it (HEAD_DIM > 0), else p.HD: with a constant, the
+// loops over a row have a constant trip count, the compiler unrolls them and the row arrays (q, acc, k, v) stay in
+// registers; with a uniform bound those arrays are indexed at run time and live in per-lane memory.
+override HEAD_DIM: u32 = 0u;
+fn headDim() -> u32 {
+  return select(p.HD, HEAD_DIM, HEAD_DIM > 0u);
+}
+
 fn linearIndex(gid: vec3u) -> u32 {
   return gid.y * p.gridX * WGS + gid.x;
 }
@@ -61,14 +69,10 @@ fn queryBlock(r: u32) -> QueryBlock {
 @group(0) @binding(6) var<storage, read_write> fout: array<f32>;
 @group(0) @binding(7) var<storage, read_write> flse: array<f32>;
 
-// The head dimension as a pipeline constant when the host sets it (FWD_HD > 0): the loops over a row then have a
-// constant trip count and qv/acc are indexed by constants once unrolled, instead of living in per-lane memory.
-override FWD_HD: u32 = 0u;
-
 @compute @workgroup_size(WGS)
 fn attn_fwd(@builtin(global_invocation_id) gid: vec3u) {
   let r = linearIndex(gid); // ((b * Tq + t) * Hkv + hk) * HB + hb
-  let hd = select(p.HD, FWD_HD, FWD_HD > 0u);
+  let hd = headDim();
   if (r >= p.B * p.Tq * p.Hkv * p.HB) { return; }
   let qb = queryBlock(r);
   let hb = qb.hb;
@@ -360,14 +364,6 @@ fn attn_bwd_dkv(@builtin(global_invocation_id) gid: vec3u) {
 const SG_ROWS = 64u;
 const SG_MAX_HD4 = 32u;
 
-// The head dimension / 4 as a pipeline constant when the host sets it (SG_HD4 > 0): the loops over a row's chunks
-// then have a constant trip count, so the compiler unrolls them and keeps q, acc, k, v in registers; with a
-// uniform bound those arrays are indexed at run time and live in per-lane memory.
-override SG_HD4: u32 = 0u;
-fn sgHd4() -> u32 {
-  return select(p.HD / 4u, SG_HD4, SG_HD4 > 0u);
-}
-
 alias Bcast = array<vec4f, 8>;
 alias Row4 = array<vec4f, SG_MAX_HD4>;
 
@@ -412,7 +408,7 @@ fn attn_fwd_sg(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) 
   let pos = sqStart[b] + t;
   let kvl = min(skvLen[b], p.Tk);
   let valid = t < p.Tq && pos < kvl;
-  let hd4 = sgHd4();
+  let hd4 = headDim() / 4u;
   let qRow = (b * p.Tq + min(t, p.Tq - 1u)) * p.Hq + h; // clamped: lanes past Tq load a real row and store nothing
   var q: Row4;
   var acc: Row4;
@@ -482,7 +478,7 @@ fn attn_bwd_dq_sg(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
   let pos = swork[2u * R + b] + t;
   let kvl = min(swork[2u * R + p.B + b], p.Tk);
   let valid = t < p.Tq && pos < kvl;
-  let hd4 = sgHd4();
+  let hd4 = headDim() / 4u;
   let row = (b * p.Tq + min(t, p.Tq - 1u)) * p.Hq + h;
   var q: Row4;
   var dO: Row4;
@@ -546,7 +542,7 @@ fn attn_bwd_dkv_sg(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_
   let qs = swork[2u * R + b];
   let kvl = min(swork[2u * R + p.B + b], p.Tk);
   let valid = j < kvl;
-  let hd4 = sgHd4();
+  let hd4 = headDim() / 4u;
   let kRow = (b * p.Tk + min(j, p.Tk - 1u)) * p.Hkv + hk;
   var k: Row4;
   var v: Row4;

@@ -74,12 +74,13 @@ function kernelFor(gpu: Gpu, d: AttentionDims, forced: AttentionKernel | undefin
 }
 
 /**
- * The subgroup kernels' pipeline constants: the head dimension / 4 (SG_HD4 in shaders/attention.wgsl), so their loops
- * over a row's chunks unroll. Measured on lavapipe (ad hoc, fwd + bwd alternated in one process, bit-identical
- * results): 1.33× at hd 16 (the demo's model), 1.05–1.07× at hd 64.
+ * The head dimension as a pipeline constant (HEAD_DIM in shaders/attention.wgsl), so the kernels' loops over a row
+ * unroll. Measured on lavapipe (ad hoc, alternated in one process, bit-identical results): subgroup forward + backward
+ * 1.33× at hd 16 (the demo's model), 1.05–1.07× at hd 64; the portable forward (decode) 1.46× at the small preset's
+ * shape, 2.1× at hd 16, even at 14 heads.
  */
-function sgConstants(d: AttentionDims): Record<string, number> {
-  return { SG_HD4: d.hd / 4 };
+function headDimConstant(d: AttentionDims): { HEAD_DIM: number } {
+  return { HEAD_DIM: d.hd };
 }
 
 /** Workgroups of 64 rows over (sequence, head, tile), as a 2-D grid. */
@@ -154,16 +155,14 @@ export function attention(
   });
   if (kernelFor(gpu, dims, o.kernel) === "subgroup") {
     const sg = tileGrid(gpu, Tq, B * Hq);
-    gpu.dispatch({ kernel: FWD_SG, constants: sgConstants(dims), params: params(dims, sg.x), bindings: [q, k, v, qStart, kvLen, out, lse], workgroups: [sg.x, sg.y] });
+    gpu.dispatch({ kernel: FWD_SG, constants: headDimConstant(dims), params: params(dims, sg.x), bindings: [q, k, v, qStart, kvLen, out, lse], workgroups: [sg.x, sg.y] });
     return;
   }
   const bl = attentionBlocking(dims);
   const g = grid(gpu, B * Tq * Hkv * Math.ceil(Hq / Hkv / bl.gb), bl.wgs);
-  // FWD_HD: the head dimension as a pipeline constant, so the kernel's row loops unroll. Decode steps on lavapipe (ad
-  // hoc, alternated in one process, bit-identical): 1.46× at the small preset's shape, 2.1× at hd 16, even at 14 heads.
   gpu.dispatch({
     kernel: FWD,
-    constants: { GB: bl.gb, WGS: bl.wgs, FWD_HD: hd },
+    constants: { GB: bl.gb, WGS: bl.wgs, ...headDimConstant(dims) },
     params: params(dims, g.x, bl.gb),
     bindings: [q, k, v, qStart, kvLen, out, lse],
     workgroups: [g.x, g.y],
@@ -208,8 +207,8 @@ export function attentionBackward(
   gpu.dispatch({ kernel: PREP, constants: { WGS: 64 }, params: params(dims, gp.x), bindings: [out, dout, lse, qStart, kvLen, work], workgroups: [gp.x, gp.y] });
   if (kernelFor(gpu, dims, o.kernel) === "subgroup") {
     const sq = tileGrid(gpu, Tq, B * Hq), sk = tileGrid(gpu, Tk, B * Hkv);
-    gpu.dispatch({ kernel: DQ_SG, constants: sgConstants(dims), params: params(dims, sq.x), bindings: [q, k, v, dout, work, dq], workgroups: [sq.x, sq.y] });
-    gpu.dispatch({ kernel: DKV_SG, constants: sgConstants(dims), params: params(dims, sk.x), bindings: [q, k, v, dout, work, dk, dv], workgroups: [sk.x, sk.y] });
+    gpu.dispatch({ kernel: DQ_SG, constants: headDimConstant(dims), params: params(dims, sq.x), bindings: [q, k, v, dout, work, dq], workgroups: [sq.x, sq.y] });
+    gpu.dispatch({ kernel: DKV_SG, constants: headDimConstant(dims), params: params(dims, sk.x), bindings: [q, k, v, dout, work, dk, dv], workgroups: [sk.x, sk.y] });
     return;
   }
   const bl = attentionBlocking(dims);
