@@ -9,7 +9,7 @@
 // writes only its own pairs, which makes in-place safe.
 //
 // The angle is the f32 product like HF computes it; cos/sin then get an explicit Cody–Waite
-// reduction to [−π, π] because WGSL only bounds their error inside that range (positions reach 10⁵).
+// reduction to [−π, π] (reduceAngle, shaders/rope_angle.wgsl) because WGSL only bounds their error inside that range.
 
 struct Params {
   rows: u32, Hq: u32, Hkv: u32, hd: u32,
@@ -24,17 +24,6 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> k: array<f32>;
 
 const WG = 64u;
-
-// 2π = C1 + C2 + C3; C1 and C2 have few significant bits so k·C1 and k·C2 are exact for k < 2^16.
-const C1 = 6.28125;
-const C2 = 0.0019378662109375;
-const C3 = -2.559031372584286e-06;
-const INV_TWO_PI = 0.15915494309189535;
-
-fn reduceAngle(a: f32) -> f32 {
-  let n = round(a * INV_TWO_PI);
-  return ((a - n * C1) - n * C2) - n * C3;
-}
 
 struct Rot { c: f32, s: f32, i: u32, row: u32, ok: bool }
 

@@ -34,16 +34,7 @@ override NORM: bool = false;
 
 const WG = 64u;
 
-// 2π = C1 + C2 + C3 as in shaders/rope.wgsl: cos/sin are only bounded inside [−π, π].
-const C1 = 6.28125;
-const C2 = 0.0019378662109375;
-const C3 = -2.559031372584286e-06;
-const INV_TWO_PI = 0.15915494309189535;
-
-fn reduceAngle(a: f32) -> f32 {
-  let n = round(a * INV_TWO_PI);
-  return ((a - n * C1) - n * C2) - n * C3;
-}
+// reduceAngle: shaders/rope_angle.wgsl (put in front of this file by src/gpu/shaders.ts), shared with rope.wgsl.
 
 // One head: hd values from qkv[src …], normalised with weights normW[w …] when NORM, rotated by `pos`, to dst
 // (in qOut when toQ, else in kCache).

@@ -13,9 +13,15 @@ import attention from "../../shaders/attention.wgsl" with { type: "text" };
 import logprobs from "../../shaders/logprobs.wgsl" with { type: "text" };
 import dropout from "../../shaders/dropout.wgsl" with { type: "text" };
 import rope_append from "../../shaders/rope_append.wgsl" with { type: "text" };
+import rope_angle from "../../shaders/rope_angle.wgsl" with { type: "text" };
 import type { Gpu } from "./runtime.ts";
 
-export const SHADERS = { matmul, attention, logprobs, elementwise, rmsnorm, rope, embedding, adamw, sampling, dropout, rope_append } as const;
+// RoPE's two kernels share one angle reduction (shaders/rope_angle.wgsl), so their rotations agree bit for bit.
+export const SHADERS = {
+  matmul, attention, logprobs, elementwise, rmsnorm, embedding, adamw, sampling, dropout,
+  rope: `${rope_angle}\n${rope}`,
+  rope_append: `${rope_angle}\n${rope_append}`,
+} as const;
 export type ShaderName = keyof typeof SHADERS;
 
 // A family with subgroup kernels keeps them below this line: they need `enable subgroups;`, which an adapter
