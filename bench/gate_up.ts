@@ -12,7 +12,6 @@ import { getGpu } from "../src/gpu/runtime.ts";
 import { initModel } from "../src/model/init.ts";
 import { Transformer, makeBatch, releaseBatch } from "../src/model/transformer.ts";
 import { GenerationSession } from "../src/model/generate.ts";
-import { ParameterSet } from "../src/model/weights.ts";
 import { median } from "./peer.ts";
 
 function flag(name: string, dflt: string): string {
@@ -27,13 +26,7 @@ await initModel({ arch: "qwen2", preset, outDir: dir, seed: 0 });
 const fused = await Transformer.load(gpu, dir);
 if (!fused.fusedGateUp) throw new Error("this adapter/config does not fuse gate/up");
 // The same weights with gate and up in buffers of their own.
-const params = new ParameterSet(gpu, fused.config, "empty");
-for (const sp of params.specs) {
-  const own = gpu.empty(sp.shape, "f32", sp.name);
-  gpu.copy(fused.params.get(sp.name), own);
-  params.tensors.set(sp.name, own);
-}
-const separate = new Transformer(gpu, fused.config, params);
+const separate = fused.withSeparateBuffers();
 const seqs = Array.from({ length: B }, (_, b) => Array.from({ length: T }, (_, t) => 1 + ((b * 31 + t * 7) % (fused.V - 1))));
 
 async function train(model: Transformer): Promise<number> {

@@ -126,17 +126,11 @@ describe("every way a generation step runs gives the training forward's log-prob
         expectClose(await cachedLogprobs(model, seq, 70), want.slice(70 - 9), tol, "separate prefill");
 
         // Every tensor in its own buffer: no fused products, and (Qwen3) the q/k norm weights copied together per step.
-        const params = new ParameterSet(gpu, model.config, "empty");
-        for (const sp of params.specs) {
-          const own = gpu.empty(sp.shape, "f32", sp.name);
-          gpu.copy(model.params.get(sp.name), own);
-          params.tensors.set(sp.name, own);
-        }
-        const apart = new Transformer(gpu, model.config, params);
+        const apart = model.withSeparateBuffers();
         expect(apart.fusedQkv || apart.fusedGateUp).toBe(false);
-        if (model.config.qkNorm) expect(qkNormWeights(layerTensors(params, 0))).toBeUndefined();
+        if (model.config.qkNorm) expect(qkNormWeights(layerTensors(apart.params, 0))).toBeUndefined();
         expectClose(await cachedLogprobs(apart, seq, 9, 2), want, tol, "separate buffers");
-        params.release();
+        apart.params.release();
 
         // A LoRA adapter with non-zero B on every projection: the adapter's terms go into each separate product.
         const lora = LoraWeights.init(gpu, model.config, { rank: 4, alpha: 8, targetModules: [...LORA_MODULES] }, 7);

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { getGpu, type Gpu } from "../src/gpu/runtime.ts";
 import { Transformer, makeBatch, releaseBatch } from "../src/model/transformer.ts";
-import { ParameterSet, gateUpWeight, layerTensors } from "../src/model/weights.ts";
+import { gateUpWeight, layerTensors } from "../src/model/weights.ts";
 import { SafetensorsModel } from "../src/model/safetensors.ts";
 import { PROJECT_ROOT, expectClose } from "./harness.ts";
 
@@ -19,17 +19,6 @@ let gpu: Gpu;
 beforeAll(async () => {
   gpu = await getGpu();
 });
-
-/** The same weights with every layer's gate and up in buffers of their own (the unfused layout). */
-function separateCopy(model: Transformer): Transformer {
-  const params = new ParameterSet(gpu, model.config, "empty");
-  for (const sp of params.specs) {
-    const own = gpu.empty(sp.shape, "f32", sp.name);
-    gpu.copy(model.params.get(sp.name), own);
-    params.tensors.set(sp.name, own);
-  }
-  return new Transformer(gpu, model.config, params);
-}
 
 async function forwardBackward(model: Transformer, seqs: number[][]) {
   const batch = makeBatch(gpu, seqs);
@@ -50,7 +39,7 @@ async function forwardBackward(model: Transformer, seqs: number[][]) {
 for (const name of ["qwen2_gqa_tied", "qwen3_qknorm_untied", "llama_mha_untied"]) {
   test(`${name}: fused gate/up gives the separate projections' log-probs and gradients`, async () => {
     const model = await Transformer.load(gpu, join(PROJECT_ROOT, `fixtures/golden/${name}/model`));
-    const separate = separateCopy(model);
+    const separate = model.withSeparateBuffers();
     try {
       expect(model.fusedGateUp).toBe(true);
       expect(separate.fusedGateUp).toBe(false);

@@ -260,6 +260,20 @@ export class Transformer {
     return new Transformer(gpu, config, await ParameterSet.load(gpu, config, dir, o));
   }
 
+  /**
+   * The same weights (copied) with every parameter in a buffer of its own, so none of the fused paths (one q/k/v
+   * product, one gate/up product, q/k norm weights bound together) applies: what tests and benches compare them with.
+   */
+  withSeparateBuffers(): Transformer {
+    const params = new ParameterSet(this.gpu, this.config, "empty");
+    for (const sp of params.specs) {
+      const own = this.gpu.empty(sp.shape, "f32", sp.name);
+      this.gpu.copy(this.params.get(sp.name), own);
+      params.tensors.set(sp.name, own);
+    }
+    return new Transformer(this.gpu, this.config, params);
+  }
+
   /** A zeroed gradient set with the same names and shapes as the parameters. */
   newGradients(): ParameterSet {
     return new ParameterSet(this.gpu, this.config, "zeros");
