@@ -36,11 +36,7 @@ export interface DispatchSpec {
 
 const ARENA_BYTES = 1 << 16;
 
-function kernelName(k: Kernel): string {
-  return `${typeof k.shader === "string" ? k.shader : k.shader.name}.${k.entry}`;
-}
-
-/** A kernel's family in GPU profiles: shader and entry point, e.g. "matmul-subgroups:matmul_sg_a4b4". */
+/** A kernel's name in errors and its family in GPU profiles: shader and entry point, e.g. "matmul-subgroups:matmul_sg_a4b4". */
 export function kernelFamily(k: Kernel): string {
   return `${typeof k.shader === "string" ? k.shader : k.shader.name}:${k.entry}`;
 }
@@ -200,12 +196,12 @@ export class Gpu {
   dispatch(spec: DispatchSpec): void {
     const { kernel } = spec;
     if (spec.bindings.length !== kernel.storage.length) {
-      throw new Error(`${kernelName(kernel)}: ${spec.bindings.length} bindings for ${kernel.storage.length} slots`);
+      throw new Error(`${kernelFamily(kernel)}: ${spec.bindings.length} bindings for ${kernel.storage.length} slots`);
     }
     const [x, y = 1, z = 1] = spec.workgroups;
     const maxWg = this.limits.maxComputeWorkgroupsPerDimension;
     if (x > maxWg || y > maxWg || z > maxWg) {
-      throw new RecallError(`${kernelName(kernel)}: grid ${x}×${y}×${z} exceeds ${maxWg} workgroups per dimension`);
+      throw new RecallError(`${kernelFamily(kernel)}: grid ${x}×${y}×${z} exceeds ${maxWg} workgroups per dimension`);
     }
     if (x === 0 || y === 0 || z === 0) return;
     // Before the uniforms go into the arena: an early submit empties it.
@@ -214,7 +210,7 @@ export class Gpu {
     const entries: GPUBindGroupEntry[] = [];
     if (kernel.uniforms) {
       const params = spec.params;
-      if (!params) throw new Error(`${kernelName(kernel)}: missing params`);
+      if (!params) throw new Error(`${kernelFamily(kernel)}: missing params`);
       const size = Math.ceil(params.byteLength / 16) * 16;
       if (this.arenaUsed + size > ARENA_BYTES) this.flush();
       const offset = this.arenaUsed;
