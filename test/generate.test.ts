@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { getGpu, type Gpu } from "../src/gpu/runtime.ts";
 import { Transformer } from "../src/model/transformer.ts";
-import { GenerationSession } from "../src/model/generate.ts";
+import { GenerationSession, StopRule } from "../src/model/generate.ts";
 import { initModel } from "../src/model/init.ts";
 import { PROJECT_ROOT, expectClose, runRecall } from "./harness.ts";
 
@@ -201,6 +201,57 @@ describe("generation", () => {
     u.release();
     expect(byString[0]!.tokens).toEqual(free[0]!.tokens.slice(0, free[0]!.tokens.indexOf(free[0]!.tokens[1]!) + 1));
     expect(byString[0]!.finishReason).toBe("stop");
+  });
+
+  test("decoding ahead gives what stepping one at a time gives: tokens, log-probs, stops, and the cache after", async () => {
+    const model = models.qwen3!;
+    const sampling = { temperature: 1, topP: 1, topK: 0, seed: 31 };
+    const prompts = [[9, 8, 7], [1, 2], [30, 31, 32, 33, 34], [5]];
+    const tool = (b: number) => [60 + b, 61, 62];
+    /** The engine without decoding ahead: sample, read the ids back, run them, repeat. */
+    const stepByStep = async (s: GenerationSession, max: number, stopTokenIds: number[]) => {
+      const results = prompts.map(() => ({ tokens: [] as number[], logprobs: [] as number[], finishReason: "length" as "length" | "stop" | "capacity" }));
+      const rule = new StopRule({ maxNewTokens: max, stopTokenIds }, s.capacity);
+      let running = [...prompts.keys()];
+      while (running.length > 0) {
+        const got = await s.sampleNext(running, sampling);
+        running.forEach((b, i) => results[b]!.logprobs.push(got.logprobs[i]!));
+        running = running.filter((b, i) => !rule.accept(results[b]!, got.ids[i]!, s.tokens[b]!.length));
+        s.advance(running);
+      }
+      return results;
+    };
+    const probe = new GenerationSession(model, prompts.length, 64);
+    probe.append(prompts);
+    const free = await stepByStep(probe, 12, []);
+    probe.release();
+    // Stop ids that end two sequences early, one of them while the others run on.
+    const stops = [free[0]!.tokens[2]!, free[2]!.tokens[6]!];
+    const ref = new GenerationSession(model, prompts.length, 64);
+    ref.append(prompts);
+    const want = await stepByStep(ref, 12, stops);
+    const s = new GenerationSession(model, prompts.length, 64);
+    s.append(prompts);
+    const got = await s.generate({ maxNewTokens: 12, sampling, stopTokenIds: stops });
+    expect(want.some((r) => r.finishReason === "stop")).toBe(true);
+    expect(want.some((r) => r.finishReason === "length")).toBe(true);
+    for (const [b, w] of want.entries()) {
+      expect(got[b]!.tokens).toEqual(w.tokens);
+      expect(got[b]!.logprobs).toEqual(w.logprobs);
+      expect(got[b]!.finishReason).toBe(w.finishReason);
+    }
+    // Every step but the first was decoded ahead; a sequence that stopped by a stop id already has its last token cached.
+    expect(s.decodedAhead).toBe(s.steps - 1);
+    expect(s.tokens).toEqual(ref.tokens);
+    // Continuing after a tool response gives the same tokens and logits in both sessions.
+    ref.append(prompts.map((_, b) => tool(b)));
+    s.append(prompts.map((_, b) => tool(b)));
+    expectClose(await s.readLogits(), await ref.readLogits(), { atol: 0, rtol: 0 });
+    const wantMore = await stepByStep(ref, 5, []);
+    const gotMore = await s.generate({ maxNewTokens: 5, sampling });
+    for (const [b, w] of wantMore.entries()) expect(gotMore[b]!.tokens).toEqual(w.tokens);
+    ref.release();
+    s.release();
   });
 
   test("seeded sampling is reproducible and does not depend on the batch it runs in", async () => {

@@ -116,10 +116,43 @@ test("each sampled id comes with its log-prob, equal to the trainer's recomputat
   await gen.close();
 });
 
-test("non-finite logits stop generation with a clear error instead of sampling from them", async () => {
+test("non-finite logits stop generation with a clear error instead of sampling from them; the engine then serves on", async () => {
   const gen = await LocalTokenGenerator.open(gpu, dir, { batchSize: 2, capacity: 32 });
   const norm = gen.pretrained.model.params.get("model.norm.weight");
+  const weights = await gpu.readF32(norm);
   gpu.write(norm, new Float32Array(norm.numel).fill(Number.NaN));
   await expect(gen.completeTokens([5, 6, 7], params)).rejects.toThrow("next-token logits hold NaN or infinity");
+  // The step decoded ahead of the failed one is dropped, not left pending.
+  gpu.write(norm, weights);
+  const after = await gen.completeTokens([5, 6, 7], { ...params, streamId: 3 });
   await gen.close();
+  const solo = await LocalTokenGenerator.open(gpu, dir, { batchSize: 2, capacity: 32 });
+  expect(after.tokenIds).toEqual((await solo.completeTokens([5, 6, 7], { ...params, streamId: 3 })).tokenIds);
+  await solo.close();
+});
+
+test("decoding ahead: calls that stop on a stop id while the next step already runs get what they get alone, and continue alike", async () => {
+  const sampled = (k: number) => ({ ...params, maxNewTokens: 10, streamId: 100 + k });
+  const prompts = [[10, 11, 12], [20, 21], [30, 31, 32, 33]];
+  const probe = await LocalTokenGenerator.open(gpu, dir, { batchSize: 3, capacity: 64 });
+  const free = await Promise.all(prompts.map((p, k) => probe.completeTokens(p, sampled(k))));
+  await probe.close();
+  // A stop id the first call meets at its third token or later (not generated before).
+  const stop = free[0]!.tokenIds.find((t, i) => i >= 2 && free[0]!.tokenIds.indexOf(t) === i);
+  expect(stop).toBeDefined();
+  const o = (k: number) => ({ ...sampled(k), stopTokenIds: [stop!] });
+  const gen = await LocalTokenGenerator.open(gpu, dir, { batchSize: 3, capacity: 64 });
+  const first = await Promise.all(prompts.map((p, k) => gen.completeTokens(p, o(k))));
+  expect(first[0]!.finishReason).toBe("stop");
+  expect(gen.decodedAhead).toBeGreaterThan(0);
+  // Second turns in the same slots (a stopped call's last token was already run ahead).
+  const next = prompts.map((p, k) => [...p, ...first[k]!.tokenIds, 90 + k, 91]);
+  const second = await Promise.all(next.map((p, k) => gen.completeTokens(p, sampled(k))));
+  await gen.close();
+  for (const [k, p] of prompts.entries()) {
+    const solo = await LocalTokenGenerator.open(gpu, dir, { batchSize: 1, capacity: 64 });
+    expect((await solo.completeTokens(p, o(k))).tokenIds).toEqual(first[k]!.tokenIds);
+    expect((await solo.completeTokens(next[k]!, sampled(k))).tokenIds).toEqual(second[k]!.tokenIds);
+    await solo.close();
+  }
 });

@@ -49,6 +49,14 @@ export class StopRule {
     this.ids = new Set(o.stopTokenIds ?? []);
   }
 
+  /**
+   * Whether the token now being sampled for `r` ends its generation whatever it turns out to be (the length or the
+   * capacity limit), `sequenceLength` counting that token: such a sequence is not decoded ahead (see generate).
+   */
+  surelyStops(r: GenerationResult, sequenceLength: number): boolean {
+    return r.tokens.length + 1 >= this.o.maxNewTokens || sequenceLength >= this.capacity;
+  }
+
   /** Records `id` in `r` and says whether generation of that sequence is over (r.finishReason set). */
   accept(r: GenerationResult, id: number, sequenceLength: number): boolean {
     r.tokens.push(id);
@@ -78,6 +86,21 @@ export class StopRule {
   }
 }
 
+/**
+ * A sample recorded on the GPU whose ids are still on their way back (GenerationSession.beginSample → finishSample).
+ * While it is pending, the next decode step can already run from those ids on the GPU (advanceSampled).
+ */
+export interface PendingSample {
+  readonly sequences: readonly number[];
+  readonly read: Promise<ArrayBuffer[]>;
+}
+
+/** The sampled ids and their log-probs, in the order of the sequences asked for. */
+export interface SampledTokens {
+  ids: number[];
+  logprobs: number[];
+}
+
 export class GenerationSession {
   readonly caches: LayerCache[] = [];
   /** Tokens of each sequence: everything appended and generated, in order. */
@@ -92,13 +115,17 @@ export class GenerationSession {
   /** f32 [B]: the log-probs of the ids sampled last. */
   private readonly sampledLogprob: Tensor;
   private readonly slotIds: Tensor;
-  /** Log-probs of the ids the last sampleNext returned, in the same order. */
-  lastLogprobs: number[] = [];
+  /** Per sequence: tokens sampled on the GPU whose ids the CPU has not received yet (0, or 1–2 while decoding ahead). */
+  private readonly inFlight: number[];
+  /** Pending samples, oldest first: they finish in the order they began. */
+  private readonly pending: PendingSample[] = [];
   private readonly gpu: Gpu;
   /** Decode steps run (for figures such as dispatches per token). */
   steps = 0;
   /** Token rows run through the model so far (prefill and decode): shows that continuing reuses the cache. */
   rowsProcessed = 0;
+  /** Decode steps run from ids still on the GPU (advanceSampled), overlapping the previous step's readback. */
+  decodedAhead = 0;
 
   constructor(readonly model: Transformer, readonly B: number, readonly capacity: number) {
     this.gpu = model.gpu;
@@ -109,6 +136,7 @@ export class GenerationSession {
     this.tokens = Array.from({ length: B }, () => []);
     this.cached = new Array(B).fill(0);
     this.fresh = new Array(B).fill(false);
+    this.inFlight = new Array(B).fill(0);
     this.logits = this.gpu.empty([B, model.V]);
     this.sampled = this.gpu.empty([B], "u32");
     this.sampledLogprob = this.gpu.empty([B]);
@@ -155,14 +183,23 @@ export class GenerationSession {
 
   /**
    * Samples one token for each listed sequence (each must have fresh logits), appends it to the sequence
-   * (not yet cached) and returns the ids in the order given (their log-probs in `lastLogprobs`). One GPU→CPU
-   * read of B ids and B log-probs.
+   * (not yet cached) and returns the ids and their log-probs in the order given. One GPU→CPU read of B ids and
+   * B log-probs.
    */
-  async sampleNext(sequences: readonly number[], sampling: SamplingParams, streamIds?: readonly number[]): Promise<number[]> {
+  async sampleNext(sequences: readonly number[], sampling: SamplingParams, streamIds?: readonly number[]): Promise<SampledTokens> {
+    return this.finishSample(this.beginSample(sequences, sampling, streamIds));
+  }
+
+  /**
+   * Records the sampling of one token for each listed sequence (each must have fresh logits) and starts reading the
+   * ids back, without waiting: the GPU work is submitted, and the CPU may record more (advanceSampled) before
+   * finishSample collects the ids.
+   */
+  beginSample(sequences: readonly number[], sampling: SamplingParams, streamIds?: readonly number[]): PendingSample {
     for (const b of sequences) {
       if (!this.fresh[b]) throw new Error(`sampleNext: sequence ${b} has no fresh logits (append to it first)`);
     }
-    if (sequences.length === 0) return [];
+    if (sequences.length === 0) return { sequences: [], read: Promise.resolve([]) };
     const g = this.gpu;
     // Each sequence's RNG stream is keyed by (seed, stream, position): results do not depend on batch
     // composition. The stream is the slot unless the caller names one (e.g. a rollout's sample index, so a
@@ -173,30 +210,80 @@ export class GenerationSession {
       sequences.forEach((b, i) => (k[b] = streamIds[i]! >>> 0));
       keys = g.upload(k, [this.B]);
     }
-    const pos = g.upload(Uint32Array.from(this.tokens.map((t) => t.length)), [this.B]);
+    // The position of the token being sampled: tokens still in flight count.
+    const pos = g.upload(Uint32Array.from(this.tokens.map((t, b) => t.length + this.inFlight[b]!)), [this.B]);
     // Only the slot range of the listed sequences: a 64-slot engine running 16 calls samples 16 rows, not 64.
     const lo = Math.min(...sequences), hi = Math.max(...sequences);
     sample(g, this.logits, this.sampled, keys, pos, { B: hi - lo + 1, V: this.model.V }, { ...sampling, logprob: this.sampledLogprob, firstRow: lo });
-    const [idBuf, lpBuf] = await g.readMany([this.sampled, this.sampledLogprob]);
+    // readMany submits the sample and the copies before it returns its promise, so the uploads can go back to the pool.
+    const read = g.readMany([this.sampled, this.sampledLogprob]);
+    g.release(pos);
+    if (keys !== this.slotIds) g.release(keys);
+    for (const b of sequences) {
+      this.fresh[b] = false;
+      this.inFlight[b]!++;
+    }
+    const p: PendingSample = { sequences: [...sequences], read };
+    this.pending.push(p);
+    return p;
+  }
+
+  /**
+   * Waits for a pending sample's ids and appends them to their sequences — only to those in `keep` (default: all);
+   * the others' ids are dropped (a sequence that stopped while its next token was already being decoded ahead).
+   */
+  async finishSample(p: PendingSample, keep: readonly number[] = p.sequences): Promise<SampledTokens> {
+    if (p.sequences.length === 0) return { ids: [], logprobs: [] };
+    if (this.pending[0] !== p) throw new Error("finishSample: pending samples finish in the order they began");
+    let bufs: ArrayBuffer[];
+    try {
+      bufs = await p.read;
+    } finally {
+      this.settle(p);
+    }
+    const [idBuf, lpBuf] = bufs;
     const ids = new Uint32Array(idBuf!);
     const lps = new Float32Array(lpBuf!);
-    const broken = sequences.find((b) => ids[b] === NONFINITE_ROW);
+    const broken = keep.find((b) => ids[b] === NONFINITE_ROW);
     if (broken !== undefined) {
-      g.release(pos);
-      if (keys !== this.slotIds) g.release(keys);
       throw new RecallError(`the model's next-token logits hold NaN or infinity (sequence ${broken}, position ${this.tokens[broken]!.length}); refusing to sample`, {
         hint: "the weights or the computation overflowed: check the model with 'recall score', lower the learning rate",
       });
     }
-    this.lastLogprobs = sequences.map((b) => lps[b]!);
-    g.release(pos);
-    if (keys !== this.slotIds) g.release(keys);
-    this.steps++;
-    return sequences.map((b) => {
-      this.tokens[b]!.push(ids[b]!);
-      this.fresh[b] = false;
-      return ids[b]!;
-    });
+    if (keep.length > 0) this.steps++;
+    for (const b of keep) this.tokens[b]!.push(ids[b]!);
+    return { ids: keep.map((b) => ids[b]!), logprobs: keep.map((b) => lps[b]!) };
+  }
+
+  /** Drops the oldest pending sample (nothing when it has ended): none of its ids is appended; its readback completes on its own. */
+  discardSample(p: PendingSample): void {
+    if (!this.pending.includes(p)) return;
+    if (this.pending[0] !== p) throw new Error("discardSample: pending samples end in the order they began");
+    p.read.catch(() => {});
+    this.settle(p);
+  }
+
+  private settle(p: PendingSample): void {
+    this.pending.shift();
+    for (const b of p.sequences) this.inFlight[b]!--;
+  }
+
+  /**
+   * Decodes ahead: runs the ids of a pending sample, still on the GPU, through the model for the listed sequences
+   * (each in `p`, with nothing else uncached), so their next logits are fresh before the CPU has seen those ids. The
+   * GPU runs this step while the CPU waits for the previous one's readback; a sequence that turns out to have stopped
+   * simply has its last token cached already.
+   */
+  advanceSampled(p: PendingSample, sequences: readonly number[]): void {
+    if (this.pending.at(-1) !== p) throw new Error("advanceSampled: only the newest pending sample can be decoded ahead");
+    const rows: number[][] = Array.from({ length: this.B }, () => []);
+    for (const b of sequences) {
+      if (!p.sequences.includes(b)) throw new Error(`advanceSampled: sequence ${b} is not in the pending sample`);
+      if (this.cached[b]! + this.inFlight[b]! - 1 !== this.tokens[b]!.length) throw new Error(`advanceSampled: sequence ${b} has tokens not run yet`);
+      rows[b] = [0];
+    }
+    this.step(rows, true);
+    this.decodedAhead++;
   }
 
   /**
@@ -224,6 +311,7 @@ export class GenerationSession {
 
   /** Empties sequence b (its cache slot is reused from position 0 by the next append). */
   reset(b: number): void {
+    if (this.inFlight[b]) throw new Error(`reset: sequence ${b} has a token being sampled`);
     this.tokens[b] = [];
     this.cached[b] = 0;
     this.fresh[b] = false;
@@ -234,13 +322,13 @@ export class GenerationSession {
    * padded to its longest row, so a step where a few sequences take a prompt or a tool response while the others
    * sit idle runs only the slot ranges that have rows (segments), each padded to its own longest row.
    */
-  private step(rows: readonly (readonly number[])[]): void {
+  private step(rows: readonly (readonly number[])[], fromSampled = false): void {
     for (let b = 0; b < this.B; b++) {
       if (this.cached[b]! + rows[b]!.length > this.capacity) {
         throw new RecallError(`sequence ${b} would hold ${this.cached[b]! + rows[b]!.length} tokens, over the session's capacity of ${this.capacity}`);
       }
     }
-    for (const [b0, b1] of this.segments(rows)) this.stepSlots(rows, b0, b1);
+    for (const [b0, b1] of this.segments(rows)) this.stepSlots(rows, b0, b1, fromSampled);
     for (let b = 0; b < this.B; b++) {
       if (rows[b]!.length > 0) {
         this.rowsProcessed += rows[b]!.length;
@@ -268,8 +356,11 @@ export class GenerationSession {
     return cheapestRuns(rows.map((r) => r.length), Math.max(32, B));
   }
 
-  /** One forward pass over slots [b0, b1) against views of their caches; their logits land in rows b0.. of `logits`. */
-  private stepSlots(rows: readonly (readonly number[])[], b0: number, b1: number): void {
+  /**
+   * One forward pass over slots [b0, b1) against views of their caches; their logits land in rows b0.. of `logits`.
+   * `fromSampled`: every row is one token, the id sampled last for its slot, copied on the GPU (rows hold placeholders).
+   */
+  private stepSlots(rows: readonly (readonly number[])[], b0: number, b1: number, fromSampled: boolean): void {
     const g = this.gpu;
     const nb = b1 - b0;
     const T = Math.max(1, ...rows.slice(b0, b1).map((r) => r.length));
@@ -290,6 +381,8 @@ export class GenerationSession {
       lastRows[k] = k * T + Math.max(0, r.length - 1);
     }
     const idsTensor = g.upload(ids, [nb * T]);
+    // T is 1: row k is slot b0 + k (slots in the range that take no part read a stale id and are not cached).
+    if (fromSampled) g.copyRegion(this.sampled, b0, idsTensor, 0, nb);
     const batch: TokenBatch = {
       B: nb,
       T,
@@ -319,19 +412,39 @@ export class GenerationSession {
     return this.gpu.readF32(this.logits);
   }
 
-  /** Decodes new tokens for the sequences whose logits are fresh, until each stops or hits a limit. */
+  /**
+   * Decodes new tokens for the sequences whose logits are fresh, until each stops or hits a limit. Each step is
+   * decoded ahead from the previous step's ids on the GPU while the CPU reads those ids back and checks the stop
+   * rules, so the GPU does not sit idle during the readback; the results are those of stepping one at a time.
+   */
   async generate(o: GenerateOptions): Promise<(GenerationResult | undefined)[]> {
     const which = o.sequences ?? [...this.fresh.keys()].filter((b) => this.fresh[b]);
     const results: (GenerationResult | undefined)[] = new Array(this.B).fill(undefined);
     for (const b of which) results[b] = { tokens: [], logprobs: [], finishReason: "length" };
     const rule = new StopRule(o, this.capacity);
     let running = o.maxNewTokens > 0 ? [...which] : [];
-    while (running.length > 0) {
-      const ids = await this.sampleNext(running, o.sampling);
-      running.forEach((b, i) => results[b]!.logprobs.push(this.lastLogprobs[i]!));
-      running = running.filter((b, i) => !rule.accept(results[b]!, ids[i]!, this.tokens[b]!.length));
+    let pending = running.length > 0 ? this.beginSample(running, o.sampling) : undefined;
+    while (pending) {
+      // Every sequence that may go on is decoded ahead; one that surely stops now is not.
+      const ahead = running.filter((b) => !rule.surelyStops(results[b]!, this.tokens[b]!.length + this.inFlight[b]!));
+      let next: PendingSample | undefined;
+      if (ahead.length > 0) {
+        this.advanceSampled(pending, ahead);
+        next = this.beginSample(ahead, o.sampling);
+      }
+      let got: SampledTokens;
+      try {
+        got = await this.finishSample(pending, running);
+      } catch (e) {
+        if (next) this.discardSample(next);
+        throw e;
+      }
+      running.forEach((b, i) => results[b]!.logprobs.push(got.logprobs[i]!));
+      running = running.filter((b, i) => !rule.accept(results[b]!, got.ids[i]!, this.tokens[b]!.length));
       o.onStep?.(running.length);
-      this.advance(running);
+      // The sequences still running were all decoded ahead (the others stopped), so `next` holds their next token.
+      pending = running.length > 0 ? next : undefined;
+      if (next && !pending) this.discardSample(next);
     }
     return results;
   }

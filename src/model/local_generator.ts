@@ -9,7 +9,7 @@
 import type { Gpu } from "../gpu/runtime.ts";
 import { RecallError } from "../errors.ts";
 import type { RolloutTokenizer, TokenCompletion, TokenGenerator, TokenSamplingParams } from "../rollout/generator.ts";
-import { GenerationSession, StopRule, type GenerationResult } from "./generate.ts";
+import { GenerationSession, StopRule, type GenerationResult, type PendingSample } from "./generate.ts";
 import { openPretrained, type Pretrained } from "./pretrained.ts";
 
 interface PendingCall {
@@ -100,6 +100,11 @@ export class LocalTokenGenerator implements TokenGenerator {
     return this.session.steps;
   }
 
+  /** Decode steps run ahead from ids still on the GPU, while the previous step's ids were read back. */
+  get decodedAhead(): number {
+    return this.session.decodedAhead;
+  }
+
   /** Token rows the model has processed (prefill + decode). */
   get rowsProcessed(): number {
     return this.session.rowsProcessed;
@@ -124,30 +129,55 @@ export class LocalTokenGenerator implements TokenGenerator {
     });
   }
 
-  /** Decode steps until no call is queued or running. */
+  /**
+   * Decode steps until no call is queued or running. While no queued call waits for a free slot, each step is decoded
+   * ahead from the previous step's ids on the GPU (GenerationSession.advanceSampled), so the GPU runs it while the
+   * CPU reads those ids back and checks the stop rules; a call that can join drains the pipeline and joins at the
+   * next step. The tokens are those of stepping one at a time.
+   */
   private async pump(): Promise<void> {
     this.running = true;
+    const s = this.session;
+    let pending: PendingSample | undefined;
     try {
       // Let concurrently issued calls arrive before the first step.
       await new Promise((r) => setTimeout(r, 0));
       while (this.queue.length > 0 || this.active.size > 0) {
+        let next: PendingSample | undefined;
         try {
-          this.admit();
-          const slots = [...this.active.keys()];
-          // New prompts and every running call's last sampled token, in one step.
-          this.session.advance(slots);
-          const first = this.active.get(slots[0]!)!.call.params;
-          const streams = slots.map((b) => this.active.get(b)!.call.params.streamId ?? b);
-          const ids = await this.session.sampleNext(slots, { temperature: first.temperature, topP: first.topP ?? 1, topK: first.topK ?? 0, seed: first.seed ?? 0 }, streams);
-          const lps = this.session.lastLogprobs;
-          slots.forEach((b, i) => {
+          if (!pending) {
+            this.admit();
+            const slots = [...this.active.keys()];
+            // New prompts and every running call's last sampled token, in one step.
+            s.advance(slots);
+            pending = this.sample(slots);
+          }
+          const joinable = this.queue.length > 0 && this.active.size < s.B;
+          const live = pending.sequences.filter((b) => this.active.has(b));
+          const ahead = joinable ? [] : live.filter((b) => {
             const a = this.active.get(b)!;
-            a.result.logprobs.push(lps[i]!);
-            if (!a.rule.accept(a.result, ids[i]!, this.session.tokens[b]!.length)) return;
+            return !a.rule.surelyStops(a.result, s.tokens[b]!.length + 1);
+          });
+          if (ahead.length > 0) {
+            s.advanceSampled(pending, ahead);
+            next = this.sample(ahead);
+          }
+          const current = pending;
+          pending = undefined;
+          const got = await s.finishSample(current, live);
+          live.forEach((b, i) => {
+            const a = this.active.get(b)!;
+            a.result.logprobs.push(got.logprobs[i]!);
+            if (!a.rule.accept(a.result, got.ids[i]!, s.tokens[b]!.length)) return;
             this.active.delete(b);
             a.call.resolve({ tokenIds: a.result.tokens, logprobs: a.result.logprobs, finishReason: a.result.finishReason === "stop" ? "stop" : "length" });
           });
+          // `next` decoded every call still running; when none is left, its work is dropped.
+          if (next && next.sequences.some((b) => this.active.has(b))) pending = next;
+          else if (next) s.discardSample(next);
         } catch (e) {
+          for (const x of [pending, next]) if (x) s.discardSample(x);
+          pending = undefined;
           for (const a of this.active.values()) a.call.reject(e);
           this.active.clear();
         }
@@ -155,6 +185,13 @@ export class LocalTokenGenerator implements TokenGenerator {
     } finally {
       this.running = false;
     }
+  }
+
+  /** Begins sampling the next token of the calls in these slots (they share the first one's sampling settings). */
+  private sample(slots: readonly number[]): PendingSample {
+    const first = this.active.get(slots[0]!)!.call.params;
+    const streams = slots.map((b) => this.active.get(b)!.call.params.streamId ?? b);
+    return this.session.beginSample(slots, { temperature: first.temperature, topP: first.topP ?? 1, topK: first.topK ?? 0, seed: first.seed ?? 0 }, streams);
   }
 
   /** Moves queued calls (with the running calls' sampling settings) into free slots. */
