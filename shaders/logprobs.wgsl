@@ -9,8 +9,8 @@
 // Backward (lp_dlogits), per slice, in place over the recomputed logits, with log p = z − lse:
 //   dz = dlogprob · (onehot(target) − p) − dentropy · p · (log p + entropy)
 // Targets ≥ V are "no target": logprob 0 and no gradient from dlogprob (entropy still counts).
-// One workgroup per token row: 64 lanes stride over the slice (contiguous loads), then a tree
-// reduction in workgroup memory.
+// A workgroup covers WG / LP_LANES token rows, LP_LANES lanes each (see LP_LANES): lanes stride over the slice
+// (contiguous loads), then a tree reduction in workgroup memory.
 
 struct Params {
   rows: u32,      // token rows in this chunk
@@ -37,47 +37,89 @@ var<workgroup> wb: array<f32, WG>;
 @group(0) @binding(4) var<storage, read_write> sEntropy: array<f32>;
 @group(0) @binding(5) var<storage, read_write> sLse: array<f32>;
 
+// Lanes per token row: WG for wide slices; for a narrow one (a byte vocabulary's ~300 ids) the host picks fewer, so a
+// workgroup reduces several rows with fewer barrier levels (lavapipe runs every barrier as a pass over the workgroup's
+// subgroups: one row per 64-lane workgroup spent ~4 µs a row in them). Each lane plays WG / LP_LANES lanes of the
+// one-row kernel — lane l plays l, l + LP_LANES, … — and folds them in registers in that kernel's tree order, so the
+// sums are taken in the same order and the results are bit for bit the same whatever LP_LANES is.
+override LP_LANES: u32 = WG;
+const LP_MAX_PLAYED = 8u; // LP_LANES ≥ WG / 8
+alias Played = array<f32, LP_MAX_PLAYED>;
+
+// Levels WG/2 … LP_LANES of the one-row tree, over the lanes this lane plays (played lane j + k/LP_LANES is lane
+// l + k of the one-row kernel); leaves the value of lane l in x[0].
+fn foldPlayedMax(x: ptr<function, Played>) {
+  for (var k = WG / 2u; k >= LP_LANES; k >>= 1u) {
+    let d = k / LP_LANES;
+    for (var j = 0u; j < d; j++) { (*x)[j] = max((*x)[j], (*x)[j + d]); }
+  }
+}
+
+fn foldPlayedSum(x: ptr<function, Played>) {
+  for (var k = WG / 2u; k >= LP_LANES; k >>= 1u) {
+    let d = k / LP_LANES;
+    for (var j = 0u; j < d; j++) { (*x)[j] += (*x)[j + d]; }
+  }
+}
+
 @compute @workgroup_size(64)
 fn lp_stats(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let i = wid.x;
-  if (i >= p.rows) { return; }
+  let l = lid % LP_LANES;
+  let g0 = lid - l; // this row's first slot in wa / wb
+  let row = wid.x * (WG / LP_LANES) + lid / LP_LANES;
+  // Rows past the chunk compute a clamped copy (every lane must reach the barriers) and store nothing.
+  let valid = row < p.rows;
+  let i = min(row, p.rows - 1u);
   let base = i * p.width;
+  let played = WG / LP_LANES;
 
-  var m = -3.0e38;
-  for (var c = lid; c < p.width; c += WG) { m = max(m, sScratch[base + c]); }
-  wa[lid] = m;
+  var pm: Played;
+  for (var j = 0u; j < played; j++) {
+    pm[j] = -3.0e38;
+    for (var c = l + j * LP_LANES; c < p.width; c += WG) { pm[j] = max(pm[j], sScratch[base + c]); }
+  }
+  foldPlayedMax(&pm);
+  wa[lid] = pm[0];
   workgroupBarrier();
-  for (var k = WG / 2u; k > 0u; k >>= 1u) {
-    if (lid < k) { wa[lid] = max(wa[lid], wa[lid + k]); }
+  for (var k = LP_LANES / 2u; k > 0u; k >>= 1u) {
+    if (l < k) { wa[lid] = max(wa[lid], wa[lid + k]); }
     workgroupBarrier();
   }
-  let mx = wa[0];
+  let mx = wa[g0];
 
-  var s = 0.0;
-  var t = 0.0;
-  for (var c = lid; c < p.width; c += WG) {
-    let x = sScratch[base + c] - mx;
-    let e = exp(x);
-    s += e;
-    t += e * x;
+  var ps: Played;
+  var pt: Played;
+  for (var j = 0u; j < played; j++) {
+    ps[j] = 0.0;
+    pt[j] = 0.0;
+    for (var c = l + j * LP_LANES; c < p.width; c += WG) {
+      let x = sScratch[base + c] - mx;
+      let e = exp(x);
+      ps[j] += e;
+      pt[j] += e * x;
+    }
   }
-  workgroupBarrier(); // everyone has read wa[0]
-  wa[lid] = s;
-  wb[lid] = t;
+  foldPlayedSum(&ps);
+  foldPlayedSum(&pt);
+  workgroupBarrier(); // everyone has read wa[g0]
+  wa[lid] = ps[0];
+  wb[lid] = pt[0];
   workgroupBarrier();
-  for (var k = WG / 2u; k > 0u; k >>= 1u) {
-    if (lid < k) {
+  for (var k = LP_LANES / 2u; k > 0u; k >>= 1u) {
+    if (l < k) {
       wa[lid] += wa[lid + k];
       wb[lid] += wb[lid + k];
     }
     workgroupBarrier();
   }
-  if (lid != 0u) { return; }
+  if (l != 0u || !valid) { return; }
+  let sumS = wa[g0];
+  let sumT = wb[g0];
 
   let st = p.statsOff + 4u * i;
   var M = mx;
-  var S = wa[0];
-  var Tt = wb[0];
+  var S = sumS;
+  var Tt = sumT;
   var zt = 0.0;
   if (p.first == 0u) {
     let m0 = sScratch[st];
@@ -87,8 +129,8 @@ fn lp_stats(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) 
     M = max(m0, mx);
     let a0 = exp(m0 - M);
     let a1 = exp(mx - M);
-    S = s0 * a0 + wa[0] * a1;
-    Tt = a0 * (t0 + (m0 - M) * s0) + a1 * (wb[0] + (mx - M) * wa[0]);
+    S = s0 * a0 + sumS * a1;
+    Tt = a0 * (t0 + (m0 - M) * s0) + a1 * (sumT + (mx - M) * sumS);
   }
   let n = p.n0 + i;
   let tgt = sTargets[n];
@@ -117,7 +159,7 @@ fn lp_stats(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) 
 
 @compute @workgroup_size(64)
 fn lp_dlogits(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let i = wid.x;
+  let i = wid.x * (WG / LP_LANES) + lid / LP_LANES;
   if (i >= p.rows) { return; }
   let n = p.n0 + i;
   let tgt = dTargets[n];
@@ -126,7 +168,7 @@ fn lp_dlogits(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index
   let lse = dLse[n];
   let h = dEntropy[n];
   let base = i * p.width;
-  for (var c = lid; c < p.width; c += WG) {
+  for (var c = lid % LP_LANES; c < p.width; c += LP_LANES) {
     let lp = dScratch[base + c] - lse;
     let pr = exp(lp);
     var g = -pr * (gl + gh * (lp + h));

@@ -139,6 +139,22 @@ describe("logprobs backward", () => {
     expectClose(b.dW, want.dW, tol, "dW (slices of 3)");
   });
 
+  test("any number of lanes per row (several rows per workgroup) gives the same bits, forward and backward", async () => {
+    for (const [d, opts] of [[D1, {}], [D1, { chunk: 8, vocabSlice: 100 }], [{ N: 13, V: 5000, D: 12 }, { temperature: 0.9 }]] as const) {
+      const p = problem(d, 640);
+      const dh0 = new Float32Array(d.N * d.D), dW0 = new Float32Array(d.V * d.D);
+      const one = await gpuForward(p, { ...opts, rowLanes: 64 });
+      const oneB = await gpuBackward(p, { ...opts, rowLanes: 64 }, dh0, dW0);
+      for (const rowLanes of [8, 16, 32, undefined]) {
+        const f = await gpuForward(p, { ...opts, rowLanes });
+        const b = await gpuBackward(p, { ...opts, rowLanes }, dh0, dW0);
+        for (const [what, x, y] of [["logprob", f.logprob, one.logprob], ["entropy", f.entropy, one.entropy], ["lse", f.lse, one.lse], ["dh", b.dh, oneB.dh], ["dW", b.dW, oneB.dW]] as const) {
+          expect({ what, rowLanes, bits: [...new Uint32Array(x.buffer)] }).toEqual({ what, rowLanes, bits: [...new Uint32Array(y.buffer)] });
+        }
+      }
+    }
+  });
+
   test("reference backward matches finite differences", () => {
     for (const temperature of [1, 0.8]) {
       const d = { N: 4, V: 11, D: 5 };

@@ -56,6 +56,8 @@ export interface LogprobsOptions {
   vocabSlice?: number;
   /** Logits are divided by this before the softmax (default 1). */
   temperature?: number;
+  /** Lanes per token row of the softmax kernels, 8 to 64 (tests; default rowGroups'): results are the same bit for bit. */
+  rowLanes?: number;
 }
 
 export interface LogprobsPlan {
@@ -130,6 +132,25 @@ function validate(gpu: Gpu, dims: LogprobsDims, plan: LogprobsPlan, h: Tensor, W
   checkBinding(gpu, "targets", N);
 }
 
+const WG = 64;
+/** Fewest lanes per row (shaders/logprobs.wgsl LP_MAX_PLAYED: a lane plays at most 8 of the one-row kernel's). */
+const MIN_ROW_LANES = 8;
+
+/**
+ * Lanes per token row of lp_stats / lp_dlogits (override LP_LANES) and their grid: the fewest (a power of two, 8 to
+ * 64) that read at most 64 logits each, so a narrow slice packs several rows into a workgroup. The demo model's
+ * 5760 × 320-id step: lp_stats 23 → 7 ms on lavapipe; same results bit for bit (see the shader).
+ */
+function rowGroups(rows: number, width: number, forced?: number): { constants?: Record<string, number>; workgroups: [number] } {
+  let lanes = MIN_ROW_LANES;
+  while (lanes < WG && lanes * WG < width) lanes *= 2;
+  if (forced !== undefined) {
+    if (![8, 16, 32, 64].includes(forced)) throw new Error(`logprobs: rowLanes ${forced}: need 8, 16, 32 or 64`);
+    lanes = forced;
+  }
+  return { ...(lanes === WG ? {} : { constants: { LP_LANES: lanes } }), workgroups: [Math.ceil(rows / (WG / lanes))] };
+}
+
 function statsParams(rows: number, width: number, v0: number, n0: number, V: number, statsOff: number, first: boolean, last: boolean): ArrayBuffer {
   return new Params().u32(rows, width, v0, n0, V, statsOff, first ? 1 : 0, last ? 1 : 0).bytes();
 }
@@ -168,7 +189,7 @@ export function logprobs(
         kernel: STATS,
         params: statsParams(rows, width, v0, n0, V, statsOff, v0 === 0, v0 + width >= V),
         bindings: [scratch, targets, logprob, entropy, lse],
-        workgroups: [rows],
+        ...rowGroups(rows, width, opts.rowLanes),
       });
     }
   }
@@ -218,7 +239,7 @@ export function logprobsBackward(
         kernel: DLOGITS,
         params: statsParams(rows, width, v0, n0, V, 0, false, false),
         bindings: [scratch, targets, lse, entropy, dlogprob, dentropy],
-        workgroups: [rows],
+        ...rowGroups(rows, width, opts.rowLanes),
       });
       // dz is with respect to z = alpha·h·Wᵀ, so both products carry alpha.
       matmul(gpu, scratch, ww.view, dhw.view, { M: rows, N: D, K: width }, { alpha, offsetB: ww.base, offsetC: dhw.base, accumulate: v0 > 0 || !!opts.accumulateDh });
