@@ -8,7 +8,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { getGpu, type Gpu } from "../src/gpu/runtime.ts";
 import { Transformer } from "../src/model/transformer.ts";
-import { GenerationSession, StopRule } from "../src/model/generate.ts";
+import { GenerationSession, StopRule, type GenerationResult } from "../src/model/generate.ts";
+import { RecallTokenizer } from "../src/data/tokenizer.ts";
+import { tinyByteTokenizer } from "../src/data/tiny_tokenizer.ts";
 import { initModel } from "../src/model/init.ts";
 import { PROJECT_ROOT, expectClose, runRecall } from "./harness.ts";
 
@@ -252,6 +254,32 @@ describe("generation", () => {
     for (const [b, w] of wantMore.entries()) expect(gotMore[b]!.tokens).toEqual(w.tokens);
     ref.release();
     s.release();
+  });
+
+  test("stop strings are found by decoding only the last tokens: the same stop as decoding everything, byte tokens and multi-byte text", () => {
+    const tok = new RecallTokenizer(tinyByteTokenizer().tokenizer, tinyByteTokenizer().tokenizerConfig);
+    const decode = (ids: number[]) => tok.decode(ids, { skipSpecialTokens: false });
+    const stopStrings = ["</tool_call>", "é→", "\n\n"];
+    const pieces = ["a", "b ", "é", "→", "日本", "🙂", "</tool_call", ">", "\n", "<", "/", "x"];
+    const r = (() => { let x = 7; return () => ((x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31); })();
+    let stops = 0;
+    for (let trial = 0; trial < 200; trial++) {
+      const text = Array.from({ length: 80 }, () => pieces[Math.floor(r() * pieces.length)]!).join("");
+      const ids = [...new TextEncoder().encode(text)];
+      let longest = 0;
+      const rule = new StopRule({ maxNewTokens: 10_000, stopStrings, decode: (x) => ((longest = Math.max(longest, x.length)), decode(x)) }, 100_000);
+      const got: GenerationResult = { tokens: [], logprobs: [], finishReason: "length" };
+      let at = ids.findIndex((id) => rule.accept(got, id, 1));
+      // The reference: decode the whole text after every token.
+      const want = ids.findIndex((_, k) => stopStrings.some((x) => decode(ids.slice(0, k + 1)).includes(x)));
+      expect(at).toBe(want);
+      if (want >= 0) {
+        stops++;
+        expect(got.stoppedBy).toBe(stopStrings.find((x) => decode(ids.slice(0, want + 1)).includes(x)));
+      }
+      expect(longest).toBeLessThanOrEqual(3 * 12 + 8);
+    }
+    expect(stops).toBeGreaterThan(100);
   });
 
   test("seeded sampling is reproducible and does not depend on the batch it runs in", async () => {

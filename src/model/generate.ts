@@ -42,11 +42,14 @@ export interface GenerationResult {
 /** Ends a sequence's generation: a stop id (kept), a stop string in the decoded new text (kept), or a limit. */
 export class StopRule {
   private readonly ids: Set<number>;
+  /** Trailing tokens whose text can hold a stop string that the newest token completed (see accept). */
+  private readonly window: number;
   constructor(
     private readonly o: Pick<GenerateOptions, "maxNewTokens" | "stopTokenIds" | "stopStrings" | "decode">,
     private readonly capacity: number,
   ) {
     this.ids = new Set(o.stopTokenIds ?? []);
+    this.window = 3 * Math.max(0, ...(o.stopStrings ?? []).map((x) => x.length)) + 8;
   }
 
   /**
@@ -66,7 +69,11 @@ export class StopRule {
       return true;
     }
     if (this.o.stopStrings?.length && this.o.decode) {
-      const text = this.o.decode(r.tokens);
+      // Every earlier token was checked, so a stop string can only have just been completed: it ends in the newest
+      // token's text and starts at most its length back. Every token decodes to at least one byte and a UTF-16 unit
+      // is at most three bytes, so the last `window` tokens hold it with tokens to spare before it (a window cut inside
+      // a character only garbles its own start). Decoding only them keeps a long turn linear, not quadratic.
+      const text = this.o.decode(r.tokens.length > this.window ? r.tokens.slice(-this.window) : r.tokens);
       const hit = this.o.stopStrings.find((x) => text.includes(x));
       if (hit !== undefined) {
         r.finishReason = "stop";
