@@ -92,4 +92,40 @@ describe("memory estimate against the engine", () => {
     grads.release();
     model.params.release();
   });
+
+  test("a forward kept for its backward holds its activations and no logits scratch (passes of a micro-batch add no scratch each)", async () => {
+    const { getGpu } = await import("../src/gpu/runtime.ts");
+    const { Tensor } = await import("../src/gpu/tensor.ts");
+    const { Transformer, makeBatch, releaseBatch } = await import("../src/model/transformer.ts");
+    const { initModel } = await import("../src/model/init.ts");
+    const { mkdtempSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const { tmpdir } = await import("node:os");
+    const gpu = await getGpu();
+    const dir = join(mkdtempSync(join(tmpdir(), "recall-mem-")), "m");
+    await initModel({ arch: "qwen2", preset: "tiny", outDir: dir, seed: 3 });
+    const model = await Transformer.load(gpu, dir);
+    const grads = model.newGradients();
+    const passes = [[3, 40], [2, 17]].map(([B, T]) => makeBatch(gpu, Array.from({ length: B! }, (_, b) => Array.from({ length: T! }, (_, t) => 1 + ((b * 5 + t) % 200)))));
+    const fwds = passes.map((batch) => {
+      const before = gpu.pool.stats.inUse;
+      const fwd = model.forward(batch, { train: true, checkpoint: true });
+      const kept = new Set<GPUBuffer>([fwd.logprob.buffer, fwd.entropy.buffer]);
+      const saved = fwd.saved!;
+      for (const t of [...saved.xs, saved.hf, saved.rf, saved.lmLse, ...saved.layers.flatMap((a) => Object.values(a))]) if (t instanceof Tensor) kept.add(t.buffer);
+      expect(gpu.pool.stats.inUse - before).toBe([...kept].reduce((n, b) => n + b.size, 0));
+      return fwd;
+    });
+    // Both backwards still run (each recomputes its logits in a scratch of its own).
+    for (const [k, fwd] of fwds.entries()) {
+      const N = passes[k]!.B * passes[k]!.T;
+      const w = gpu.upload(new Float32Array(N).fill(1), [N]);
+      model.backward(fwd, w, null, grads);
+      gpu.release(w, fwd.logprob, fwd.entropy);
+      releaseBatch(gpu, passes[k]!);
+    }
+    await gpu.sync();
+    grads.release();
+    model.params.release();
+  });
 });

@@ -160,7 +160,6 @@ export interface ForwardResult {
     hf: Tensor; // final norm output
     rf: Tensor;
     lmLse: Tensor;
-    scratch: Tensor;
   };
 }
 
@@ -478,13 +477,16 @@ export class Transformer {
     const entropy = g.empty([N]);
     const lmLse = g.empty([N]);
     logprobs(g, hf, outer.lmHead, batch.targets, logprob, entropy, lmLse, scratch, dims, { temperature: options.temperature });
+    // The backward recomputes the logits into a scratch of its own: a micro-batch run as several passes keeps one
+    // logits block alive, not one per pass (the memory estimate counts one).
+    g.release(scratch);
 
     if (!train) {
-      g.release(...xs, hf, rf, scratch, lmLse);
+      g.release(...xs, hf, rf, lmLse);
       for (const a of layers) this.releaseLayer(a);
       return { batch, logprob, entropy, options };
     }
-    return { batch, logprob, entropy, options, saved: { xs, layers, hf, rf, lmLse, scratch } };
+    return { batch, logprob, entropy, options, saved: { xs, layers, hf, rf, lmLse } };
   }
 
   /**
@@ -552,7 +554,10 @@ export class Transformer {
     const zeroEntropy = dEntropy ? null : g.zeros([N]);
     const dx = g.empty([N, D]);
     const dhf = g.empty([N, D]);
-    logprobsBackward(g, saved.hf, outer.lmHead, batch.targets, saved.lmLse, fwd.entropy, dLogprob, dEntropy ?? zeroEntropy!, dhf, gOuter?.lmHead ?? null, saved.scratch, { N, V, D }, { temperature: fwd.options.temperature });
+    const lmDims = { N, V, D };
+    const lmScratch = g.empty([logprobsPlan(lmDims, { temperature: fwd.options.temperature }).scratchElements]);
+    logprobsBackward(g, saved.hf, outer.lmHead, batch.targets, saved.lmLse, fwd.entropy, dLogprob, dEntropy ?? zeroEntropy!, dhf, gOuter?.lmHead ?? null, lmScratch, lmDims, { temperature: fwd.options.temperature });
+    g.release(lmScratch);
     rmsnormBackward(g, dhf, saved.xs[L]!, outer.finalNorm, saved.rf, dx, gOuter?.finalNorm ?? null, { rows: N, D });
 
     const t = {
@@ -722,7 +727,7 @@ export class Transformer {
   releaseForward(fwd: ForwardResult): void {
     const s = fwd.saved;
     if (!s) return;
-    this.gpu.release(...s.xs, s.hf, s.rf, s.lmLse, s.scratch);
+    this.gpu.release(...s.xs, s.hf, s.rf, s.lmLse);
     for (const a of s.layers) this.releaseLayer(a);
     fwd.saved = undefined;
   }
