@@ -270,6 +270,11 @@ export class GenerationSession {
     this.settle(p);
   }
 
+  /** Drops every pending sample, oldest first (after an error, so the session can serve on). */
+  discardPending(): void {
+    while (this.pending.length > 0) this.discardSample(this.pending[0]!);
+  }
+
   private settle(p: PendingSample): void {
     this.pending.shift();
     for (const b of p.sequences) this.inFlight[b]!--;
@@ -430,28 +435,27 @@ export class GenerationSession {
     for (const b of which) results[b] = { tokens: [], logprobs: [], finishReason: "length" };
     const rule = new StopRule(o, this.capacity);
     let running = o.maxNewTokens > 0 ? [...which] : [];
-    let pending = running.length > 0 ? this.beginSample(running, o.sampling) : undefined;
-    while (pending) {
-      // Every sequence that may go on is decoded ahead; one that surely stops now is not.
-      const ahead = running.filter((b) => !rule.surelyStops(results[b]!, this.tokens[b]!.length + this.inFlight[b]!));
-      let next: PendingSample | undefined;
-      if (ahead.length > 0) {
-        this.advanceSampled(pending, ahead);
-        next = this.beginSample(ahead, o.sampling);
+    try {
+      let pending = running.length > 0 ? this.beginSample(running, o.sampling) : undefined;
+      while (pending) {
+        // Every sequence that may go on is decoded ahead; one that surely stops now is not.
+        const ahead = running.filter((b) => !rule.surelyStops(results[b]!, this.tokens[b]!.length + this.inFlight[b]!));
+        let next: PendingSample | undefined;
+        if (ahead.length > 0) {
+          this.advanceSampled(pending, ahead);
+          next = this.beginSample(ahead, o.sampling);
+        }
+        const got = await this.finishSample(pending, running);
+        running.forEach((b, i) => results[b]!.logprobs.push(got.logprobs[i]!));
+        running = running.filter((b, i) => !rule.accept(results[b]!, got.ids[i]!, this.tokens[b]!.length));
+        o.onStep?.(running.length);
+        // The sequences still running were all decoded ahead (the others stopped), so `next` holds their next token.
+        pending = running.length > 0 ? next : undefined;
+        if (next && !pending) this.discardSample(next);
       }
-      let got: SampledTokens;
-      try {
-        got = await this.finishSample(pending, running);
-      } catch (e) {
-        if (next) this.discardSample(next);
-        throw e;
-      }
-      running.forEach((b, i) => results[b]!.logprobs.push(got.logprobs[i]!));
-      running = running.filter((b, i) => !rule.accept(results[b]!, got.ids[i]!, this.tokens[b]!.length));
-      o.onStep?.(running.length);
-      // The sequences still running were all decoded ahead (the others stopped), so `next` holds their next token.
-      pending = running.length > 0 ? next : undefined;
-      if (next && !pending) this.discardSample(next);
+    } catch (e) {
+      this.discardPending();
+      throw e;
     }
     return results;
   }

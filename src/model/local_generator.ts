@@ -143,7 +143,6 @@ export class LocalTokenGenerator implements TokenGenerator {
       // Let concurrently issued calls arrive before the first step.
       await new Promise((r) => setTimeout(r, 0));
       while (this.queue.length > 0 || this.active.size > 0) {
-        let next: PendingSample | undefined;
         try {
           if (!pending) {
             this.admit();
@@ -158,6 +157,7 @@ export class LocalTokenGenerator implements TokenGenerator {
             const a = this.active.get(b)!;
             return !a.rule.surelyStops(a.result, s.tokens[b]!.length + 1);
           });
+          let next: PendingSample | undefined;
           if (ahead.length > 0) {
             s.advanceSampled(pending, ahead);
             next = this.sample(ahead);
@@ -176,7 +176,7 @@ export class LocalTokenGenerator implements TokenGenerator {
           if (next && next.sequences.some((b) => this.active.has(b))) pending = next;
           else if (next) s.discardSample(next);
         } catch (e) {
-          for (const x of [pending, next]) if (x) s.discardSample(x);
+          s.discardPending();
           pending = undefined;
           for (const a of this.active.values()) a.call.reject(e);
           this.active.clear();
