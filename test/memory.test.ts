@@ -59,18 +59,23 @@ describe("memory estimate", () => {
   });
 });
 
+/** A freshly initialised tiny model on the GPU, and the engine's batch helpers (imported here: the tests above need no GPU). */
+async function tinyModelOnGpu(arch: "qwen2" | "qwen3", seed: number) {
+  const { getGpu } = await import("../src/gpu/runtime.ts");
+  const { Transformer, makeBatch, releaseBatch } = await import("../src/model/transformer.ts");
+  const { initModel } = await import("../src/model/init.ts");
+  const { mkdtempSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const { tmpdir } = await import("node:os");
+  const gpu = await getGpu();
+  const dir = join(mkdtempSync(join(tmpdir(), "recall-mem-")), "m");
+  await initModel({ arch, preset: "tiny", outDir: dir, seed });
+  return { gpu, model: await Transformer.load(gpu, dir), makeBatch, releaseBatch };
+}
+
 describe("memory estimate against the engine", () => {
   test("a training step's measured GPU peak is within the estimate's ballpark (0.5×–1.5×)", async () => {
-    const { getGpu } = await import("../src/gpu/runtime.ts");
-    const { Transformer, makeBatch, releaseBatch } = await import("../src/model/transformer.ts");
-    const { initModel } = await import("../src/model/init.ts");
-    const { mkdtempSync } = await import("node:fs");
-    const { join } = await import("node:path");
-    const { tmpdir } = await import("node:os");
-    const gpu = await getGpu();
-    const dir = join(mkdtempSync(join(tmpdir(), "recall-mem-")), "m");
-    await initModel({ arch: "qwen3", preset: "tiny", outDir: dir, seed: 1 });
-    const model = await Transformer.load(gpu, dir);
+    const { gpu, model, makeBatch, releaseBatch } = await tinyModelOnGpu("qwen3", 1);
     const B = 4, T = 64;
     const est = estimateMemory(model.config, { batch: B, seqLen: T, training: true });
     const grads = model.newGradients();
@@ -94,17 +99,8 @@ describe("memory estimate against the engine", () => {
   });
 
   test("a forward kept for its backward holds its activations and no logits scratch (passes of a micro-batch add no scratch each)", async () => {
-    const { getGpu } = await import("../src/gpu/runtime.ts");
     const { Tensor } = await import("../src/gpu/tensor.ts");
-    const { Transformer, makeBatch, releaseBatch } = await import("../src/model/transformer.ts");
-    const { initModel } = await import("../src/model/init.ts");
-    const { mkdtempSync } = await import("node:fs");
-    const { join } = await import("node:path");
-    const { tmpdir } = await import("node:os");
-    const gpu = await getGpu();
-    const dir = join(mkdtempSync(join(tmpdir(), "recall-mem-")), "m");
-    await initModel({ arch: "qwen2", preset: "tiny", outDir: dir, seed: 3 });
-    const model = await Transformer.load(gpu, dir);
+    const { gpu, model, makeBatch, releaseBatch } = await tinyModelOnGpu("qwen2", 3);
     const grads = model.newGradients();
     const passes = [[3, 40], [2, 17]].map(([B, T]) => makeBatch(gpu, Array.from({ length: B! }, (_, b) => Array.from({ length: T! }, (_, t) => 1 + ((b * 5 + t) % 200)))));
     const fwds = passes.map((batch) => {
