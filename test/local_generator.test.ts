@@ -156,3 +156,21 @@ test("decoding ahead: calls that stop on a stop id while the next step already r
     await solo.close();
   }
 });
+
+test("a queued call that samples differently waits without stopping the running calls from decoding ahead", async () => {
+  const gen = await LocalTokenGenerator.open(gpu, dir, { batchSize: 2, capacity: 64 });
+  const greedy = { ...params, temperature: 0, maxNewTokens: 10 };
+  const hot = { ...params, temperature: 1, maxNewTokens: 3, streamId: 5 };
+  const [a, b] = await Promise.all([gen.completeTokens([1, 2, 3], greedy), gen.completeTokens([4, 5], hot)]);
+  // The second call joins only when the first is done (one sampler launch per step), and meanwhile the first call's
+  // steps after its first all ran ahead.
+  expect(gen.rounds).toBe(2);
+  expect(gen.steps).toBe(13);
+  expect(gen.decodedAhead).toBeGreaterThanOrEqual(9);
+  await gen.close();
+  for (const [prompt, p, got] of [[[1, 2, 3], greedy, a], [[4, 5], hot, b]] as const) {
+    const solo = await LocalTokenGenerator.open(gpu, dir, { batchSize: 1, capacity: 64 });
+    expect((await solo.completeTokens(prompt, p)).tokenIds).toEqual(got.tokenIds);
+    await solo.close();
+  }
+});

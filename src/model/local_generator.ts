@@ -130,7 +130,7 @@ export class LocalTokenGenerator implements TokenGenerator {
   }
 
   /**
-   * Decode steps until no call is queued or running. While no queued call waits for a free slot, each step is decoded
+   * Decode steps until no call is queued or running. While no queued call could take a free slot, each step is decoded
    * ahead from the previous step's ids on the GPU (GenerationSession.advanceSampled), so the GPU runs it while the
    * CPU reads those ids back and checks the stop rules; a call that can join drains the pipeline and joins at the
    * next step. The tokens are those of stepping one at a time.
@@ -151,9 +151,8 @@ export class LocalTokenGenerator implements TokenGenerator {
             s.advance(slots);
             pending = this.sample(slots);
           }
-          const joinable = this.queue.length > 0 && this.active.size < s.B;
           const live = pending.sequences.filter((b) => this.active.has(b));
-          const ahead = joinable ? [] : live.filter((b) => {
+          const ahead = this.canAdmit() ? [] : live.filter((b) => {
             const a = this.active.get(b)!;
             return !a.rule.surelyStops(a.result, s.tokens[b]!.length + 1);
           });
@@ -185,6 +184,15 @@ export class LocalTokenGenerator implements TokenGenerator {
     } finally {
       this.running = false;
     }
+  }
+
+  /** Whether a queued call could join the running calls now: a slot is free and it samples as they do. */
+  private canAdmit(): boolean {
+    if (this.queue.length === 0 || this.active.size >= this.session.B) return false;
+    const running = this.active.values().next().value;
+    if (!running) return true;
+    const key = samplingKey(running.call.params);
+    return this.queue.some((c) => samplingKey(c.params) === key);
   }
 
   /** Begins sampling the next token of the calls in these slots (they share the first one's sampling settings). */
