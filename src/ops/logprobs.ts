@@ -132,6 +132,7 @@ function validate(gpu: Gpu, dims: LogprobsDims, plan: LogprobsPlan, h: Tensor, W
   checkBinding(gpu, "targets", N);
 }
 
+/** Workgroup size of the log-prob kernels (shaders/logprobs.wgsl WG). */
 const WG = 64;
 /** Fewest lanes per row (shaders/logprobs.wgsl LP_MAX_PLAYED: a lane plays at most 8 of the one-row kernel's). */
 const MIN_ROW_LANES = 8;
