@@ -83,6 +83,11 @@ test("a run writes what verl users expect: HF checkpoints, latest iteration, met
     expect(typeof m[k]).toBe("number");
   }
   expect(m["actor/lr"]).toBe(1e-6);
+  // The rollout engine decoded this step's responses, most steps ahead of the previous readback (validation not counted).
+  expect(m["perf/decode_steps"]).toBeGreaterThan(0);
+  expect(m["perf/decode_steps"]).toBeLessThanOrEqual(m["response_length/max"]! + 8);
+  expect(m["perf/decoded_ahead"]).toBeGreaterThan(0);
+  expect(m["perf/decoded_ahead"]).toBeLessThan(m["perf/decode_steps"]!);
   const dump = readFileSync(join(run, "rollout", "train_2.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
   expect(dump.length).toBe(16);
   expect(Object.keys(dump[0]).slice(0, 5)).toEqual(["data_source", "sequences_str", "ground_truth", "score", "reason"]);

@@ -358,6 +358,7 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
       let kept: Scored[] = [];
       let generated = 0;
       let genBatches = 0;
+      const decodeBefore = { steps: generator.steps, ahead: generator.decodedAhead };
       const filter = s["algorithm.filter_groups.enable"];
       for (;;) {
         const { indices, next } = sampler.take(cursor);
@@ -499,6 +500,9 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
         "timing_s/step": stepSeconds,
         "perf/total_num_tokens": tokens,
         "perf/throughput": tokens / stepSeconds,
+        // The rollout engine's decode steps this step, and how many ran ahead of the previous step's readback.
+        "perf/decode_steps": generator.steps - decodeBefore.steps,
+        "perf/decoded_ahead": generator.decodedAhead - decodeBefore.ahead,
         "train/skipped_step": skippedSteps > 0 ? 1 : 0,
         ...profiled,
       };
