@@ -65,7 +65,7 @@ for (const preset of presets) {
     warn: (l) => console.warn(l),
     onStep: (k, m) => {
       rows.push({ ...m });
-      console.log(`  ${preset} step ${k}: ${(m["timing_s/step"] ?? 0).toFixed(2)} s (gen ${(m["timing_s/gen"] ?? 0).toFixed(2)}, update ${(m["timing_s/update_actor"] ?? 0).toFixed(2)})`);
+      console.log(`  ${preset} step ${k}: ${(m["timing_s/step"] ?? 0).toFixed(2)} s (gen ${(m["timing_s/gen"] ?? 0).toFixed(2)}, update ${(m["timing_s/update_actor"] ?? 0).toFixed(2)}; ${m["perf/decoded_ahead"]} of ${m["perf/decode_steps"]} decode steps ran ahead)`);
     },
   });
   const after = rows.slice(1);
