@@ -2,7 +2,8 @@
  * bench/model: the transformer engine's throughput on the current adapter beside PyTorch (CPU, float32, Debian's
  * python3-torch with OpenBLAS) doing the same work on the same weights in the same run.
  *   - training step: forward + backward over B sequences of T tokens → tokens/s
- *   - decode: batched greedy generation with a KV cache → tokens/s, dispatches per step
+ *   - decode: batched greedy generation with a KV cache → tokens/s, dispatches per step, and what decoding ahead gains
+ *     (stepping one at a time alternated with it in the same run)
  * and the GPU memory peak of each. Presets: tiny (~0.1M) and small (~19M) from `recall init`.
  * `--profile` times every dispatch on the GPU (timestamp-query) and prints, per preset and batch, the GPU time per
  * kernel family of the timed training steps and decode steps beside their wall time (the throughput figures are then
@@ -108,7 +109,7 @@ print(json.dumps(out))
 `;
 
 const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
-console.log("\n" + "preset".padEnd(8) + "B".padStart(4) + "train tok/s".padStart(13) + "torch".padStart(9) + "ratio".padStart(8) + "decode tok/s".padStart(14) + "torch".padStart(9) + "ratio".padStart(8) + "disp/step".padStart(11) + "GPU peak MiB".padStart(14));
+console.log("\n" + "preset".padEnd(8) + "B".padStart(4) + "train tok/s".padStart(13) + "torch".padStart(9) + "ratio".padStart(8) + "decode tok/s".padStart(14) + "torch".padStart(9) + "ratio".padStart(8) + "disp/step".padStart(11) + "GPU peak MiB".padStart(14) + "ahead".padStart(8));
 for (const preset of presets) {
   const dir = join(mkdtempSync(join(tmpdir(), "recall-bench-")), preset);
   await initModel({ arch: "qwen2", preset, outDir: dir, seed: 0 });
@@ -142,15 +143,18 @@ for (const preset of presets) {
     grads.release();
     gpu.release(w);
 
-    /** Seconds for the new tokens only (after a batched prefill of the prompt), dispatches per decode step, decode steps, and their GPU profile. */
-    const decode = async (): Promise<[number, number, number, ProfileSnapshot | undefined]> => {
+    /**
+     * Seconds for the new tokens only (after a batched prefill of the prompt), dispatches per decode step, decode steps,
+     * and their GPU profile; `ahead` false steps one at a time (what decoding ahead saves).
+     */
+    const decode = async (ahead = true): Promise<[number, number, number, ProfileSnapshot | undefined]> => {
       const s = new GenerationSession(model, B, promptLen + newTokens);
       s.append(seqs.map((q) => q.slice(0, promptLen)));
       await gpu.sync();
       gpu.profiler?.reset();
       const d0 = gpu.dispatchCount;
       const t0 = performance.now();
-      await s.generate({ maxNewTokens: newTokens, sampling: { temperature: 0, topP: 1, topK: 0, seed: 0 } });
+      await s.generate({ maxNewTokens: newTokens, sampling: { temperature: 0, topP: 1, topK: 0, seed: 0 }, decodeAhead: ahead });
       const secs = (performance.now() - t0) / 1000;
       const perStep = (gpu.dispatchCount - d0) / Math.max(1, s.steps);
       const steps = s.steps;
@@ -159,10 +163,12 @@ for (const preset of presets) {
     };
     await decode();
     const dt: number[] = [];
+    const stepwise: number[] = [];
     const decodeProfiles: ProfileSnapshot[] = [];
     let perStep = 0;
     let decodeSteps = 0;
     for (let r = 0; r < reps; r++) {
+      if (!profile) stepwise.push((await decode(false))[0]);
       const [secs, ps, steps, prof] = await decode();
       dt.push(secs);
       perStep = ps;
@@ -181,7 +187,8 @@ for (const preset of presets) {
     console.log(
       preset.padEnd(8) + String(B).padStart(4) + fmt(trainTps).padStart(13) + (peer ? fmt(peerTrain) : "n/a").padStart(9) + (peer ? (trainTps / peerTrain).toFixed(3) : "n/a").padStart(8) +
         fmt(decodeTps).padStart(14) + (peer ? fmt(peerDecode) : "n/a").padStart(9) + (peer ? (decodeTps / peerDecode).toFixed(3) : "n/a").padStart(8) +
-        perStep.toFixed(0).padStart(11) + (Math.max(trainPeak, gpu.pool.stats.peak) / 2 ** 20).toFixed(1).padStart(14),
+        perStep.toFixed(0).padStart(11) + (Math.max(trainPeak, gpu.pool.stats.peak) / 2 ** 20).toFixed(1).padStart(14) +
+        (stepwise.length ? `${(median(stepwise) / median(dt)).toFixed(2)}×` : "n/a").padStart(8),
     );
     gpu.pool.stats.peak = Math.max(peakBefore, gpu.pool.stats.peak);
   }
@@ -189,3 +196,4 @@ for (const preset of presets) {
 }
 for (const p of profiles) console.log(p);
 console.log("\ndecode tok/s: new tokens per second after the prompt is in the cache (both engines); train tok/s: B·T tokens per forward+backward.");
+console.log("ahead: decode time stepping one at a time / decoding ahead (recall's default), alternated in this run, medians (not with --profile).");

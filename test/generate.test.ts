@@ -244,6 +244,14 @@ describe("generation", () => {
     }
     // Every step but the first was decoded ahead; a sequence that stopped by a stop id already has its last token cached.
     expect(s.decodedAhead).toBe(s.steps - 1);
+    // generate's own one-at-a-time mode (benchmarks) gives the same, without decoding ahead.
+    const stepwise = new GenerationSession(model, prompts.length, 64);
+    stepwise.append(prompts);
+    const plain = await stepwise.generate({ maxNewTokens: 12, sampling, stopTokenIds: stops, decodeAhead: false });
+    expect(plain.map((r) => r!.tokens)).toEqual(want.map((r) => r.tokens));
+    expect(plain.map((r) => r!.logprobs)).toEqual(want.map((r) => r.logprobs));
+    expect(stepwise.decodedAhead).toBe(0);
+    stepwise.release();
     expect(s.tokens).toEqual(ref.tokens);
     // Continuing after a tool response gives the same tokens and logits in both sessions.
     ref.append(prompts.map((_, b) => tool(b)));

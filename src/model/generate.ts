@@ -25,6 +25,8 @@ export interface GenerateOptions {
   sequences?: readonly number[];
   /** Called after every decode step with the number of sequences still running. */
   onStep?: (active: number) => void;
+  /** false: step one at a time, waiting for each step's ids before recording the next (benchmarks; same results). */
+  decodeAhead?: boolean;
 }
 
 export type FinishReason = "stop" | "length" | "capacity";
@@ -439,7 +441,7 @@ export class GenerationSession {
       let pending = running.length > 0 ? this.beginSample(running, o.sampling) : undefined;
       while (pending) {
         // Every sequence that may go on is decoded ahead; one that surely stops now is not.
-        const ahead = running.filter((b) => !rule.surelyStops(results[b]!, this.tokens[b]!.length + this.inFlight[b]!));
+        const ahead = o.decodeAhead === false ? [] : running.filter((b) => !rule.surelyStops(results[b]!, this.tokens[b]!.length + this.inFlight[b]!));
         let next: PendingSample | undefined;
         if (ahead.length > 0) {
           this.advanceSampled(pending, ahead);
@@ -449,9 +451,18 @@ export class GenerationSession {
         running.forEach((b, i) => results[b]!.logprobs.push(got.logprobs[i]!));
         running = running.filter((b, i) => !rule.accept(results[b]!, got.ids[i]!, this.tokens[b]!.length));
         o.onStep?.(running.length);
-        // The sequences still running were all decoded ahead (the others stopped), so `next` holds their next token.
-        pending = running.length > 0 ? next : undefined;
-        if (next && !pending) this.discardSample(next);
+        if (next && running.length > 0) {
+          // The sequences still running were all decoded ahead (the others stopped): `next` holds their next token.
+          pending = next;
+        } else {
+          if (next) this.discardSample(next);
+          pending = undefined;
+          if (running.length > 0) {
+            // Not decoding ahead: run the ids just read, then sample.
+            this.advance(running);
+            pending = this.beginSample(running, o.sampling);
+          }
+        }
       }
     } catch (e) {
       this.discardPending();
