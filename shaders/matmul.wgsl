@@ -105,6 +105,17 @@ fn matmul(@builtin(global_invocation_id) gid: vec3u) {
   }
 }
 
+// Bᵀ of one product's B (K×N, from offB) into C as N×K (C's binding, from 0): plans with transposeB read a
+// non-transposed B from this copy as vec4 along k (see src/ops/matmul.ts). Thread i writes C[i], i = c·K + k.
+@compute @workgroup_size(64)
+fn transpose_b(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) l: u32) {
+  let i = (wid.x + wid.y * nwg.x) * 64u + l;
+  if (i >= p.K * p.N) { return; }
+  let c = i / p.K;
+  let k = i % p.K;
+  C[i] = loadB(p.offB, k, c); // TRANS_B is false here
+}
+
 // ---- SUBGROUP KERNELS (src/ops/matmul.ts splits the file here) ---------------------------------
 //
 // Why this shape, measured on lavapipe (Mesa 25.0, LLVM 15, 8-lane subgroups): an invocation is one

@@ -177,6 +177,55 @@ describe.skipIf(!hasSubgroups)("subgroup kernel", () => {
     }
   });
 
+  test("transposed copy of B (transposeB): the same bits as reading B in place; both A layouts, offsets, bias, accumulate", async () => {
+    let seed = 3000;
+    for (const [M, N, K, o] of [
+      [37, 70, 36, {}],
+      [33, 129, 4, { withBias: true }],
+      [20, 31, 44, { transA: true, accumulate: true, offsetB: 3, offsetA: 8 }],
+      [70, 5, 12, { alpha: -0.6, offsetC: 2 }],
+    ] as [number, number, number, Case][]) {
+      for (const [tm, vec4A] of [[16, !o.transA || M % 4 === 0], [5, false]] as const) {
+        const plan: MatmulPlan = { kernel: "subgroup", tm, tn: 2, vec4B: true, transposeB: true, ...(vec4A && K % 4 === 0 && (o.offsetA ?? 0) % 4 === 0 ? { vec4A } : {}) };
+        await check(M, N, K, { ...o, plan }, (seed += 10));
+        // Bit for bit the plan that reads B in place.
+        const a = gpu.upload(randn((o.offsetA ?? 0) + M * K, seed), [(o.offsetA ?? 0) + M * K]);
+        const b = gpu.upload(randn((o.offsetB ?? 0) + K * N, seed + 1), [(o.offsetB ?? 0) + K * N]);
+        const c0 = randn((o.offsetC ?? 0) + M * N, seed + 2);
+        const bias = o.withBias ? gpu.upload(randn(N, seed + 3), [N]) : undefined;
+        const outs = [];
+        for (const p of [plan, { ...plan, transposeB: false, vec4B: false }]) {
+          const c = gpu.upload(c0, [c0.length]);
+          matmul(gpu, a, b, c, { M, N, K }, { ...o, bias, plan: p });
+          outs.push(new Uint32Array((await gpu.readF32(c)).buffer));
+          gpu.release(c);
+        }
+        expect([...outs[0]!]).toEqual([...outs[1]!]);
+        gpu.release(a, b, ...(bias ? [bias] : []));
+      }
+    }
+    const plan: MatmulPlan = { kernel: "subgroup", tm: 16, tn: 2, vec4B: true, transposeB: true };
+    const t = gpu.empty([64]);
+    expect(() => matmul(gpu, t, t, t, { M: 4, N: 4, K: 3 }, { plan })).toThrow(/transposeB needs/);
+    expect(() => matmul(gpu, t, t, t, { M: 4, N: 4, K: 4 }, { transB: true, plan })).toThrow(/transposeB needs/);
+    gpu.release(t);
+  });
+
+  test("choosePlan: a software adapter copies a non-transposed B transposed for training-sized products only", () => {
+    const sw = gpu.handle.info.software;
+    expect(choosePlan(gpu, { M: 2048, N: 384, K: 1024 }, {})).toMatchObject({ transposeB: sw ? true : undefined, vec4B: sw });
+    expect(choosePlan(gpu, { M: 1024, N: 384, K: 2048 }, { transA: true })).toMatchObject({ transposeB: sw ? true : undefined });
+    for (const [d, o] of [
+      [{ M: 2048, N: 384, K: 1024 }, { transB: true }], // B already transposed
+      [{ M: 256, N: 384, K: 2048 }, { transA: true }], // too few rows for the copy to pay
+      [{ M: 2048, N: 64, K: 128 }, {}], // narrow
+      [{ M: 2048, N: 384, K: 1026 }, {}], // K not a multiple of 4
+      [{ M: 2048, N: 384, K: 1024 }, { batch: 2 }],
+    ] as [{ M: number; N: number; K: number }, MatmulOptions][]) {
+      expect(choosePlan(gpu, d, o)).not.toHaveProperty("transposeB");
+    }
+  });
+
   test("vec4 B: K % 8 == 0 and == 4, batched, offsets", async () => {
     for (const [tm, tn] of [[1, 2], [5, 1], [16, 2]] as const) {
       const plan: MatmulPlan = { kernel: "subgroup", tm, tn, vec4B: true };
