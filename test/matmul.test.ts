@@ -244,6 +244,9 @@ describe.skipIf(!hasSubgroups)("subgroup kernel", () => {
       [13, 70, 36, { transB: true, withBias: true, offsetB: 4, plan: { kernel: "subgroup", tm: 5, tn: 2, vec4B: true, vec4A: true } }],
       [16, 37, 28, { transA: true, transB: true, plan: { kernel: "subgroup", tm: 12, tn: 2, vec4B: true, vec4A: true, wgn: 8 } }],
       [9, 19, 12, { transB: true, glu: true, offsetA: 4, plan: { kernel: "subgroup", tm: 16, tn: 2, vec4B: true, vec4A: true } }],
+      // A transposed copy of an f16 B is f32 (the values convert exactly).
+      [21, 70, 36, { offsetB: 3, plan: { kernel: "subgroup", tm: 16, tn: 2, vec4B: true, vec4A: true, transposeB: true } }],
+      [16, 37, 28, { transA: true, accumulate: true, plan: { kernel: "subgroup", tm: 8, tn: 2, vec4B: true, transposeB: true } }],
     ];
     for (const [M, N, K, o] of cases) {
       const oA = o.offsetA ?? 0, oB = o.offsetB ?? 0, bElems = K * N * (o.glu ? 2 : 1);

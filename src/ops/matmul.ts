@@ -49,6 +49,7 @@ const SUBGROUP_A4B4: Kernel = { ...SUBGROUP, entry: "matmul_sg_a4b4" };
 const SUBGROUP_A4_F16B: Kernel = { ...SUBGROUP_F16B, entry: "matmul_sg_a4" };
 const SUBGROUP_A4B4_F16B: Kernel = { ...SUBGROUP_F16B, entry: "matmul_sg_a4b4" };
 const TRANSPOSE_B: Kernel = { ...PORTABLE, entry: "transpose_b" };
+const TRANSPOSE_B_F16B: Kernel = { ...PORTABLE_F16B, entry: "transpose_b" };
 
 /** Register/workgroup tiling of the portable kernel (WGSL overrides). */
 export interface MatmulTiling {
@@ -186,8 +187,8 @@ export function choosePlan(gpu: Gpu, dims: Dims, o: MatmulOptions = {}): MatmulP
  * a vec4 one does, and the dx and dW products of the `small` preset's training step (2048 rows) ran 1.16–1.35× faster
  * from a transposed copy (ad hoc, the same results bit for bit: the same products in the same order); the copy is one
  * pass over B. On a GPU, lanes reading neighbouring columns of a non-transposed B are the coalesced case, so it keeps
- * the scalar loads. Needs K a multiple of 4 (rows of the copy are vec4-aligned), one product (batch 1), an f32 B, and
- * enough rows (TRANSPOSE_B_MIN_ROWS) for the copy to pay.
+ * the scalar loads. Needs K a multiple of 4 (rows of the copy are vec4-aligned), one product (batch 1), and enough rows
+ * and columns for the copy to pay. An f16 B (frozen LoRA base weights) is copied as f32, exactly.
  */
 function transposedBPays(gpu: Gpu, dims: Dims, o: MatmulOptions): boolean {
   return (
@@ -255,13 +256,14 @@ export function matmul(gpu: Gpu, a: Tensor, b: Tensor, c: Tensor, dims: Dims, o:
   if (!(plan.tm >= 1 && plan.tm <= SUBGROUP_MAX_TM && plan.tn >= 1 && plan.tn <= SUBGROUP_MAX_TN)) {
     throw new Error(`matmul: subgroup plan ${plan.tm}x${plan.tn} outside 1..${SUBGROUP_MAX_TM} × 1..${SUBGROUP_MAX_TN}`);
   }
-  if (plan.transposeB && (o.transB || o.glu || batch !== 1 || K % 4 !== 0 || halfWeights || !plan.vec4B)) {
-    throw new Error("matmul: transposeB needs a non-transposed f32 B, one product, K a multiple of 4, and vec4B");
+  if (plan.transposeB && (o.transB || o.glu || batch !== 1 || K % 4 !== 0 || !plan.vec4B)) {
+    throw new Error("matmul: transposeB needs a non-transposed B, one product, K a multiple of 4, and vec4B");
   }
   if (plan.transposeB) {
-    // B's transposed copy (N×K) goes through the vec4 path as a transposed B at offset 0.
+    // B's transposed copy (N×K, f32 whatever B is: f16 values convert exactly) goes through the vec4 path as a
+    // transposed B at offset 0.
     const copy = gpu.empty([N * K]);
-    gpu.dispatch({ kernel: TRANSPOSE_B, params, bindings: [b, b, copy, b], workgroups: workgroupGrid(gpu, Math.ceil((N * K) / 64)) });
+    gpu.dispatch({ kernel: halfWeights ? TRANSPOSE_B_F16B : TRANSPOSE_B, params, bindings: [b, b, copy, b], workgroups: workgroupGrid(gpu, Math.ceil((N * K) / 64)) });
     matmul(gpu, a, copy, c, dims, { ...o, transB: true, offsetB: 0, strideB: undefined, plan: { ...plan, transposeB: false } });
     gpu.release(copy);
     return;
