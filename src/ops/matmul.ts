@@ -184,9 +184,9 @@ export function choosePlan(gpu: Gpu, dims: Dims, o: MatmulOptions = {}): MatmulP
 /**
  * Whether a product with a non-transposed B (the backward's dx = dy·W and dW = dyᵀ·x) copies B transposed into a
  * scratch first and reads that as vec4 along k. On a software adapter (lavapipe) every scalar storage load costs what
- * a vec4 one does, and the dx and dW products of the `small` preset's training step (2048 rows) ran 1.16–1.35× faster
- * from a transposed copy (ad hoc, the same results bit for bit: the same products in the same order); the copy is one
- * pass over B. On a GPU, lanes reading neighbouring columns of a non-transposed B are the coalesced case, so it keeps
+ * a vec4 one does, and the dx and dW products of the `small` preset's training step (2048 rows) ran 1.09–1.32× faster
+ * with the copy counted (ad hoc; the same results bit for bit: the same products in the same order); the copy is one
+ * pass over B, and dW with 128 rows lost to it (0.76×), hence the row floor. On a GPU, lanes reading neighbouring columns of a non-transposed B are the coalesced case, so it keeps
  * the scalar loads. Needs K a multiple of 4 (rows of the copy are vec4-aligned), one product (batch 1), and enough rows
  * and columns for the copy to pay. An f16 B (frozen LoRA base weights) is copied as f32, exactly.
  */
@@ -256,10 +256,10 @@ export function matmul(gpu: Gpu, a: Tensor, b: Tensor, c: Tensor, dims: Dims, o:
   if (!(plan.tm >= 1 && plan.tm <= SUBGROUP_MAX_TM && plan.tn >= 1 && plan.tn <= SUBGROUP_MAX_TN)) {
     throw new Error(`matmul: subgroup plan ${plan.tm}x${plan.tn} outside 1..${SUBGROUP_MAX_TM} × 1..${SUBGROUP_MAX_TN}`);
   }
-  if (plan.transposeB && (o.transB || o.glu || batch !== 1 || K % 4 !== 0 || !plan.vec4B)) {
-    throw new Error("matmul: transposeB needs a non-transposed B, one product, K a multiple of 4, and vec4B");
-  }
   if (plan.transposeB) {
+    if (o.transB || o.glu || batch !== 1 || K % 4 !== 0 || !plan.vec4B) {
+      throw new Error("matmul: transposeB needs a non-transposed B, one product, K a multiple of 4, and vec4B");
+    }
     // B's transposed copy (N×K, f32 whatever B is: f16 values convert exactly) goes through the vec4 path as a
     // transposed B at offset 0.
     const copy = gpu.empty([N * K]);
