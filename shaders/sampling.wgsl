@@ -25,8 +25,8 @@
 // histogram per lane and one workgroup reduction. The draw sweeps contiguous chunks per lane,
 // scans the lane sums, and the lane holding u · total walks its chunk.
 //
-// The workgroup size is an override: 64 on CPU adapters (lavapipe: barrier cost grows with the
-// number of SIMD groups in a workgroup), 256 elsewhere.
+// The workgroup size is an override: 8 on CPU adapters (lavapipe: one SIMD group, so a barrier is one
+// switch and lane 0's reductions walk 8 lanes), 256 elsewhere.
 
 struct Params {
   B: u32, V: u32, rowStride: u32, baseLogits: u32,

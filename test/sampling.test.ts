@@ -205,12 +205,14 @@ describe("GPU vs CPU reference on random logits", () => {
     { temperature: 0.8, topK: 50, topP: 0.7, seed: 4 },
     { temperature: 1, topK: 1000, topP: 0.999, seed: 5 },
   ];
-  test("same tokens row by row (odd V, rows of different scales)", async () => {
+  // 8 lanes a row is lavapipe's choice, 256 a GPU's; 1 and 64 check the reductions at the extremes in between.
+  test.each([1, 8, 64, 256])("same tokens row by row (odd V, rows of different scales), %i lanes a row", async (lanes) => {
     const B = 24, V = 1001;
     const logits = new Float32Array(B * V);
     for (let b = 0; b < B; b++) logits.set(randn(V, 100 + b, 0.5 + b / 4), b * V);
     let boundary = 0;
-    for (const o of configs) {
+    for (const c of configs) {
+      const o = { ...c, lanes };
       const ids = await sampleGpu(logits, B, V, o);
       for (let b = 0; b < B; b++) {
         const ref = sampleRowRef(logits.subarray(b * V, (b + 1) * V), V, o, b, 7);
@@ -279,6 +281,7 @@ describe("GPU vs CPU reference on random logits", () => {
     expect(() => sample(gpu, t, u, u, u, { B: 1, V: 4 }, { temperature: 1, topK: -1, seed: 1 })).toThrow(/topK/);
     expect(() => sample(gpu, t, t, u, u, { B: 1, V: 4 }, { temperature: 1, seed: 1 })).toThrow(/u32/);
     expect(() => sample(gpu, t, u, u, u, { B: 1, V: 4 }, { temperature: 1, seed: 1, logprob: u })).toThrow(/logprob must be f32/);
+    expect(() => sample(gpu, t, u, u, u, { B: 1, V: 4 }, { temperature: 1, seed: 1, lanes: 48 })).toThrow(/lanes must be a power of two/);
     gpu.release(t, u);
   });
 });
