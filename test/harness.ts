@@ -150,3 +150,19 @@ export interface GoldenInputs {
 export function goldenInputs(goldenCase: string): GoldenInputs {
   return JSON.parse(readFileSync(join(PROJECT_ROOT, "fixtures/golden", goldenCase, "inputs.json"), "utf8")) as GoldenInputs;
 }
+
+/**
+ * A freshly initialised tiny model on the GPU (the `tiny` preset), and the engine's batch helpers. Imported lazily, so
+ * suites whose other tests need no GPU can still use it.
+ */
+export async function tinyModelOnGpu(arch: "qwen2" | "qwen3", seed: number) {
+  const { getGpu } = await import("../src/gpu/runtime.ts");
+  const { Transformer, makeBatch, releaseBatch } = await import("../src/model/transformer.ts");
+  const { initModel } = await import("../src/model/init.ts");
+  const { mkdtempSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const gpu = await getGpu();
+  const dir = join(mkdtempSync(join(tmpdir(), "recall-tiny-")), "m");
+  await initModel({ arch, preset: "tiny", outDir: dir, seed });
+  return { gpu, model: await Transformer.load(gpu, dir), makeBatch, releaseBatch };
+}

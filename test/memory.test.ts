@@ -4,6 +4,7 @@ import { describe, expect, test } from "bun:test";
 import { parseModelConfig } from "../src/model/config.ts";
 import { activationFloatsPerTokenPerLayer, estimateMemory, formatBytes, formatMemoryEstimate, kvBytesPerToken } from "../src/model/memory.ts";
 import { presetConfig } from "../src/model/init.ts";
+import { tinyModelOnGpu } from "./harness.ts";
 
 const qwen05 = presetConfig("qwen2", "0.5b", 151665); // Qwen2.5-0.5B's shape
 
@@ -58,20 +59,6 @@ describe("memory estimate", () => {
     expect([formatBytes(512), formatBytes(1536), formatBytes(3 * 2 ** 20), formatBytes(2 ** 31)]).toEqual(["512 B", "1.5 KiB", "3.0 MiB", "2.00 GiB"]);
   });
 });
-
-/** A freshly initialised tiny model on the GPU, and the engine's batch helpers (imported here: the tests above need no GPU). */
-async function tinyModelOnGpu(arch: "qwen2" | "qwen3", seed: number) {
-  const { getGpu } = await import("../src/gpu/runtime.ts");
-  const { Transformer, makeBatch, releaseBatch } = await import("../src/model/transformer.ts");
-  const { initModel } = await import("../src/model/init.ts");
-  const { mkdtempSync } = await import("node:fs");
-  const { join } = await import("node:path");
-  const { tmpdir } = await import("node:os");
-  const gpu = await getGpu();
-  const dir = join(mkdtempSync(join(tmpdir(), "recall-mem-")), "m");
-  await initModel({ arch, preset: "tiny", outDir: dir, seed });
-  return { gpu, model: await Transformer.load(gpu, dir), makeBatch, releaseBatch };
-}
 
 describe("memory estimate against the engine", () => {
   test("a training step's measured GPU peak is within the estimate's ballpark (0.5×–1.5×)", async () => {

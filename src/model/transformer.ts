@@ -53,15 +53,36 @@ export interface TokenBatch {
   qStart: Tensor;
   /** u32 [B] valid length of each sequence. */
   kvLen: Tensor;
+  /** The rows that go through the LM head, when not all of them (see makeBatch's `headFrom`). */
+  head?: HeadRows;
 }
 
-export function makeBatch(gpu: Gpu, sequences: readonly (readonly number[])[], T?: number): TokenBatch {
+/**
+ * The rows whose log-probs a pass is asked for: the LM head (and its backward) runs on these R rows only, and the
+ * forward's logprob and entropy hold R values in this order. A trainer wants the response tokens' rows; the prompt's
+ * and the padding's rows would be a vocabulary-wide product each for nothing (the LM head is a quarter of a 0.5B
+ * model's multiply-adds).
+ */
+export interface HeadRows {
+  /** u32 [R] row indices b·T + t, increasing. */
+  rows: Tensor;
+  /** u32 [R] the next token of each of those rows. */
+  targets: Tensor;
+  count: number;
+}
+
+/**
+ * Pads sequences into a [B, T] batch. `headFrom[b]`: the first row of sequence b whose log-prob is wanted; its rows
+ * headFrom[b] .. length − 2 go through the LM head (at least one row in all, else every row does).
+ */
+export function makeBatch(gpu: Gpu, sequences: readonly (readonly number[])[], T?: number, headFrom?: readonly number[]): TokenBatch {
   const B = sequences.length;
   const lengths = sequences.map((s) => s.length);
   const width = T ?? Math.max(1, ...lengths);
   const ids = new Uint32Array(B * width);
   const targets = new Uint32Array(B * width);
   const positions = new Uint32Array(B * width);
+  const headRows: number[] = [];
   sequences.forEach((s, b) => {
     if (s.length > width) throw new Error(`makeBatch: sequence ${b} has ${s.length} tokens, more than T=${width}`);
     for (let t = 0; t < width; t++) {
@@ -69,7 +90,19 @@ export function makeBatch(gpu: Gpu, sequences: readonly (readonly number[])[], T
       targets[b * width + t] = t + 1 < s.length ? s[t + 1]! : 0;
       positions[b * width + t] = t;
     }
+    if (headFrom) {
+      const from = headFrom[b]!;
+      if (!Number.isInteger(from) || from < 0) throw new Error(`makeBatch: headFrom[${b}] must be a non-negative integer, got ${from}`);
+      for (let t = from; t < s.length - 1; t++) headRows.push(b * width + t);
+    }
   });
+  const head = headRows.length
+    ? {
+        rows: gpu.upload(Uint32Array.from(headRows), [headRows.length], "u32"),
+        targets: gpu.upload(Uint32Array.from(headRows, (r) => targets[r]!), [headRows.length], "u32"),
+        count: headRows.length,
+      }
+    : undefined;
   return {
     B,
     T: width,
@@ -79,11 +112,13 @@ export function makeBatch(gpu: Gpu, sequences: readonly (readonly number[])[], T
     positions: gpu.upload(positions, [B * width]),
     qStart: gpu.upload(new Uint32Array(B), [B]),
     kvLen: gpu.upload(Uint32Array.from(lengths), [B]),
+    ...(head ? { head } : {}),
   };
 }
 
 export function releaseBatch(gpu: Gpu, b: TokenBatch): void {
   gpu.release(b.ids, b.targets, b.positions, b.qStart, b.kvLen);
+  if (b.head) gpu.release(b.head.rows, b.head.targets);
 }
 
 /** Activations of one layer that its backward needs. */
@@ -148,16 +183,16 @@ export interface ForwardOptions {
 
 export interface ForwardResult {
   batch: TokenBatch;
-  /** f32 [B·T] log p(targets[row] | row and before), natural log. Meaningful for t < length − 1. */
+  /** f32 [B·T] (or [R]: batch.head's rows) log p(targets[row] | row and before), natural log. Meaningful for t < length − 1. */
   logprob: Tensor;
-  /** f32 [B·T] entropy of the next-token distribution at each row. */
+  /** f32 [B·T] (or [R]) entropy of the next-token distribution at each row. */
   entropy: Tensor;
   options: ForwardOptions;
   /** Saved for backward (train only). */
   saved?: {
     xs: Tensor[]; // residual stream entering each layer, and after the last: [L + 1] × [N, D]
     layers: LayerActivations[]; // one per layer, or one shared set when checkpointing
-    hf: Tensor; // final norm output
+    hf: Tensor; // final norm output, the LM head's input (batch.head's rows only when given)
     rf: Tensor;
     lmLse: Tensor;
   };
@@ -467,16 +502,25 @@ export class Transformer {
     const layers: LayerActivations[] = shareLayers ? [this.allocLayer(N, B, T)] : Array.from({ length: L }, () => this.allocLayer(N, B, T));
     for (let l = 0; l < L; l++) this.layerForward(l, batch, at(l), at(l + 1), layers[shareLayers ? 0 : l]!, drop);
 
-    const hf = g.empty([N, D]);
+    let hf = g.empty([N, D]);
     const rf = g.empty([N]);
     rmsnorm(g, at(L), outer.finalNorm, hf, rf, { rows: N, D }, { eps: this.config.rmsNormEps });
-    const dims = { N, V, D };
+    const head = batch.head;
+    if (head) {
+      // Gather the head's rows (an embedding lookup whose table is hf): the LM head then runs on R rows.
+      const rows = g.empty([head.count, D]);
+      embedding(g, head.rows, hf, rows, { N: head.count, V: N, D });
+      g.release(hf);
+      hf = rows;
+    }
+    const R = head ? head.count : N;
+    const dims = { N: R, V, D };
     const plan = logprobsPlan(dims, { temperature: options.temperature });
     const scratch = g.empty([plan.scratchElements]);
-    const logprob = g.empty([N]);
-    const entropy = g.empty([N]);
-    const lmLse = g.empty([N]);
-    logprobs(g, hf, outer.lmHead, batch.targets, logprob, entropy, lmLse, scratch, dims, { temperature: options.temperature });
+    const logprob = g.empty([R]);
+    const entropy = g.empty([R]);
+    const lmLse = g.empty([R]);
+    logprobs(g, hf, outer.lmHead, head ? head.targets : batch.targets, logprob, entropy, lmLse, scratch, dims, { temperature: options.temperature });
     // The backward recomputes the logits into a scratch of its own: a micro-batch run as several passes keeps one
     // logits block alive, not one per pass (the memory estimate counts one).
     g.release(scratch);
@@ -551,13 +595,23 @@ export class Transformer {
     const outer = outerTensors(this.params);
     const gOuter = full ? outerTensors(full) : undefined;
 
-    const zeroEntropy = dEntropy ? null : g.zeros([N]);
+    const head = batch.head;
+    const R = head ? head.count : N;
+    const zeroEntropy = dEntropy ? null : g.zeros([R]);
     const dx = g.empty([N, D]);
-    const dhf = g.empty([N, D]);
-    const lmDims = { N, V, D };
+    const dhf = head ? g.zeros([N, D]) : g.empty([N, D]);
+    const dHead = head ? g.empty([R, D]) : dhf;
+    const lmDims = { N: R, V, D };
     const lmScratch = g.empty([logprobsPlan(lmDims, { temperature: fwd.options.temperature }).scratchElements]);
-    logprobsBackward(g, saved.hf, outer.lmHead, batch.targets, saved.lmLse, fwd.entropy, dLogprob, dEntropy ?? zeroEntropy!, dhf, gOuter?.lmHead ?? null, lmScratch, lmDims, { temperature: fwd.options.temperature });
+    logprobsBackward(g, saved.hf, outer.lmHead, head ? head.targets : batch.targets, saved.lmLse, fwd.entropy, dLogprob, dEntropy ?? zeroEntropy!, dHead, gOuter?.lmHead ?? null, lmScratch, lmDims, { temperature: fwd.options.temperature });
     g.release(lmScratch);
+    if (head) {
+      // Back into the head's rows of dhf (the other rows' gradient is 0): the embedding backward's scatter, whose rows
+      // here are distinct, so each is a copy.
+      const scatter = g.empty([embeddingScratchSize({ N: R, V: N })], "u32");
+      embeddingBackward(g, head.rows, dHead, dhf, scatter, { N: R, V: N, D });
+      g.release(scatter, dHead);
+    }
     rmsnormBackward(g, dhf, saved.xs[L]!, outer.finalNorm, saved.rf, dx, gOuter?.finalNorm ?? null, { rows: N, D });
 
     const t = {

@@ -10,7 +10,7 @@
  * sequences of 130 and 192 tokens in one pass would waste a third of the shorter ones' rows.
  */
 import type { Tensor } from "../gpu/tensor.ts";
-import { makeBatch, releaseBatch, type Transformer } from "../model/transformer.ts";
+import { makeBatch, releaseBatch, type TokenBatch, type Transformer } from "../model/transformer.ts";
 import type { ParameterSet } from "../model/weights.ts";
 import { parameterCount } from "../model/config.ts";
 import type { LoraWeights } from "../model/lora.ts";
@@ -30,8 +30,20 @@ export interface ResponseScores {
   entropy: Float32Array[];
 }
 
-function responseRows(seq: PolicySequence, b: number, T: number): { from: number; count: number } {
-  return { from: b * T + seq.responseStart - 1, count: seq.ids.length - seq.responseStart };
+/**
+ * A pass's batch whose LM head runs on the response tokens' rows only (row p − 1 predicts token p), and where each
+ * member's values sit in the pass's logprob/entropy: they hold those rows back to back, in member order.
+ */
+function responseBatch(model: Transformer, seqs: readonly PolicySequence[]): { batch: TokenBatch; rows: { from: number; count: number }[] } {
+  const batch = makeBatch(model.gpu, seqs.map((s) => s.ids), undefined, seqs.map((s) => s.responseStart - 1));
+  let from = 0;
+  const rows = seqs.map((s, b) => {
+    // Without head rows (every response empty) the pass computed every row: b·T + responseStart − 1 onwards.
+    const r = { from: batch.head ? from : b * batch.T + s.responseStart - 1, count: Math.max(0, s.ids.length - s.responseStart) };
+    from += r.count;
+    return r;
+  });
+  return { batch, rows };
 }
 
 /**
@@ -61,13 +73,13 @@ export async function scoreResponses(model: Transformer, seqs: readonly PolicySe
   for (const micro of packMicroBatches(seqs.map((s) => s.ids.length), { maxTokens: o.maxTokens })) {
     for (const pass of passesOf(model, micro.map((i) => seqs[i]!), o.passCostRows)) {
       const group = pass.map((k) => micro[k]!);
-      const batch = makeBatch(g, group.map((i) => seqs[i]!.ids));
+      const { batch, rows } = responseBatch(model, group.map((i) => seqs[i]!));
       const fwd = model.forward(batch, { temperature: o.temperature });
       const [lp, ent] = (await g.readMany([fwd.logprob, fwd.entropy])).map((b) => new Float32Array(b));
       g.release(fwd.logprob, fwd.entropy);
       releaseBatch(g, batch);
       group.forEach((i, b) => {
-        const { from, count } = responseRows(seqs[i]!, b, batch.T);
+        const { from, count } = rows[b]!;
         out.logprob[i] = lp!.slice(from, from + count);
         out.entropy[i] = ent!.slice(from, from + count);
       });
@@ -94,10 +106,10 @@ export interface MicroBatchPass {
 export async function forwardForUpdate(model: Transformer, seqs: readonly PolicySequence[], o: { temperature: number; checkpoint: boolean; loraDropout?: LoraDropoutPass } & PassOptions): Promise<MicroBatchPass> {
   const g = model.gpu;
   const passes = passesOf(model, seqs, o.passCostRows).map((members, k) => {
-    const batch = makeBatch(g, members.map((i) => seqs[i]!.ids));
+    const { batch, rows } = responseBatch(model, members.map((i) => seqs[i]!));
     const loraDropout = o.loraDropout && splitPassDropout(o.loraDropout, k);
     const fwd = model.forward(batch, { train: true, checkpoint: o.checkpoint, temperature: o.temperature, loraDropout });
-    return { members, batch, fwd, rows: members.map((i, b) => responseRows(seqs[i]!, b, batch.T)) };
+    return { members, batch, fwd, rows };
   });
   const read = (await g.readMany(passes.flatMap((p) => [p.fwd.logprob, p.fwd.entropy]))).map((b) => new Float32Array(b));
   const logprob: Float32Array[] = new Array(seqs.length);
@@ -118,7 +130,7 @@ export async function forwardForUpdate(model: Transformer, seqs: readonly Policy
     entropy,
     backward(dLogprob, dEntropy, grads) {
       for (const p of passes) {
-        const N = p.batch.B * p.batch.T;
+        const N = p.fwd.logprob.numel;
         const dl = new Float32Array(N), de = new Float32Array(N);
         p.members.forEach((i, b) => {
           dl.set(dLogprob[i]!, p.rows[b]!.from);

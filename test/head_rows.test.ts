@@ -1,0 +1,74 @@
+// The LM head on a pass's response rows only (makeBatch's headFrom): the same log-probs, entropies and gradients as
+// running it on every row and reading (or weighting) only those rows.
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
+import { randn, tinyModelOnGpu } from "./harness.ts";
+
+setDefaultTimeout(120_000);
+
+/** Index of the first element where a and b differ (=== compares -0 and +0 as equal: both are a zero gradient), or -1. */
+function firstDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) return 0;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
+  return -1;
+}
+
+describe("LM head on chosen rows", () => {
+  const lengths = [40, 17, 29, 9];
+  const headFrom = [10, 1, 27, 8]; // rows 10..38, 1..15, 27, and none (a response of no tokens)
+  const seqs = lengths.map((n, b) => Array.from({ length: n }, (_, t) => 1 + ((b * 37 + t * 11) % 250)));
+  const wanted = seqs.flatMap((s, b) => Array.from({ length: Math.max(0, s.length - 1 - headFrom[b]!) }, (_, j) => ({ b, t: headFrom[b]! + j })));
+
+  for (const checkpoint of [false, true]) {
+    test(`forward values and every gradient equal the all-rows pass bit for bit (qwen3${checkpoint ? ", activation checkpointing" : ""})`, async () => {
+      const { gpu, model, makeBatch, releaseBatch } = await tinyModelOnGpu("qwen3", 11);
+      const all = makeBatch(gpu, seqs);
+      const some = makeBatch(gpu, seqs, undefined, headFrom);
+      const T = all.T, N = all.B * T, R = wanted.length;
+      expect(some.head?.count).toBe(R);
+      const fwdAll = model.forward(all, { train: true, checkpoint, temperature: 0.7 });
+      const fwdSome = model.forward(some, { train: true, checkpoint, temperature: 0.7 });
+      expect(fwdSome.logprob.numel).toBe(R);
+      const [lpAll, entAll, lpSome, entSome] = (await gpu.readMany([fwdAll.logprob, fwdAll.entropy, fwdSome.logprob, fwdSome.entropy])).map((x) => new Float32Array(x));
+      const at = (x: Float32Array) => Float32Array.from(wanted, ({ b, t }) => x[b * T + t]!);
+      expect(firstDifference(lpSome!, at(lpAll!))).toBe(-1);
+      expect(firstDifference(entSome!, at(entAll!))).toBe(-1);
+
+      // Loss weights on the chosen rows; the all-rows pass gets them at those rows and zeros elsewhere.
+      const dl = randn(R, 3, 0.5), de = randn(R, 4, 0.5);
+      const dlAll = new Float32Array(N), deAll = new Float32Array(N);
+      wanted.forEach(({ b, t }, k) => {
+        dlAll[b * T + t] = dl[k]!;
+        deAll[b * T + t] = de[k]!;
+      });
+      const gradsAll = model.newGradients(), gradsSome = model.newGradients();
+      const t = [gpu.upload(dlAll, [N]), gpu.upload(deAll, [N]), gpu.upload(dl, [R]), gpu.upload(de, [R])];
+      model.backward(fwdAll, t[0]!, t[1]!, gradsAll);
+      model.backward(fwdSome, t[2]!, t[3]!, gradsSome);
+      let nonzero = 0;
+      for (const spec of gradsAll.specs) {
+        const [ga, gs] = (await gpu.readMany([gradsAll.get(spec.name), gradsSome.get(spec.name)])).map((x) => new Float32Array(x));
+        expect({ name: spec.name, at: firstDifference(gs!, ga!) }).toEqual({ name: spec.name, at: -1 });
+        if (ga!.some((v) => v !== 0)) nonzero++;
+      }
+      expect(nonzero).toBe(gradsAll.specs.length);
+      gpu.release(...t, fwdAll.logprob, fwdAll.entropy, fwdSome.logprob, fwdSome.entropy);
+      releaseBatch(gpu, all);
+      releaseBatch(gpu, some);
+      gradsAll.release();
+      gradsSome.release();
+      model.params.release();
+    });
+  }
+
+  test("no chosen row at all: every row goes through the head; a bad headFrom is refused", async () => {
+    const { gpu, model, makeBatch, releaseBatch } = await tinyModelOnGpu("qwen2", 12);
+    const none = makeBatch(gpu, seqs, undefined, lengths);
+    expect(none.head).toBeUndefined();
+    const fwd = model.forward(none);
+    expect(fwd.logprob.numel).toBe(none.B * none.T);
+    gpu.release(fwd.logprob, fwd.entropy);
+    releaseBatch(gpu, none);
+    expect(() => makeBatch(gpu, seqs, undefined, [0, -1, 0, 0])).toThrow(/headFrom\[1\]/);
+    model.params.release();
+  });
+});
