@@ -7,7 +7,7 @@
  *   - the matmul (the plan matmul() chooses) on a training-sized product, against the model
  *       ns per lane-FMA ≈ F + (values read per lane-FMA) · L
  *     with F and L measured above. On lavapipe (llvmpipe) a read that is not at a compile-time-constant address
- *     costs 5–10 FMAs per lane, whatever the pattern (a loop over the SIMD lanes in the generated code), so the
+ *     costs 10–15 FMAs per lane (measured 2026-12-06), whatever the pattern (a loop over the SIMD lanes in the generated code), so the
  *     matmul's register tile is chosen to read as few values per FMA as the registers allow.
  *
  *   ./node_modules/.bin/bun bench/roofline.ts [--reps 5]
@@ -156,7 +156,7 @@ if (subgroupKernelsSupported(gpu)) {
     const perFma = (8 * plan.tn + plan.tm) / (8 * plan.tm * plan.tn);
     const modelNs = fmaNs + perFma * loads.per_lane_vec4!;
     console.log(
-      `  model: ${perFma.toFixed(3)} values read per lane-FMA → ${modelNs.toFixed(4)} ns per lane-FMA (${((2 / modelNs)).toFixed(1)} GFLOP/s); ` +
+      `  model: ${perFma.toFixed(3)} values read per lane-FMA → ${modelNs.toFixed(4)} ns per lane-FMA (${(2 / modelNs).toFixed(1)} GFLOP/s); ` +
         `measured ${((s * 1e9) / fmas).toFixed(4)} ns`,
     );
   }

@@ -33,7 +33,7 @@ export interface ResponseScores {
 /**
  * Fewest logits (skipped rows × vocabulary) for which a pass runs its LM head on the response rows only: below it the
  * rows' gather and scatter (six dispatches) cost more than they save — an SFT pass, whose rows are all wanted but the
- * padding's, ran 3–6% slower with them on the demo's model (V = 320).
+ * padding's, ran 2–6% slower with them on the demo's model (V = 320).
  */
 const MIN_SKIPPED_LOGITS = 1 << 16;
 
@@ -49,7 +49,7 @@ function responseBatch(model: Transformer, seqs: readonly PolicySequence[]): { b
   const batch = makeBatch(model.gpu, seqs.map((s) => s.ids), T, skip ? seqs.map((s) => s.responseStart - 1) : undefined);
   let from = 0;
   const rows = seqs.map((s, b) => {
-    // Without head rows (every response empty) the pass computed every row: b·T + responseStart − 1 onwards.
+    // Without head rows (too little to skip, or every response empty) the pass computed every row.
     const r = { from: batch.head ? from : b * batch.T + s.responseStart - 1, count: Math.max(0, s.ids.length - s.responseStart) };
     from += r.count;
     return r;
