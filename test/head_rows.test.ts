@@ -72,3 +72,32 @@ describe("LM head on chosen rows", () => {
     model.params.release();
   });
 });
+
+describe("the trainer's passes", () => {
+  test("response rows go through the head when that skips 2^16 logits; SFT-like passes keep every row; each sequence's values are where the rows say", async () => {
+    const { responseBatch, scoreResponses } = await import("../src/train/actor.ts");
+    const { gpu, model, makeBatch, releaseBatch } = await tinyModelOnGpu("qwen2", 13);
+    // GRPO-like: long prompts, short responses (V = 320: 205 skipped rows are enough).
+    const rl = Array.from({ length: 6 }, (_, b) => ({ ids: Array.from({ length: 60 + 7 * b }, (_, t) => 1 + ((b * 13 + t * 5) % 250)), responseStart: 45 + b }));
+    const a = responseBatch(model, rl);
+    expect(a.batch.head?.count).toBe(rl.reduce((n, s) => n + s.ids.length - s.responseStart, 0));
+    // SFT-like: every row but the padding and the last is wanted; too few logits to skip.
+    const sft = rl.map((s) => ({ ids: s.ids, responseStart: 1 }));
+    const b = responseBatch(model, sft);
+    expect(b.batch.head).toBeUndefined();
+    // Both layouts read back the same values as slicing an all-rows pass.
+    const full = makeBatch(gpu, rl.map((s) => s.ids));
+    const fwd = model.forward(full);
+    const lp = await gpu.readF32(fwd.logprob);
+    for (const seqs of [rl, sft]) {
+      const scores = await scoreResponses(model, seqs, { temperature: 1, maxTokens: 1 << 20, passCostRows: Infinity });
+      seqs.forEach((s, i) => {
+        const from = i * full.T + s.responseStart - 1;
+        expect(firstDifference(scores.logprob[i]!, lp.subarray(from, from + s.ids.length - s.responseStart))).toBe(-1);
+      });
+    }
+    gpu.release(fwd.logprob, fwd.entropy);
+    for (const x of [full, a.batch, b.batch]) releaseBatch(gpu, x);
+    model.params.release();
+  });
+});

@@ -42,7 +42,7 @@ const MIN_SKIPPED_LOGITS = 1 << 16;
  * enough work, and where each member's values sit in the pass's logprob/entropy: back to back in member order, or at
  * their rows of the padded batch.
  */
-function responseBatch(model: Transformer, seqs: readonly PolicySequence[]): { batch: TokenBatch; rows: { from: number; count: number }[] } {
+export function responseBatch(model: Transformer, seqs: readonly PolicySequence[]): { batch: TokenBatch; rows: { from: number; count: number }[] } {
   const T = Math.max(1, ...seqs.map((s) => s.ids.length));
   const wanted = seqs.reduce((n, s) => n + Math.max(0, s.ids.length - s.responseStart), 0);
   const skip = (seqs.length * T - wanted) * model.V >= MIN_SKIPPED_LOGITS;
