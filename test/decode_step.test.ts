@@ -85,7 +85,7 @@ const sequence = (V: number, n: number) => Array.from({ length: n }, (_, t) => (
 
 describe("a decode step", () => {
   for (const name of FIXTURES) {
-    test(`${name}: at most 8 dispatches per layer, no copies`, async () => {
+    test(`${name}: at most 8 dispatches per layer, no copies, no row gather before the LM head`, async () => {
       const model = await Transformer.load(gpu, modelDir(name));
       try {
         expect(model.fusedQkv).toBe(true);
@@ -104,6 +104,9 @@ describe("a decode step", () => {
         expect(perLayer.filter((o) => o === "copy")).toEqual([]);
         expect(perLayer.length).toBeLessThanOrEqual(8 * L);
         expect(perLayer.length % L).toBe(0);
+        // After the final norm only the LM head's product: a decode step's rows are its sequences' last rows already.
+        expect(ops.slice(finalNorm + 1)).toHaveLength(1);
+        expect(ops.slice(finalNorm + 1)[0]).toStartWith("matmul");
       } finally {
         model.params.release();
       }

@@ -536,8 +536,9 @@ export class Transformer {
   /**
    * A generation step: the batch's rows (each sequence's new tokens, right-padded; qStart = cache length,
    * kvLen = cache length + new) go through every layer against the caches, and `logits` [B, V] receives
-   * the logits of row `lastRows[b]` of each sequence. Row t of sequence b sits at position qStart[b] + t (the
-   * batch's `positions` are not read). Records GPU work only.
+   * the logits of row `lastRows[b]` of each sequence (with one row per sequence, T = 1, that row is b and `lastRows`
+   * is not read). Row t of sequence b sits at position qStart[b] + t (the batch's `positions` are not read). Records
+   * GPU work only.
    */
   forwardCached(batch: TokenBatch, caches: readonly LayerCache[], lastRows: Tensor, logits: Tensor): void {
     const g = this.gpu, { D, V } = this;
@@ -550,10 +551,12 @@ export class Transformer {
     for (let l = 0; l < this.config.numLayers; l++) this.layerCached(l, batch, x, a, caches[l]!);
     const hf = g.empty([N, D]);
     rmsnorm(g, x, outer.finalNorm, hf, null, { rows: N, D }, { eps: this.config.rmsNormEps });
-    const need = lastLogitsScratch({ B, V, D, N }, { rows: true });
+    // One row per sequence (a decode step): row b is sequence b's last row, so the LM head reads hf as it is.
+    const rows = T === 1 ? undefined : lastRows;
+    const need = lastLogitsScratch({ B, V, D, N }, { rows: !!rows });
     const gathered = g.empty([Math.max(1, need.gathered)]);
     const sliceScratch = need.sliceScratch > 0 ? g.empty([need.sliceScratch]) : undefined;
-    lastLogits(g, hf, outer.lmHead, logits, { B, V, D, N }, { rows: lastRows, gathered, sliceScratch });
+    lastLogits(g, hf, outer.lmHead, logits, { B, V, D, N }, { rows, gathered, sliceScratch });
     g.release(x, hf, gathered, ...(sliceScratch ? [sliceScratch] : []));
     for (const t of Object.values(a)) if (t) g.release(t);
   }
