@@ -1,5 +1,5 @@
-// The LM head on a pass's response rows only (makeBatch's headFrom): the same log-probs, entropies and gradients as
-// running it on every row and reading (or weighting) only those rows.
+// The LM head on chosen rows only (makeBatch's headRows): the same log-probs, entropies and gradients as running it on
+// every row and reading (or weighting) only those rows.
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { randn, tinyModelOnGpu } from "./harness.ts";
 
@@ -14,15 +14,17 @@ function firstDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 describe("LM head on chosen rows", () => {
   const lengths = [40, 17, 29, 9];
-  const headFrom = [10, 1, 27, 8]; // rows 10..38, 1..15, 27, and none (a response of no tokens)
+  const range = (a: number, b: number) => Array.from({ length: Math.max(0, b - a) }, (_, i) => a + i);
+  // A response (rows 10..38) with a gap (a tool response, rows 20..24), every other row, one row, none.
+  const headRows = [[...range(10, 20), ...range(25, 39)], range(1, 16).filter((t) => t % 2 === 1), [27], []];
   const seqs = lengths.map((n, b) => Array.from({ length: n }, (_, t) => 1 + ((b * 37 + t * 11) % 250)));
-  const wanted = seqs.flatMap((s, b) => Array.from({ length: Math.max(0, s.length - 1 - headFrom[b]!) }, (_, j) => ({ b, t: headFrom[b]! + j })));
+  const wanted = headRows.flatMap((ts, b) => ts.map((t) => ({ b, t })));
 
   for (const checkpoint of [false, true]) {
     test(`forward values and every gradient equal the all-rows pass bit for bit (qwen3${checkpoint ? ", activation checkpointing" : ""})`, async () => {
       const { gpu, model, makeBatch, releaseBatch } = await tinyModelOnGpu("qwen3", 11);
       const all = makeBatch(gpu, seqs);
-      const some = makeBatch(gpu, seqs, undefined, headFrom);
+      const some = makeBatch(gpu, seqs, undefined, headRows);
       const T = all.T, N = all.B * T, R = wanted.length;
       expect(some.head?.count).toBe(R);
       const fwdAll = model.forward(all, { train: true, checkpoint, temperature: 0.7 });
@@ -60,21 +62,21 @@ describe("LM head on chosen rows", () => {
     });
   }
 
-  test("no chosen row at all: every row goes through the head; a bad headFrom is refused", async () => {
+  test("no chosen row at all: every row goes through the head; bad rows are refused", async () => {
     const { gpu, model, makeBatch, releaseBatch } = await tinyModelOnGpu("qwen2", 12);
-    const none = makeBatch(gpu, seqs, undefined, lengths);
+    const none = makeBatch(gpu, seqs, undefined, [[], [], [], []]);
     expect(none.head).toBeUndefined();
     const fwd = model.forward(none);
     expect(fwd.logprob.numel).toBe(none.B * none.T);
     gpu.release(fwd.logprob, fwd.entropy);
     releaseBatch(gpu, none);
-    expect(() => makeBatch(gpu, seqs, undefined, [0, -1, 0, 0])).toThrow(/headFrom\[1\]/);
+    for (const bad of [[-1], [3, 3], [5, 4], [16], [1.5]]) expect(() => makeBatch(gpu, seqs, undefined, [[], bad, [], []])).toThrow(/headRows\[1\]/);
     model.params.release();
   });
 });
 
 describe("the trainer's passes", () => {
-  test("response rows go through the head when that skips 2^16 logits; SFT-like passes keep every row; each sequence's values are where the rows say", async () => {
+  test("used response rows go through the head when that skips 2^16 logits; an SFT pass without a mask keeps every row; each sequence's values are where the rows say", async () => {
     const { responseBatch, scoreResponses } = await import("../src/train/actor.ts");
     const { gpu, model, makeBatch, releaseBatch } = await tinyModelOnGpu("qwen2", 13);
     // GRPO-like: long prompts, short responses (V = 320: 205 skipped rows are enough).
@@ -85,19 +87,24 @@ describe("the trainer's passes", () => {
     const sft = rl.map((s) => ({ ids: s.ids, responseStart: 1 }));
     const b = responseBatch(model, sft);
     expect(b.batch.head).toBeUndefined();
-    // Both layouts read back the same values as slicing an all-rows pass.
+    // SFT with a loss mask: the first 40 positions (a prompt) unused, so their rows are skipped.
+    const masked = rl.map((s) => ({ ids: s.ids, responseStart: 1, used: Float32Array.from({ length: s.ids.length - 1 }, (_, j) => (j >= 40 ? 1 : 0)) }));
+    const c = responseBatch(model, masked);
+    expect(c.batch.head?.count).toBe(rl.reduce((n, s) => n + s.ids.length - 1 - 40, 0));
+    // Every layout reads back the same values as slicing an all-rows pass (0 at unused positions).
     const full = makeBatch(gpu, rl.map((s) => s.ids));
     const fwd = model.forward(full);
     const lp = await gpu.readF32(fwd.logprob);
-    for (const seqs of [rl, sft]) {
+    for (const seqs of [rl, sft, masked] as { ids: number[]; responseStart: number; used?: Float32Array }[][]) {
       const scores = await scoreResponses(model, seqs, { temperature: 1, maxTokens: 1 << 20, passCostRows: Infinity });
       seqs.forEach((s, i) => {
         const from = i * full.T + s.responseStart - 1;
-        expect(firstDifference(scores.logprob[i]!, lp.subarray(from, from + s.ids.length - s.responseStart))).toBe(-1);
+        const want = lp.slice(from, from + s.ids.length - s.responseStart).map((v, j) => (s.used?.[j] === 0 ? 0 : v));
+        expect(firstDifference(scores.logprob[i]!, want)).toBe(-1);
       });
     }
     gpu.release(fwd.logprob, fwd.entropy);
-    for (const x of [full, a.batch, b.batch]) releaseBatch(gpu, x);
+    for (const x of [full, a.batch, b.batch, c.batch]) releaseBatch(gpu, x);
     model.params.release();
   });
 });

@@ -53,7 +53,7 @@ export interface TokenBatch {
   qStart: Tensor;
   /** u32 [B] valid length of each sequence. */
   kvLen: Tensor;
-  /** The rows that go through the LM head, when not all of them (see makeBatch's `headFrom`). */
+  /** The rows that go through the LM head, when not all of them (see makeBatch's `headRows`). */
   head?: HeadRows;
 }
 
@@ -72,17 +72,17 @@ export interface HeadRows {
 }
 
 /**
- * Pads sequences into a [B, T] batch. `headFrom[b]`: the first row of sequence b whose log-prob is wanted; its rows
- * headFrom[b] .. length − 2 go through the LM head (at least one row in all, else every row does).
+ * Pads sequences into a [B, T] batch. `headRows[b]`: the rows t of sequence b whose log-probs are wanted (increasing,
+ * each below length − 1); only they go through the LM head (at least one row in all, else every row does).
  */
-export function makeBatch(gpu: Gpu, sequences: readonly (readonly number[])[], T?: number, headFrom?: readonly number[]): TokenBatch {
+export function makeBatch(gpu: Gpu, sequences: readonly (readonly number[])[], T?: number, headRows?: readonly (readonly number[])[]): TokenBatch {
   const B = sequences.length;
   const lengths = sequences.map((s) => s.length);
   const width = T ?? Math.max(1, ...lengths);
   const ids = new Uint32Array(B * width);
   const targets = new Uint32Array(B * width);
   const positions = new Uint32Array(B * width);
-  const headRows: number[] = [];
+  const head: number[] = [];
   sequences.forEach((s, b) => {
     if (s.length > width) throw new Error(`makeBatch: sequence ${b} has ${s.length} tokens, more than T=${width}`);
     for (let t = 0; t < width; t++) {
@@ -90,17 +90,20 @@ export function makeBatch(gpu: Gpu, sequences: readonly (readonly number[])[], T
       targets[b * width + t] = t + 1 < s.length ? s[t + 1]! : 0;
       positions[b * width + t] = t;
     }
-    if (headFrom) {
-      const from = headFrom[b]!;
-      if (!Number.isInteger(from) || from < 0) throw new Error(`makeBatch: headFrom[${b}] must be a non-negative integer, got ${from}`);
-      for (let t = from; t < s.length - 1; t++) headRows.push(b * width + t);
+    let last = -1;
+    for (const t of headRows?.[b] ?? []) {
+      if (!Number.isInteger(t) || t <= last || t >= s.length - 1) {
+        throw new Error(`makeBatch: headRows[${b}] must be increasing rows below ${s.length - 1} (the sequence's last predicting row), got ${t}`);
+      }
+      head.push(b * width + t);
+      last = t;
     }
   });
-  const head = headRows.length
+  const chosen = head.length
     ? {
-        rows: gpu.upload(Uint32Array.from(headRows), [headRows.length], "u32"),
-        targets: gpu.upload(Uint32Array.from(headRows, (r) => targets[r]!), [headRows.length], "u32"),
-        count: headRows.length,
+        rows: gpu.upload(Uint32Array.from(head), [head.length], "u32"),
+        targets: gpu.upload(Uint32Array.from(head, (r) => targets[r]!), [head.length], "u32"),
+        count: head.length,
       }
     : undefined;
   return {
@@ -112,7 +115,7 @@ export function makeBatch(gpu: Gpu, sequences: readonly (readonly number[])[], T
     positions: gpu.upload(positions, [B * width]),
     qStart: gpu.upload(new Uint32Array(B), [B]),
     kvLen: gpu.upload(Uint32Array.from(lengths), [B]),
-    ...(head ? { head } : {}),
+    ...(chosen ? { head: chosen } : {}),
   };
 }
 

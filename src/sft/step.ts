@@ -54,9 +54,10 @@ export async function accumulateBatchGradient(
   for (const [k, group] of passes.entries()) {
     const d = o.loraDropout;
     const loraDropout = d ? { p: d.p, seed: loraDropoutSeed(d.runSeed, d.step, k) } : undefined;
-    // responseStart 1: every position but the first is predicted, and the mask says which count.
-    const pass = await forwardForUpdate(model, group.map((i) => ({ ids: seqs[i]!.ids, responseStart: 1 })), { temperature: 1, checkpoint: o.checkpoint, loraDropout });
+    // responseStart 1: every position but the first is predicted, and the mask says which count (the LM head may skip
+    // the others: the prompt, tool responses).
     const groupMasks = group.map((i) => masks[i]!);
+    const pass = await forwardForUpdate(model, group.map((i, k) => ({ ids: seqs[i]!.ids, responseStart: 1, used: groupMasks[k] })), { temperature: 1, checkpoint: o.checkpoint, loraDropout });
     sum += maskedNll(pass.logprob, groupMasks).sum;
     const dLogprob = nllGradient(groupMasks, batchTokens);
     pass.backward(dLogprob, dLogprob.map((d) => new Float32Array(d.length)), grads);

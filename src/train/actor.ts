@@ -23,6 +23,11 @@ export type GradientSet = ParameterSet | LoraWeights;
 export interface PolicySequence {
   ids: readonly number[];
   responseStart: number;
+  /**
+   * One flag per response position (responseStart .. length − 1): nonzero where its log-prob is used (SFT: the loss
+   * mask). The LM head may skip the others, whose log-probs and entropies then read as 0. Default: all used.
+   */
+  used?: ArrayLike<number>;
 }
 
 export interface ResponseScores {
@@ -31,30 +36,61 @@ export interface ResponseScores {
 }
 
 /**
- * Fewest logits (skipped rows × vocabulary) for which a pass runs its LM head on the response rows only: below it the
- * rows' gather and scatter (six dispatches) cost more than they save — an SFT pass, whose rows are all wanted but the
- * padding's, ran 2–6% slower with them on the demo's model (V = 320).
+ * Fewest logits (skipped rows × vocabulary) for which a pass runs its LM head on the used response rows only: below it
+ * the rows' gather and scatter (six dispatches) cost more than they save — an SFT pass with every row wanted but the
+ * padding's ran 2–6% slower with them on the demo's model (V = 320).
  */
 const MIN_SKIPPED_LOGITS = 1 << 16;
 
+/** A pass's batch, and where each member's response values sit in the pass's logprob/entropy (and its gradients). */
+export interface ResponseBatch {
+  batch: TokenBatch;
+  /** Member b's values, one per response position (0 where unused and skipped). */
+  read(pass: Float32Array, b: number): Float32Array;
+  /** Puts member b's per-position values (gradients) where the pass's rows hold them. */
+  write(pass: Float32Array, b: number, values: Float32Array): void;
+}
+
 /**
- * A pass's batch whose LM head runs on the response tokens' rows only (row p − 1 predicts token p) when that skips
- * enough work, and where each member's values sit in the pass's logprob/entropy: back to back in member order, or at
- * their rows of the padded batch.
+ * A pass's batch whose LM head runs on the used response rows only (row p − 1 predicts token p) when that skips enough
+ * work — the pass's logprob/entropy then hold those rows back to back in member order — else on every row.
  */
-export function responseBatch(model: Transformer, seqs: readonly PolicySequence[]): { batch: TokenBatch; rows: { from: number; count: number }[] } {
+export function responseBatch(model: Transformer, seqs: readonly PolicySequence[]): ResponseBatch {
   const T = Math.max(1, ...seqs.map((s) => s.ids.length));
-  const wanted = seqs.reduce((n, s) => n + Math.max(0, s.ids.length - s.responseStart), 0);
-  const skip = (seqs.length * T - wanted) * model.V >= MIN_SKIPPED_LOGITS;
-  const batch = makeBatch(model.gpu, seqs.map((s) => s.ids), T, skip ? seqs.map((s) => s.responseStart - 1) : undefined);
-  let from = 0;
-  const rows = seqs.map((s, b) => {
-    // Without head rows (too little to skip, or every response empty) the pass computed every row.
-    const r = { from: batch.head ? from : b * batch.T + s.responseStart - 1, count: Math.max(0, s.ids.length - s.responseStart) };
-    from += r.count;
-    return r;
+  // Per member, the response positions (index j: position responseStart + j) whose rows go through the head.
+  const positions = seqs.map((s) => {
+    const out: number[] = [];
+    for (let j = 0; j < s.ids.length - s.responseStart; j++) if (!s.used || s.used[j] !== 0) out.push(j);
+    return out;
   });
-  return { batch, rows };
+  const wanted = positions.reduce((n, js) => n + js.length, 0);
+  const skip = (seqs.length * T - wanted) * model.V >= MIN_SKIPPED_LOGITS;
+  const batch = makeBatch(model.gpu, seqs.map((s) => s.ids), T, skip ? positions.map((js, b) => js.map((j) => seqs[b]!.responseStart - 1 + j)) : undefined);
+  const count = (b: number) => Math.max(0, seqs[b]!.ids.length - seqs[b]!.responseStart);
+  if (!batch.head) {
+    // Every row computed (too little to skip, or nothing used): member b's values start at row b·T + responseStart − 1.
+    const from = (b: number) => b * T + seqs[b]!.responseStart - 1;
+    return {
+      batch,
+      read: (pass, b) => pass.slice(from(b), from(b) + count(b)),
+      write: (pass, b, values) => pass.set(values, from(b)),
+    };
+  }
+  const offsets: number[] = [];
+  let at = 0;
+  for (const js of positions) {
+    offsets.push(at);
+    at += js.length;
+  }
+  return {
+    batch,
+    read: (pass, b) => {
+      const out = new Float32Array(count(b));
+      positions[b]!.forEach((j, k) => (out[j] = pass[offsets[b]! + k]!));
+      return out;
+    },
+    write: (pass, b, values) => positions[b]!.forEach((j, k) => (pass[offsets[b]! + k] = values[j]!)),
+  };
 }
 
 /**
@@ -84,15 +120,14 @@ export async function scoreResponses(model: Transformer, seqs: readonly PolicySe
   for (const micro of packMicroBatches(seqs.map((s) => s.ids.length), { maxTokens: o.maxTokens })) {
     for (const pass of passesOf(model, micro.map((i) => seqs[i]!), o.passCostRows)) {
       const group = pass.map((k) => micro[k]!);
-      const { batch, rows } = responseBatch(model, group.map((i) => seqs[i]!));
-      const fwd = model.forward(batch, { temperature: o.temperature });
+      const rb = responseBatch(model, group.map((i) => seqs[i]!));
+      const fwd = model.forward(rb.batch, { temperature: o.temperature });
       const [lp, ent] = (await g.readMany([fwd.logprob, fwd.entropy])).map((b) => new Float32Array(b));
       g.release(fwd.logprob, fwd.entropy);
-      releaseBatch(g, batch);
+      releaseBatch(g, rb.batch);
       group.forEach((i, b) => {
-        const { from, count } = rows[b]!;
-        out.logprob[i] = lp!.slice(from, from + count);
-        out.entropy[i] = ent!.slice(from, from + count);
+        out.logprob[i] = rb.read(lp!, b);
+        out.entropy[i] = rb.read(ent!, b);
       });
     }
   }
@@ -117,19 +152,18 @@ export interface MicroBatchPass {
 export async function forwardForUpdate(model: Transformer, seqs: readonly PolicySequence[], o: { temperature: number; checkpoint: boolean; loraDropout?: LoraDropoutPass } & PassOptions): Promise<MicroBatchPass> {
   const g = model.gpu;
   const passes = passesOf(model, seqs, o.passCostRows).map((members, k) => {
-    const { batch, rows } = responseBatch(model, members.map((i) => seqs[i]!));
+    const rb = responseBatch(model, members.map((i) => seqs[i]!));
     const loraDropout = o.loraDropout && splitPassDropout(o.loraDropout, k);
-    const fwd = model.forward(batch, { train: true, checkpoint: o.checkpoint, temperature: o.temperature, loraDropout });
-    return { members, batch, fwd, rows };
+    const fwd = model.forward(rb.batch, { train: true, checkpoint: o.checkpoint, temperature: o.temperature, loraDropout });
+    return { members, batch: rb.batch, fwd, rb };
   });
   const read = (await g.readMany(passes.flatMap((p) => [p.fwd.logprob, p.fwd.entropy]))).map((b) => new Float32Array(b));
   const logprob: Float32Array[] = new Array(seqs.length);
   const entropy: Float32Array[] = new Array(seqs.length);
   passes.forEach((p, k) => {
     p.members.forEach((i, b) => {
-      const r = p.rows[b]!;
-      logprob[i] = read[2 * k]!.slice(r.from, r.from + r.count);
-      entropy[i] = read[2 * k + 1]!.slice(r.from, r.from + r.count);
+      logprob[i] = p.rb.read(read[2 * k]!, b);
+      entropy[i] = p.rb.read(read[2 * k + 1]!, b);
     });
   });
   const free = (p: (typeof passes)[number], extra: Tensor[] = []) => {
@@ -144,8 +178,8 @@ export async function forwardForUpdate(model: Transformer, seqs: readonly Policy
         const N = p.fwd.logprob.numel;
         const dl = new Float32Array(N), de = new Float32Array(N);
         p.members.forEach((i, b) => {
-          dl.set(dLogprob[i]!, p.rows[b]!.from);
-          de.set(dEntropy[i]!, p.rows[b]!.from);
+          p.rb.write(dl, b, dLogprob[i]!);
+          p.rb.write(de, b, dEntropy[i]!);
         });
         const dlT = g.upload(dl, [N]), deT = g.upload(de, [N]);
         model.backward(p.fwd, dlT, deT, grads);
