@@ -97,19 +97,24 @@ const src = gpu.upload(Float32Array.from({ length: SRC_LEN }, (_, i) => (i % 17)
 const dst = gpu.empty([WORKGROUPS * LANES]);
 const params = new Params().u32(ROUNDS, SRC_LEN - 16, 4099, 0).bytes();
 
-/** Median seconds of one dispatch of `entry` (after a warm-up that builds the pipeline). */
-async function time(entry: string): Promise<number> {
-  const kernel: Kernel = { shader: { name: "roofline", code: CODE }, entry, storage: ["read", "read_write"], uniforms: true };
-  const run = async () => {
+/** Median seconds of one `record()` (recorded `perSync` times a round, after a warm-up round that builds the pipelines). */
+async function medianSeconds(record: () => void, perSync = 1): Promise<number> {
+  const round = async () => {
     const t = performance.now();
-    gpu.dispatch({ kernel, params, bindings: [src, dst], workgroups: [WORKGROUPS] });
+    for (let i = 0; i < perSync; i++) record();
     await gpu.sync();
-    return (performance.now() - t) / 1e3;
+    return (performance.now() - t) / 1e3 / perSync;
   };
-  await run();
+  await round();
   const ts: number[] = [];
-  for (let r = 0; r < reps; r++) ts.push(await run());
+  for (let r = 0; r < reps; r++) ts.push(await round());
   return median(ts);
+}
+
+/** Median seconds of one dispatch of the kernel `entry`. */
+function time(entry: string): Promise<number> {
+  const kernel: Kernel = { shader: { name: "roofline", code: CODE }, entry, storage: ["read", "read_write"], uniforms: true };
+  return medianSeconds(() => gpu.dispatch({ kernel, params, bindings: [src, dst], workgroups: [WORKGROUPS] }));
 }
 
 const laneOps = (perRound: number) => WORKGROUPS * LANES * ROUNDS * perRound;
@@ -137,17 +142,7 @@ if (subgroupKernelsSupported(gpu)) {
   const a = gpu.upload(Float32Array.from({ length: dims.M * dims.K }, (_, i) => ((i * 7) % 13) * 0.1 - 0.6), [dims.M * dims.K]);
   const b = gpu.upload(Float32Array.from({ length: dims.N * dims.K }, (_, i) => ((i * 5) % 11) * 0.1 - 0.5), [dims.N * dims.K]);
   const c = gpu.empty([dims.M * dims.N]);
-  const PER_SYNC = 5;
-  const run = async () => {
-    const t = performance.now();
-    for (let i = 0; i < PER_SYNC; i++) matmul(gpu, a, b, c, dims, o);
-    await gpu.sync();
-    return (performance.now() - t) / 1e3 / PER_SYNC;
-  };
-  await run();
-  const ts: number[] = [];
-  for (let r = 0; r < reps; r++) ts.push(await run());
-  const s = median(ts);
+  const s = await medianSeconds(() => matmul(gpu, a, b, c, dims, o), 5);
   const fmas = dims.M * dims.N * dims.K;
   console.log(`\nmatmul ${dims.M}×${dims.N}×${dims.K} (x·Wᵀ), ${planName(plan)}: ${((2 * fmas) / s / 1e9).toFixed(1)} GFLOP/s, ${((fmaS / laneOps(CHAINS)) * fmas / s * 100).toFixed(0)}% of the FMA throughput`);
   if (plan.kernel === "subgroup" && plan.vec4A && plan.vec4B) {

@@ -186,9 +186,10 @@ export function choosePlan(gpu: Gpu, dims: Dims, o: MatmulOptions = {}): MatmulP
  * scratch first and reads that as vec4 along k. On a software adapter (lavapipe) every scalar storage load costs what
  * a vec4 one does, and the dx and dW products of the `small` preset's training step (2048 rows) ran 1.09–1.32× faster
  * with the copy counted (ad hoc; the same results bit for bit: the same products in the same order); the copy is one
- * pass over B, and dW with 128 rows lost to it (0.76×), hence the row floor. On a GPU, lanes reading neighbouring columns of a non-transposed B are the coalesced case, so it keeps
- * the scalar loads. Needs K a multiple of 4 (rows of the copy are vec4-aligned), one product (batch 1), and enough rows
- * and columns for the copy to pay. An f16 B (frozen LoRA base weights) is copied as f32, exactly.
+ * pass over B, and dW with 128 rows lost to it (0.76×), hence the row floor. On a GPU, lanes reading neighbouring
+ * columns of a non-transposed B are the coalesced case, so it keeps the scalar loads. Needs K a multiple of 4 (rows of
+ * the copy are vec4-aligned), one product (batch 1), and enough rows and columns for the copy to pay. An f16 B (frozen
+ * LoRA base weights) is copied as f32, exactly.
  */
 function transposedBPays(gpu: Gpu, dims: Dims, o: MatmulOptions): boolean {
   return (

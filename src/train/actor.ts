@@ -155,7 +155,7 @@ export async function forwardForUpdate(model: Transformer, seqs: readonly Policy
     const rb = responseBatch(model, members.map((i) => seqs[i]!));
     const loraDropout = o.loraDropout && splitPassDropout(o.loraDropout, k);
     const fwd = model.forward(rb.batch, { train: true, checkpoint: o.checkpoint, temperature: o.temperature, loraDropout });
-    return { members, batch: rb.batch, fwd, rb };
+    return { members, fwd, rb };
   });
   const read = (await g.readMany(passes.flatMap((p) => [p.fwd.logprob, p.fwd.entropy]))).map((b) => new Float32Array(b));
   const logprob: Float32Array[] = new Array(seqs.length);
@@ -168,7 +168,7 @@ export async function forwardForUpdate(model: Transformer, seqs: readonly Policy
   });
   const free = (p: (typeof passes)[number], extra: Tensor[] = []) => {
     g.release(p.fwd.logprob, p.fwd.entropy, ...extra);
-    releaseBatch(g, p.batch);
+    releaseBatch(g, p.rb.batch);
   };
   return {
     logprob,
