@@ -46,7 +46,7 @@ if (tmp) {
 }
 // LoRA keeps the frozen projections in f16 where the adapter has shader-f16, as recall train/sft do.
 const halfProjections = !full && !process.argv.includes("--f32_base") && gpu.device.features.has("shader-f16");
-const model = await Transformer.load(gpu, dir, { halfProjections });
+const model = await Transformer.load(gpu, dir, { projectionDtype: halfProjections ? "f16" : "f32" });
 const c = model.config;
 const settings = { rank, alpha, targetModules: resolveTargetModules(["all-linear"], "--target_modules") };
 const sizes = { batch: B, seqLen: T, checkpointing: true, training: true, loraParameters: full ? undefined : loraParameterCount(c, settings), halfProjections };

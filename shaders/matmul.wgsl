@@ -234,6 +234,21 @@ fn sgLoadB4(bv: ptr<function, SgBlock>, t: SgTile, k0: u32) {
   }
 }
 
+// B as packed bf16 along k (transposed B; src/ops/matmul.ts swaps this in for sgLoadB4 in its bf16 variant): one
+// vec4u is a block's 8 k, two per word, the even k in the low half, and a value is its 16 bits on top of 16 zero bits.
+// Half the loads of sgLoadB4 for the same block, the same products. Needs K, offB and strideB multiples of 8.
+@group(0) @binding(2) var<storage, read> BH4: array<vec4u>;
+
+fn sgLoadBH4(bv: ptr<function, SgBlock>, t: SgTile, k0: u32) {
+  for (var j = 0u; j < SG_TN; j++) {
+    let w = BH4[(t.bBase + sgCol(t, j) * p.K + k0) / 8u];
+    for (var q = 0u; q < 4u; q++) {
+      (*bv)[j][2u * q] = bitcast<f32>(w[q] << 16u);
+      (*bv)[j][2u * q + 1u] = bitcast<f32>(w[q] & 0xffff0000u);
+    }
+  }
+}
+
 // Scalar loads of B: any TRANS_A / TRANS_B, any K and offsets.
 @compute @workgroup_size(SG_WG, 1, 1)
 fn matmul_sg(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(subgroup_invocation_id) lane: u32) {

@@ -173,7 +173,7 @@ describe("frozen projection weights stored in f16", () => {
   for (const name of CASES) {
     test(`${name}: log-probs and adapter gradients equal an f32 model holding the same f16-rounded weights`, async () => {
       const inputs = inputsOf(name);
-      const half = await Transformer.load(gpu, modelDir(name), { halfProjections: true });
+      const half = await Transformer.load(gpu, modelDir(name), { projectionDtype: "f16" });
       const rounded = await Transformer.load(gpu, modelDir(name));
       let halfTensors = 0;
       for (const spec of rounded.params.specs) {

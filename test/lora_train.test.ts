@@ -81,7 +81,7 @@ test("recall train --lora_rank: reference = base model with the adapter off, PEF
   // The run kept the frozen projections in f16 where the adapter has shader-f16: the same base here.
   const halfBase = gpu.device.features.has("shader-f16");
   expect(lines.some((l) => l.includes("(projections in f16)"))).toBe(halfBase);
-  const base = await Transformer.load(gpu, model, { halfProjections: halfBase });
+  const base = await Transformer.load(gpu, model, { projectionDtype: halfBase ? "f16" : "f32" });
   const seqs = batch.sequences.map((s) => ({ ids: [...s.prompt_ids, ...s.response_ids], responseStart: s.prompt_ids.length }));
   const want = await scoreResponses(base, seqs, { temperature: 1, maxTokens: 4096 });
   const width = saved.info("ref_log_prob").shape[1]!;
@@ -130,7 +130,7 @@ test("recall train --lora_dropout: dropout in the update's forward only (old log
   // The old log-probs of step 3 are the step-2 policy's without dropout (scored here from its checkpoint).
   const gpu = await getGpu();
   const halfBase = gpu.device.features.has("shader-f16");
-  const policy = await Transformer.load(gpu, model, { halfProjections: halfBase });
+  const policy = await Transformer.load(gpu, model, { projectionDtype: halfBase ? "f16" : "f32" });
   policy.adapter = await loadAdapter(gpu, policy.config, ckpt(r.runDir, 2));
   expect(policy.adapter.settings.dropout).toBe(0.2);
   const batch = JSON.parse(readFileSync(join(r.runDir, "batches", "step_3.json"), "utf8")) as { sequences: { prompt_ids: number[]; response_ids: number[] }[] };

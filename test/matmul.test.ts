@@ -3,6 +3,7 @@ import { getGpu } from "../src/gpu/runtime.ts";
 import { subgroupKernelsSupported } from "../src/gpu/shaders.ts";
 import { matmul, choosePlan, vec4AAligned, vec4BAligned, type MatmulOptions, type MatmulPlan } from "../src/ops/matmul.ts";
 import { matmulRef } from "../src/ops/matmul.ref.ts";
+import { f32ToBf16 } from "../src/model/safetensors.ts";
 import { randn, rng, expectClose, forReduction } from "./harness.ts";
 
 // Every new kernel variant is a pipeline compile (up to ~1 s cold on lavapipe).
@@ -368,5 +369,94 @@ describe("GLU epilogue: C = silu(A·Gᵀ) ⊙ A·Uᵀ from a fused [2N, K] gate/
     expect(() => matmul(gpu, t, t, o, { M: 2, N: 2, K: 4 }, { transB: true, glu: true, bias: t })).toThrow(/GLU/);
     if (hasSubgroups) expect(() => matmul(gpu, t, t, o, { M: 2, N: 2, K: 4 }, { transB: true, glu: true, plan: { kernel: "subgroup", tm: 2, tn: 1, vec4B: false } })).toThrow(/tn = 2/);
     gpu.release(t, o);
+  });
+});
+
+describe("bf16 B (a rollout's copy of the weights; any adapter)", () => {
+  /** Values of x rounded to bf16: the packed halves, and the same values as f32. */
+  function toBf16(x: Float32Array): { packed: Uint16Array; values: Float32Array } {
+    const packed = f32ToBf16(x);
+    const words = new Uint32Array(packed.length);
+    for (let i = 0; i < packed.length; i++) words[i] = packed[i]! << 16;
+    return { packed, values: new Float32Array(words.buffer) };
+  }
+
+  /** matmul with B as bf16 and with B as f32 holding the same values: equal bit for bit, and close to the reference. */
+  async function checkBf16(M: number, N: number, K: number, o: Case, seed: number) {
+    const batch = o.batch ?? 1;
+    const bElems = K * N * (o.glu ? 2 : 1);
+    const sA = o.strideA ?? M * K, sB = o.strideB ?? bElems, sC = o.strideC ?? M * N;
+    const oA = o.offsetA ?? 0, oB = o.offsetB ?? 0, oC = o.offsetC ?? 0;
+    const a = randn(oA + (batch - 1) * sA + M * K + 5, seed);
+    const raw = randn(oB + (batch - 1) * sB + bElems + 7, seed + 1);
+    raw.fill(NaN, oB + (batch - 1) * sB + bElems);
+    const b = toBf16(raw);
+    const c0 = randn(oC + (batch - 1) * sC + M * N + 3, seed + 2);
+    const bias = o.withBias ? randn(N, seed + 3) : undefined;
+    const ta = gpu.upload(a, [a.length]), tb16 = gpu.upload(b.packed, [b.packed.length], "bf16"), tb32 = gpu.upload(b.values, [b.values.length]);
+    const tc16 = gpu.upload(c0, [c0.length]), tc32 = gpu.upload(c0, [c0.length]);
+    const tbias = bias ? gpu.upload(bias, [N]) : undefined;
+    const label = `bf16 B M=${M} N=${N} K=${K} ${JSON.stringify({ ...o, bias: undefined })}`;
+    matmul(gpu, ta, tb16, tc16, { M, N, K }, { ...o, bias: tbias });
+    // The f32 run takes the plan the bf16 run took (a bf16 B reads as vec4 only at 8-aligned k).
+    matmul(gpu, ta, tb32, tc32, { M, N, K }, { ...o, bias: tbias, plan: o.plan ?? (o.tiling ? undefined : choosePlan(gpu, { M, N, K }, o, "bf16")) });
+    const got = await gpu.readF32(tc16);
+    expect(got, label).toEqual(await gpu.readF32(tc32));
+    const want = c0.slice();
+    matmulRef(a, b.values, want, { M, N, K }, { ...o, bias });
+    expectClose(got, want, forReduction("f32", K), label);
+    gpu.release(ta, tb16, tb32, tc16, tc32, ...(tbias ? [tbias] : []));
+  }
+
+  test("the plan matmul() chooses and the portable kernel: every flag, odd sizes, offsets, batches, GLU", async () => {
+    let seed = 3000;
+    for (const [M, N, K] of SHAPES) {
+      for (const [, v] of VARIANTS) await checkBf16(M, N, K, v, (seed += 10));
+      await checkBf16(M, N, K, { transB: true, tiling: { tm: 4, wgX: 16, wgY: 4 } }, (seed += 10));
+    }
+    await checkBf16(7, 19, 16, { transB: true, glu: true, offsetA: 3, offsetB: 8, offsetC: 5 }, 3501);
+    await checkBf16(7, 19, 13, { transB: true, glu: true, offsetB: 3, tiling: { tm: 1, wgX: 64, wgY: 1 } }, 3502);
+    await checkBf16(5, 9, 16, { transB: true, batch: 3, strideA: 0, strideB: 9 * 16 + 8, offsetB: 16 }, 3503);
+    await checkBf16(5, 9, 11, { batch: 2, strideB: 9 * 11 + 3, offsetB: 1 }, 3504);
+  });
+
+  test.skipIf(!hasSubgroups)("subgroup kernel: vec4 (8 k a load) and scalar B, vec4 A, row groups, GLU, the transposed copy", async () => {
+    let seed = 3600;
+    const cases: [number, number, number, Case][] = [
+      [16, 130, 64, { transB: true, plan: { kernel: "subgroup", tm: 16, tn: 2, vec4B: true, vec4A: true } }],
+      [13, 70, 40, { transB: true, withBias: true, accumulate: true, alpha: -0.5, offsetB: 8, offsetA: 4, plan: { kernel: "subgroup", tm: 5, tn: 2, vec4B: true, vec4A: true } }],
+      [3, 37, 24, { transB: true, plan: { kernel: "subgroup", tm: 4, tn: 4, vec4B: true, wgn: 8 } }],
+      [9, 19, 16, { transB: true, glu: true, plan: { kernel: "subgroup", tm: 16, tn: 2, vec4B: true, vec4A: true } }],
+      [2, 70, 20, { transB: true, offsetB: 4, plan: { kernel: "subgroup", tm: 2, tn: 2, vec4B: false } }],
+      [12, 33, 21, { transA: true, accumulate: true, plan: { kernel: "subgroup", tm: 8, tn: 2, vec4B: false, vec4A: true } }],
+      [6, 17, 16, { transB: true, batch: 3, strideB: 17 * 16 + 8, strideA: 0, offsetB: 8, plan: { kernel: "subgroup", tm: 8, tn: 2, vec4B: true } }],
+      [21, 70, 36, { offsetB: 3, plan: { kernel: "subgroup", tm: 16, tn: 2, vec4B: true, vec4A: true, transposeB: true } }],
+    ];
+    for (const [M, N, K, o] of cases) await checkBf16(M, N, K, o, (seed += 10));
+    // Decode-sized projections at 8-aligned K read B 8 k a load.
+    const p = choosePlan(gpu, { M: 16, N: 1152, K: 384 }, { transB: true }, "bf16");
+    expect(p.kernel === "subgroup" && p.vec4B).toBe(true);
+    expect(vec4BAligned({ M: 4, N: 8, K: 12 }, { transB: true }, "bf16")).toBe(false);
+    expect(vec4BAligned({ M: 4, N: 8, K: 16 }, { transB: true, offsetB: 4 }, "bf16")).toBe(false);
+    const t = gpu.upload(new Float32Array(64), [64]), h = gpu.upload(new Uint16Array(64), [64], "bf16"), out = gpu.empty([64]);
+    expect(() => matmul(gpu, t, h, out, { M: 2, N: 2, K: 12 }, { transB: true, plan: { kernel: "subgroup", tm: 2, tn: 2, vec4B: true } })).toThrow(/multiples of 8/);
+    gpu.release(t, h, out);
+  });
+
+  test("randomized against the f32 kernel and the reference", async () => {
+    const r = rng(4040);
+    const int = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
+    for (let i = 0; i < 14; i++) {
+      const M = pick([1, 2, int(1, 40)]), N = pick([int(1, 20), int(60, 200)]), K = pick([int(1, 40), 8 * int(1, 16)]);
+      const o: Case = { transB: r() < 0.8, withBias: r() < 0.3, accumulate: r() < 0.3, offsetB: pick([0, 8 * int(1, 3), int(1, 9)]), offsetA: pick([0, 4]) };
+      if (r() < 0.4 && hasSubgroups) {
+        const tm = pick([1, 2, 5, 16]);
+        o.plan = { kernel: "subgroup", tm, tn: pick([1, 2]), vec4B: vec4BAligned({ M, N, K }, o, "bf16") && r() < 0.8, wgn: pick([8, 16, 64]) };
+      } else if (r() < 0.3) {
+        o.tiling = pick([{ tm: 1, wgX: 64, wgY: 1 }, { tm: 8, wgX: 16, wgY: 4 }]);
+      }
+      await checkBf16(M, N, K, o, 4100 + 10 * i);
+    }
   });
 });

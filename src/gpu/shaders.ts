@@ -14,11 +14,12 @@ import logprobs from "../../shaders/logprobs.wgsl" with { type: "text" };
 import dropout from "../../shaders/dropout.wgsl" with { type: "text" };
 import rope_append from "../../shaders/rope_append.wgsl" with { type: "text" };
 import rope_angle from "../../shaders/rope_angle.wgsl" with { type: "text" };
+import cast from "../../shaders/cast.wgsl" with { type: "text" };
 import type { Gpu } from "./runtime.ts";
 
 // RoPE's two kernels share one angle reduction (shaders/rope_angle.wgsl), so their rotations agree bit for bit.
 export const SHADERS = {
-  matmul, attention, logprobs, elementwise, rmsnorm, embedding, adamw, sampling, dropout,
+  matmul, attention, logprobs, elementwise, rmsnorm, embedding, adamw, sampling, dropout, cast,
   rope: `${rope_angle}\n${rope}`,
   rope_append: `${rope_angle}\n${rope_append}`,
 } as const;

@@ -1,7 +1,11 @@
-/** A typed view of (part of) a GPU buffer. Shapes are row-major; element offsets are in elements. */
-export type DType = "f32" | "f16" | "u32" | "i32";
+/**
+ * A typed view of (part of) a GPU buffer. Shapes are row-major; element offsets are in elements.
+ * bf16 has no WGSL type: kernels read such a tensor as u32 words of two values, element 2i in the low half (the byte
+ * order torch and safetensors use), and a value's f32 is its 16 bits on top of 16 zero bits.
+ */
+export type DType = "f32" | "f16" | "bf16" | "u32" | "i32";
 
-export const DTYPE_BYTES: Record<DType, number> = { f32: 4, f16: 2, u32: 4, i32: 4 };
+export const DTYPE_BYTES: Record<DType, number> = { f32: 4, f16: 2, bf16: 2, u32: 4, i32: 4 };
 
 export class Tensor {
   constructor(

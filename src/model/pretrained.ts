@@ -16,10 +16,10 @@ export interface Pretrained {
 
 /**
  * Opens a model folder; with `adapter`, a PEFT LoRA adapter folder is attached to it (`--adapter DIR`);
- * `halfProjections` keeps the projection weights in f16 (a LoRA run's frozen base).
+ * `projectionDtype` stores the projection weights in 16 bits (f16: a LoRA run's frozen base; see ParameterSet).
  */
-export async function openPretrained(gpu: Gpu, dir: string, o: { adapter?: string; halfProjections?: boolean } = {}): Promise<Pretrained> {
-  const model = await Transformer.load(gpu, dir, { halfProjections: o.halfProjections });
+export async function openPretrained(gpu: Gpu, dir: string, o: { adapter?: string; projectionDtype?: "f32" | "f16" | "bf16" } = {}): Promise<Pretrained> {
+  const model = await Transformer.load(gpu, dir, { projectionDtype: o.projectionDtype });
   if (o.adapter) model.adapter = await loadAdapter(gpu, model.config, o.adapter);
   const tokenizer = RecallTokenizer.load(dir);
   const stop = new Set<number>(model.config.eosTokenIds);

@@ -288,7 +288,7 @@ export class Transformer {
     this.fusedQkv = Array.from({ length: config.numLayers }, (_, l) => qkvProjection(layerTensors(params, l))).every((w) => w !== undefined);
   }
 
-  /** Loads a model folder; `halfProjections` keeps the projection weights in f16 (frozen under LoRA; see ParameterSet). */
+  /** Loads a model folder; `projectionDtype` stores the projection weights in 16 bits (see ParameterSet). */
   static async load(gpu: Gpu, dir: string, o: ParameterSetOptions = {}): Promise<Transformer> {
     if (isAdapterFolder(dir) && !existsSync(join(dir, "config.json"))) {
       throw new RecallError(`${dir} is a LoRA adapter, not a whole model`, { hint: `pass the base model as the model and this folder as --adapter (or fold it in with 'recall merge')` });

@@ -5,9 +5,10 @@
  */
 import { RecallError } from "../errors.ts";
 import type { Gpu } from "../gpu/runtime.ts";
-import { Tensor, DTYPE_BYTES } from "../gpu/tensor.ts";
+import { Tensor, DTYPE_BYTES, type DType } from "../gpu/tensor.ts";
 import { parameterSpecs, type ModelConfig, type ParameterSpec } from "./config.ts";
-import { SafetensorsModel, writeSafetensorsModel, checkWeightsMatchConfig, type WriteDType } from "./safetensors.ts";
+import { SafetensorsModel, writeSafetensorsModel, checkWeightsMatchConfig, f32ToBf16, type WriteDType } from "./safetensors.ts";
+import { castToBf16 } from "../ops/cast.ts";
 import type { TensorSet } from "./tensor_set.ts";
 
 /** Elements uploaded per piece: bounds the host memory a load needs (64 MiB of f32). */
@@ -15,13 +16,14 @@ const UPLOAD_PIECE = 16 * 1024 * 1024;
 
 export interface ParameterSetOptions {
   /**
-   * Keep the decoder layers' projection weights (q/k/v/o/gate/up/down) in f16: frozen weights under LoRA, on adapters
-   * with `shader-f16` (the matmul reads them as f16 and computes in f32). Embedding, LM head, norms and biases stay f32.
+   * How the decoder layers' projection weights (q/k/v/o/gate/up/down) are stored; the matmul reads them as such and
+   * computes in f32. "f16": a LoRA run's frozen base, on adapters with `shader-f16`; "bf16": a rollout's copy of the
+   * policy (any adapter; see castFrom). Embedding, LM head, norms and biases stay f32. Default "f32".
    */
-  halfProjections?: boolean;
+  projectionDtype?: "f32" | "f16" | "bf16";
 }
 
-/** The decoder layers' projection weights (what LoRA adapts and `halfProjections` stores in f16). */
+/** The decoder layers' projection weights (what LoRA adapts and `projectionDtype` stores in 16 bits). */
 const PROJECTION_WEIGHT = /^model\.layers\.\d+\.(self_attn|mlp)\.(q|k|v|o|gate|up|down)_proj\.weight$/;
 
 export class ParameterSet implements TensorSet {
@@ -30,13 +32,13 @@ export class ParameterSet implements TensorSet {
 
   constructor(readonly gpu: Gpu, readonly config: ModelConfig, fill: "zeros" | "empty", readonly options: ParameterSetOptions = {}) {
     this.specs = parameterSpecs(config);
-    const half = (name: string) => !!options.halfProjections && PROJECTION_WEIGHT.test(name);
-    const alloc = (shape: readonly number[], label: string, dtype: "f32" | "f16") => (fill === "zeros" ? gpu.zeros(shape, dtype, label) : gpu.empty(shape, dtype, label));
-    const fuse = gateUpFusable(gpu, config, options.halfProjections ? 2 : 4);
+    const projectionDtype = options.projectionDtype ?? "f32";
+    const alloc = (shape: readonly number[], label: string, dtype: DType) => (fill === "zeros" ? gpu.zeros(shape, dtype, label) : gpu.empty(shape, dtype, label));
+    const fuse = gateUpFusable(gpu, config, DTYPE_BYTES[projectionDtype]);
     const align = gpu.limits.minStorageBufferOffsetAlignment;
     for (const s of this.specs) {
       if (this.tensors.has(s.name)) continue;
-      const dtype = half(s.name) ? "f16" : "f32";
+      const dtype: DType = PROJECTION_WEIGHT.test(s.name) ? projectionDtype : "f32";
       const up = s.name.endsWith(".mlp.gate_proj.weight") ? s.name.replace(".gate_proj.", ".up_proj.") : undefined;
       if (s.name.endsWith(".self_attn.q_proj.weight")) {
         // q_proj, k_proj, v_proj (and their biases) as the rows of one [rows, D] weight and one [rows] bias: one
@@ -69,16 +71,30 @@ export class ParameterSet implements TensorSet {
         const [I, D] = s.shape as [number, number];
         const both = alloc([2 * I, D], `${s.name}+up_proj`, dtype);
         this.tensors.set(s.name, new Tensor(both.buffer, [I, D], dtype, both.byteOffset));
-        this.tensors.set(up, new Tensor(both.buffer, [I, D], dtype, both.byteOffset + I * D * (dtype === "f16" ? 2 : 4)));
+        this.tensors.set(up, new Tensor(both.buffer, [I, D], dtype, both.byteOffset + I * D * DTYPE_BYTES[dtype]));
       } else {
         this.tensors.set(s.name, alloc(s.shape, s.name, dtype));
       }
     }
   }
 
-  /** Whether some weights are stored in f16 (frozen: such a set is never trained or saved). */
+  /** Whether some weights are stored in 16 bits, f16 or bf16 (frozen: such a set is never trained or saved). */
   get hasHalf(): boolean {
-    return [...this.tensors.values()].some((t) => t.dtype === "f16");
+    return [...this.tensors.values()].some((t) => t.dtype !== "f32");
+  }
+
+  /**
+   * Takes `source`'s values (a set of the same model, all f32): f32 tensors copied, bf16 ones cast with torch's
+   * rounding (castToBf16). A rollout's bf16 copy of the policy is refreshed so after every update. Records GPU work only.
+   */
+  castFrom(source: ParameterSet): void {
+    for (const spec of this.specs) {
+      const from = source.get(spec.name), to = this.get(spec.name);
+      if (from.dtype !== "f32") throw new Error(`ParameterSet.castFrom: '${spec.name}' is ${from.dtype} in the source; needs f32`);
+      if (to.dtype === "bf16") castToBf16(this.gpu, from, to);
+      else if (to.dtype === "f32") this.gpu.copy(from, to);
+      else throw new Error(`ParameterSet.castFrom: cannot cast into ${to.dtype} ('${spec.name}')`);
+    }
   }
 
   get(name: string): Tensor {
@@ -146,6 +162,8 @@ export class ParameterSet implements TensorSet {
             });
           }
           gpu.write(t, new Uint16Array(half.buffer), start);
+        } else if (t.dtype === "bf16") {
+          gpu.write(t, f32ToBf16(piece), start);
         } else {
           gpu.write(t, piece, start);
         }

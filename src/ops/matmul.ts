@@ -16,40 +16,73 @@ import { workgroupGrid } from "./launch.ts";
 
 const { portable: PORTABLE_SOURCE, subgroup: SUBGROUP_SOURCE } = subgroupSources("matmul");
 
+/** Replaces `from` in `code` (every match of a global RegExp); a source that lost it is a bug in this file. */
+function swapIn(code: string, from: string | RegExp, to: string, variant: string): string {
+  const next = code.replace(from, to);
+  if (next === code) throw new Error(`shaders/matmul.wgsl: the ${variant} variant lost '${String(from)}'`);
+  return next;
+}
+
 /**
  * The same kernels reading B as f16 (adapters with `shader-f16`): a LoRA run keeps its frozen projection weights in
  * half precision. Only B's declarations and its loads change; every product and sum stays f32.
  */
 function halfB(code: string): string {
-  let out = code;
-  const swap = (from: string | RegExp, to: string) => {
-    const next = out.replace(from, to);
-    if (next === out) throw new Error(`shaders/matmul.wgsl: the f16 variant lost '${String(from)}'`);
-    out = next;
-  };
-  swap("var<storage, read> B: array<f32>;", "var<storage, read> B: array<f16>;");
-  swap(/return B\[([^\]]+)\];/g, "return f32(B[$1]);");
+  let out = swapIn(code, "var<storage, read> B: array<f32>;", "var<storage, read> B: array<f16>;", "f16");
+  out = swapIn(out, /return B\[([^\]]+)\];/g, "return f32(B[$1]);", "f16");
   if (out.includes("var<storage, read> B4: array<vec4f>;")) {
-    swap("var<storage, read> B4: array<vec4f>;", "var<storage, read> B4: array<vec4h>;");
-    swap("let lo4 = B4[base];", "let lo4 = vec4f(B4[base]);");
-    swap("B4[base + 1u],", "vec4f(B4[base + 1u]),");
+    out = swapIn(out, "var<storage, read> B4: array<vec4f>;", "var<storage, read> B4: array<vec4h>;", "f16");
+    out = swapIn(out, "let lo4 = B4[base];", "let lo4 = vec4f(B4[base]);", "f16");
+    out = swapIn(out, "B4[base + 1u],", "vec4f(B4[base + 1u]),", "f16");
   }
   return `enable f16;\n${out}`;
 }
 
+/**
+ * The same kernels reading B as bf16 (any adapter: B is bound as u32 words of two values, see src/gpu/tensor.ts): a
+ * rollout's copy of the policy's projection weights. A value's f32 is exact, so the products are those of the f32
+ * kernel on the same values, bit for bit; the vec4 path loads a block's 8 k as one vec4u (sgLoadBH4).
+ */
+function bf16B(code: string): string {
+  let out = swapIn(code, "var<storage, read> B: array<f32>;", "var<storage, read> B: array<u32>;", "bf16");
+  out = swapIn(out, /return B\[([^\]]+)\];/g, "return bf16At($1);", "bf16");
+  if (out.includes("fn sgLoadBH4(")) out = swapIn(out, /sgLoadB4\(&bv, t, k0\);/g, "sgLoadBH4(&bv, t, k0);", "bf16");
+  return `${out}
+fn bf16At(i: u32) -> f32 {
+  let w = B[i / 2u];
+  return bitcast<f32>(select(w << 16u, w & 0xffff0000u, (i & 1u) == 1u));
+}
+`;
+}
+
 const STORAGE = ["read", "read", "read_write", "read"] as const;
-const PORTABLE: Kernel = { shader: { name: "matmul-portable", code: PORTABLE_SOURCE }, entry: "matmul", storage: STORAGE, uniforms: true };
-const SUBGROUP: Kernel = { shader: { name: "matmul-subgroups", code: SUBGROUP_SOURCE }, entry: "matmul_sg", storage: STORAGE, uniforms: true };
-const SUBGROUP_B4: Kernel = { ...SUBGROUP, entry: "matmul_sg_b4" };
-const PORTABLE_F16B: Kernel = { ...PORTABLE, shader: { name: "matmul-portable-f16b", code: halfB(PORTABLE_SOURCE) } };
-const SUBGROUP_F16B: Kernel = { ...SUBGROUP, shader: { name: "matmul-subgroups-f16b", code: halfB(SUBGROUP_SOURCE) } };
-const SUBGROUP_B4_F16B: Kernel = { ...SUBGROUP_F16B, entry: "matmul_sg_b4" };
-const SUBGROUP_A4: Kernel = { ...SUBGROUP, entry: "matmul_sg_a4" };
-const SUBGROUP_A4B4: Kernel = { ...SUBGROUP, entry: "matmul_sg_a4b4" };
-const SUBGROUP_A4_F16B: Kernel = { ...SUBGROUP_F16B, entry: "matmul_sg_a4" };
-const SUBGROUP_A4B4_F16B: Kernel = { ...SUBGROUP_F16B, entry: "matmul_sg_a4b4" };
-const TRANSPOSE_B: Kernel = { ...PORTABLE, entry: "transpose_b" };
-const TRANSPOSE_B_F16B: Kernel = { ...PORTABLE_F16B, entry: "transpose_b" };
+
+/** The entry points of one B element type. */
+interface MatmulKernels {
+  portable: Kernel;
+  transposeB: Kernel;
+  /** Subgroup kernels by [vec4A][vec4B]. */
+  subgroup: [[Kernel, Kernel], [Kernel, Kernel]];
+}
+
+function kernelsReading(variant: string, transform: (code: string) => string): MatmulKernels {
+  const portable: Kernel = { shader: { name: `matmul-portable${variant}`, code: transform(PORTABLE_SOURCE) }, entry: "matmul", storage: STORAGE, uniforms: true };
+  const sg: Kernel = { shader: { name: `matmul-subgroups${variant}`, code: transform(SUBGROUP_SOURCE) }, entry: "matmul_sg", storage: STORAGE, uniforms: true };
+  return {
+    portable,
+    transposeB: { ...portable, entry: "transpose_b" },
+    subgroup: [
+      [sg, { ...sg, entry: "matmul_sg_b4" }],
+      [{ ...sg, entry: "matmul_sg_a4" }, { ...sg, entry: "matmul_sg_a4b4" }],
+    ],
+  };
+}
+
+/** By B's dtype; built on first use (the f16 and bf16 variants are source rewrites). */
+const KERNELS: Partial<Record<MatmulBType, MatmulKernels>> = {};
+function kernelsFor(dtype: MatmulBType): MatmulKernels {
+  return (KERNELS[dtype] ??= kernelsReading(dtype === "f32" ? "" : `-${dtype}b`, dtype === "f16" ? halfB : dtype === "bf16" ? bf16B : (c) => c));
+}
 
 /** Register/workgroup tiling of the portable kernel (WGSL overrides). */
 export interface MatmulTiling {
@@ -124,11 +157,18 @@ export interface MatmulOptions {
 
 type Dims = { M: number; N: number; K: number };
 
-/** Whether B can be read as vec4 along k: transposed, with K, its offset and (batched) its stride multiples of 4. */
-export function vec4BAligned(dims: Dims, o: MatmulOptions): boolean {
+/** B's element type: f32, or the 16-bit storage of frozen (f16) and rollout (bf16) weights. */
+export type MatmulBType = "f32" | "f16" | "bf16";
+
+/**
+ * Whether B can be read as vec4 along k: transposed, with K, its offset and (batched) its stride multiples of 4 — of 8
+ * for a bf16 B, whose vec4 of words holds a block's 8 k.
+ */
+export function vec4BAligned(dims: Dims, o: MatmulOptions, bType: MatmulBType = "f32"): boolean {
   const batch = o.batch ?? 1;
   const strideB = o.strideB ?? dims.K * dims.N;
-  return !!o.transB && dims.K % 4 === 0 && (o.offsetB ?? 0) % 4 === 0 && (batch === 1 || strideB % 4 === 0);
+  const w = bType === "bf16" ? 8 : 4;
+  return !!o.transB && dims.K % w === 0 && (o.offsetB ?? 0) % w === 0 && (batch === 1 || strideB % w === 0);
 }
 
 /**
@@ -157,7 +197,7 @@ export function vec4AAligned(dims: Dims, o: MatmulOptions, tm: number): boolean 
  * step 1.16× (alternated in one process); at 8 rows ~1.1×, at 4 even, and at 1–2 rows (decode) 3–20% slower: each
  * lane then loads 8 k of one row where it loaded one.
  */
-export function choosePlan(gpu: Gpu, dims: Dims, o: MatmulOptions = {}): MatmulPlan {
+export function choosePlan(gpu: Gpu, dims: Dims, o: MatmulOptions = {}, bType: MatmulBType = "f32"): MatmulPlan {
   if (o.plan) return o.plan;
   if (o.tiling) return { kernel: "portable", ...o.tiling };
   if (!subgroupKernelsSupported(gpu)) return { kernel: "portable", ...chooseTiling(dims.M) };
@@ -174,7 +214,7 @@ export function choosePlan(gpu: Gpu, dims: Dims, o: MatmulOptions = {}): MatmulP
     kernel: "subgroup",
     tm,
     tn,
-    vec4B: transposeB || vec4BAligned(dims, o),
+    vec4B: transposeB || vec4BAligned(dims, o, bType),
     ...(vec4A ? { vec4A } : {}),
     ...(wgn < SUBGROUP_WG ? { wgn } : {}),
     ...(transposeB ? { transposeB } : {}),
@@ -189,7 +229,7 @@ export function choosePlan(gpu: Gpu, dims: Dims, o: MatmulOptions = {}): MatmulP
  * pass over B, and dW with 128 rows lost to it (0.76×), hence the row floor. On a GPU, lanes reading neighbouring
  * columns of a non-transposed B are the coalesced case, so it keeps the scalar loads. Needs K a multiple of 4 (rows of
  * the copy are vec4-aligned), one product (batch 1), and enough rows and columns for the copy to pay. An f16 B (frozen
- * LoRA base weights) is copied as f32, exactly.
+ * LoRA base weights) or bf16 B is copied as f32, exactly.
  */
 function transposedBPays(gpu: Gpu, dims: Dims, o: MatmulOptions): boolean {
   return (
@@ -216,7 +256,10 @@ export function planName(p: MatmulPlan): string {
   return `subgroup ${p.tm}x${p.tn}${p.vec4A ? " a4" : ""}${p.transposeB ? " bT" : ""}${p.vec4B ? " b4" : ""}${p.wgn ? ` wgn${p.wgn}` : ""}`;
 }
 
-/** C = alpha · op(A)·op(B) (+ bias) (+ C). Shapes: op(A) is M×K, op(B) is K×N, C is M×N. B may be f16 (frozen weights). */
+/**
+ * C = alpha · op(A)·op(B) (+ bias) (+ C). Shapes: op(A) is M×K, op(B) is K×N, C is M×N. B may be f16 (frozen weights,
+ * adapters with shader-f16) or bf16 (a rollout's weights, any adapter); products and sums are f32 either way.
+ */
 export function matmul(gpu: Gpu, a: Tensor, b: Tensor, c: Tensor, dims: Dims, o: MatmulOptions = {}): void {
   const { M, N, K } = dims;
   const batch = o.batch ?? 1;
@@ -232,10 +275,14 @@ export function matmul(gpu: Gpu, a: Tensor, b: Tensor, c: Tensor, dims: Dims, o:
   need(c, o.offsetC ?? 0, strideC, M * N, "C");
   if (o.bias && o.bias.numel < N) throw new Error(`matmul: bias ${shapeString(o.bias.shape)} shorter than N=${N}`);
   if (o.glu && (!o.transB || o.bias || o.accumulate)) throw new Error("matmul: the GLU epilogue needs transB, and takes no bias or accumulate");
-  const halfWeights = b.dtype === "f16";
-  if (halfWeights && !gpu.device.features.has("shader-f16")) throw new Error("matmul: an f16 B needs the adapter's shader-f16 feature");
+  const bType = b.dtype;
+  if (bType !== "f32" && bType !== "f16" && bType !== "bf16") throw new Error(`matmul: B must be f32, f16 or bf16 (got ${bType})`);
+  if (bType === "f16" && !gpu.device.features.has("shader-f16")) throw new Error("matmul: an f16 B needs the adapter's shader-f16 feature");
   if (a.dtype !== "f32" || c.dtype !== "f32") throw new Error(`matmul: A and C must be f32 (got ${a.dtype}, ${c.dtype})`);
-  const plan = choosePlan(gpu, dims, o);
+  // A bf16 B is bound as words of two values (offsetB may be odd: element offsets count values, not words).
+  if (bType === "bf16" && b.byteOffset % 4 !== 0) throw new Error("matmul: a bf16 B must start on a 4-byte word");
+  const kernels = kernelsFor(bType);
+  const plan = choosePlan(gpu, dims, o, bType);
   const params = new Params()
     .u32(M, N, K, batch, o.offsetA ?? 0, o.offsetB ?? 0, o.offsetC ?? 0, 0, strideA, strideB, strideC)
     .f32(o.alpha ?? 1)
@@ -245,7 +292,7 @@ export function matmul(gpu: Gpu, a: Tensor, b: Tensor, c: Tensor, dims: Dims, o:
   const flags = { TRANS_A: !!o.transA, HAS_BIAS: !!o.bias, ACCUMULATE: !!o.accumulate, ...(o.glu ? { GLU: true } : {}) };
   if (plan.kernel === "portable") {
     gpu.dispatch({
-      kernel: halfWeights ? PORTABLE_F16B : PORTABLE,
+      kernel: kernels.portable,
       constants: { ...flags, TRANS_B: !!o.transB, TM: plan.tm, WG_X: plan.wgX, WG_Y: plan.wgY },
       params,
       bindings,
@@ -261,15 +308,15 @@ export function matmul(gpu: Gpu, a: Tensor, b: Tensor, c: Tensor, dims: Dims, o:
     if (o.transB || o.glu || batch !== 1 || K % 4 !== 0 || !plan.vec4B) {
       throw new Error("matmul: transposeB needs a non-transposed B, one product, K a multiple of 4, and vec4B");
     }
-    // B's transposed copy (N×K, f32 whatever B is: f16 values convert exactly) goes through the vec4 path as a
+    // B's transposed copy (N×K, f32 whatever B is: f16 and bf16 values convert exactly) goes through the vec4 path as a
     // transposed B at offset 0.
     const copy = gpu.empty([N * K]);
-    gpu.dispatch({ kernel: halfWeights ? TRANSPOSE_B_F16B : TRANSPOSE_B, params, bindings: [b, b, copy, b], workgroups: workgroupGrid(gpu, Math.ceil((N * K) / 64)) });
+    gpu.dispatch({ kernel: kernels.transposeB, params, bindings: [b, b, copy, b], workgroups: workgroupGrid(gpu, Math.ceil((N * K) / 64)) });
     matmul(gpu, a, copy, c, dims, { ...o, transB: true, offsetB: 0, strideB: undefined, plan: { ...plan, transposeB: false } });
     gpu.release(copy);
     return;
   }
-  if (plan.vec4B && !vec4BAligned(dims, o)) throw new Error("matmul: vec4B needs transB, and K, offsetB and strideB multiples of 4");
+  if (plan.vec4B && !vec4BAligned(dims, o, bType)) throw new Error(`matmul: vec4B needs transB, and K, offsetB and strideB multiples of ${bType === "bf16" ? 8 : 4}`);
   if (plan.vec4A && !vec4AAligned(dims, o, plan.tm)) {
     throw new Error("matmul: vec4A needs offsetA and strideA multiples of 4, and K (or with transA, M and tm) multiples of 4");
   }
@@ -279,16 +326,10 @@ export function matmul(gpu: Gpu, a: Tensor, b: Tensor, c: Tensor, dims: Dims, o:
     throw new Error(`matmul: subgroup plan row groups of ${wgn} lanes: need 8, 16, 32 or 64, and at least the adapter's ${subgroupMaxSize(gpu)}-lane subgroups`);
   }
   gpu.dispatch({
-    kernel: subgroupKernel(halfWeights, !!plan.vec4A, plan.vec4B),
+    kernel: kernels.subgroup[plan.vec4A ? 1 : 0][plan.vec4B ? 1 : 0],
     constants: { ...flags, ...(plan.vec4B ? {} : { TRANS_B: !!o.transB }), SG_TM: plan.tm, SG_TN: plan.tn, ...(wgn === SUBGROUP_WG ? {} : { SG_WGN: wgn }) },
     params,
     bindings,
     workgroups: [Math.ceil(N / (wgn * (o.glu ? 1 : plan.tn))), Math.ceil(M / (plan.tm * (SUBGROUP_WG / wgn))), batch],
   });
-}
-
-/** The subgroup entry point for a plan's operand widths, reading B as f32 or f16. */
-function subgroupKernel(halfWeights: boolean, vec4A: boolean, vec4B: boolean): Kernel {
-  if (vec4A) return halfWeights ? (vec4B ? SUBGROUP_A4B4_F16B : SUBGROUP_A4_F16B) : vec4B ? SUBGROUP_A4B4 : SUBGROUP_A4;
-  return halfWeights ? (vec4B ? SUBGROUP_B4_F16B : SUBGROUP_F16B) : vec4B ? SUBGROUP_B4 : SUBGROUP;
 }

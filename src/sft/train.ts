@@ -116,7 +116,7 @@ export async function runSft(s: SftSettings, io: SftIo): Promise<SftResult> {
   // LoRA: the base model, with the run's adapter (fresh, or the checkpoint's) attached below.
   // A frozen base keeps its projection weights in f16 where the adapter can read them (shader-f16).
   const halfBase = !!lora && gpu.device.features.has("shader-f16");
-  const { model, tokenizer } = await openPretrained(gpu, lora ? modelPath : resumeFrom ?? modelPath, { halfProjections: halfBase });
+  const { model, tokenizer } = await openPretrained(gpu, lora ? modelPath : resumeFrom ?? modelPath, { projectionDtype: halfBase ? "f16" : "f32" });
   const opts = dataOptions(s);
   const loaded = await loadSftFiles(s["data.train_files"], tokenizer, opts);
   const valLoaded = s["data.val_files"].length > 0 ? await loadSftFiles(s["data.val_files"], tokenizer, opts) : undefined;

@@ -198,7 +198,7 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
   // LoRA: the base model, with the run's adapter (fresh, or the checkpoint's) attached below.
   // A frozen base keeps its projection weights in f16 where the adapter can read them (shader-f16).
   const halfBase = !!lora && gpu.device.features.has("shader-f16");
-  const policy = await openPretrained(gpu, lora ? basePath : resumeFrom ?? basePath, { halfProjections: halfBase });
+  const policy = await openPretrained(gpu, lora ? basePath : resumeFrom ?? basePath, { projectionDtype: halfBase ? "f16" : "f32" });
   const model = policy.model;
   const tokenizer = policy.tokenizer;
   const maxPrompt = s["data.max_prompt_length"];
