@@ -3,7 +3,8 @@
  * q/k/v and gate/up products, RoPE fused with the cache append, SwiGLU in the gate/up epilogue, the residual
  * updated in place), and that every way the step can run gives the training forward's log-probs: the fused
  * products, the separate ones (prefill-sized steps, a LoRA adapter on every projection, a parameter set with each
- * tensor in its own buffer), and the padded q/k/v layout a 256-byte binding alignment gives.
+ * tensor in its own buffer), and the padded q/k/v layout a 256-byte binding alignment gives. A bf16 rollout copy of
+ * the weights decodes exactly as the f32 model does on the same (rounded) values.
  */
 import { beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdtempSync } from "node:fs";
@@ -15,7 +16,9 @@ import { GenerationSession } from "../src/model/generate.ts";
 import { ParameterSet, layerTensors, qkNormWeights, qkvProjection } from "../src/model/weights.ts";
 import { LoraWeights, LORA_MODULES } from "../src/model/lora.ts";
 import { loadModelConfig } from "../src/model/config.ts";
-import { SafetensorsModel } from "../src/model/safetensors.ts";
+import { SafetensorsModel, f32ToBf16 } from "../src/model/safetensors.ts";
+import { Tensor } from "../src/gpu/tensor.ts";
+import { Bf16RolloutWeights } from "../src/train/rollout.ts";
 import { PROJECT_ROOT, expectClose, randn } from "./harness.ts";
 
 setDefaultTimeout(120_000);
@@ -207,4 +210,52 @@ describe("every way a generation step runs gives the training forward's log-prob
       }
     }
   });
+});
+
+describe("a bf16 rollout copy (actor_rollout_ref.rollout.dtype=bfloat16)", () => {
+  /** Each projection weight of the copy as bf16 bits, read back. */
+  async function bf16Bits(t: Tensor): Promise<Uint16Array> {
+    return new Uint16Array(await gpu.read(new Tensor(t.buffer, [Math.ceil(t.numel / 2)], "u32", t.byteOffset))).slice(0, t.numel);
+  }
+
+  for (const name of FIXTURES) {
+    test(`${name}: torch's bf16 rounding of the policy, refreshed after a change; decodes as the f32 model on the rounded weights, bit for bit`, async () => {
+      const policy = await Transformer.load(gpu, modelDir(name));
+      const rounded = await Transformer.load(gpu, modelDir(name));
+      const copy = new Bf16RolloutWeights(policy);
+      try {
+        // A projection changes after an update: the next refresh takes it.
+        const q0 = policy.params.get("model.layers.0.self_attn.q_proj.weight");
+        gpu.write(q0, randn(q0.numel, 9, 0.05));
+        copy.refresh();
+        let projections = 0;
+        for (const sp of policy.params.specs) {
+          const want = await gpu.readF32(policy.params.get(sp.name));
+          const t = copy.model.params.get(sp.name);
+          if (t.dtype === "bf16") {
+            projections++;
+            const bits = f32ToBf16(want);
+            expect(await bf16Bits(t), sp.name).toEqual(bits);
+            // The f32 model on the same values: each weight's bf16 bits on top of 16 zero bits.
+            const words = new Uint32Array(bits.length);
+            for (let i = 0; i < bits.length; i++) words[i] = bits[i]! << 16;
+            gpu.write(rounded.params.get(sp.name), new Float32Array(words.buffer));
+          } else {
+            expect(await gpu.readF32(t), sp.name).toEqual(want);
+            gpu.write(rounded.params.get(sp.name), want);
+          }
+        }
+        expect(projections).toBe(7 * policy.config.numLayers);
+        expect(copy.model.fusedQkv && copy.model.fusedGateUp).toBe(true);
+        const seq = sequence(policy.V, 80);
+        // Fused decode steps in a batch of 3, and a 70-row prefill through the separate products.
+        expect(await cachedLogprobs(copy.model, seq, 9, 3)).toEqual(await cachedLogprobs(rounded, seq, 9, 3));
+        expect(await cachedLogprobs(copy.model, seq, 70)).toEqual(await cachedLogprobs(rounded, seq, 70));
+        // ... and not what the policy's own f32 weights give.
+        expect(await cachedLogprobs(copy.model, seq, 9)).not.toEqual(await cachedLogprobs(policy, seq, 9));
+      } finally {
+        for (const m of [policy, rounded, copy.model]) m.params.release();
+      }
+    });
+  }
 });

@@ -261,3 +261,19 @@ test("actor.shuffle and data.val_batch_size: mini-batches drawn from a seeded re
   expect(val.length).toBe(16);
   expect(typeof r.lastMetrics["actor/pg_loss"]).toBe("number");
 });
+
+test("rollout.dtype=bfloat16: the rollouts decode with a bf16 copy of the weights; the run trains; LoRA is refused", async () => {
+  const out = join(dir, "run-bf16");
+  const logs: string[] = [];
+  const { settings } = parseTrainCommandLine(args(out, 2, ["--rollout_dtype", "bf16"]));
+  expect(settings["actor_rollout_ref.rollout.dtype"]).toBe("bfloat16");
+  const r = await runGrpo(settings, { log: (m) => logs.push(m), warn: () => {} });
+  expect(r.steps).toBe(2);
+  expect(logs.some((m) => m.includes("rollout weights") && m.includes("projections bf16"))).toBe(true);
+  expect(logs.some((m) => m.startsWith("rollout: decoding with a bf16 copy"))).toBe(true);
+  const rows = readMetrics(join(r.runDir, "metrics.jsonl"));
+  expect(rows.map((x) => x.step)).toEqual([1, 2]);
+  for (const row of rows) expect(Number.isFinite(row.metrics["actor/grad_norm"]!)).toBe(true);
+  await expect(train(args(join(dir, "run-bf16-lora"), 1, ["--rollout_dtype", "bfloat16", "actor_rollout_ref.model.lora_rank=4"]))).rejects.toThrow(/rollout.dtype=bfloat16 .* needs full fine-tuning/);
+  expect(() => parseTrainCommandLine(args(out, 1, ["--rollout_dtype", "float16"]))).toThrow(/rollout_dtype|rollout\.dtype/);
+});

@@ -46,6 +46,8 @@ export interface RunSizes {
   halfProjections?: boolean;
   /** KV cache for generation: sequences × capacity tokens (0: no generation). */
   kvSequences?: number;
+  /** The rollout decodes with a copy of the weights whose projections are bf16 (`actor_rollout_ref.rollout.dtype`). */
+  bf16RolloutCopy?: boolean;
   kvCapacity?: number;
 }
 
@@ -56,6 +58,8 @@ export interface MemoryEstimate {
   /** The LoRA adapter's A and B (0 without LoRA). */
   adapter: number;
   referenceWeights: number;
+  /** The rollout's copy of the weights (projections bf16, the rest f32); 0 when the rollout decodes with the policy's own. */
+  rolloutWeights: number;
   grads: number;
   optimizer: number;
   /** Activations kept from forward for backward (or, without training, one layer's working set). */
@@ -116,6 +120,7 @@ export function estimateMemory(c: ModelConfig, run: RunSizes): MemoryEstimate {
   const perLayer = activationFloatsPerTokenPerLayer(c);
   const weights = params * F32;
   const referenceWeights = run.referenceModel ? weights : 0;
+  const rolloutWeights = run.bf16RolloutCopy ? weights - 2 * projectionParameterCount(c) : 0;
   const grads = training ? params * F32 : 0;
   const optimizer = training ? 2 * params * F32 : 0; // AdamW first and second moments
   // Final norm output + 1/rms, and per-token log-prob, entropy and log-sum-exp of the LM head.
@@ -130,11 +135,12 @@ export function estimateMemory(c: ModelConfig, run: RunSizes): MemoryEstimate {
   const kvSeq = run.kvSequences ?? 0;
   const kvCache = kvSeq * (run.kvCapacity ?? 0) * kvBytesPerToken(c);
   const decodeLogits = kvSeq * c.vocabSize * F32;
-  const total = weights + referenceWeights + grads + optimizer + activations + backwardScratch + kvCache + lmHeadScratch + decodeLogits;
+  const total = weights + referenceWeights + rolloutWeights + grads + optimizer + activations + backwardScratch + kvCache + lmHeadScratch + decodeLogits;
   return {
     weights,
     adapter: 0,
     referenceWeights,
+    rolloutWeights,
     grads,
     optimizer,
     activations,
@@ -163,6 +169,7 @@ export function formatMemoryEstimate(e: MemoryEstimate, run?: RunSizes): string 
     ["weights", e.weights, lora ? (e.halfProjections ? "frozen; projections f16, the rest f32" : "f32, frozen") : "f32"],
     ["LoRA adapter", e.adapter, "A and B, f32"],
     ["reference weights", e.referenceWeights, "frozen copy for KL"],
+    ["rollout weights", e.rolloutWeights, "copy for the rollout: projections bf16, the rest f32"],
     ["gradients", e.grads, lora ? "adapter only" : "f32"],
     ["AdamW state", e.optimizer, lora ? "2 moments of the adapter" : "2 moments, f32"],
     ["activations", e.activations, run?.checkpointing ? "layer inputs + one layer (checkpointing)" : `${e.activationFloatsPerTokenPerLayer} floats/token/layer`],

@@ -41,7 +41,7 @@ import { ActorOptimizer } from "./optimizer.ts";
 import { latestCheckpoint, loadMoments, readTrainerState, saveCheckpoint, type TrainerState } from "./checkpoint.ts";
 import { MetricsLog, METRICS_FILE, summarize } from "./metrics.ts";
 import { writeReport } from "./report.ts";
-import { rolloutBatch, stepSeed, type Trajectory } from "./rollout.ts";
+import { Bf16RolloutWeights, rolloutBatch, stepSeed, type Trajectory } from "./rollout.ts";
 import { attachTrainable, checkResumeKind, loraSettingsOf } from "./trainable.ts";
 import { loraParameterCount, type LoraSettings } from "../model/lora.ts";
 import { RunProfile } from "./profile.ts";
@@ -100,6 +100,7 @@ function checkMemory(gpu: Gpu, policy: Pretrained, s: TrainSettings, capacity: n
     referenceModel: needsReference(s),
     loraParameters: lora ? loraParameterCount(c, lora) : undefined,
     halfProjections: halfBase,
+    bf16RolloutCopy: s["actor_rollout_ref.rollout.dtype"] === "bfloat16",
     kvSequences: s["actor_rollout_ref.rollout.max_num_seqs"],
     kvCapacity: capacity,
   };
@@ -191,6 +192,11 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
   const loraDropout = lora?.dropout ?? 0;
 
   checkResumeKind(lora, resumeFrom);
+  if (lora && s["actor_rollout_ref.rollout.dtype"] === "bfloat16") {
+    throw new RecallError("actor_rollout_ref.rollout.dtype=bfloat16 (--rollout_dtype) needs full fine-tuning; this run trains a LoRA adapter", {
+      hint: "a LoRA run's frozen base already keeps its projection weights in f16 where the adapter has shader-f16; drop rollout.dtype or the LoRA settings",
+    });
+  }
   // ---- model, data, tools ----------------------------------------------------------------------
   const gpu = await getGpu();
   // First, so an adapter without timestamp-query is refused before anything is opened.
@@ -242,7 +248,13 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
   const warmupSetting = s["actor_rollout_ref.actor.optim.lr_warmup_steps"];
   const warmupSteps = warmupSetting >= 0 ? warmupSetting : Math.floor(s["actor_rollout_ref.actor.optim.lr_warmup_steps_ratio"] * totalSteps);
 
-  const generator = new LocalTokenGenerator(policy, resumeFrom ?? basePath, { batchSize: s["actor_rollout_ref.rollout.max_num_seqs"], capacity });
+  // A bf16 rollout decodes with its own copy of the weights, refreshed after every update.
+  const bf16Rollout = s["actor_rollout_ref.rollout.dtype"] === "bfloat16" ? new Bf16RolloutWeights(model) : undefined;
+  if (bf16Rollout) io.log("rollout: decoding with a bf16 copy of the projection weights, refreshed after every update (rollout.dtype=bfloat16)");
+  const generator = new LocalTokenGenerator(bf16Rollout ? { ...policy, model: bf16Rollout.model } : policy, resumeFrom ?? basePath, {
+    batchSize: s["actor_rollout_ref.rollout.max_num_seqs"],
+    capacity,
+  });
   const sandboxUrl = s["actor_rollout_ref.rollout.sandbox_url"];
   const searchUrl = s["data.search_url"];
   const sandbox = lazySandbox(() => openSandbox({ url: sandboxUrl || undefined, allowUrls: searchUrl ? [searchUrl] : [] }));
@@ -458,6 +470,7 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
         }),
       );
       // The prefix cache holds keys and values of the old weights; the next rollouts must not reuse them.
+      bf16Rollout?.refresh();
       generator.weightsChanged();
       const lossMetrics = update.lossMetrics;
       // verl logs the last mini-batch's gradient norm.
