@@ -3,7 +3,8 @@
  * python3-torch with OpenBLAS) doing the same work on the same weights in the same run.
  *   - training step: forward + backward over B sequences of T tokens → tokens/s
  *   - decode: batched greedy generation with a KV cache → tokens/s, dispatches per step, and what decoding ahead gains
- *     (stepping one at a time alternated with it in the same run)
+ *     (stepping one at a time alternated with it in the same run), and what a bf16 copy of the projection weights gains
+ *     (`recall train --rollout_dtype bf16`; alternated with the f32 weights)
  * and the GPU memory peak of each. Presets: tiny (~0.1M) and small (~19M) from `recall init`.
  * `--profile` times every dispatch on the GPU (timestamp-query) and prints, per preset and batch, the GPU time per
  * kernel family of the timed training steps and decode steps beside their wall time (the throughput figures are then
@@ -20,6 +21,7 @@ import { formatProfile } from "../src/gpu/profile_table.ts";
 import { initModel } from "../src/model/init.ts";
 import { Transformer, makeBatch, releaseBatch } from "../src/model/transformer.ts";
 import { GenerationSession } from "../src/model/generate.ts";
+import { Bf16RolloutWeights } from "../src/train/rollout.ts";
 import { median, runPythonPeer } from "./peer.ts";
 
 function flag(name: string, dflt: string): string {
@@ -109,7 +111,7 @@ print(json.dumps(out))
 `;
 
 const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
-console.log("\n" + "preset".padEnd(8) + "B".padStart(4) + "train tok/s".padStart(13) + "torch".padStart(9) + "ratio".padStart(8) + "decode tok/s".padStart(14) + "torch".padStart(9) + "ratio".padStart(8) + "disp/step".padStart(11) + "GPU peak MiB".padStart(14) + "ahead".padStart(8));
+console.log("\n" + "preset".padEnd(8) + "B".padStart(4) + "train tok/s".padStart(13) + "torch".padStart(9) + "ratio".padStart(8) + "decode tok/s".padStart(14) + "torch".padStart(9) + "ratio".padStart(8) + "disp/step".padStart(11) + "GPU peak MiB".padStart(14) + "ahead".padStart(8) + "bf16".padStart(7));
 for (const preset of presets) {
   const dir = join(mkdtempSync(join(tmpdir(), "recall-bench-")), preset);
   await initModel({ arch: "qwen2", preset, outDir: dir, seed: 0 });
@@ -147,8 +149,8 @@ for (const preset of presets) {
      * Seconds for the new tokens only (after a batched prefill of the prompt), dispatches per decode step, decode steps,
      * and their GPU profile; `ahead` false steps one at a time (what decoding ahead saves).
      */
-    const decode = async (ahead = true): Promise<[number, number, number, ProfileSnapshot | undefined]> => {
-      const s = new GenerationSession(model, B, promptLen + newTokens);
+    const decode = async (ahead = true, m = model): Promise<[number, number, number, ProfileSnapshot | undefined]> => {
+      const s = new GenerationSession(m, B, promptLen + newTokens);
       s.append(seqs.map((q) => q.slice(0, promptLen)));
       await gpu.sync();
       gpu.profiler?.reset();
@@ -162,13 +164,18 @@ for (const preset of presets) {
       return [secs, perStep, steps, await gpu.profileSnapshot()];
     };
     await decode();
+    // The same decode with a bf16 rollout copy of the weights (recall train --rollout_dtype bf16).
+    const bf16 = profile ? undefined : new Bf16RolloutWeights(model);
+    if (bf16) await decode(true, bf16.model);
     const dt: number[] = [];
     const stepwise: number[] = [];
+    const bf16Times: number[] = [];
     const decodeProfiles: ProfileSnapshot[] = [];
     let perStep = 0;
     let decodeSteps = 0;
     for (let r = 0; r < reps; r++) {
       if (!profile) stepwise.push((await decode(false))[0]);
+      if (bf16) bf16Times.push((await decode(true, bf16.model))[0]);
       const [secs, ps, steps, prof] = await decode();
       dt.push(secs);
       perStep = ps;
@@ -188,8 +195,10 @@ for (const preset of presets) {
       preset.padEnd(8) + String(B).padStart(4) + fmt(trainTps).padStart(13) + (peer ? fmt(peerTrain) : "n/a").padStart(9) + (peer ? (trainTps / peerTrain).toFixed(3) : "n/a").padStart(8) +
         fmt(decodeTps).padStart(14) + (peer ? fmt(peerDecode) : "n/a").padStart(9) + (peer ? (decodeTps / peerDecode).toFixed(3) : "n/a").padStart(8) +
         perStep.toFixed(0).padStart(11) + (Math.max(trainPeak, gpu.pool.stats.peak) / 2 ** 20).toFixed(1).padStart(14) +
-        (stepwise.length ? `${(median(stepwise) / median(dt)).toFixed(2)}×` : "n/a").padStart(8),
+        (stepwise.length ? `${(median(stepwise) / median(dt)).toFixed(2)}×` : "n/a").padStart(8) +
+        (bf16Times.length ? `${(median(dt) / median(bf16Times)).toFixed(2)}×` : "n/a").padStart(7),
     );
+    bf16?.model.params.release();
     gpu.pool.stats.peak = Math.max(peakBefore, gpu.pool.stats.peak);
   }
   model.params.release();
@@ -197,3 +206,4 @@ for (const preset of presets) {
 for (const p of profiles) console.log(p);
 console.log("\ndecode tok/s: new tokens per second after the prompt is in the cache (both engines); train tok/s: B·T tokens per forward+backward.");
 console.log("ahead: decode time stepping one at a time / decoding ahead (recall's default), alternated in this run, medians (not with --profile).");
+console.log("bf16: decode time with the f32 weights / with a bf16 copy of the projection weights (recall train --rollout_dtype bf16), alternated, medians (not with --profile).");

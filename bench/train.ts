@@ -3,10 +3,12 @@
  * reference log-probs, the actor update — and the tokens per second of whole steps, for the tiny and small presets
  * of `recall init`. Medians over the steps after the first (the first compiles shaders).
  *
- *   ./node_modules/.bin/bun bench/train.ts [--presets tiny,small] [--steps 3] [--prompts 4] [--n 8] [--response 64] [--trl_python PY] [--profile]
+ *   ./node_modules/.bin/bun bench/train.ts [--presets tiny,small] [--steps 3] [--prompts 4] [--n 8] [--response 64] [--rollout_dtype float32|bfloat16] [--trl_python PY] [--profile]
  *
  * `--profile` runs recall's steps with `recall train --profile` and prints the GPU time per kernel family of all the
  * steps beside their wall time (the step times are then measured with profiling on: a compute pass per dispatch).
+ * `--rollout_dtype bfloat16` runs recall's rollouts with a bf16 copy of the weights (`recall train --rollout_dtype`); TRL
+ * generates with its f32 model either way.
  *
  * Random models answer at random (no tool calls), so the rollouts are plain decoding up to --response tokens; the
  * reward is a dense toy score in-process. Uses the real `recall train` loop (src/train/grpo.ts) end to end.
@@ -39,6 +41,7 @@ const response = Number(flag("response", "64"));
 const trlPython = flag("trl_python", existsSync("/work/venv2/bin/python") ? "/work/venv2/bin/python" : "python3");
 const lr = 1e-4;
 const profile = process.argv.includes("--profile");
+const rolloutDtype = flag("rollout_dtype", "float32");
 
 const gpu = await getGpu();
 console.log(`adapter: ${gpu.handle.info.description}; ${prompts} prompts × ${n} samples, up to ${response} response tokens, median of steps 2..${steps}`);
@@ -58,7 +61,7 @@ for (const preset of presets) {
     "--train_files", data, "--actor_model_path", model, "--train_batch_size", String(prompts), "--ppo_mini_batch_size", String(prompts),
     "--rollout_n", String(n), "--use_re_call", "false", "--max_response_length", String(response), "--save_path", join(dir, `run-${preset}`),
     "--save_freq", "-1", `custom_reward_function.path=${reward}`, `trainer.total_training_steps=${steps}`, "trainer.val_before_train=false",
-    `actor_rollout_ref.actor.optim.lr=${lr}`, ...(profile ? ["--profile"] : []),
+    `actor_rollout_ref.actor.optim.lr=${lr}`, "--rollout_dtype", rolloutDtype, ...(profile ? ["--profile"] : []),
   ]);
   const result = await runGrpo(settings, {
     log: () => {},
