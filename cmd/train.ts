@@ -17,6 +17,7 @@ export default defineRecallCommand({
     "recall train --config run.yaml trainer.resume_mode=auto   # continue from latest_checkpointed_iteration.txt",
     "recall train --train_files data/train.parquet --actor_model_path Qwen2.5-0.5B-Instruct --lora_rank 32 --lora_alpha 64 --target_modules all-linear",
     "recall train --config run.yaml trainer.total_training_steps=3 --profile   # GPU ms per kernel family per step (profile/* in metrics.jsonl)",
+    "recall train --config run.yaml --rollout_dtype bf16   # rollouts decode with a bf16 copy of the projection weights (verl's rollout.dtype)",
   ],
   args: TRAIN_ARGS,
   overrides: { help: TRAIN_SETTINGS_HELP },

@@ -1,5 +1,5 @@
 // f32 → bf16, rounding to nearest even and keeping NaN a (quiet) NaN, as torch's `.to(torch.bfloat16)` and
-// src/model/safetensors.ts's f32ToBf16: the rollout's bf16 copy of the policy's projection weights, refreshed after
+// src/ops/cast.ref.ts's f32ToBf16: the rollout's bf16 copy of the policy's projection weights, refreshed after
 // every update. The source is read as raw bits (u32), so no adapter can flush a subnormal on the way.
 // Output: one u32 word per invocation, two values, the even element in the low half (src/gpu/tensor.ts).
 

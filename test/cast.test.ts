@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { getGpu, type Gpu } from "../src/gpu/runtime.ts";
 import { Tensor } from "../src/gpu/tensor.ts";
 import { castToBf16 } from "../src/ops/cast.ts";
-import { f32ToBf16 } from "../src/model/safetensors.ts";
+import { f32ToBf16 } from "../src/ops/cast.ref.ts";
 import { randn, rng } from "./harness.ts";
 
 setDefaultTimeout(60_000);

@@ -249,6 +249,7 @@ describe("recall train settings", () => {
       ["rollout_name", "actor_rollout_ref.rollout.name", "sglang", "sglang"],
       ["rollout_tp", "actor_rollout_ref.rollout.tensor_model_parallel_size", "2", 2],
       ["rollout_gpu_util", "actor_rollout_ref.rollout.gpu_memory_utilization", "0.7", 0.7],
+      ["rollout_dtype", "actor_rollout_ref.rollout.dtype", "bf16", "bfloat16"],
       ["reward_manager", "reward_model.reward_manager", "naive", "naive"],
       ["save_batches", "trainer.save_batches", "true", true],
       ["profile", "trainer.profile", "true", true],

@@ -15,6 +15,7 @@ import { basename, dirname, join } from "node:path";
 import { fileError, openForReading } from "../util/fs.ts";
 import { RecallError, errorMessage } from "../errors.ts";
 import { parameterSpecs, type ModelConfig } from "./config.ts";
+import { f32ToBf16 } from "../ops/cast.ref.ts";
 
 /** Every dtype the safetensors format defines, with its size in bytes. */
 export const SAFETENSORS_DTYPE_BYTES = {
@@ -168,17 +169,8 @@ export function decodeToF32(bytes: Uint8Array, dtype: SafetensorsDType, label = 
   }
 }
 
-/** f32 → bf16 bits with round-to-nearest-even (as torch's `.to(torch.bfloat16)`); NaN stays NaN. */
-export function f32ToBf16(src: Float32Array): Uint16Array {
-  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
-  const out = new Uint16Array(src.length);
-  for (let i = 0; i < src.length; i++) {
-    const b = bits[i]!;
-    if ((b & 0x7fffffff) > 0x7f800000) out[i] = (b >>> 16) | 0x40;
-    else out[i] = (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
-  }
-  return out;
-}
+/** f32 → bf16 bits as torch rounds them (BF16 files are written with it); it lives with the GPU cast it is the reference of. */
+export { f32ToBf16 };
 
 export const SINGLE_FILE = "model.safetensors";
 export const INDEX_FILE = "model.safetensors.index.json";

@@ -1,6 +1,6 @@
 /**
  * Casts on the GPU (shaders/cast.wgsl): f32 → bf16 with torch's rounding (round to nearest even, NaN kept), the same
- * bits as the CPU reference f32ToBf16 (src/model/safetensors.ts). A rollout in bf16 refreshes its copy of the
+ * bits as the CPU reference f32ToBf16 (cast.ref.ts). A rollout in bf16 refreshes its copy of the
  * policy's projection weights with it after every update.
  * Tensors bigger than one storage binding are cast in windows.
  */
