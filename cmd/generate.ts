@@ -40,7 +40,7 @@ export default defineRecallCommand({
     };
     if (sampling.topP === 0) throw new RecallError("flag --top_p must be > 0");
     const gpu = await getGpu();
-    const { model, tokenizer, stopTokenIds } = await openPretrained(gpu, dir, { adapter: stringFlag(args, "adapter") });
+    const { model, tokenizer, stopTokenIds } = await openPretrained(gpu, dir, { adapter: stringFlag(args, "adapter"), projectionDtype: "stored" });
     const promptIds = args.chat
       ? tokenizer.encodeChat([{ role: "user", content: prompt }], { addGenerationPrompt: true })
       : tokenizer.encode(prompt, { addSpecialTokens: true });

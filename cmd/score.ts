@@ -35,7 +35,7 @@ export default defineRecallCommand({
     const idsFlag = stringFlag(args, "ids");
     if ((text === undefined) === (idsFlag === undefined)) throw new RecallError("give exactly one of --text or --ids");
     const gpu = await getGpu();
-    const model = await Transformer.load(gpu, dir);
+    const model = await Transformer.load(gpu, dir, { projectionDtype: "stored" });
     const adapter = stringFlag(args, "adapter");
     if (adapter) model.adapter = await loadAdapter(gpu, model.config, adapter);
     const tokenizer = text !== undefined || !args.json ? RecallTokenizer.load(dir) : undefined;

@@ -7,7 +7,7 @@
  * the weights decodes exactly as the f32 model does on the same (rounded) values.
  */
 import { beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { getGpu, type DispatchSpec, type Gpu } from "../src/gpu/runtime.ts";
@@ -17,6 +17,7 @@ import { ParameterSet, layerTensors, qkNormWeights, qkvProjection } from "../src
 import { LoraWeights, LORA_MODULES } from "../src/model/lora.ts";
 import { loadModelConfig } from "../src/model/config.ts";
 import { SafetensorsModel, f32ToBf16 } from "../src/model/safetensors.ts";
+import { initModel } from "../src/model/init.ts";
 import { Tensor } from "../src/gpu/tensor.ts";
 import { Bf16RolloutWeights } from "../src/train/rollout.ts";
 import { PROJECT_ROOT, expectClose, randn } from "./harness.ts";
@@ -258,4 +259,52 @@ describe("a bf16 rollout copy (actor_rollout_ref.rollout.dtype=bfloat16)", () =>
       }
     });
   }
+});
+
+describe("a bf16 checkpoint opened for inference keeps its projections in bf16 (projectionDtype 'stored')", () => {
+  test("the same log-probs (whole-sequence forward and cached decode) as loading it into f32, bit for bit; f32 and mixed files stay f32", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "recall-bf16-ckpt-"));
+    for (const arch of ["qwen2", "qwen3", "llama"] as const) {
+      const bf16 = join(dir, `${arch}-bf16`), f32 = join(dir, `${arch}-f32`);
+      await initModel({ arch, preset: "tiny", outDir: bf16, seed: 5, dtype: "BF16" });
+      await initModel({ arch, preset: "tiny", outDir: f32, seed: 5 });
+      const stored = await Transformer.load(gpu, bf16, { projectionDtype: "stored" });
+      const wide = await Transformer.load(gpu, bf16);
+      try {
+        expect(stored.params.get("model.layers.0.mlp.down_proj.weight").dtype).toBe("bf16");
+        expect(stored.params.get("model.layers.0.input_layernorm.weight").dtype).toBe("f32");
+        expect(wide.params.get("model.layers.0.mlp.down_proj.weight").dtype).toBe("f32");
+        const seq = sequence(stored.V, 80);
+        expect(await forwardLogprobs(stored, seq, 1)).toEqual(await forwardLogprobs(wide, seq, 1));
+        expect(await cachedLogprobs(stored, seq, 9, 3)).toEqual(await cachedLogprobs(wide, seq, 9, 3));
+      } finally {
+        stored.params.release();
+        wide.params.release();
+      }
+      const plain = await Transformer.load(gpu, f32, { projectionDtype: "stored" });
+      expect(plain.params.get("model.layers.0.mlp.down_proj.weight").dtype).toBe("f32");
+      plain.params.release();
+    }
+    // One projection in F32 among BF16 ones: the file is not a bf16 checkpoint, everything loads as f32.
+    const mixed = join(dir, "mixed");
+    await initModel({ arch: "qwen2", preset: "tiny", outDir: mixed, seed: 5 });
+    const src = SafetensorsModel.open(join(dir, "qwen2-bf16"));
+    const header: Record<string, unknown> = {};
+    const parts: Uint8Array[] = [];
+    let at = 0;
+    for (const name of src.names) {
+      const wide = name === "model.layers.1.mlp.up_proj.weight";
+      const bytes = wide ? new Uint8Array(src.readF32(name).buffer) : src.readBytes(name);
+      header[name] = { dtype: wide ? "F32" : "BF16", shape: src.info(name).shape, data_offsets: [at, at + bytes.byteLength] };
+      parts.push(bytes);
+      at += bytes.byteLength;
+    }
+    const json = new TextEncoder().encode(JSON.stringify(header).padEnd(Math.ceil(JSON.stringify(header).length / 8) * 8));
+    const len = new Uint8Array(8);
+    new DataView(len.buffer).setBigUint64(0, BigInt(json.byteLength), true);
+    writeFileSync(join(mixed, "model.safetensors"), Buffer.concat([len, json, ...parts]));
+    const mixedModel = await Transformer.load(gpu, mixed, { projectionDtype: "stored" });
+    expect(mixedModel.params.get("model.layers.0.self_attn.q_proj.weight").dtype).toBe("f32");
+    mixedModel.params.release();
+  });
 });

@@ -277,3 +277,12 @@ test("rollout.dtype=bfloat16: the rollouts decode with a bf16 copy of the weight
   await expect(train(args(join(dir, "run-bf16-lora"), 1, ["--rollout_dtype", "bfloat16", "actor_rollout_ref.model.lora_rank=4"]))).rejects.toThrow(/rollout.dtype=bfloat16 .* needs full fine-tuning/);
   expect(() => parseTrainCommandLine(args(out, 1, ["--rollout_dtype", "float16"]))).toThrow(/rollout_dtype|rollout\.dtype/);
 });
+
+test("a bf16 base checkpoint: the policy trains in f32, the frozen reference keeps bf16 projections, the KL starts at 0", async () => {
+  const base = join(dir, "model-bf16");
+  await initModel({ arch: "qwen2", preset: "tiny", outDir: base, seed: 3, dtype: "BF16" });
+  const argv = args(join(dir, "run-bf16-base"), 1, ["actor_rollout_ref.actor.use_kl_loss=true", "actor_rollout_ref.actor.kl_loss_coef=0.01"]).map((a) => (a === model ? base : a));
+  const r = await train(argv);
+  // Before the first update the policy is the reference: the same log-probs, though one holds its projections in bf16.
+  expect(r.lastMetrics["actor/kl_loss"]).toBe(0);
+});

@@ -78,7 +78,9 @@ export class LocalTokenGenerator implements TokenGenerator {
   }
 
   static async open(gpu: Gpu, dir: string, o: LocalGeneratorOptions = {}): Promise<LocalTokenGenerator> {
-    return new LocalTokenGenerator(await openPretrained(gpu, dir, { adapter: o.adapter }), o.adapter ? `${dir} + adapter ${o.adapter}` : dir, o);
+    // A bf16 checkpoint keeps its projection weights in bf16: the same values and tokens, half the bytes.
+    const pretrained = await openPretrained(gpu, dir, { adapter: o.adapter, projectionDtype: "stored" });
+    return new LocalTokenGenerator(pretrained, o.adapter ? `${dir} + adapter ${o.adapter}` : dir, o);
   }
 
   /**

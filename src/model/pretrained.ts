@@ -5,6 +5,7 @@ import { join } from "node:path";
 import type { Gpu } from "../gpu/runtime.ts";
 import { RecallTokenizer } from "../data/tokenizer.ts";
 import { Transformer } from "./transformer.ts";
+import type { ProjectionDtype } from "./weights.ts";
 import { loadAdapter } from "./peft_adapter.ts";
 
 export interface Pretrained {
@@ -16,9 +17,10 @@ export interface Pretrained {
 
 /**
  * Opens a model folder; with `adapter`, a PEFT LoRA adapter folder is attached to it (`--adapter DIR`);
- * `projectionDtype` stores the projection weights in 16 bits (f16: a LoRA run's frozen base; see ParameterSet).
+ * `projectionDtype` stores the projection weights in 16 bits (f16: a LoRA run's frozen base; "stored": bf16 when the
+ * checkpoint is, for inference; see ParameterSet).
  */
-export async function openPretrained(gpu: Gpu, dir: string, o: { adapter?: string; projectionDtype?: "f32" | "f16" | "bf16" } = {}): Promise<Pretrained> {
+export async function openPretrained(gpu: Gpu, dir: string, o: { adapter?: string; projectionDtype?: ProjectionDtype } = {}): Promise<Pretrained> {
   const model = await Transformer.load(gpu, dir, { projectionDtype: o.projectionDtype });
   if (o.adapter) model.adapter = await loadAdapter(gpu, model.config, o.adapter);
   const tokenizer = RecallTokenizer.load(dir);

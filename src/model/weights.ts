@@ -20,8 +20,15 @@ export interface ParameterSetOptions {
    * computes in f32. "f16": a LoRA run's frozen base, on adapters with `shader-f16`; "bf16": a rollout's copy of the
    * policy (any adapter; see castFrom). Embedding, LM head, norms and biases stay f32. Default "f32".
    */
-  projectionDtype?: "f32" | "f16" | "bf16";
+  projectionDtype?: ProjectionDtype;
 }
+
+/**
+ * How a set stores its projection weights. "stored" (ParameterSet.load only): bf16 when the checkpoint holds every one of
+ * them as BF16 (as Qwen's and Llama's releases do), else f32 — the same values at half the bytes, for what never trains
+ * them: inference and a frozen reference model.
+ */
+export type ProjectionDtype = "f32" | "f16" | "bf16" | "stored";
 
 /** The decoder layers' projection weights (what LoRA adapts and `projectionDtype` stores in 16 bits). */
 const PROJECTION_WEIGHT = /^model\.layers\.\d+\.(self_attn|mlp)\.(q|k|v|o|gate|up|down)_proj\.weight$/;
@@ -32,6 +39,7 @@ export class ParameterSet implements TensorSet {
 
   constructor(readonly gpu: Gpu, readonly config: ModelConfig, fill: "zeros" | "empty", readonly options: ParameterSetOptions = {}) {
     this.specs = parameterSpecs(config);
+    if (options.projectionDtype === "stored") throw new Error("ParameterSet: projectionDtype 'stored' is resolved by ParameterSet.load");
     const projectionDtype = options.projectionDtype ?? "f32";
     const alloc = (shape: readonly number[], label: string, dtype: DType) => (fill === "zeros" ? gpu.zeros(shape, dtype, label) : gpu.empty(shape, dtype, label));
     const fuse = gateUpFusable(gpu, config, DTYPE_BYTES[projectionDtype]);
@@ -139,7 +147,8 @@ export class ParameterSet implements TensorSet {
   static async load(gpu: Gpu, config: ModelConfig, dir: string, options: ParameterSetOptions = {}): Promise<ParameterSet> {
     const file = SafetensorsModel.open(dir);
     checkWeightsMatchConfig(config, file, `${dir}/config.json`);
-    const set = new ParameterSet(gpu, config, "empty", options);
+    const projectionDtype = options.projectionDtype === "stored" ? storedProjectionDtype(file, config) : options.projectionDtype;
+    const set = new ParameterSet(gpu, config, "empty", { ...options, projectionDtype });
     for (const spec of set.specs) {
       const t = set.get(spec.name);
       for (let start = 0; start < t.numel; start += UPLOAD_PIECE) {
@@ -183,6 +192,12 @@ export class ParameterSet implements TensorSet {
     }));
     return writeSafetensorsModel(dir, sources, { dtype });
   }
+}
+
+/** bf16 when the file stores every projection weight as BF16 (bf16 → f32 → bf16 is exact), else f32. */
+function storedProjectionDtype(file: SafetensorsModel, config: ModelConfig): "f32" | "bf16" {
+  const projections = parameterSpecs(config).filter((s) => PROJECTION_WEIGHT.test(s.name));
+  return projections.length > 0 && projections.every((s) => file.info(s.name).dtype === "BF16") ? "bf16" : "f32";
 }
 
 /** Index of the first NaN or ±Infinity in `xs`, or -1 (x − x is 0 only for finite x). */

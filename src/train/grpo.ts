@@ -213,8 +213,9 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
   checkMemory(gpu, policy, s, capacity, io, lora, halfBase);
   const trainable = await attachTrainable(gpu, model, { lora, resumeFrom, seed: s["trainer.seed"] });
   if (lora) io.log(`LoRA: r=${lora.rank}, alpha=${lora.alpha}${loraDropout ? `, dropout ${loraDropout}` : ""} on ${lora.targetModules.join(", ")}: ${(trainable.params.numel / 1e6).toFixed(3)}M trainable parameters, base weights frozen${halfBase ? " (projections in f16)" : ""}`);
-  // The reference policy: the base weights as loaded — under LoRA the same model with its adapter switched off.
-  const reference = !needsReference(s) || lora ? undefined : await Transformer.load(gpu, basePath);
+  // The reference policy: the base weights as loaded — under LoRA the same model with its adapter switched off. Frozen,
+  // so a bf16 checkpoint's projections stay bf16 (the same values and log-probs, half the bytes).
+  const reference = !needsReference(s) || lora ? undefined : await Transformer.load(gpu, basePath, { projectionDtype: "stored" });
 
   const dataOptions = {
     promptKey: s["data.prompt_key"],
