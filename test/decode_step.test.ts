@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { getGpu, type DispatchSpec, type Gpu } from "../src/gpu/runtime.ts";
 import { Transformer, makeBatch, releaseBatch } from "../src/model/transformer.ts";
 import { GenerationSession } from "../src/model/generate.ts";
-import { ParameterSet, layerTensors, qkNormWeights, qkvProjection } from "../src/model/weights.ts";
+import { ParameterSet, layerTensors, outerTensors, qkNormWeights, qkvProjection } from "../src/model/weights.ts";
 import { LoraWeights, LORA_MODULES } from "../src/model/lora.ts";
 import { loadModelConfig } from "../src/model/config.ts";
 import { SafetensorsModel, f32ToBf16 } from "../src/model/safetensors.ts";
@@ -220,14 +220,24 @@ describe("a bf16 rollout copy (actor_rollout_ref.rollout.dtype=bfloat16)", () =>
   }
 
   for (const name of FIXTURES) {
-    test(`${name}: torch's bf16 rounding of the policy, refreshed after a change; decodes as the f32 model on the rounded weights, bit for bit`, async () => {
+    test(`${name}: torch's bf16 rounding of the policy's projections and LM head, refreshed after a change; the rest shared; decodes as the f32 model on the rounded weights, bit for bit`, async () => {
       const policy = await Transformer.load(gpu, modelDir(name));
       const rounded = await Transformer.load(gpu, modelDir(name));
       const copy = new Bf16RolloutWeights(policy);
+      /** The bf16 bits of f32 values, and those values back as f32 (each on top of 16 zero bits). */
+      const round = (x: Float32Array) => {
+        const bits = f32ToBf16(x);
+        const words = new Uint32Array(bits.length);
+        for (let i = 0; i < bits.length; i++) words[i] = bits[i]! << 16;
+        return { bits, values: new Float32Array(words.buffer) };
+      };
+      let head: Tensor | undefined;
       try {
-        // A projection changes after an update: the next refresh takes it.
+        // A projection and the LM head change after an update: the next refresh takes them.
         const q0 = policy.params.get("model.layers.0.self_attn.q_proj.weight");
         gpu.write(q0, randn(q0.numel, 9, 0.05));
+        const lmHead = outerTensors(policy.params).lmHead;
+        gpu.write(lmHead, randn(lmHead.numel, 10, 0.05));
         copy.refresh();
         let projections = 0;
         for (const sp of policy.params.specs) {
@@ -235,19 +245,22 @@ describe("a bf16 rollout copy (actor_rollout_ref.rollout.dtype=bfloat16)", () =>
           const t = copy.model.params.get(sp.name);
           if (t.dtype === "bf16") {
             projections++;
-            const bits = f32ToBf16(want);
-            expect(await bf16Bits(t), sp.name).toEqual(bits);
-            // The f32 model on the same values: each weight's bf16 bits on top of 16 zero bits.
-            const words = new Uint32Array(bits.length);
-            for (let i = 0; i < bits.length; i++) words[i] = bits[i]! << 16;
-            gpu.write(rounded.params.get(sp.name), new Float32Array(words.buffer));
+            const r = round(want);
+            expect(await bf16Bits(t), sp.name).toEqual(r.bits);
+            gpu.write(rounded.params.get(sp.name), r.values);
           } else {
-            expect(await gpu.readF32(t), sp.name).toEqual(want);
+            // The embedding, norms and biases are the policy's own tensors.
+            expect(t, sp.name).toBe(policy.params.get(sp.name));
             gpu.write(rounded.params.get(sp.name), want);
           }
         }
         expect(projections).toBe(7 * policy.config.numLayers);
         expect(copy.model.fusedQkv && copy.model.fusedGateUp).toBe(true);
+        // The LM head (the embedding's values when tied) in bf16; the f32 model gets the same values as its decode head.
+        const h = round(await gpu.readF32(lmHead));
+        expect(await bf16Bits(copy.model.decodeHead!)).toEqual(h.bits);
+        head = gpu.upload(h.values, [policy.V, policy.D]);
+        rounded.decodeHead = head;
         const seq = sequence(policy.V, 80);
         // Fused decode steps in a batch of 3, and a 70-row prefill through the separate products.
         expect(await cachedLogprobs(copy.model, seq, 9, 3)).toEqual(await cachedLogprobs(rounded, seq, 9, 3));
@@ -255,7 +268,9 @@ describe("a bf16 rollout copy (actor_rollout_ref.rollout.dtype=bfloat16)", () =>
         // ... and not what the policy's own f32 weights give.
         expect(await cachedLogprobs(copy.model, seq, 9)).not.toEqual(await cachedLogprobs(policy, seq, 9));
       } finally {
-        for (const m of [policy, rounded, copy.model]) m.params.release();
+        copy.release();
+        for (const m of [policy, rounded]) m.params.release();
+        if (head) gpu.release(head);
       }
     });
   }

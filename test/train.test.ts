@@ -269,8 +269,8 @@ test("rollout.dtype=bfloat16: the rollouts decode with a bf16 copy of the weight
   expect(settings["actor_rollout_ref.rollout.dtype"]).toBe("bfloat16");
   const r = await runGrpo(settings, { log: (m) => logs.push(m), warn: () => {} });
   expect(r.steps).toBe(2);
-  expect(logs.some((m) => m.includes("rollout weights") && m.includes("projections bf16"))).toBe(true);
-  expect(logs.some((m) => m.startsWith("rollout: decoding with a bf16 copy"))).toBe(true);
+  expect(logs.some((m) => m.includes("rollout weights") && m.includes("bf16 projections and LM head"))).toBe(true);
+  expect(logs.some((m) => m.startsWith("rollout: decoding with bf16 projection and LM-head weights"))).toBe(true);
   const rows = readMetrics(join(r.runDir, "metrics.jsonl"));
   expect(rows.map((x) => x.step)).toEqual([1, 2]);
   for (const row of rows) expect(Number.isFinite(row.metrics["actor/grad_norm"]!)).toBe(true);

@@ -58,7 +58,7 @@ export interface MemoryEstimate {
   /** The LoRA adapter's A and B (0 without LoRA). */
   adapter: number;
   referenceWeights: number;
-  /** The rollout's copy of the weights (projections bf16, the rest f32); 0 when the rollout decodes with the policy's own. */
+  /** The rollout's bf16 projections and LM head; 0 when the rollout decodes with the policy's own weights. */
   rolloutWeights: number;
   grads: number;
   optimizer: number;
@@ -120,7 +120,8 @@ export function estimateMemory(c: ModelConfig, run: RunSizes): MemoryEstimate {
   const perLayer = activationFloatsPerTokenPerLayer(c);
   const weights = params * F32;
   const referenceWeights = run.referenceModel ? weights : 0;
-  const rolloutWeights = run.bf16RolloutCopy ? weights - 2 * projectionParameterCount(c) : 0;
+  // The bf16 copy's own tensors: the projections and an LM head at 2 bytes (the rest is the policy's, shared).
+  const rolloutWeights = run.bf16RolloutCopy ? 2 * (projectionParameterCount(c) + c.vocabSize * c.hiddenSize) : 0;
   const grads = training ? params * F32 : 0;
   const optimizer = training ? 2 * params * F32 : 0; // AdamW first and second moments
   // Final norm output + 1/rms, and per-token log-prob, entropy and log-sum-exp of the LM head.
@@ -169,7 +170,7 @@ export function formatMemoryEstimate(e: MemoryEstimate, run?: RunSizes): string 
     ["weights", e.weights, lora ? (e.halfProjections ? "frozen; projections f16, the rest f32" : "f32, frozen") : "f32"],
     ["LoRA adapter", e.adapter, "A and B, f32"],
     ["reference weights", e.referenceWeights, "frozen copy for KL"],
-    ["rollout weights", e.rolloutWeights, "copy for the rollout: projections bf16, the rest f32"],
+    ["rollout weights", e.rolloutWeights, "bf16 projections and LM head for the rollout"],
     ["gradients", e.grads, lora ? "adapter only" : "f32"],
     ["AdamW state", e.optimizer, lora ? "2 moments of the adapter" : "2 moments, f32"],
     ["activations", e.activations, run?.checkpointing ? "layer inputs + one layer (checkpointing)" : `${e.activationFloatsPerTokenPerLayer} floats/token/layer`],

@@ -232,6 +232,11 @@ export class Transformer {
   private ones: Tensor | undefined;
   /** The LoRA adapter added to the projections it targets (undefined: the base model alone). */
   adapter: LoraWeights | undefined;
+  /**
+   * The [V, D] weight a generation step's LM head multiplies with, when not the parameters' own (lm_head, or the
+   * embedding when tied): a bf16 rollout copy's bf16 head (src/train/rollout.ts). Whole-sequence passes ignore it.
+   */
+  decodeHead: Tensor | undefined;
   /** False while the base model runs with the adapter switched off (the reference policy: no second weight copy). */
   private adapterEnabled = true;
 
@@ -559,7 +564,7 @@ export class Transformer {
     const need = lastLogitsScratch({ B, V, D, N }, { rows: !!rows });
     const gathered = g.empty([Math.max(1, need.gathered)]);
     const sliceScratch = need.sliceScratch > 0 ? g.empty([need.sliceScratch]) : undefined;
-    lastLogits(g, hf, outer.lmHead, logits, { B, V, D, N }, { rows, gathered, sliceScratch });
+    lastLogits(g, hf, this.decodeHead ?? outer.lmHead, logits, { B, V, D, N }, { rows, gathered, sliceScratch });
     g.release(x, hf, gathered, ...(sliceScratch ? [sliceScratch] : []));
     for (const t of Object.values(a)) if (t) g.release(t);
   }

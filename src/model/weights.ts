@@ -36,6 +36,8 @@ const PROJECTION_WEIGHT = /^model\.layers\.\d+\.(self_attn|mlp)\.(q|k|v|o|gate|u
 export class ParameterSet implements TensorSet {
   readonly specs: ParameterSpec[];
   readonly tensors = new Map<string, Tensor>();
+  /** Buffers of tensors taken from another set (shareUnlessDtype): that set frees them. */
+  private readonly sharedBuffers = new Set<GPUBuffer>();
 
   constructor(readonly gpu: Gpu, readonly config: ModelConfig, fill: "zeros" | "empty", readonly options: ParameterSetOptions = {}) {
     this.specs = parameterSpecs(config);
@@ -92,12 +94,35 @@ export class ParameterSet implements TensorSet {
   }
 
   /**
-   * Takes `source`'s values (a set of the same model, all f32): f32 tensors copied, bf16 ones cast with torch's
-   * rounding (castToBf16). A rollout's bf16 copy of the policy is refreshed so after every update. Records GPU work only.
+   * Makes every tensor not stored as `dtype` the same tensor as `source`'s (a set of the same model): a rollout's bf16
+   * copy shares the policy's embedding, norms and biases instead of copying them. The buffers this set had for them are
+   * freed; release() then frees only this set's own buffers.
+   */
+  shareUnlessDtype(source: ParameterSet, dtype: DType): void {
+    const own = new Set<GPUBuffer>();
+    for (const t of this.tensors.values()) if (t.dtype === dtype) own.add(t.buffer);
+    const freed = new Set<GPUBuffer>();
+    for (const [name, t] of this.tensors) {
+      if (t.dtype === dtype) continue;
+      if (!own.has(t.buffer) && !freed.has(t.buffer)) {
+        freed.add(t.buffer);
+        this.gpu.release(t);
+      }
+      const theirs = source.get(name);
+      this.tensors.set(name, theirs);
+      this.sharedBuffers.add(theirs.buffer);
+    }
+  }
+
+  /**
+   * Takes `source`'s values (a set of the same model, all f32): bf16 tensors cast with torch's rounding (castToBf16),
+   * f32 ones copied unless shared with `source`. A rollout's bf16 copy of the policy is refreshed so after every update.
+   * Records GPU work only.
    */
   castFrom(source: ParameterSet): void {
     for (const spec of this.specs) {
       const from = source.get(spec.name), to = this.get(spec.name);
+      if (from === to) continue;
       if (from.dtype !== "f32") throw new Error(`ParameterSet.castFrom: '${spec.name}' is ${from.dtype} in the source; needs f32`);
       if (to.dtype === "bf16") castToBf16(this.gpu, from, to);
       else if (to.dtype === "f32") this.gpu.copy(from, to);
@@ -133,8 +158,8 @@ export class ParameterSet implements TensorSet {
   }
 
   release(): void {
-    // Views that share a buffer (fused gate/up) release it once.
-    const seen = new Set<GPUBuffer>();
+    // Views that share a buffer (fused gate/up) release it once; tensors shared with another set stay its.
+    const seen = new Set<GPUBuffer>(this.sharedBuffers);
     for (const t of this.tensors.values()) {
       if (seen.has(t.buffer)) continue;
       seen.add(t.buffer);

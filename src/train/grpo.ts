@@ -251,7 +251,7 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
 
   // A bf16 rollout decodes with its own copy of the weights, refreshed after every update.
   const bf16Rollout = s["actor_rollout_ref.rollout.dtype"] === "bfloat16" ? new Bf16RolloutWeights(model) : undefined;
-  if (bf16Rollout) io.log("rollout: decoding with a bf16 copy of the projection weights, refreshed after every update (rollout.dtype=bfloat16)");
+  if (bf16Rollout) io.log("rollout: decoding with bf16 projection and LM-head weights, refreshed after every update (rollout.dtype=bfloat16)");
   const generator = new LocalTokenGenerator(bf16Rollout ? { ...policy, model: bf16Rollout.model } : policy, resumeFrom ?? basePath, {
     batchSize: s["actor_rollout_ref.rollout.max_num_seqs"],
     capacity,
@@ -567,6 +567,7 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
       model.adapter = undefined;
     }
     reference?.params.release();
+    bf16Rollout?.release();
   }
   return { runDir, steps: step, lastMetrics, profile: profile?.total() };
 }

@@ -9,7 +9,9 @@
  */
 import type { RlExample } from "../data/rl_dataset.ts";
 import { Transformer } from "../model/transformer.ts";
-import { ParameterSet } from "../model/weights.ts";
+import { ParameterSet, outerTensors } from "../model/weights.ts";
+import { castToBf16 } from "../ops/cast.ts";
+import type { Tensor } from "../gpu/tensor.ts";
 import { runConversation, type Conversation, type RolloutLimits } from "../rollout/conversation.ts";
 import type { TokenGenerator } from "../rollout/generator.ts";
 import { RE_CALL } from "../rollout/protocols.ts";
@@ -76,21 +78,35 @@ export async function rolloutBatch(examples: readonly RlExample[], generator: To
 
 /**
  * The weights a bf16 rollout decodes with (verl's `actor_rollout_ref.rollout.dtype: bfloat16`, what its vLLM rollout
- * runs in): a copy of the policy whose projection weights are bf16 — rounded as torch's `.to(torch.bfloat16)` — and the
- * rest f32, refreshed after every update. The matmul reads bf16 weights at half the bytes (on lavapipe, half the loads:
- * decode-sized products 1.15–1.28×); old, reference and update passes keep the f32 policy, as verl's actor does.
+ * runs in): the policy with its projection weights and its LM head in bf16 — rounded as torch's `.to(torch.bfloat16)`,
+ * refreshed after every update — and its embedding, norms and biases the policy's own (shared, not copied). The matmul
+ * reads bf16 weights at half the bytes (on lavapipe, half the loads: decode-sized products 1.15–1.28×); the old,
+ * reference and update passes keep the f32 policy, as verl's actor does.
  */
 export class Bf16RolloutWeights {
   readonly model: Transformer;
+  /** The bf16 LM head ([V, D]; the embedding's values when tied). */
+  private readonly head: Tensor;
 
   constructor(private readonly policy: Transformer) {
-    const set = new ParameterSet(policy.gpu, policy.config, "zeros", { projectionDtype: "bf16" });
-    this.model = new Transformer(policy.gpu, policy.config, set);
+    const gpu = policy.gpu;
+    const set = new ParameterSet(gpu, policy.config, "zeros", { projectionDtype: "bf16" });
+    set.shareUnlessDtype(policy.params, "bf16");
+    this.model = new Transformer(gpu, policy.config, set);
+    this.head = gpu.empty([policy.V, policy.D], "bf16", "rollout lm_head (bf16)");
+    this.model.decodeHead = this.head;
     this.refresh();
   }
 
   /** Casts the policy's current weights into the copy (records GPU work; the next decode step runs after it). */
   refresh(): void {
     this.model.params.castFrom(this.policy.params);
+    castToBf16(this.policy.gpu, outerTensors(this.policy.params).lmHead, this.head);
+  }
+
+  /** Frees the copy's own buffers (the shared ones stay the policy's). */
+  release(): void {
+    this.model.params.release();
+    this.policy.gpu.release(this.head);
   }
 }
