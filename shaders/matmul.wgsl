@@ -18,6 +18,8 @@ struct Params {
   M: u32, N: u32, K: u32, batch: u32,
   offA: u32, offB: u32, offC: u32, offBias: u32,
   strideA: u32, strideB: u32, strideC: u32, alpha: f32,
+  // matmul_sg_a4b4_norm only: the RMSNorm's epsilon and its weight's offset in normW.
+  normEps: f32, offNormW: u32,
 }
 
 override TRANS_A: bool = false;
@@ -386,4 +388,60 @@ fn matmul_sg_a4b4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
   let lo = min(SG_TM, SG_HALF);
   sgStore(&acc0, t, 0u, lo);
   if (SG_TM > lo) { sgStore(&acc1, t, SG_HALF, SG_TM - lo); }
+}
+
+// ---- RMSNorm in the prologue (matmul_sg_a4b4_norm) ----
+// A generation step's input and post-attention norms, fused into the product that reads them: A is the residual
+// stream x (M×K, not transposed, read as vec4) and the product's A is rmsnorm(x)·w. Each lane computes r for the two
+// rows it loads (lk and 8 + lk of the tile) with shaders/rmsnorm.wgsl's serial loop, and scales the values it loads
+// before the broadcasts as that kernel writes them, (x·r)·w: the same A bit for bit, without a dispatch that writes it
+// out and a read back. Costs each lane a pass over its two rows (half again the A and B values the product loads) and
+// one value of w per block (lane i loads w[k0 + i] and the subgroup shares them).
+@group(0) @binding(5) var<storage, read> normW: array<f32>;
+
+fn sgRowRinv(t: SgTile, rowOff: u32, lk: u32) -> f32 {
+  let base = (t.aBase + min(t.row0 + rowOff + lk, p.M - 1u) * p.K) / 4u;
+  var ss = 0.0;
+  for (var q = 0u; q < p.K / 4u; q++) {
+    let v = A4[base + q];
+    ss += v.x * v.x;
+    ss += v.y * v.y;
+    ss += v.z * v.z;
+    ss += v.w * v.w;
+  }
+  return 1.0 / sqrt(ss / f32(p.K) + p.normEps);
+}
+
+// w[k0..k0+7] as two vec4 (0 past K): lane i loads w[k0 + i], broadcasts share them.
+fn sgNormW(k0: u32, lk: u32) -> SgA4 {
+  let k = k0 + lk;
+  let v = select(0.0, normW[p.offNormW + min(k, p.K - 1u)], k < p.K);
+  return SgA4(vec4f(subgroupBroadcast(v, 0u), subgroupBroadcast(v, 1u), subgroupBroadcast(v, 2u), subgroupBroadcast(v, 3u)),
+              vec4f(subgroupBroadcast(v, 4u), subgroupBroadcast(v, 5u), subgroupBroadcast(v, 6u), subgroupBroadcast(v, 7u)));
+}
+
+fn sgNormA4(a: SgA4, r: f32, w: SgA4) -> SgA4 {
+  return SgA4((a[0] * r) * w[0], (a[1] * r) * w[1]);
+}
+
+@compute @workgroup_size(SG_WG, 1, 1)
+fn matmul_sg_a4b4_norm(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(subgroup_invocation_id) lane: u32) {
+  let t = sgTile(wid, lid);
+  var acc0: SgAcc;
+  var acc1: SgAcc;
+  var bv: SgBlock;
+  let lk = lane % SG_KB;
+  let lo = min(SG_TM, SG_HALF);
+  let hi = SG_TM - lo;
+  let r0 = sgRowRinv(t, 0u, lk);
+  var r1 = 0.0;
+  if (hi > 0u) { r1 = sgRowRinv(t, SG_HALF, lk); }
+  for (var k0 = 0u; k0 < p.K; k0 += SG_KB) {
+    sgLoadB4(&bv, t, k0);
+    let w = sgNormW(k0, lk);
+    sgRowsA4(&acc0, &bv, sgNormA4(sgLoadA4(t, 0u, k0, lk), r0, w), lo);
+    if (hi > 0u) { sgRowsA4(&acc1, &bv, sgNormA4(sgLoadA4(t, SG_HALF, k0, lk), r1, w), hi); }
+  }
+  sgStore(&acc0, t, 0u, lo);
+  if (hi > 0u) { sgStore(&acc1, t, SG_HALF, hi); }
 }

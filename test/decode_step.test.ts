@@ -3,8 +3,9 @@
  * q/k/v and gate/up products, RoPE fused with the cache append, SwiGLU in the gate/up epilogue, the residual
  * updated in place), and that every way the step can run gives the training forward's log-probs: the fused
  * products, the separate ones (prefill-sized steps, a LoRA adapter on every projection, a parameter set with each
- * tensor in its own buffer), and the padded q/k/v layout a 256-byte binding alignment gives. A bf16 rollout copy of
- * the weights decodes exactly as the f32 model does on the same (rounded) values.
+ * tensor in its own buffer), and the padded q/k/v layout a 256-byte binding alignment gives. At small hidden sizes
+ * the RMSNorms run inside the products that read them (6 dispatches a layer), with the same log-probs bit for bit. A
+ * bf16 rollout copy of the weights decodes exactly as the f32 model does on the same (rounded) values.
  */
 import { beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
@@ -89,17 +90,23 @@ const sequence = (V: number, n: number) => Array.from({ length: n }, (_, t) => (
 
 describe("a decode step", () => {
   for (const name of FIXTURES) {
-    test(`${name}: at most 8 dispatches per layer, no copies, no row gather before the LM head`, async () => {
+    test(`${name}: at most 8 dispatches per layer, no copies, no row gather before the LM head; 6 with the norms in the products`, async () => {
       const model = await Transformer.load(gpu, modelDir(name));
-      try {
-        expect(model.fusedQkv).toBe(true);
-        const B = 3, L = model.config.numLayers;
-        const s = new GenerationSession(model, B, 16);
+      /** The dispatches and copies of one decode step of 3 sequences. */
+      const stepOps = async () => {
+        const s = new GenerationSession(model, 3, 16);
         s.append([[1, 2, 3], [4], [5, 6]]);
         await s.sampleNext([0, 1, 2], GREEDY);
         const { ops } = await recordOps(() => s.advance([0, 1, 2]));
         await gpu.sync();
         s.release();
+        return ops;
+      };
+      try {
+        expect(model.fusedQkv).toBe(true);
+        const L = model.config.numLayers;
+        model.normsInProducts = false;
+        let ops = await stepOps();
         // The layers' work lies between the embedding lookup and the final norm (the last norm of the step).
         const first = ops.indexOf("embedding.embedding_forward");
         const finalNorm = ops.findLastIndex((o) => o.startsWith("rmsnorm."));
@@ -111,6 +118,15 @@ describe("a decode step", () => {
         // After the final norm only the LM head's product: a decode step's rows are its sequences' last rows already.
         expect(ops.slice(finalNorm + 1)).toHaveLength(1);
         expect(ops.slice(finalNorm + 1)[0]).toStartWith("matmul");
+
+        // Hidden sizes this small take every norm into the product that reads it: 6 dispatches a layer, no norm pass,
+        // and the LM head's product takes the final norm.
+        model.normsInProducts = true;
+        ops = await stepOps();
+        expect(ops[0]).toBe("embedding.embedding_forward");
+        expect(ops.filter((o) => o.startsWith("rmsnorm.") || o === "copy")).toEqual([]);
+        expect(ops.length).toBe(1 + 6 * L + 1);
+        expect(ops.filter((o) => o.endsWith("matmul_sg_a4b4_norm"))).toHaveLength(2 * L + 1);
       } finally {
         model.params.release();
       }
@@ -322,4 +338,27 @@ describe("a bf16 checkpoint opened for inference keeps its projections in bf16 (
     expect(mixedModel.params.get("model.layers.0.self_attn.q_proj.weight").dtype).toBe("f32");
     mixedModel.params.release();
   });
+});
+
+describe("RMSNorms inside the products (a generation step at small hidden sizes)", () => {
+  for (const name of FIXTURES) {
+    test(`${name}: the same log-probs bit for bit as every norm on its own, decode and prefill`, async () => {
+      const model = await Transformer.load(gpu, modelDir(name));
+      try {
+        const seq = sequence(model.V, 80);
+        const both = async (prefill: number, B: number) => {
+          model.normsInProducts = false;
+          const apart = await cachedLogprobs(model, seq, prefill, B);
+          model.normsInProducts = true;
+          return [await cachedLogprobs(model, seq, prefill, B), apart] as const;
+        };
+        for (const [prefill, B] of [[9, 4], [9, 1], [40, 2]] as const) {
+          const [fused, apart] = await both(prefill, B);
+          expect(fused, `prefill ${prefill}, B=${B}`).toEqual(apart);
+        }
+      } finally {
+        model.params.release();
+      }
+    });
+  }
 });

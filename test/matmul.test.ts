@@ -1,7 +1,8 @@
 import { describe, test, expect, setDefaultTimeout } from "bun:test";
 import { getGpu } from "../src/gpu/runtime.ts";
 import { subgroupKernelsSupported } from "../src/gpu/shaders.ts";
-import { matmul, choosePlan, vec4AAligned, vec4BAligned, type MatmulOptions, type MatmulPlan } from "../src/ops/matmul.ts";
+import { matmul, choosePlan, normAFusable, vec4AAligned, vec4BAligned, type MatmulOptions, type MatmulPlan } from "../src/ops/matmul.ts";
+import { Tensor } from "../src/gpu/tensor.ts";
 import { matmulRef } from "../src/ops/matmul.ref.ts";
 import { f32ToBf16 } from "../src/model/safetensors.ts";
 import { randn, rng, expectClose, forReduction } from "./harness.ts";
@@ -458,5 +459,61 @@ describe("bf16 B (a rollout's copy of the weights; any adapter)", () => {
       }
       await checkBf16(M, N, K, o, 4100 + 10 * i);
     }
+  });
+});
+
+describe.skipIf(!hasSubgroups)("normA: the RMSNorm of A in the product's prologue", () => {
+  test("equals rmsnorm() then matmul() bit for bit: row counts, odd N, bias, accumulate, GLU, bf16 B, offsets", async () => {
+    const { rmsnorm } = await import("../src/ops/rmsnorm.ts");
+    let seed = 5000;
+    const cases: [number, number, number, Case & { bf16?: boolean }][] = [
+      [1, 70, 64, { transB: true }],
+      [3, 37, 36, { transB: true, withBias: true }],
+      [8, 130, 64, { transB: true, accumulate: true }],
+      [13, 19, 40, { transB: true, glu: true }],
+      [16, 64, 128, { transB: true, offsetA: 8, offsetB: 4, offsetC: 3 }],
+      [21, 33, 20, { transB: true, withBias: true, alpha: 0.5 }],
+      [16, 41, 64, { transB: true, bf16: true, glu: true }],
+      [5, 70, 24, { transB: true, bf16: true, withBias: true, accumulate: true }],
+    ];
+    for (const [M, N, K, o] of cases) {
+      seed += 10;
+      const oA = o.offsetA ?? 0, oB = o.offsetB ?? 0, bElems = K * N * (o.glu ? 2 : 1);
+      const x = randn(oA + M * K, seed, 2);
+      // The norm weight sits at element 67 of a larger buffer (not a binding-aligned offset).
+      const wAll = randn(67 + K + 3, seed + 1);
+      let bVals = randn(oB + bElems, seed + 2);
+      let tb;
+      if (o.bf16) {
+        const bits = f32ToBf16(bVals);
+        const words = new Uint32Array(bits.length);
+        for (let i = 0; i < bits.length; i++) words[i] = bits[i]! << 16;
+        bVals = new Float32Array(words.buffer);
+        tb = gpu.upload(bits, [bits.length], "bf16");
+      } else {
+        tb = gpu.upload(bVals, [bVals.length]);
+      }
+      const c0 = randn((o.offsetC ?? 0) + M * N, seed + 3);
+      const bias = o.withBias ? gpu.upload(randn(N, seed + 4), [N]) : undefined;
+      const tx = gpu.upload(x, [x.length]), tw = gpu.upload(wAll, [wAll.length]);
+      const w = new Tensor(tw.buffer, [K], "f32", 67 * 4);
+      const fused = gpu.upload(c0, [c0.length]), apart = gpu.upload(c0, [c0.length]);
+      const opts: MatmulOptions = { transB: true, glu: o.glu, accumulate: o.accumulate, alpha: o.alpha, offsetA: oA, offsetB: oB, offsetC: o.offsetC, bias };
+      expect(normAFusable(gpu, { M, N, K }, opts, o.bf16 ? "bf16" : "f32")).toBe(true);
+      matmul(gpu, tx, tb, fused, { M, N, K }, { ...opts, normA: { weight: w, eps: 1e-6 } });
+      const h = gpu.zeros([oA + M * K]);
+      rmsnorm(gpu, new Tensor(tx.buffer, [M * K], "f32", oA * 4), w, new Tensor(h.buffer, [M * K], "f32", oA * 4), null, { rows: M, D: K }, { eps: 1e-6 });
+      matmul(gpu, h, tb, apart, { M, N, K }, opts);
+      const label = `normA M=${M} N=${N} K=${K} ${JSON.stringify({ ...o, bias: undefined })}`;
+      expect(await gpu.readF32(fused), label).toEqual(await gpu.readF32(apart));
+      gpu.release(tx, tw, tb, fused, apart, h, ...(bias ? [bias] : []));
+    }
+    // What it cannot fuse is refused.
+    const t = gpu.upload(new Float32Array(256), [256]), out = gpu.empty([64]);
+    expect(normAFusable(gpu, { M: 2, N: 2, K: 6 }, { transB: true })).toBe(false);
+    expect(normAFusable(gpu, { M: 2, N: 2, K: 8 }, { transB: true, transA: true })).toBe(false);
+    expect(normAFusable(gpu, { M: 2, N: 2, K: 8 }, {})).toBe(false);
+    expect(() => matmul(gpu, t, t, out, { M: 2, N: 2, K: 8 }, { normA: { weight: t, eps: 1e-6 } })).toThrow(/normA needs/);
+    gpu.release(t, out);
   });
 });

@@ -20,7 +20,7 @@
  */
 import type { Gpu } from "../gpu/runtime.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import { matmul } from "../ops/matmul.ts";
+import { matmul, normAFusable } from "../ops/matmul.ts";
 import { rmsnorm, rmsnormBackward } from "../ops/rmsnorm.ts";
 import { rope, ropeInvFreq } from "../ops/rope.ts";
 import { attention, attentionBackward, attentionBackwardWorkElements } from "../ops/attention.ts";
@@ -209,6 +209,12 @@ const FUSED_GATE_UP_MAX_ROWS = 64;
  * 4.4), so larger steps keep the separate products, as gate/up does.
  */
 const FUSED_QKV_MAX_ROWS = 64;
+/**
+ * Widest hidden size at which a software adapter fuses a generation step's RMSNorms into the products that read them
+ * (see Transformer.normInProduct). Measured on lavapipe, the same tokens alternated in one process: `tiny` (D = 64)
+ * decoded 1.07–1.31× faster (B = 1..16), `small` (D = 384) 0.87× (B = 1), 0.93× (B = 4), 0.98× (B = 16).
+ */
+const NORM_IN_PRODUCT_MAX_SOFTWARE_D = 128;
 
 export class Transformer {
   readonly D: number;
@@ -237,6 +243,8 @@ export class Transformer {
    * embedding when tied): a bf16 rollout copy's bf16 head (src/train/rollout.ts). Whole-sequence passes ignore it.
    */
   decodeHead: Tensor | undefined;
+  /** false: generation steps run every RMSNorm as its own dispatch (tests and benches compare; same values). */
+  normsInProducts = true;
   /** False while the base model runs with the adapter switched off (the reference policy: no second weight copy). */
   private adapterEnabled = true;
 
@@ -446,11 +454,13 @@ export class Transformer {
     const N = B * T;
     const eps = this.config.rmsNormEps;
     const P = layerTensors(this.params, l);
-    rmsnorm(g, x, P.inputNorm, a.h, null, { rows: N, D }, { eps });
     let layout: RopeAppendLayout;
     const fused = this.fuseQkvAt(N) ? qkvProjection(P) : undefined;
+    const qkvNorm = fused && this.normInProduct({ M: N, N: fused.rows, K: D }, fused.weight);
+    if (!qkvNorm) rmsnorm(g, x, P.inputNorm, a.h, null, { rows: N, D }, { eps });
     if (fused) {
-      matmul(g, a.h, fused.weight, a.qkv, { M: N, N: fused.rows, K: D }, { transB: true, bias: fused.bias });
+      const normA = qkvNorm ? { weight: P.inputNorm, eps } : undefined;
+      matmul(g, normA ? x : a.h, fused.weight, a.qkv, { M: N, N: fused.rows, K: D }, { transB: true, bias: fused.bias, normA });
       layout = { q: { offset: 0, stride: fused.rows }, k: { offset: fused.k, stride: fused.rows }, v: { offset: fused.v, stride: fused.rows } };
     } else {
       // The three products one after another in the same buffer.
@@ -465,15 +475,31 @@ export class Transformer {
     if (norm?.copy) g.release(norm.weight);
     attention(g, a.q, cache.k, cache.v, batch.qStart, batch.kvLen, a.attn, a.lse, { B, Tq: T, Tk: cache.capacity, Hq, Hkv, hd });
     this.project(l, "o_proj", a.attn, P.o, x, { M: N, outF: D, inF: Hq * hd }, { bias: P.oBias, accumulate: true });
-    rmsnorm(g, x, P.postNorm, a.h, null, { rows: N, D }, { eps });
-    if (!a.gate) {
-      matmul(g, a.h, gateUpWeight(P)!, a.act, { M: N, N: I, K: D }, { transB: true, glu: true });
+    const gateUp = a.gate ? undefined : gateUpWeight(P)!;
+    const mlpNorm = gateUp && this.normInProduct({ M: N, N: I, K: D }, gateUp, true);
+    if (!mlpNorm) rmsnorm(g, x, P.postNorm, a.h, null, { rows: N, D }, { eps });
+    if (gateUp) {
+      const normA = mlpNorm ? { weight: P.postNorm, eps } : undefined;
+      matmul(g, normA ? x : a.h, gateUp, a.act, { M: N, N: I, K: D }, { transB: true, glu: true, normA });
     } else {
-      this.project(l, "gate_proj", a.h, P.gate, a.gate, { M: N, outF: I, inF: D });
+      this.project(l, "gate_proj", a.h, P.gate, a.gate!, { M: N, outF: I, inF: D });
       this.project(l, "up_proj", a.h, P.up, a.up!, { M: N, outF: I, inF: D });
-      swiglu(g, a.gate, a.up!, a.act, { rows: N, I });
+      swiglu(g, a.gate!, a.up!, a.act, { rows: N, I });
     }
     this.project(l, "down_proj", a.act, P.down, x, { M: N, outF: D, inF: I }, { accumulate: true });
+  }
+
+  /**
+   * Whether a generation step computes an RMSNorm inside the product that reads it (matmul's normA: one dispatch and an
+   * [N, D] round trip fewer, the same values bit for bit). The fused product recomputes each row's norm per workgroup
+   * and its lanes reload their rows for it: on a GPU that is a few cached reads of a small A beside the weights; on a
+   * software adapter, where every load costs 10–14 FMAs (bench/roofline.ts), the lanes' pass over their rows costs
+   * about what the saved dispatch does once rows are wide (NORM_IN_PRODUCT_MAX_SOFTWARE_D).
+   */
+  private normInProduct(dims: { M: number; N: number; K: number }, weight: Tensor, glu = false): boolean {
+    const o = { transB: true, glu };
+    if (!this.normsInProducts || !normAFusable(this.gpu, dims, o, weight.dtype === "bf16" ? "bf16" : weight.dtype === "f16" ? "f16" : "f32")) return false;
+    return !this.gpu.handle.info.software || dims.K <= NORM_IN_PRODUCT_MAX_SOFTWARE_D;
   }
 
   /**
@@ -557,14 +583,19 @@ export class Transformer {
     embedding(g, batch.ids, outer.embed, x, { N, V, D });
     const a = this.allocCached(N, B, T);
     for (let l = 0; l < this.config.numLayers; l++) this.layerCached(l, batch, x, a, caches[l]!);
-    const hf = g.empty([N, D]);
-    rmsnorm(g, x, outer.finalNorm, hf, null, { rows: N, D }, { eps: this.config.rmsNormEps });
-    // One row per sequence (a decode step): row b is sequence b's last row, so the LM head reads hf as it is.
+    // One row per sequence (a decode step): row b is sequence b's last row, so the LM head reads the rows as they are,
+    // and with the whole vocabulary in one product the final norm runs inside it.
     const rows = T === 1 ? undefined : lastRows;
     const need = lastLogitsScratch({ B, V, D, N }, { rows: !!rows });
+    const head = this.decodeHead ?? outer.lmHead;
+    const eps = this.config.rmsNormEps;
+    const finalNorm = !rows && need.sliceScratch === 0 && this.normInProduct({ M: B, N: V, K: D }, head);
+    const hf = g.empty([N, D]);
+    if (!finalNorm) rmsnorm(g, x, outer.finalNorm, hf, null, { rows: N, D }, { eps });
     const gathered = g.empty([Math.max(1, need.gathered)]);
     const sliceScratch = need.sliceScratch > 0 ? g.empty([need.sliceScratch]) : undefined;
-    lastLogits(g, hf, this.decodeHead ?? outer.lmHead, logits, { B, V, D, N }, { rows, gathered, sliceScratch });
+    const normA = finalNorm ? { weight: outer.finalNorm, eps } : undefined;
+    lastLogits(g, normA ? x : hf, head, logits, { B, V, D, N }, { rows, gathered, sliceScratch, normA });
     g.release(x, hf, gathered, ...(sliceScratch ? [sliceScratch] : []));
     for (const t of Object.values(a)) if (t) g.release(t);
   }

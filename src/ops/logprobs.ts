@@ -20,7 +20,7 @@ import { RecallError } from "../errors.ts";
 import { Params, type Gpu, type Kernel } from "../gpu/runtime.ts";
 import { Tensor, shapeString } from "../gpu/tensor.ts";
 import { bindWindow } from "./launch.ts";
-import { matmul } from "./matmul.ts";
+import { matmul, type MatmulOptions } from "./matmul.ts";
 
 const STATS: Kernel = { shader: "logprobs", entry: "lp_stats", storage: ["read_write", "read", "read_write", "read_write", "read_write"], uniforms: true };
 const DLOGITS: Kernel = { shader: "logprobs", entry: "lp_dlogits", storage: ["read_write", "read", "read", "read", "read", "read"], uniforms: true };
@@ -268,6 +268,11 @@ export interface LastLogitsOptions {
   /** f32 [B, vocabSlice] scratch for one slice of logits (required when V spans several slices). */
   sliceScratch?: Tensor;
   vocabSlice?: number;
+  /**
+   * h is the residual stream and the product takes its RMSNorm (matmul's normA): only with one row per sequence and the
+   * vocabulary in one slice.
+   */
+  normA?: MatmulOptions["normA"];
 }
 
 /** Scratch lastLogits needs (f32 elements; 0 = not needed): `gathered` with `rows`, `sliceScratch` when V spans several slices. */
@@ -304,9 +309,10 @@ export function lastLogits(gpu: Gpu, h: Tensor, W: Tensor, out: Tensor, dims: La
       workgroups: [Math.ceil(D / 64), B],
     });
   }
+  if (opts.normA && (opts.rows || plan.slices !== 1)) throw new Error("lastLogits: normA needs one row per sequence and the vocabulary in one slice");
   if (plan.slices === 1) {
     checkBinding(gpu, "out", B * V);
-    matmul(gpu, x, W, out, { M: B, N: V, K: D }, { transB: true });
+    matmul(gpu, x, W, out, { M: B, N: V, K: D }, { transB: true, normA: opts.normA });
     return;
   }
   const block = opts.sliceScratch;

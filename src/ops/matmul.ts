@@ -12,7 +12,7 @@
 import { Params, type Gpu, type Kernel } from "../gpu/runtime.ts";
 import { subgroupKernelsSupported, subgroupSources } from "../gpu/shaders.ts";
 import { Tensor, shapeString } from "../gpu/tensor.ts";
-import { workgroupGrid } from "./launch.ts";
+import { bindWindow, workgroupGrid } from "./launch.ts";
 
 const { portable: PORTABLE_SOURCE, subgroup: SUBGROUP_SOURCE } = subgroupSources("matmul");
 
@@ -63,6 +63,8 @@ interface MatmulKernels {
   transposeB: Kernel;
   /** Subgroup kernels by [vec4A][vec4B]. */
   subgroup: [[Kernel, Kernel], [Kernel, Kernel]];
+  /** vec4 A and B with the RMSNorm of A in the prologue (MatmulOptions.normA). */
+  subgroupNormA: Kernel;
 }
 
 function kernelsReading(variant: string, transform: (code: string) => string): MatmulKernels {
@@ -75,6 +77,7 @@ function kernelsReading(variant: string, transform: (code: string) => string): M
       [sg, { ...sg, entry: "matmul_sg_b4" }],
       [{ ...sg, entry: "matmul_sg_a4" }, { ...sg, entry: "matmul_sg_a4b4" }],
     ],
+    subgroupNormA: { ...sg, entry: "matmul_sg_a4b4_norm", storage: [...STORAGE, "read"] },
   };
 }
 
@@ -144,6 +147,13 @@ export interface MatmulOptions {
    */
   glu?: boolean;
   alpha?: number;
+  /**
+   * A is the residual stream and the product's A is its RMSNorm, rmsnorm(A)·weight with this epsilon, computed per row
+   * inside the kernel exactly as rmsnorm() computes it (the same values bit for bit, one dispatch and one [M, K]
+   * round trip fewer): a generation step's input and post-attention norms. Needs normAFusable (subgroup kernel, A read
+   * as vec4 and not transposed, B transposed as vec4, one product).
+   */
+  normA?: { weight: Tensor; eps: number };
   /** Number of independent products; A, B, C hold them back to back unless a stride says otherwise. */
   batch?: number;
   strideA?: number;
@@ -184,6 +194,14 @@ export function vec4AAligned(dims: Dims, o: MatmulOptions, tm: number): boolean 
 }
 
 /**
+ * Whether matmul() can compute this product with `normA` (the RMSNorm of A in its prologue): the subgroup kernel with
+ * A and B read as vec4 — A not transposed, B transposed, K a multiple of 4 (8 for a bf16 B) — and one product.
+ */
+export function normAFusable(gpu: Gpu, dims: Dims, o: MatmulOptions, bType: MatmulBType = "f32"): boolean {
+  return subgroupKernelsSupported(gpu) && !o.transA && (o.batch ?? 1) === 1 && vec4AAligned(dims, o, 16) && vec4BAligned(dims, o, bType);
+}
+
+/**
  * The plan matmul() uses when none is given. On the subgroup kernel (measured on lavapipe with bench/matmul.ts
  * --sweep): 16 rows × 2 columns per lane for training-sized products (1.1–1.5× over 8 rows; 4 columns with 8+ rows
  * is 3–4× slower: the loops no longer unroll); with fewer rows, the next power of two ≥ M (every B element a lane
@@ -208,7 +226,8 @@ export function choosePlan(gpu: Gpu, dims: Dims, o: MatmulOptions = {}, bType: M
   const colsPerLane = o.glu ? 1 : tn;
   let wgn = SUBGROUP_WG;
   while (wgn / 2 >= Math.max(SUBGROUP_MIN_WGN, subgroupMaxSize(gpu)) && (wgn / 2) * colsPerLane >= dims.N) wgn /= 2;
-  const vec4A = tm >= VEC4A_MIN_TM && vec4AAligned(dims, o, tm);
+  // With normA, A is read as vec4 at any tile height (the fused norm needs it).
+  const vec4A = (tm >= VEC4A_MIN_TM || !!o.normA) && vec4AAligned(dims, o, tm);
   const transposeB = transposedBPays(gpu, dims, o);
   return {
     kernel: "subgroup",
@@ -283,12 +302,19 @@ export function matmul(gpu: Gpu, a: Tensor, b: Tensor, c: Tensor, dims: Dims, o:
   if (bType === "bf16" && b.byteOffset % 4 !== 0) throw new Error("matmul: a bf16 B must start on a 4-byte word");
   const kernels = kernelsFor(bType);
   const plan = choosePlan(gpu, dims, o, bType);
+  const normW = o.normA ? bindWindow(gpu, o.normA.weight, 0, K) : undefined;
+  if (o.normA) {
+    if (!normAFusable(gpu, dims, o, bType) || plan.kernel !== "subgroup" || !plan.vec4A || !plan.vec4B || plan.transposeB) {
+      throw new Error("matmul: normA needs the subgroup kernel with A (not transposed) and B (transposed) read as vec4, one product");
+    }
+  }
   const params = new Params()
     .u32(M, N, K, batch, o.offsetA ?? 0, o.offsetB ?? 0, o.offsetC ?? 0, 0, strideA, strideB, strideC)
-    .f32(o.alpha ?? 1)
+    .f32(o.alpha ?? 1, o.normA?.eps ?? 0)
+    .u32(normW?.base ?? 0)
     .bytes();
   // With no bias the slot is bound to A (read-only, never read: HAS_BIAS is false).
-  const bindings = [a, b, c, o.bias ?? a];
+  const bindings = [a, b, c, o.bias ?? a, ...(normW ? [normW.view] : [])];
   const flags = { TRANS_A: !!o.transA, HAS_BIAS: !!o.bias, ACCUMULATE: !!o.accumulate, ...(o.glu ? { GLU: true } : {}) };
   if (plan.kernel === "portable") {
     gpu.dispatch({
@@ -326,7 +352,7 @@ export function matmul(gpu: Gpu, a: Tensor, b: Tensor, c: Tensor, dims: Dims, o:
     throw new Error(`matmul: subgroup plan row groups of ${wgn} lanes: need 8, 16, 32 or 64, and at least the adapter's ${subgroupMaxSize(gpu)}-lane subgroups`);
   }
   gpu.dispatch({
-    kernel: kernels.subgroup[plan.vec4A ? 1 : 0][plan.vec4B ? 1 : 0],
+    kernel: o.normA ? kernels.subgroupNormA : kernels.subgroup[plan.vec4A ? 1 : 0][plan.vec4B ? 1 : 0],
     constants: { ...flags, ...(plan.vec4B ? {} : { TRANS_B: !!o.transB }), SG_TM: plan.tm, SG_TN: plan.tn, ...(wgn === SUBGROUP_WG ? {} : { SG_WGN: wgn }) },
     params,
     bindings,
