@@ -198,7 +198,7 @@ for (const preset of presets) {
         (stepwise.length ? `${(median(stepwise) / median(dt)).toFixed(2)}×` : "n/a").padStart(8) +
         (bf16Times.length ? `${(median(dt) / median(bf16Times)).toFixed(2)}×` : "n/a").padStart(7),
     );
-    bf16?.model.params.release();
+    bf16?.release();
     gpu.pool.stats.peak = Math.max(peakBefore, gpu.pool.stats.peak);
   }
   model.params.release();

@@ -463,10 +463,11 @@ describe("bf16 B (a rollout's copy of the weights; any adapter)", () => {
 });
 
 describe.skipIf(!hasSubgroups)("normA: the RMSNorm of A in the product's prologue", () => {
-  test("equals rmsnorm() then matmul() bit for bit: row counts, odd N, bias, accumulate, GLU, bf16 B, offsets", async () => {
+  test("equals rmsnorm() then matmul() bit for bit: row counts, odd N, bias, accumulate, GLU, bf16 and f16 B, offsets", async () => {
     const { rmsnorm } = await import("../src/ops/rmsnorm.ts");
     let seed = 5000;
-    const cases: [number, number, number, Case & { bf16?: boolean }][] = [
+    const f16 = gpu.device.features.has("shader-f16");
+    const cases: [number, number, number, Case & { bf16?: boolean; f16?: boolean }][] = [
       [1, 70, 64, { transB: true }],
       [3, 37, 36, { transB: true, withBias: true }],
       [8, 130, 64, { transB: true, accumulate: true }],
@@ -475,6 +476,7 @@ describe.skipIf(!hasSubgroups)("normA: the RMSNorm of A in the product's prologu
       [21, 33, 20, { transB: true, withBias: true, alpha: 0.5 }],
       [16, 41, 64, { transB: true, bf16: true, glu: true }],
       [5, 70, 24, { transB: true, bf16: true, withBias: true, accumulate: true }],
+      ...(f16 ? [[9, 40, 32, { transB: true, f16: true, glu: true }] as [number, number, number, Case & { f16: boolean }]] : []),
     ];
     for (const [M, N, K, o] of cases) {
       seed += 10;
@@ -490,6 +492,10 @@ describe.skipIf(!hasSubgroups)("normA: the RMSNorm of A in the product's prologu
         for (let i = 0; i < bits.length; i++) words[i] = bits[i]! << 16;
         bVals = new Float32Array(words.buffer);
         tb = gpu.upload(bits, [bits.length], "bf16");
+      } else if (o.f16) {
+        const half = new Float16Array(bVals);
+        bVals = Float32Array.from(half);
+        tb = gpu.upload(new Uint16Array(half.buffer), [half.length], "f16");
       } else {
         tb = gpu.upload(bVals, [bVals.length]);
       }
@@ -499,7 +505,7 @@ describe.skipIf(!hasSubgroups)("normA: the RMSNorm of A in the product's prologu
       const w = new Tensor(tw.buffer, [K], "f32", 67 * 4);
       const fused = gpu.upload(c0, [c0.length]), apart = gpu.upload(c0, [c0.length]);
       const opts: MatmulOptions = { transB: true, glu: o.glu, accumulate: o.accumulate, alpha: o.alpha, offsetA: oA, offsetB: oB, offsetC: o.offsetC, bias };
-      expect(normAFusable(gpu, { M, N, K }, opts, o.bf16 ? "bf16" : "f32")).toBe(true);
+      expect(normAFusable(gpu, { M, N, K }, opts, o.bf16 ? "bf16" : o.f16 ? "f16" : "f32")).toBe(true);
       matmul(gpu, tx, tb, fused, { M, N, K }, { ...opts, normA: { weight: w, eps: 1e-6 } });
       const h = gpu.zeros([oA + M * K]);
       rmsnorm(gpu, new Tensor(tx.buffer, [M * K], "f32", oA * 4), w, new Tensor(h.buffer, [M * K], "f32", oA * 4), null, { rows: M, D: K }, { eps: 1e-6 });

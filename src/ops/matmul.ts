@@ -150,7 +150,7 @@ export interface MatmulOptions {
   /**
    * A is the residual stream and the product's A is its RMSNorm, rmsnorm(A)·weight with this epsilon, computed per row
    * inside the kernel exactly as rmsnorm() computes it (the same values bit for bit, one dispatch and one [M, K]
-   * round trip fewer): a generation step's input and post-attention norms. Needs normAFusable (subgroup kernel, A read
+   * round trip fewer): a generation step's input, post-attention and final norms. Needs normAFusable (subgroup kernel, A read
    * as vec4 and not transposed, B transposed as vec4, one product).
    */
   normA?: { weight: Tensor; eps: number };
