@@ -47,7 +47,7 @@ export default defineRecallCommand({
     if (promptIds.length === 0) throw new RecallError("--prompt encodes to no tokens");
     const capacity = Math.min(model.config.maxPositionEmbeddings, promptIds.length + maxNewTokens);
     if (!args.json) {
-      const run = { batch: 1, seqLen: promptIds.length, training: false, kvSequences: 1, kvCapacity: capacity };
+      const run = { batch: 1, seqLen: promptIds.length, training: false, kvSequences: 1, kvCapacity: capacity, halfProjections: model.params.hasHalf };
       consola.info(`GPU memory estimate:\n${formatMemoryEstimate(estimateMemory(model.config, run), run)}`);
     }
     const session = new GenerationSession(model, 1, capacity);

@@ -20,6 +20,18 @@ describe("memory estimate", () => {
     expect(inference.grads + inference.optimizer + inference.backwardScratch).toBe(0);
   });
 
+  test("16-bit projections and the bf16 rollout copy (Qwen2.5-0.5B: 357,826,560 projection weights, 136M-weight tied head)", () => {
+    const projections = 24 * (896 * (896 + 2 * 128) + 896 * 896 + 3 * 896 * 4864);
+    expect(projections).toBe(357_826_560);
+    const half = estimateMemory(qwen05, { batch: 1, seqLen: 128, training: false, halfProjections: true });
+    expect(half.weights).toBe(494_032_768 * 4 - 2 * projections);
+    expect(formatMemoryEstimate(half)).toContain("projections 16-bit, the rest f32");
+    const e = estimateMemory(qwen05, { batch: 1, seqLen: 128 });
+    const copy = estimateMemory(qwen05, { batch: 1, seqLen: 128, bf16RolloutCopy: true });
+    expect(copy.rolloutWeights).toBe(2 * (projections + 151936 * 896));
+    expect(copy.total - e.total).toBe(copy.rolloutWeights);
+  });
+
   test("KV cache: layers × 2 × kv heads × head_dim × 4 bytes per token", () => {
     expect(kvBytesPerToken(qwen05)).toBe(24 * 2 * 2 * 64 * 4);
     const e = estimateMemory(qwen05, { batch: 1, seqLen: 1, training: false, kvSequences: 16, kvCapacity: 2048 });

@@ -42,7 +42,7 @@ export interface RunSizes {
   lmHeadChunk?: number;
   /** LoRA: the adapter's trainable parameters (r·(in + out) per adapted projection); the base weights are frozen. */
   loraParameters?: number;
-  /** The decoder layers' projection weights stored in f16 (a LoRA run's frozen base on adapters with shader-f16). */
+  /** The decoder layers' projection weights stored in 16 bits (a LoRA run's frozen f16 base; a bf16 checkpoint opened for inference). */
   halfProjections?: boolean;
   /** KV cache for generation: sequences × capacity tokens (0: no generation). */
   kvSequences?: number;
@@ -118,7 +118,8 @@ export function estimateMemory(c: ModelConfig, run: RunSizes): MemoryEstimate {
   const params = parameterCount(c);
   const tokens = run.batch * run.seqLen;
   const perLayer = activationFloatsPerTokenPerLayer(c);
-  const weights = params * F32;
+  // 16-bit projections (a frozen base, a bf16 checkpoint opened for inference): 2 bytes instead of 4 each.
+  const weights = params * F32 - (run.halfProjections ? 2 * projectionParameterCount(c) : 0);
   const referenceWeights = run.referenceModel ? weights : 0;
   // The bf16 copy's own tensors: the projections and an LM head at 2 bytes (the rest is the policy's, shared).
   const rolloutWeights = run.bf16RolloutCopy ? 2 * (projectionParameterCount(c) + c.vocabSize * c.hiddenSize) : 0;
@@ -139,6 +140,7 @@ export function estimateMemory(c: ModelConfig, run: RunSizes): MemoryEstimate {
   const total = weights + referenceWeights + rolloutWeights + grads + optimizer + activations + backwardScratch + kvCache + lmHeadScratch + decodeLogits;
   return {
     weights,
+    ...(run.halfProjections ? { halfProjections: true } : {}),
     adapter: 0,
     referenceWeights,
     rolloutWeights,
@@ -167,7 +169,7 @@ export function formatBytes(n: number): string {
 export function formatMemoryEstimate(e: MemoryEstimate, run?: RunSizes): string {
   const lora = e.fullFineTuningTotal !== undefined;
   const rows: [string, number, string][] = [
-    ["weights", e.weights, lora ? (e.halfProjections ? "frozen; projections f16, the rest f32" : "f32, frozen") : "f32"],
+    ["weights", e.weights, lora ? (e.halfProjections ? "frozen; projections f16, the rest f32" : "f32, frozen") : e.halfProjections ? "projections 16-bit, the rest f32" : "f32"],
     ["LoRA adapter", e.adapter, "A and B, f32"],
     ["reference weights", e.referenceWeights, "frozen copy for KL"],
     ["rollout weights", e.rolloutWeights, "bf16 projections and LM head for the rollout"],
