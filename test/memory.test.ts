@@ -30,6 +30,9 @@ describe("memory estimate", () => {
     const copy = estimateMemory(qwen05, { batch: 1, seqLen: 128, bf16RolloutCopy: true });
     expect(copy.rolloutWeights).toBe(2 * (projections + 151936 * 896));
     expect(copy.total - e.total).toBe(copy.rolloutWeights);
+    const ref = { batch: 1, seqLen: 128, referenceModel: "bf16-projections" as const };
+    expect(estimateMemory(qwen05, ref).referenceWeights).toBe(494_032_768 * 4 - 2 * projections);
+    expect(formatMemoryEstimate(estimateMemory(qwen05, ref), ref)).toContain("projections bf16, as stored");
   });
 
   test("KV cache: layers × 2 × kv heads × head_dim × 4 bytes per token", () => {

@@ -282,7 +282,9 @@ test("a bf16 base checkpoint: the policy trains in f32, the frozen reference kee
   const base = join(dir, "model-bf16");
   await initModel({ arch: "qwen2", preset: "tiny", outDir: base, seed: 3, dtype: "BF16" });
   const argv = args(join(dir, "run-bf16-base"), 1, ["actor_rollout_ref.actor.use_kl_loss=true", "actor_rollout_ref.actor.kl_loss_coef=0.01"]).map((a) => (a === model ? base : a));
-  const r = await train(argv);
+  const logs: string[] = [];
+  const r = await runGrpo(parseTrainCommandLine(argv).settings, { log: (m) => logs.push(m), warn: () => {} });
+  expect(logs.some((m) => m.includes("reference weights") && m.includes("projections bf16, as stored"))).toBe(true);
   // Before the first update the policy is the reference: the same log-probs, though one holds its projections in bf16.
   expect(r.lastMetrics["actor/kl_loss"]).toBe(0);
 });

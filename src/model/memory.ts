@@ -36,8 +36,8 @@ export interface RunSizes {
   checkpointing?: boolean;
   /** Training (grads and AdamW state). False for scoring / generation only. */
   training?: boolean;
-  /** A frozen reference copy of the weights (KL term in GRPO). */
-  referenceModel?: boolean;
+  /** A frozen reference copy of the weights (KL term in GRPO); "bf16-projections": from a bf16 checkpoint, kept so. */
+  referenceModel?: boolean | "bf16-projections";
   /** Tokens per LM-head chunk (default: the fused log-prob op's own, 128); logits exist as [chunk × vocab slice] only. */
   lmHeadChunk?: number;
   /** LoRA: the adapter's trainable parameters (r·(in + out) per adapted projection); the base weights are frozen. */
@@ -120,7 +120,8 @@ export function estimateMemory(c: ModelConfig, run: RunSizes): MemoryEstimate {
   const perLayer = activationFloatsPerTokenPerLayer(c);
   // 16-bit projections (a frozen base, a bf16 checkpoint opened for inference): 2 bytes instead of 4 each.
   const weights = params * F32 - (run.halfProjections ? 2 * projectionParameterCount(c) : 0);
-  const referenceWeights = run.referenceModel ? weights : 0;
+  // A frozen reference from a bf16 checkpoint keeps its projections bf16 (ParameterSet's "stored").
+  const referenceWeights = run.referenceModel ? params * F32 - (run.referenceModel === "bf16-projections" ? 2 * projectionParameterCount(c) : 0) : 0;
   // The bf16 copy's own tensors: the projections and an LM head at 2 bytes (the rest is the policy's, shared).
   const rolloutWeights = run.bf16RolloutCopy ? 2 * (projectionParameterCount(c) + c.vocabSize * c.hiddenSize) : 0;
   const grads = training ? params * F32 : 0;
@@ -171,7 +172,7 @@ export function formatMemoryEstimate(e: MemoryEstimate, run?: RunSizes): string 
   const rows: [string, number, string][] = [
     ["weights", e.weights, lora ? (e.halfProjections ? "frozen; projections f16, the rest f32" : "f32, frozen") : e.halfProjections ? "projections 16-bit, the rest f32" : "f32"],
     ["LoRA adapter", e.adapter, "A and B, f32"],
-    ["reference weights", e.referenceWeights, "frozen copy for KL"],
+    ["reference weights", e.referenceWeights, run?.referenceModel === "bf16-projections" ? "frozen copy for KL; projections bf16, as stored" : "frozen copy for KL"],
     ["rollout weights", e.rolloutWeights, "bf16 projections and LM head for the rollout"],
     ["gradients", e.grads, lora ? "adapter only" : "f32"],
     ["AdamW state", e.optimizer, lora ? "2 moments of the adapter" : "2 moments, f32"],

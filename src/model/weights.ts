@@ -219,6 +219,11 @@ export class ParameterSet implements TensorSet {
   }
 }
 
+/** How ParameterSet.load with projectionDtype "stored" keeps a model folder's projection weights. */
+export function checkpointProjectionDtype(dir: string, config: ModelConfig): "f32" | "bf16" {
+  return storedProjectionDtype(SafetensorsModel.open(dir), config);
+}
+
 /** bf16 when the file stores every projection weight as BF16 (bf16 → f32 → bf16 is exact), else f32. */
 function storedProjectionDtype(file: SafetensorsModel, config: ModelConfig): "f32" | "bf16" {
   const projections = parameterSpecs(config).filter((s) => PROJECTION_WEIGHT.test(s.name));

@@ -21,6 +21,7 @@ import { loadRlDataset, type RlDataset, type RlExample } from "../data/rl_datase
 import { EpochSampler, type DataCursor } from "../data/sampler.ts";
 import { openPretrained, type Pretrained } from "../model/pretrained.ts";
 import { Transformer } from "../model/transformer.ts";
+import { checkpointProjectionDtype } from "../model/weights.ts";
 import { LocalTokenGenerator } from "../model/local_generator.ts";
 import { estimateMemory, formatMemoryEstimate, type RunSizes } from "../model/memory.ts";
 import { writeSafetensors } from "../model/safetensors.ts";
@@ -97,7 +98,7 @@ function checkMemory(gpu: Gpu, policy: Pretrained, s: TrainSettings, capacity: n
     seqLen,
     checkpointing: s["actor_rollout_ref.model.enable_gradient_checkpointing"],
     training: true,
-    referenceModel: needsReference(s),
+    referenceModel: !needsReference(s) ? false : !lora && checkpointProjectionDtype(s["actor_rollout_ref.model.path"], c) === "bf16" ? "bf16-projections" : true,
     loraParameters: lora ? loraParameterCount(c, lora) : undefined,
     halfProjections: halfBase,
     bf16RolloutCopy: s["actor_rollout_ref.rollout.dtype"] === "bfloat16",
