@@ -355,3 +355,41 @@ describe("adapter folders that cannot be used are refused in one line", () => {
     expect(r.stderr).toContain("is not a LoRA adapter folder (no adapter_config.json)");
   });
 });
+
+describe("a LoRA run's frozen base from a bf16 checkpoint keeps its projections bf16", () => {
+  test("the same log-probs, entropies and A/B gradients bit for bit as the base loaded into f32; frozenBaseDtype picks bf16", async () => {
+    const { initModel } = await import("../src/model/init.ts");
+    const { frozenBaseDtype } = await import("../src/train/trainable.ts");
+    const { LORA_MODULES } = await import("../src/model/lora.ts");
+    const dir = join(mkdtempSync(join(tmpdir(), "recall-lora-bf16-")), "base");
+    await initModel({ arch: "qwen2", preset: "tiny", outDir: dir, seed: 4, dtype: "BF16" });
+    expect(frozenBaseDtype(gpu, dir)).toBe("bf16");
+    expect(frozenBaseDtype(gpu, modelDir("qwen2_gqa_tied"))).toBe(gpu.device.features.has("shader-f16") ? "f16" : "f32");
+    const runs: Float32Array[][] = [];
+    for (const projectionDtype of ["bf16", "f32"] as const) {
+      const model = await Transformer.load(gpu, dir, { projectionDtype });
+      expect(model.params.get("model.layers.1.mlp.up_proj.weight").dtype).toBe(projectionDtype);
+      const lora = LoraWeights.init(gpu, model.config, { rank: 4, alpha: 8, targetModules: [...LORA_MODULES] }, 3);
+      lora.specs.forEach((sp, i) => {
+        if (sp.name.endsWith(".lora_B.weight")) gpu.write(lora.get(sp.name), Float32Array.from({ length: sp.shape[0]! * sp.shape[1]! }, (_, j) => Math.sin(i * 7 + j) * 0.1));
+      });
+      model.adapter = lora;
+      const grads = lora.zerosLike();
+      const seqs = [Array.from({ length: 40 }, (_, t) => (t * 13 + 5) % model.V), Array.from({ length: 29 }, (_, t) => (t * 7 + 1) % model.V)];
+      const batch = makeBatch(gpu, seqs);
+      const fwd = model.forward(batch, { train: true });
+      const w = gpu.upload(Float32Array.from({ length: batch.B * batch.T }, (_, i) => ((i % 5) - 2) * 0.1), [batch.B * batch.T]);
+      const lp = await gpu.readF32(fwd.logprob), ent = await gpu.readF32(fwd.entropy);
+      model.backward(fwd, w, null, grads);
+      runs.push([lp, ent, ...(await Promise.all(grads.list().map((t) => gpu.readF32(t))))]);
+      gpu.release(w, fwd.logprob, fwd.entropy);
+      releaseBatch(gpu, batch);
+      grads.release();
+      lora.release();
+      model.params.release();
+    }
+    expect(runs[0]!.length).toBeGreaterThan(2);
+    expect(runs[0]).toEqual(runs[1]!);
+    expect(Math.max(...runs[0]![2]!.map(Math.abs))).toBeGreaterThan(0);
+  });
+});

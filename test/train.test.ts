@@ -278,7 +278,7 @@ test("rollout.dtype=bfloat16: the rollouts decode with a bf16 copy of the weight
   expect(() => parseTrainCommandLine(args(out, 1, ["--rollout_dtype", "float16"]))).toThrow(/rollout_dtype|rollout\.dtype/);
 });
 
-test("a bf16 base checkpoint: the policy trains in f32, the frozen reference keeps bf16 projections, the KL starts at 0", async () => {
+test("a bf16 base checkpoint: the policy trains in f32, the frozen reference keeps bf16 projections, the KL starts at 0; a LoRA base stays bf16", async () => {
   const base = join(dir, "model-bf16");
   await initModel({ arch: "qwen2", preset: "tiny", outDir: base, seed: 3, dtype: "BF16" });
   const argv = args(join(dir, "run-bf16-base"), 1, ["actor_rollout_ref.actor.use_kl_loss=true", "actor_rollout_ref.actor.kl_loss_coef=0.01"]).map((a) => (a === model ? base : a));
@@ -287,4 +287,9 @@ test("a bf16 base checkpoint: the policy trains in f32, the frozen reference kee
   expect(logs.some((m) => m.includes("reference weights") && m.includes("projections bf16, as stored"))).toBe(true);
   // Before the first update the policy is the reference: the same log-probs, though one holds its projections in bf16.
   expect(r.lastMetrics["actor/kl_loss"]).toBe(0);
+  // A LoRA run on it keeps the frozen base's projections bf16 too, on any adapter.
+  const loraLogs: string[] = [];
+  const lora = args(join(dir, "run-bf16-base-lora"), 1, ["actor_rollout_ref.model.lora_rank=4"]).map((a) => (a === model ? base : a));
+  await runGrpo(parseTrainCommandLine(lora).settings, { log: (m) => loraLogs.push(m), warn: () => {} });
+  expect(loraLogs.some((m) => m.startsWith("LoRA:") && m.includes("(projections in bf16)"))).toBe(true);
 });

@@ -170,7 +170,7 @@ export function formatBytes(n: number): string {
 export function formatMemoryEstimate(e: MemoryEstimate, run?: RunSizes): string {
   const lora = e.fullFineTuningTotal !== undefined;
   const rows: [string, number, string][] = [
-    ["weights", e.weights, lora ? (e.halfProjections ? "frozen; projections f16, the rest f32" : "f32, frozen") : e.halfProjections ? "projections 16-bit, the rest f32" : "f32"],
+    ["weights", e.weights, lora ? (e.halfProjections ? "frozen; projections 16-bit, the rest f32" : "f32, frozen") : e.halfProjections ? "projections 16-bit, the rest f32" : "f32"],
     ["LoRA adapter", e.adapter, "A and B, f32"],
     ["reference weights", e.referenceWeights, run?.referenceModel === "bf16-projections" ? "frozen copy for KL; projections bf16, as stored" : "frozen copy for KL"],
     ["rollout weights", e.rolloutWeights, "bf16 projections and LM head for the rollout"],

@@ -31,7 +31,7 @@ import { writeReport } from "../train/report.ts";
 import { describeTruncation, loadSftFiles, splitHeldOut, type SftDataOptions, type SftExample } from "./dataset.ts";
 import { accumulateBatchGradient, microBatches, type MicroBatching } from "./step.ts";
 import { evaluateHeldOut, type HeldOutMetrics } from "./evaluate.ts";
-import { attachTrainable, checkResumeKind, loraSettingsOf } from "../train/trainable.ts";
+import { attachTrainable, checkResumeKind, frozenBaseDtype, loraSettingsOf } from "../train/trainable.ts";
 import { loraParameterCount } from "../model/lora.ts";
 import { RunProfile } from "../train/profile.ts";
 
@@ -113,10 +113,11 @@ export async function runSft(s: SftSettings, io: SftIo): Promise<SftResult> {
   });
   const loraDropout = lora?.dropout ?? 0;
   checkResumeKind(lora, resumeFrom);
-  // LoRA: the base model, with the run's adapter (fresh, or the checkpoint's) attached below.
-  // A frozen base keeps its projection weights in f16 where the adapter can read them (shader-f16).
-  const halfBase = !!lora && gpu.device.features.has("shader-f16");
-  const { model, tokenizer } = await openPretrained(gpu, lora ? modelPath : resumeFrom ?? modelPath, { projectionDtype: halfBase ? "f16" : "f32" });
+  // LoRA: the base model, with the run's adapter (fresh, or the checkpoint's) attached below; its frozen projections
+  // stay 16-bit (frozenBaseDtype).
+  const baseDtype = lora ? frozenBaseDtype(gpu, modelPath) : "f32";
+  const halfBase = baseDtype !== "f32";
+  const { model, tokenizer } = await openPretrained(gpu, lora ? modelPath : resumeFrom ?? modelPath, { projectionDtype: baseDtype });
   const opts = dataOptions(s);
   const loaded = await loadSftFiles(s["data.train_files"], tokenizer, opts);
   const valLoaded = s["data.val_files"].length > 0 ? await loadSftFiles(s["data.val_files"], tokenizer, opts) : undefined;
@@ -149,7 +150,7 @@ export async function runSft(s: SftSettings, io: SftIo): Promise<SftResult> {
   };
 
   const trainable = await attachTrainable(gpu, model, { lora, resumeFrom, seed: s["trainer.seed"] });
-  if (lora) io.log(`LoRA: r=${lora.rank}, alpha=${lora.alpha}${loraDropout ? `, dropout ${loraDropout}` : ""} on ${lora.targetModules.join(", ")}: ${(trainable.params.numel / 1e6).toFixed(3)}M trainable parameters, base weights frozen${halfBase ? " (projections in f16)" : ""}`);
+  if (lora) io.log(`LoRA: r=${lora.rank}, alpha=${lora.alpha}${loraDropout ? `, dropout ${loraDropout}` : ""} on ${lora.targetModules.join(", ")}: ${(trainable.params.numel / 1e6).toFixed(3)}M trainable parameters, base weights frozen${halfBase ? ` (projections in ${baseDtype})` : ""}`);
   const grads = trainable.grads;
   const [beta1, beta2] = s["optim.betas"];
   const optimizer = new ActorOptimizer(gpu, trainable.params, grads, {

@@ -43,7 +43,7 @@ import { latestCheckpoint, loadMoments, readTrainerState, saveCheckpoint, type T
 import { MetricsLog, METRICS_FILE, summarize } from "./metrics.ts";
 import { writeReport } from "./report.ts";
 import { Bf16RolloutWeights, rolloutBatch, stepSeed, type Trajectory } from "./rollout.ts";
-import { attachTrainable, checkResumeKind, loraSettingsOf } from "./trainable.ts";
+import { attachTrainable, checkResumeKind, frozenBaseDtype, loraSettingsOf } from "./trainable.ts";
 import { loraParameterCount, type LoraSettings } from "../model/lora.ts";
 import { RunProfile } from "./profile.ts";
 
@@ -195,17 +195,18 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
   checkResumeKind(lora, resumeFrom);
   if (lora && s["actor_rollout_ref.rollout.dtype"] === "bfloat16") {
     throw new RecallError("actor_rollout_ref.rollout.dtype=bfloat16 (--rollout_dtype) needs full fine-tuning; this run trains a LoRA adapter", {
-      hint: "a LoRA run's frozen base already keeps its projection weights in f16 where the adapter has shader-f16; drop rollout.dtype or the LoRA settings",
+      hint: "a LoRA run's frozen base already keeps its projection weights in 16 bits (bf16 as a bf16 checkpoint stores them, else f16 where the adapter has shader-f16); drop rollout.dtype or the LoRA settings",
     });
   }
   // ---- model, data, tools ----------------------------------------------------------------------
   const gpu = await getGpu();
   // First, so an adapter without timestamp-query is refused before anything is opened.
   const profile = s["trainer.profile"] ? RunProfile.start(gpu, "--profile (trainer.profile)") : undefined;
-  // LoRA: the base model, with the run's adapter (fresh, or the checkpoint's) attached below.
-  // A frozen base keeps its projection weights in f16 where the adapter can read them (shader-f16).
-  const halfBase = !!lora && gpu.device.features.has("shader-f16");
-  const policy = await openPretrained(gpu, lora ? basePath : resumeFrom ?? basePath, { projectionDtype: halfBase ? "f16" : "f32" });
+  // LoRA: the base model, with the run's adapter (fresh, or the checkpoint's) attached below; its frozen projections
+  // stay 16-bit (frozenBaseDtype).
+  const baseDtype = lora ? frozenBaseDtype(gpu, basePath) : "f32";
+  const halfBase = baseDtype !== "f32";
+  const policy = await openPretrained(gpu, lora ? basePath : resumeFrom ?? basePath, { projectionDtype: baseDtype });
   const model = policy.model;
   const tokenizer = policy.tokenizer;
   const maxPrompt = s["data.max_prompt_length"];
@@ -213,7 +214,7 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
   const capacity = Math.min(maxPrompt + maxResponse, model.config.maxPositionEmbeddings);
   checkMemory(gpu, policy, s, capacity, io, lora, halfBase);
   const trainable = await attachTrainable(gpu, model, { lora, resumeFrom, seed: s["trainer.seed"] });
-  if (lora) io.log(`LoRA: r=${lora.rank}, alpha=${lora.alpha}${loraDropout ? `, dropout ${loraDropout}` : ""} on ${lora.targetModules.join(", ")}: ${(trainable.params.numel / 1e6).toFixed(3)}M trainable parameters, base weights frozen${halfBase ? " (projections in f16)" : ""}`);
+  if (lora) io.log(`LoRA: r=${lora.rank}, alpha=${lora.alpha}${loraDropout ? `, dropout ${loraDropout}` : ""} on ${lora.targetModules.join(", ")}: ${(trainable.params.numel / 1e6).toFixed(3)}M trainable parameters, base weights frozen${halfBase ? ` (projections in ${baseDtype})` : ""}`);
   // The reference policy: the base weights as loaded — under LoRA the same model with its adapter switched off. Frozen,
   // so a bf16 checkpoint's projections stay bf16 (the same values and log-probs, half the bytes).
   const reference = !needsReference(s) || lora ? undefined : await Transformer.load(gpu, basePath, { projectionDtype: "stored" });

@@ -8,6 +8,8 @@ import type { Gpu } from "../gpu/runtime.ts";
 import { LoraWeights, resolveTargetModules, type LoraSettings } from "../model/lora.ts";
 import { isAdapterFolder, loadAdapter, readAdapterSettings } from "../model/peft_adapter.ts";
 import type { Transformer } from "../model/transformer.ts";
+import { loadModelConfig } from "../model/config.ts";
+import { checkpointProjectionDtype } from "../model/weights.ts";
 import type { GradientSet } from "./actor.ts";
 
 /**
@@ -20,6 +22,20 @@ export function loraSettingsOf(o: { rank: number; alpha: number; targetModules: 
     return undefined;
   }
   return { rank: o.rank, alpha: o.alpha, targetModules: resolveTargetModules(o.targetModules, o.key), dropout: o.dropout };
+}
+
+/**
+ * How a LoRA run keeps its frozen base's projection weights: bf16 when the checkpoint stores them so (its own values on
+ * any adapter, as PEFT keeps a bf16 base), else f16 where the adapter reads it (shader-f16), else f32. A folder whose
+ * config or weights cannot be read is left to the loader, which names what is wrong.
+ */
+export function frozenBaseDtype(gpu: Gpu, dir: string): "bf16" | "f16" | "f32" {
+  try {
+    if (checkpointProjectionDtype(dir, loadModelConfig(dir)) === "bf16") return "bf16";
+  } catch {
+    // The load that follows reports it.
+  }
+  return gpu.device.features.has("shader-f16") ? "f16" : "f32";
 }
 
 export interface Trainable {
