@@ -262,7 +262,7 @@ test("actor.shuffle and data.val_batch_size: mini-batches drawn from a seeded re
   expect(typeof r.lastMetrics["actor/pg_loss"]).toBe("number");
 });
 
-test("rollout.dtype=bfloat16: the rollouts decode with a bf16 copy of the weights; the run trains; LoRA is refused", async () => {
+test("rollout.dtype=bfloat16: the rollouts decode with a bf16 copy of the weights; the run trains; under LoRA, with the base kept bf16", async () => {
   const out = join(dir, "run-bf16");
   const logs: string[] = [];
   const { settings } = parseTrainCommandLine(args(out, 2, ["--rollout_dtype", "bf16"]));
@@ -274,7 +274,13 @@ test("rollout.dtype=bfloat16: the rollouts decode with a bf16 copy of the weight
   const rows = readMetrics(join(r.runDir, "metrics.jsonl"));
   expect(rows.map((x) => x.step)).toEqual([1, 2]);
   for (const row of rows) expect(Number.isFinite(row.metrics["actor/grad_norm"]!)).toBe(true);
-  await expect(train(args(join(dir, "run-bf16-lora"), 1, ["--rollout_dtype", "bfloat16", "actor_rollout_ref.model.lora_rank=4"]))).rejects.toThrow(/rollout.dtype=bfloat16 .* needs full fine-tuning/);
+  // Under LoRA the rollout decodes with the frozen base itself, kept in bf16 (here rounded from the f32 checkpoint).
+  const loraLogs: string[] = [];
+  const lora = parseTrainCommandLine(args(join(dir, "run-bf16-lora"), 1, ["--rollout_dtype", "bfloat16", "actor_rollout_ref.model.lora_rank=4"])).settings;
+  expect((await runGrpo(lora, { log: (m) => loraLogs.push(m), warn: () => {} })).steps).toBe(1);
+  expect(loraLogs.some((m) => m.startsWith("LoRA:") && m.includes("(projections in bf16)"))).toBe(true);
+  expect(loraLogs.some((m) => m.startsWith("rollout: decoding with the frozen base's bf16 projections"))).toBe(true);
+  expect(loraLogs.some((m) => m.includes("rollout weights"))).toBe(false);
   expect(() => parseTrainCommandLine(args(out, 1, ["--rollout_dtype", "float16"]))).toThrow(/rollout_dtype|rollout\.dtype/);
 });
 

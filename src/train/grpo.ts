@@ -101,7 +101,7 @@ function checkMemory(gpu: Gpu, policy: Pretrained, s: TrainSettings, capacity: n
     referenceModel: !needsReference(s) ? false : !lora && checkpointProjectionDtype(s["actor_rollout_ref.model.path"], c) === "bf16" ? "bf16-projections" : true,
     loraParameters: lora ? loraParameterCount(c, lora) : undefined,
     halfProjections: halfBase,
-    bf16RolloutCopy: s["actor_rollout_ref.rollout.dtype"] === "bfloat16",
+    bf16RolloutCopy: !lora && s["actor_rollout_ref.rollout.dtype"] === "bfloat16",
     kvSequences: s["actor_rollout_ref.rollout.max_num_seqs"],
     kvCapacity: capacity,
   };
@@ -193,18 +193,15 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
   const loraDropout = lora?.dropout ?? 0;
 
   checkResumeKind(lora, resumeFrom);
-  if (lora && s["actor_rollout_ref.rollout.dtype"] === "bfloat16") {
-    throw new RecallError("actor_rollout_ref.rollout.dtype=bfloat16 (--rollout_dtype) needs full fine-tuning; this run trains a LoRA adapter", {
-      hint: "a LoRA run's frozen base already keeps its projection weights in 16 bits (bf16 as a bf16 checkpoint stores them, else f16 where the adapter has shader-f16); drop rollout.dtype or the LoRA settings",
-    });
-  }
   // ---- model, data, tools ----------------------------------------------------------------------
   const gpu = await getGpu();
   // First, so an adapter without timestamp-query is refused before anything is opened.
   const profile = s["trainer.profile"] ? RunProfile.start(gpu, "--profile (trainer.profile)") : undefined;
   // LoRA: the base model, with the run's adapter (fresh, or the checkpoint's) attached below; its frozen projections
   // stay 16-bit (frozenBaseDtype).
-  const baseDtype = lora ? frozenBaseDtype(gpu, basePath) : "f32";
+  // A bf16 rollout under LoRA decodes with the frozen base itself, so the base is kept in bf16.
+  const bf16Rollouts = s["actor_rollout_ref.rollout.dtype"] === "bfloat16";
+  const baseDtype = lora ? (bf16Rollouts ? "bf16" : frozenBaseDtype(gpu, basePath)) : "f32";
   const halfBase = baseDtype !== "f32";
   const policy = await openPretrained(gpu, lora ? basePath : resumeFrom ?? basePath, { projectionDtype: baseDtype });
   const model = policy.model;
@@ -251,9 +248,10 @@ export async function runGrpo(s: TrainSettings, io: TrainIo): Promise<TrainResul
   const warmupSetting = s["actor_rollout_ref.actor.optim.lr_warmup_steps"];
   const warmupSteps = warmupSetting >= 0 ? warmupSetting : Math.floor(s["actor_rollout_ref.actor.optim.lr_warmup_steps_ratio"] * totalSteps);
 
-  // A bf16 rollout decodes with its own copy of the weights, refreshed after every update.
-  const bf16Rollout = s["actor_rollout_ref.rollout.dtype"] === "bfloat16" ? new Bf16RolloutWeights(model) : undefined;
+  // A bf16 rollout of a full fine-tuning run decodes with its own bf16 copy, refreshed after every update.
+  const bf16Rollout = bf16Rollouts && !lora ? new Bf16RolloutWeights(model) : undefined;
   if (bf16Rollout) io.log("rollout: decoding with bf16 projection and LM-head weights, refreshed after every update (rollout.dtype=bfloat16)");
+  if (bf16Rollouts && lora) io.log("rollout: decoding with the frozen base's bf16 projections and the f32 adapter (rollout.dtype=bfloat16)");
   const generator = new LocalTokenGenerator(bf16Rollout ? { ...policy, model: bf16Rollout.model } : policy, resumeFrom ?? basePath, {
     batchSize: s["actor_rollout_ref.rollout.max_num_seqs"],
     capacity,
