@@ -210,6 +210,13 @@ fn sgStore(acc: ptr<function, SgAcc>, t: SgTile, rowOff: u32, rows: u32) {
   }
 }
 
+// Both register halves of the tile: rows 0..7 from acc0, rows 8..SG_TM-1 from acc1.
+fn sgStoreTile(acc0: ptr<function, SgAcc>, acc1: ptr<function, SgAcc>, t: SgTile) {
+  let lo = min(SG_TM, SG_HALF);
+  sgStore(acc0, t, 0u, lo);
+  if (SG_TM > lo) { sgStore(acc1, t, SG_HALF, SG_TM - lo); }
+}
+
 // One block of SG_KB k for this lane's columns. Past K (the last block when K % 8 != 0) values read
 // as 0; the load itself may then land beyond the matrix, which WebGPU's bounds clamping keeps inside
 // the binding, and its value is discarded.
@@ -266,8 +273,7 @@ fn matmul_sg(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) li
     sgRows(&acc0, &bv, t, 0u, lo, k0 + lk);
     if (hi > 0u) { sgRows(&acc1, &bv, t, SG_HALF, hi, k0 + lk); }
   }
-  sgStore(&acc0, t, 0u, lo);
-  if (hi > 0u) { sgStore(&acc1, t, SG_HALF, hi); }
+  sgStoreTile(&acc0, &acc1, t);
 }
 
 // B transposed and read four k at a time (see sgLoadB4).
@@ -285,8 +291,7 @@ fn matmul_sg_b4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id)
     sgRows(&acc0, &bv, t, 0u, lo, k0 + lk);
     if (hi > 0u) { sgRows(&acc1, &bv, t, SG_HALF, hi, k0 + lk); }
   }
-  sgStore(&acc0, t, 0u, lo);
-  if (hi > 0u) { sgStore(&acc1, t, SG_HALF, hi); }
+  sgStoreTile(&acc0, &acc1, t);
 }
 
 // ---- A read as vec4 (matmul_sg_a4, matmul_sg_a4b4) ----
@@ -368,9 +373,7 @@ fn matmul_sg_a4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id)
     sgLoadB(&bv, t, k0);
     sgStepA4(&acc0, &acc1, &bv, t, k0, lk);
   }
-  let lo = min(SG_TM, SG_HALF);
-  sgStore(&acc0, t, 0u, lo);
-  if (SG_TM > lo) { sgStore(&acc1, t, SG_HALF, SG_TM - lo); }
+  sgStoreTile(&acc0, &acc1, t);
 }
 
 // A and B both as vec4.
@@ -385,9 +388,7 @@ fn matmul_sg_a4b4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
     sgLoadB4(&bv, t, k0);
     sgStepA4(&acc0, &acc1, &bv, t, k0, lk);
   }
-  let lo = min(SG_TM, SG_HALF);
-  sgStore(&acc0, t, 0u, lo);
-  if (SG_TM > lo) { sgStore(&acc1, t, SG_HALF, SG_TM - lo); }
+  sgStoreTile(&acc0, &acc1, t);
 }
 
 // ---- RMSNorm in the prologue (matmul_sg_a4b4_norm) ----
@@ -442,6 +443,5 @@ fn matmul_sg_a4b4_norm(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocat
     sgRowsA4(&acc0, &bv, sgNormA4(sgLoadA4(t, 0u, k0, lk), r0, w), lo);
     if (hi > 0u) { sgRowsA4(&acc1, &bv, sgNormA4(sgLoadA4(t, SG_HALF, k0, lk), r1, w), hi); }
   }
-  sgStore(&acc0, t, 0u, lo);
-  if (hi > 0u) { sgStore(&acc1, t, SG_HALF, hi); }
+  sgStoreTile(&acc0, &acc1, t);
 }

@@ -2,7 +2,7 @@
  * Generation: the KV-cache path agrees with full recomputation and with the training forward, batching
  * does not change results, continuing a sequence reuses its cache, and stop conditions work.
  */
-import { beforeAll, describe, expect, test } from "bun:test";
+import { beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,6 +13,9 @@ import { RecallTokenizer } from "../src/data/tokenizer.ts";
 import { tinyByteTokenizer } from "../src/data/tiny_tokenizer.ts";
 import { initModel } from "../src/model/init.ts";
 import { PROJECT_ROOT, expectClose, runRecall } from "./harness.ts";
+
+// A first test compiles its pipelines cold (up to seconds each on lavapipe under load), as the other GPU suites allow for.
+setDefaultTimeout(60_000);
 
 let gpu: Gpu;
 const models: Record<string, Transformer> = {};

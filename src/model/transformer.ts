@@ -20,7 +20,7 @@
  */
 import type { Gpu } from "../gpu/runtime.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import { matmul, normAFusable } from "../ops/matmul.ts";
+import { matmul, normAFusable, type MatmulBType } from "../ops/matmul.ts";
 import { rmsnorm, rmsnormBackward } from "../ops/rmsnorm.ts";
 import { rope, ropeInvFreq } from "../ops/rope.ts";
 import { attention, attentionBackward, attentionBackwardWorkElements } from "../ops/attention.ts";
@@ -498,7 +498,7 @@ export class Transformer {
    */
   private normInProduct(dims: { M: number; N: number; K: number }, weight: Tensor, glu = false): boolean {
     const o = { transB: true, glu };
-    if (!this.normsInProducts || !normAFusable(this.gpu, dims, o, weight.dtype === "bf16" ? "bf16" : weight.dtype === "f16" ? "f16" : "f32")) return false;
+    if (!this.normsInProducts || !normAFusable(this.gpu, dims, o, weight.dtype as MatmulBType)) return false;
     return !this.gpu.handle.info.software || dims.K <= NORM_IN_PRODUCT_MAX_SOFTWARE_D;
   }
 
@@ -590,13 +590,13 @@ export class Transformer {
     const head = this.decodeHead ?? outer.lmHead;
     const eps = this.config.rmsNormEps;
     const finalNorm = !rows && need.sliceScratch === 0 && this.normInProduct({ M: B, N: V, K: D }, head);
-    const hf = g.empty([N, D]);
-    if (!finalNorm) rmsnorm(g, x, outer.finalNorm, hf, null, { rows: N, D }, { eps });
+    const hf = finalNorm ? undefined : g.empty([N, D]);
+    if (hf) rmsnorm(g, x, outer.finalNorm, hf, null, { rows: N, D }, { eps });
     const gathered = g.empty([Math.max(1, need.gathered)]);
     const sliceScratch = need.sliceScratch > 0 ? g.empty([need.sliceScratch]) : undefined;
     const normA = finalNorm ? { weight: outer.finalNorm, eps } : undefined;
-    lastLogits(g, normA ? x : hf, head, logits, { B, V, D, N }, { rows, gathered, sliceScratch, normA });
-    g.release(x, hf, gathered, ...(sliceScratch ? [sliceScratch] : []));
+    lastLogits(g, hf ?? x, head, logits, { B, V, D, N }, { rows, gathered, sliceScratch, normA });
+    g.release(x, gathered, ...(hf ? [hf] : []), ...(sliceScratch ? [sliceScratch] : []));
     for (const t of Object.values(a)) if (t) g.release(t);
   }
 

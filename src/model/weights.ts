@@ -115,18 +115,16 @@ export class ParameterSet implements TensorSet {
   }
 
   /**
-   * Takes `source`'s values (a set of the same model, all f32): bf16 tensors cast with torch's rounding (castToBf16),
-   * f32 ones copied unless shared with `source`. A rollout's bf16 copy of the policy is refreshed so after every update.
-   * Records GPU work only.
+   * Casts `source`'s values (a set of the same model, f32) into this set's bf16 tensors with torch's rounding
+   * (castToBf16); every other tensor must be shared with `source` (shareUnlessDtype). A rollout's bf16 copy of the
+   * policy is refreshed so after every update. Records GPU work only.
    */
   castFrom(source: ParameterSet): void {
     for (const spec of this.specs) {
       const from = source.get(spec.name), to = this.get(spec.name);
       if (from === to) continue;
-      if (from.dtype !== "f32") throw new Error(`ParameterSet.castFrom: '${spec.name}' is ${from.dtype} in the source; needs f32`);
-      if (to.dtype === "bf16") castToBf16(this.gpu, from, to);
-      else if (to.dtype === "f32") this.gpu.copy(from, to);
-      else throw new Error(`ParameterSet.castFrom: cannot cast into ${to.dtype} ('${spec.name}')`);
+      if (from.dtype !== "f32" || to.dtype !== "bf16") throw new Error(`ParameterSet.castFrom: '${spec.name}' is ${from.dtype} → ${to.dtype}; needs f32 → bf16, or a tensor shared with the source`);
+      castToBf16(this.gpu, from, to);
     }
   }
 
