@@ -155,7 +155,7 @@ export function goldenInputs(goldenCase: string): GoldenInputs {
  * A freshly initialised tiny model on the GPU (the `tiny` preset), and the engine's batch helpers. Imported lazily, so
  * suites whose other tests need no GPU can still use it.
  */
-export async function tinyModelOnGpu(arch: "qwen2" | "qwen3", seed: number) {
+export async function tinyModelOnGpu(arch: "qwen2" | "qwen3" | "llama", seed: number) {
   const { getGpu } = await import("../src/gpu/runtime.ts");
   const { Transformer, makeBatch, releaseBatch } = await import("../src/model/transformer.ts");
   const { initModel } = await import("../src/model/init.ts");

@@ -15,11 +15,12 @@ import dropout from "../../shaders/dropout.wgsl" with { type: "text" };
 import rope_append from "../../shaders/rope_append.wgsl" with { type: "text" };
 import rope_angle from "../../shaders/rope_angle.wgsl" with { type: "text" };
 import cast from "../../shaders/cast.wgsl" with { type: "text" };
+import gather_rows from "../../shaders/gather_rows.wgsl" with { type: "text" };
 import type { Gpu } from "./runtime.ts";
 
 // RoPE's two kernels share one angle reduction (shaders/rope_angle.wgsl), so their rotations agree bit for bit.
 export const SHADERS = {
-  matmul, attention, logprobs, elementwise, rmsnorm, embedding, adamw, sampling, dropout, cast,
+  matmul, attention, logprobs, elementwise, rmsnorm, embedding, adamw, sampling, dropout, cast, gather_rows,
   rope: `${rope_angle}\n${rope}`,
   rope_append: `${rope_angle}\n${rope_append}`,
 } as const;

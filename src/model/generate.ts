@@ -406,6 +406,7 @@ export class GenerationSession {
       positions: g.upload(positions, [nb * T]),
       qStart: g.upload(qStart, [nb]),
       kvLen: g.upload(qStart.map((s, k) => s + newLen[k]!), [nb]),
+      row: (k, t) => k * T + t,
     };
     const last = g.upload(lastRows, [nb]);
     const whole = nb === this.B;

@@ -19,7 +19,7 @@
  * caller's per-token loss weights are zero there).
  */
 import type { Gpu } from "../gpu/runtime.ts";
-import type { Tensor } from "../gpu/tensor.ts";
+import { Tensor } from "../gpu/tensor.ts";
 import { matmul, normAFusable, type MatmulBType } from "../ops/matmul.ts";
 import { rmsnorm, rmsnormBackward } from "../ops/rmsnorm.ts";
 import { rope, ropeInvFreq } from "../ops/rope.ts";
@@ -29,11 +29,13 @@ import { embedding, embeddingBackward, embeddingScratchSize } from "../ops/embed
 import { logprobs, logprobsBackward, logprobsPlan, lastLogits, lastLogitsScratch } from "../ops/logprobs.ts";
 import { ropeAppend, type RopeAppendLayout, type RopeAppendNorm } from "../ops/rope_append.ts";
 import { dropout } from "../ops/dropout.ts";
+import { gatherRows, gatherRowsBackward } from "../ops/gather_rows.ts";
 import { loadModelConfig, type ModelConfig } from "./config.ts";
 import { ParameterSet, gateUpWeight, layerTensors, outerTensors, qkNormWeights, qkvProjection, type LayerTensors, type ParameterSetOptions } from "./weights.ts";
 import { LoraWeights, type LoraModule } from "./lora.ts";
 import { loraDropoutKey, type LoraDropoutPass } from "./lora_dropout.ts";
 import { isAdapterFolder } from "./peft_adapter.ts";
+import type { SharedPrefixLayout } from "./shared_prefix.ts";
 import { RecallError } from "../errors.ts";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -55,6 +57,13 @@ export interface TokenBatch {
   kvLen: Tensor;
   /** The rows that go through the LM head, when not all of them (see makeBatch's `headRows`). */
   head?: HeadRows;
+  /** The batch row holding token t of sequence b. */
+  row(b: number, t: number): number;
+  /**
+   * Sequences that share prompts, each prompt run once (src/model/shared_prefix.ts): then the rows are two blocks,
+   * B = 1 and T = N for the code that works row by row, and qStart/kvLen are not read.
+   */
+  shared?: SharedPrefixLayout;
 }
 
 /**
@@ -115,6 +124,7 @@ export function makeBatch(gpu: Gpu, sequences: readonly (readonly number[])[], T
     positions: gpu.upload(positions, [B * width]),
     qStart: gpu.upload(new Uint32Array(B), [B]),
     kvLen: gpu.upload(Uint32Array.from(lengths), [B]),
+    row: (b, t) => b * width + t,
     ...(chosen ? { head: chosen } : {}),
   };
 }
@@ -122,6 +132,13 @@ export function makeBatch(gpu: Gpu, sequences: readonly (readonly number[])[], T
 export function releaseBatch(gpu: Gpu, b: TokenBatch): void {
   gpu.release(b.ids, b.targets, b.positions, b.qStart, b.kvLen);
   if (b.head) gpu.release(b.head.rows, b.head.targets);
+  const s = b.shared;
+  if (s) gpu.release(s.prefixQStart, s.prefixKvLen, s.ownQStart, s.ownKvLen, s.keyRows, s.keySources);
+}
+
+/** Rows r0 .. r0 + rows of a row-major [N, width] f32 tensor, bound from there (a shared-prefix layout aligns r0). */
+function rowsOf(t: Tensor, r0: number, rows: number, width: number): Tensor {
+  return new Tensor(t.buffer, [rows, width], t.dtype, t.byteOffset + r0 * width * 4);
 }
 
 /** Activations of one layer that its backward needs. */
@@ -409,7 +426,7 @@ export class Transformer {
       rmsnorm(g, a.kRaw!, P.kNorm!, a.k, a.rk!, { rows: N * Hkv, D: hd }, { eps });
     }
     rope(g, a.q, a.k, batch.positions, this.invFreq, { rows: N, Hq, Hkv, headDim: hd });
-    attention(g, a.q, a.k, a.v, batch.qStart, batch.kvLen, a.attn, a.lse, { B, Tq: T, Tk: T, Hq, Hkv, hd });
+    this.attend(batch, a);
     g.copy(x, a.xMid);
     this.project(l, "o_proj", a.attn, P.o, a.xMid, { M: N, outF: D, inF: Hq * hd }, { bias: P.oBias, accumulate: true, drop });
     rmsnorm(g, a.xMid, P.postNorm, a.h2, a.r2, { rows: N, D }, { eps });
@@ -667,7 +684,7 @@ export class Transformer {
       dv: g.empty([N, Hkv * hd]),
       dqRaw: this.config.qkNorm ? g.empty([N, Hq * hd]) : undefined,
       dkRaw: this.config.qkNorm ? g.empty([N, Hkv * hd]) : undefined,
-      work: g.empty([attentionBackwardWorkElements({ B, Tq: T, Hq })], "u32"),
+      work: g.empty([this.attentionWorkElements(batch)], "u32"),
     };
 
     for (let l = L - 1; l >= 0; l--) {
@@ -794,7 +811,7 @@ export class Transformer {
       this.biasGrad(dx, G.oBias, N, D);
     }
     this.projectBackward(l, "o_proj", a.attn, dx, t.dAttn, { M: N, outF: D, inF: Hq * hd }, lo);
-    attentionBackward(g, a.q, a.k, a.v, batch.qStart, batch.kvLen, a.attn, a.lse, t.dAttn, t.dq, t.dk, t.dv, t.work, { B, Tq: T, Tk: T, Hq, Hkv, hd });
+    this.attendBackward(batch, a, t);
     rope(g, t.dq, t.dk, batch.positions, this.invFreq, { rows: N, Hq, Hkv, headDim: hd }, { inverse: true });
     let dq = t.dq, dk = t.dk;
     if (this.config.qkNorm) {
@@ -818,6 +835,72 @@ export class Transformer {
       this.biasGrad(t.dv, G.vBias, N, Hkv * hd);
     }
     rmsnormBackward(g, t.dH, x, P.inputNorm, a.r1, dx, G?.inputNorm ?? null, { rows: N, D }, { accumulateDx: true });
+  }
+
+  /**
+   * A whole-sequence pass's attention: the batch's sequences, or with a shared-prefix layout the prefix block as plain
+   * sequences and the own block against its members' gathered keys (a prefill whose cache is the prefix).
+   */
+  private attend(batch: TokenBatch, a: LayerActivations): void {
+    const g = this.gpu, { Hq, Hkv, hd } = this;
+    const sh = batch.shared;
+    if (!sh) {
+      attention(g, a.q, a.k, a.v, batch.qStart, batch.kvLen, a.attn, a.lse, { B: batch.B, Tq: batch.T, Tk: batch.T, Hq, Hkv, hd });
+      return;
+    }
+    const p = this.sharedBlocks(sh, a);
+    attention(g, p.prefix.q, p.prefix.k, p.prefix.v, sh.prefixQStart, sh.prefixKvLen, p.prefix.attn, p.prefix.lse, p.prefix.dims);
+    const [k, v] = this.gatherKeys(batch, sh, a);
+    attention(g, p.own.q, k, v, sh.ownQStart, sh.ownKvLen, p.own.attn, p.own.lse, p.own.dims);
+    g.release(k, v);
+  }
+
+  /** attend's backward: dq, dk, dv of every row from dAttn (t.dk/t.dv's prefix rows summed over the members that read them). */
+  private attendBackward(batch: TokenBatch, a: LayerActivations, t: Record<"dAttn" | "dq" | "dk" | "dv" | "work", Tensor>): void {
+    const g = this.gpu, { Hq, Hkv, hd } = this;
+    const sh = batch.shared;
+    if (!sh) {
+      attentionBackward(g, a.q, a.k, a.v, batch.qStart, batch.kvLen, a.attn, a.lse, t.dAttn, t.dq, t.dk, t.dv, t.work, { B: batch.B, Tq: batch.T, Tk: batch.T, Hq, Hkv, hd });
+      return;
+    }
+    const p = this.sharedBlocks(sh, a), d = this.sharedBlocks(sh, { q: t.dq, k: t.dk, v: t.dv, attn: t.dAttn, lse: a.lse });
+    const kw = Hkv * hd, keys = sh.S * sh.Tk, N = batch.T;
+    attentionBackward(g, p.prefix.q, p.prefix.k, p.prefix.v, sh.prefixQStart, sh.prefixKvLen, p.prefix.attn, p.prefix.lse, d.prefix.attn, d.prefix.q, d.prefix.k, d.prefix.v, t.work, p.prefix.dims);
+    const [k, v] = this.gatherKeys(batch, sh, a);
+    const dk = g.empty([keys, kw]), dv = g.empty([keys, kw]);
+    attentionBackward(g, p.own.q, k, v, sh.ownQStart, sh.ownKvLen, p.own.attn, p.own.lse, d.own.attn, d.own.q, dk, dv, t.work, p.own.dims);
+    // Each row's key gradient sums the gathered keys it fed: a prefix row adds its members' to its own attention's.
+    const back = { rows: N, width: kw, srcRows: keys, accumulateRows: sh.P * sh.Tp };
+    gatherRowsBackward(g, sh.keySources, dk, t.dk, back);
+    gatherRowsBackward(g, sh.keySources, dv, t.dv, back);
+    g.release(k, v, dk, dv);
+  }
+
+  /** The two blocks of a shared-prefix layout's per-row tensors, and their attention sizes. */
+  private sharedBlocks(sh: SharedPrefixLayout, x: Pick<LayerActivations, "q" | "k" | "v" | "attn" | "lse">) {
+    const { Hq, Hkv, hd } = this;
+    const qw = Hq * hd, kw = Hkv * hd, Np = sh.P * sh.Tp, No = sh.S * sh.Ts;
+    const block = (r0: number, rows: number) => ({ q: rowsOf(x.q, r0, rows, qw), k: rowsOf(x.k, r0, rows, kw), v: rowsOf(x.v, r0, rows, kw), attn: rowsOf(x.attn, r0, rows, qw), lse: rowsOf(x.lse, r0, rows, Hq) });
+    return {
+      prefix: { ...block(0, Np), dims: { B: sh.P, Tq: sh.Tp, Tk: sh.Tp, Hq, Hkv, hd } },
+      own: { ...block(Np, No), dims: { B: sh.S, Tq: sh.Ts, Tk: sh.Tk, Hq, Hkv, hd } },
+    };
+  }
+
+  /** Each own sequence's keys and values [S·Tk, Hkv·hd]: its prefix's rows, then its own (zero rows past them). */
+  private gatherKeys(batch: TokenBatch, sh: SharedPrefixLayout, a: Pick<LayerActivations, "k" | "v">): [Tensor, Tensor] {
+    const g = this.gpu, kw = this.Hkv * this.hd, keys = sh.S * sh.Tk, dims = { rows: keys, width: kw, srcRows: batch.T };
+    const k = g.empty([keys, kw]), v = g.empty([keys, kw]);
+    gatherRows(g, sh.keyRows, a.k, k, dims);
+    gatherRows(g, sh.keyRows, a.v, v, dims);
+    return [k, v];
+  }
+
+  /** Words of the attention backward's scratch for this batch (the larger block's, with a shared-prefix layout). */
+  private attentionWorkElements(batch: TokenBatch): number {
+    const sh = batch.shared, Hq = this.Hq;
+    if (!sh) return attentionBackwardWorkElements({ B: batch.B, Tq: batch.T, Hq });
+    return Math.max(attentionBackwardWorkElements({ B: sh.P, Tq: sh.Tp, Hq }), attentionBackwardWorkElements({ B: sh.S, Tq: sh.Ts, Hq }));
   }
 
   releaseForward(fwd: ForwardResult): void {

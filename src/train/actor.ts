@@ -7,10 +7,13 @@
  * predicted by row p − 1 of the forward pass (its log-prob and the entropy of the distribution it was drawn
  * from). Sequences go through the model in micro-batches whose summed lengths fit a token budget, and a micro-batch
  * in forward passes of sequences of similar length (paddingPasses): a pass computes B × its longest length rows, so
- * sequences of 130 and 192 tokens in one pass would waste a third of the shorter ones' rows.
+ * sequences of 130 and 192 tokens in one pass would waste a third of the shorter ones' rows. Sequences that share a
+ * prompt (a GRPO group's n samples) run it once when that saves rows (src/model/shared_prefix.ts): the pass then holds
+ * each distinct prompt but its last token once, and every sample's last prompt token and response.
  */
 import type { Tensor } from "../gpu/tensor.ts";
 import { makeBatch, releaseBatch, type TokenBatch, type Transformer } from "../model/transformer.ts";
+import { makeSharedPrefixBatch, planSharedPrefix, sharedPrefixRowMultiple, type SharedPrefixPlan } from "../model/shared_prefix.ts";
 import type { ParameterSet } from "../model/weights.ts";
 import { parameterCount } from "../model/config.ts";
 import type { LoraWeights } from "../model/lora.ts";
@@ -64,12 +67,16 @@ export function responseBatch(model: Transformer, seqs: readonly PolicySequence[
     return out;
   });
   const wanted = positions.reduce((n, js) => n + js.length, 0);
-  const skip = (seqs.length * T - wanted) * model.V >= MIN_SKIPPED_LOGITS;
-  const batch = makeBatch(model.gpu, seqs.map((s) => s.ids), T, skip ? positions.map((js, b) => js.map((j) => seqs[b]!.responseStart - 1 + j)) : undefined);
+  const shared = sharedPrefixPlan(model, seqs);
+  const rows = shared ? shared.rows : seqs.length * T;
+  const skip = (rows - wanted) * model.V >= MIN_SKIPPED_LOGITS;
+  const head = skip ? positions.map((js, b) => js.map((j) => seqs[b]!.responseStart - 1 + j)) : undefined;
+  const ids = seqs.map((s) => s.ids);
+  const batch = shared ? makeSharedPrefixBatch(model.gpu, shared, ids, seqs.map(prefixLength), head) : makeBatch(model.gpu, ids, T, head);
   const count = (b: number) => Math.max(0, seqs[b]!.ids.length - seqs[b]!.responseStart);
   if (!batch.head) {
-    // Every row computed (too little to skip, or nothing used): member b's values start at row b·T + responseStart − 1.
-    const from = (b: number) => b * T + seqs[b]!.responseStart - 1;
+    // Every row computed (too little to skip, or nothing used): member b's values are its rows from responseStart − 1.
+    const from = (b: number) => batch.row(b, seqs[b]!.responseStart - 1);
     return {
       batch,
       read: (pass, b) => pass.slice(from(b), from(b) + count(b)),
@@ -93,6 +100,25 @@ export function responseBatch(model: Transformer, seqs: readonly PolicySequence[
   };
 }
 
+/** The tokens a sequence may share with others: its prompt but the last token (whose row predicts the first response token). */
+function prefixLength(s: PolicySequence): number {
+  return Math.max(0, s.responseStart - 1);
+}
+
+/**
+ * Fewest rows a shared-prefix pass must save over padding every sequence to the longest: the layout's own work (per
+ * layer, gathering each sample's keys, a second attention, and in the backward scattering their gradients back).
+ */
+const SHARED_PREFIX_MIN_SAVING = 0.1;
+
+/** The shared-prefix layout of a pass's sequences when some share a prompt and it saves enough rows, else undefined. */
+function sharedPrefixPlan(model: Transformer, seqs: readonly PolicySequence[]): SharedPrefixPlan | undefined {
+  if (seqs.length < 2) return undefined;
+  const plan = planSharedPrefix(seqs.map((s) => s.ids), seqs.map(prefixLength), sharedPrefixRowMultiple(model.gpu, model.config));
+  const T = Math.max(...seqs.map((s) => s.ids.length));
+  return plan.prefixes.length < seqs.length && plan.rows <= (1 - SHARED_PREFIX_MIN_SAVING) * seqs.length * T ? plan : undefined;
+}
+
 /**
  * What one extra forward pass costs beyond its padded rows, in rows: its fixed overhead (dispatches, a readback) over
  * what one row's multiply-adds cost, so smaller models split less. Measured with bench/train.ts on lavapipe: a pass of
@@ -103,9 +129,17 @@ function passCostRows(model: Transformer): number {
   return Math.max(64, Math.round(1.5e8 / parameterCount(model.config)));
 }
 
-/** The forward passes of one group of sequences: indices into it, each pass's sequences of similar length. */
+/**
+ * The forward passes of one group of sequences: indices into it, each pass's sequences of similar length — or all of
+ * them in one pass when they share prompts and that pass computes fewer rows than the padding passes cost.
+ */
 function passesOf(model: Transformer, seqs: readonly PolicySequence[], costRows = passCostRows(model)): number[][] {
-  return paddingPasses(seqs.map((s) => s.ids.length), costRows);
+  const lengths = seqs.map((s) => s.ids.length);
+  const passes = paddingPasses(lengths, costRows);
+  const shared = sharedPrefixPlan(model, seqs);
+  if (!shared || passes.length === 1) return passes;
+  const paddedRows = passes.reduce((n, p) => n + p.length * Math.max(...p.map((i) => lengths[i]!)) + costRows, 0);
+  return shared.rows + costRows < paddedRows ? [seqs.map((_, i) => i)] : passes;
 }
 
 /** Options of both entry points: `passCostRows` overrides passCostRows(model) (Infinity: one pass per micro-batch; tests). */
