@@ -116,6 +116,9 @@ function sharedPrefixPlan(model: Transformer, seqs: readonly PolicySequence[]): 
   if (seqs.length < 2) return undefined;
   const plan = planSharedPrefix(seqs.map((s) => s.ids), seqs.map(prefixLength), sharedPrefixRowMultiple(model.gpu, model.config));
   const T = Math.max(...seqs.map((s) => s.ids.length));
+  // Each sample's gathered keys are one attention binding, like a whole pass's keys.
+  const gatheredBytes = plan.S * (plan.Tp + plan.Ts) * model.Hkv * model.hd * 4;
+  if (gatheredBytes > model.gpu.limits.maxStorageBufferBindingSize) return undefined;
   return plan.prefixes.length < seqs.length && plan.rows <= (1 - SHARED_PREFIX_MIN_SAVING) * seqs.length * T ? plan : undefined;
 }
 
