@@ -131,3 +131,34 @@ describe("the trainer's passes share prompts", () => {
     model.params.release();
   });
 });
+
+describe("shared prefixes under LoRA", () => {
+  test("adapter gradients equal running each sequence whole (activation checkpointing)", async () => {
+    const { LoraWeights, LORA_MODULES } = await import("../src/model/lora.ts");
+    const { gpu, model, makeBatch, releaseBatch } = await tinyModelOnGpu("qwen2", 24);
+    const lora = LoraWeights.init(gpu, model.config, { rank: 4, alpha: 8, targetModules: [...LORA_MODULES] }, 3);
+    lora.specs.forEach((sp, i) => {
+      if (sp.name.endsWith(".lora_B.weight")) gpu.write(lora.get(sp.name), Float32Array.from({ length: sp.shape[0]! * sp.shape[1]! }, (_, j) => Math.sin(i * 7 + j) * 0.1));
+    });
+    model.adapter = lora;
+    const plan = planSharedPrefix(seqs, prefixLengths, sharedPrefixRowMultiple(gpu, model.config));
+    const R = headRows.reduce((n, r) => n + r.length, 0);
+    const dl = gpu.upload(randn(R, 5, 0.5), [R]), de = gpu.upload(randn(R, 6, 0.5), [R]);
+    const grads: Float32Array[][] = [];
+    for (const shared of [false, true]) {
+      const batch = shared ? makeSharedPrefixBatch(gpu, plan, seqs, prefixLengths, headRows) : makeBatch(gpu, seqs, undefined, headRows);
+      const g = lora.zerosLike();
+      const fwd = model.forward(batch, { train: true, checkpoint: true });
+      model.backward(fwd, dl, de, g);
+      grads.push(await Promise.all(g.list().map((t) => gpu.readF32(t))));
+      gpu.release(fwd.logprob, fwd.entropy);
+      releaseBatch(gpu, batch);
+      g.release();
+    }
+    grads[0]!.forEach((w, k) => expectClose(grads[1]![k]!, w, { rtol: 1e-4, atol: 1e-5 * Math.max(...w.map(Math.abs)) }, `adapter tensor ${k}`));
+    expect(Math.max(...grads[0]![0]!.map(Math.abs))).toBeGreaterThan(0);
+    gpu.release(dl, de);
+    lora.release();
+    model.params.release();
+  });
+});
