@@ -16,7 +16,9 @@
  *
  * A batch is B right-padded sequences of T rows; row b·T + t holds token t of sequence b. Padding rows
  * compute finite garbage that no valid row reads (attention masks them) and get zero gradient (the
- * caller's per-token loss weights are zero there).
+ * caller's per-token loss weights are zero there). Sequences that share prompts may instead come as a shared-prefix
+ * batch (src/model/shared_prefix.ts: each prompt's rows once, then every sequence's own rows); only attention
+ * (`attend`, `attendBackward`) tells the two layouts apart.
  */
 import type { Gpu } from "../gpu/runtime.ts";
 import { Tensor } from "../gpu/tensor.ts";
@@ -863,6 +865,7 @@ export class Transformer {
       attentionBackward(g, a.q, a.k, a.v, batch.qStart, batch.kvLen, a.attn, a.lse, t.dAttn, t.dq, t.dk, t.dv, t.work, { B: batch.B, Tq: batch.T, Tk: batch.T, Hq, Hkv, hd });
       return;
     }
+    // d: the same blocks of the gradients (its lse, the forward's, is not used).
     const p = this.sharedBlocks(sh, a), d = this.sharedBlocks(sh, { q: t.dq, k: t.dk, v: t.dv, attn: t.dAttn, lse: a.lse });
     const kw = Hkv * hd, keys = sh.S * sh.Tk, N = batch.T;
     attentionBackward(g, p.prefix.q, p.prefix.k, p.prefix.v, sh.prefixQStart, sh.prefixKvLen, p.prefix.attn, p.prefix.lse, d.prefix.attn, d.prefix.q, d.prefix.k, d.prefix.v, t.work, p.prefix.dims);
