@@ -17,8 +17,11 @@ struct Params {
 const WG = 64u;
 const PER = 4u;
 
-fn invocation(wid: vec3u, nwg: vec3u, l: u32) -> u32 {
-  return (wid.x + wid.y * nwg.x) * WG + l;
+// This invocation's row and first value, or a row ≥ p.rows when it has none.
+fn slot(wid: vec3u, nwg: vec3u, l: u32) -> vec2u {
+  let chunks = (p.width + PER - 1u) / PER;
+  let i = (wid.x + wid.y * nwg.x) * WG + l;
+  return vec2u(i / chunks, (i % chunks) * PER);
 }
 
 // ---- forward. Bindings: index [rows], src [srcRows, width], dst [rows, width] ---------------------
@@ -29,11 +32,10 @@ fn invocation(wid: vec3u, nwg: vec3u, l: u32) -> u32 {
 // dst[r] = src[index[r]], a zero row where index[r] ≥ srcRows.
 @compute @workgroup_size(WG)
 fn gather_rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) l: u32) {
-  let chunks = (p.width + PER - 1u) / PER;
-  let i = invocation(wid, nwg, l);
-  if (i >= p.rows * chunks) { return; }
-  let r = i / chunks;
-  let e0 = (i % chunks) * PER;
+  let at = slot(wid, nwg, l);
+  let r = at.x;
+  let e0 = at.y;
+  if (r >= p.rows) { return; }
   let s = index[r];
   let base = min(s, p.srcRows - 1u) * p.width;
   for (var e = e0; e < min(e0 + PER, p.width); e++) {
@@ -48,11 +50,10 @@ fn gather_rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
 // dst[r] (+)= Σ src[list[k]] over r's segment, summed in list order (an empty segment sums to 0).
 @compute @workgroup_size(WG)
 fn gather_rows_backward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) l: u32) {
-  let chunks = (p.width + PER - 1u) / PER;
-  let i = invocation(wid, nwg, l);
-  if (i >= p.rows * chunks) { return; }
-  let r = i / chunks;
-  let e0 = (i % chunks) * PER;
+  let at = slot(wid, nwg, l);
+  let r = at.x;
+  let e0 = at.y;
+  if (r >= p.rows) { return; }
   let a = segments[r];
   let b = segments[r + 1u];
   let lists = p.rows + 1u;
