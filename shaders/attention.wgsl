@@ -611,3 +611,86 @@ fn attn_bwd_dkv_sg(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_
     }
   }
 }
+
+// ---- forward, keys split over a subgroup (attn_fwd_rows_sg: decode and short prefills) ----------
+// attn_fwd walks each row's keys in one invocation: a decode step of 32 sequences with 2 kv heads is 64 invocations,
+// each a serial pass over every key, however long the context. Here a workgroup of RL = 8 lanes (one subgroup on any
+// adapter with subgroups of ≥ 8) takes one block of query heads of one row: lane i keeps an online softmax over keys
+// i, i + 8, …, reading q, k and v as vec4, and the lanes' states are merged at the end with subgroup reductions (the
+// maximum, then the rescaled sums). No workgroup memory and no barriers (on lavapipe a barrier switches every SIMD group
+// of the workgroup). Needs a head dimension that is a multiple of 4 (HEAD_DIM set). Same contract as attn_fwd.
+const RL = 8u;
+@group(0) @binding(1) var<storage, read> rq4: array<vec4f>;
+@group(0) @binding(2) var<storage, read> rk4: array<vec4f>;
+@group(0) @binding(3) var<storage, read> rv4: array<vec4f>;
+@group(0) @binding(6) var<storage, read_write> rout4: array<vec4f>;
+
+@compute @workgroup_size(RL)
+fn attn_fwd_rows_sg(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  let r = wid.x + wid.y * nwg.x; // ((b * Tq + t) * Hkv + hk) * HB + hb, the same for the whole workgroup
+  if (r >= p.B * p.Tq * p.Hkv * p.HB) { return; }
+  let qb = queryBlock(r);
+  let b = qb.b;
+  let t = qb.t;
+  let hk = qb.hk;
+  let group = p.Hq / p.Hkv;
+  let g0 = qb.hb * GB;
+  let n = min(GB, group - g0);
+  let D4 = HEAD_DIM / 4u;
+  let rowBase = qb.bt * p.Hq + hk * group + g0; // row of query head g0 of this block
+  let pos = fqStart[b] + t;
+  let kvl = min(fkvLen[b], p.Tk);
+  if (pos >= kvl) {
+    for (var i = lane; i < n * D4; i += RL) { rout4[rowBase * D4 + i] = vec4f(0.0); }
+    if (lane < n) { flse[(b * p.Hq + hk * group + g0 + lane) * p.Tq + t] = 0.0; }
+    return;
+  }
+  var q4: array<vec4f, 128>; // GB · HD / 4 ≤ BLOCK / 4
+  var acc: array<vec4f, 128>;
+  var m: array<f32, MAX_GB>;
+  var l: array<f32, MAX_GB>;
+  for (var gi = 0u; gi < GB; gi++) {
+    for (var e = 0u; e < D4; e++) {
+      q4[gi * D4 + e] = rq4[(rowBase + min(gi, n - 1u)) * D4 + e] * p.scale;
+      acc[gi * D4 + e] = vec4f(0.0);
+    }
+    m[gi] = NEG;
+    l[gi] = 0.0;
+  }
+  let stride4 = p.Hkv * D4;
+  for (var j = lane; j <= pos; j += RL) {
+    let kb = (b * p.Tk + j) * stride4 + hk * D4;
+    var s: array<f32, MAX_GB>;
+    for (var gi = 0u; gi < GB; gi++) { s[gi] = 0.0; }
+    for (var e = 0u; e < D4; e++) {
+      let k4 = rk4[kb + e];
+      for (var gi = 0u; gi < GB; gi++) { s[gi] += dot(q4[gi * D4 + e], k4); }
+    }
+    var w: array<f32, MAX_GB>;
+    for (var gi = 0u; gi < GB; gi++) {
+      if (s[gi] > m[gi]) {
+        let c = exp(m[gi] - s[gi]);
+        l[gi] *= c;
+        for (var e = 0u; e < D4; e++) { acc[gi * D4 + e] *= c; }
+        m[gi] = s[gi];
+      }
+      w[gi] = exp(s[gi] - m[gi]);
+      l[gi] += w[gi];
+    }
+    for (var e = 0u; e < D4; e++) {
+      let v4 = rv4[kb + e];
+      for (var gi = 0u; gi < GB; gi++) { acc[gi * D4 + e] += w[gi] * v4; }
+    }
+  }
+  // Merge the lanes: rescale each to the subgroup's maximum (a lane without keys has m = NEG, weight 0).
+  for (var gi = 0u; gi < n; gi++) {
+    let mx = subgroupMax(m[gi]);
+    let c = exp(m[gi] - mx);
+    let sum = subgroupAdd(l[gi] * c);
+    for (var e = 0u; e < D4; e++) {
+      let o = subgroupAdd(acc[gi * D4 + e] * c);
+      if (lane == e % RL) { rout4[(rowBase + gi) * D4 + e] = o / sum; }
+    }
+    if (lane == 0u) { flse[(b * p.Hq + hk * group + g0 + gi) * p.Tq + t] = mx + log(sum); }
+  }
+}

@@ -74,12 +74,22 @@ const CASES: [string, Case][] = [
   // Beyond one 64-row tile and many 8-key blocks, odd lengths (the demo's shape: Hq=4 Hkv=2 hd=16).
   ["several tiles, T=150, lengths 150/67/1/129", { d: { B: 4, Tq: 150, Tk: 150, Hq: 4, Hkv: 2, hd: 16 }, qStart: [0, 0, 0, 0], kvLen: [150, 67, 1, 129] }],
   ["prefill of 71 rows into a cache of 97 (qStart 13/26)", { d: { B: 2, Tq: 71, Tk: 97, Hq: 6, Hkv: 3, hd: 12 }, qStart: [13, 26], kvLen: [84, 90] }],
+  // Decode steps as a rollout runs them (the rows kernel's shapes): keys over several 64-key chunks, a padding row
+  // (position past its length), a group split into head blocks, a few query rows into a cache.
+  ["decode of 5 sequences, 1–150 keys (the small preset's heads)", { d: { B: 5, Tq: 1, Tk: 160, Hq: 6, Hkv: 2, hd: 64 }, qStart: [149, 0, 63, 64, 127], kvLen: [150, 1, 64, 65, 120] }],
+  ["decode, 16 query heads of one kv head (two blocks), hd=32", { d: { B: 2, Tq: 1, Tk: 70, Hq: 16, Hkv: 1, hd: 32 }, qStart: [69, 30], kvLen: [70, 31] }],
+  ["3 rows into a cache of 200, hd=16", { d: { B: 3, Tq: 3, Tk: 200, Hq: 4, Hkv: 2, hd: 16 }, qStart: [150, 7, 196], kvLen: [153, 10, 198] }],
 ];
 
 // The subgroup kernels run where the adapter has them and the head dimension is a multiple of 4 up to 128; each
 // case runs on every kernel that can take it (forced), whatever chooseAttentionKernel would pick for its size.
+// The rows kernel (forward only; its backward is the portable one) takes head dimensions that are multiples of 4 up
+// to 256, with subgroups.
 function kernelsFor(d: AttentionDims): AttentionKernel[] {
-  return subgroupKernelsSupported(gpu) && d.hd % 4 === 0 && d.hd <= 128 ? ["portable", "subgroup"] : ["portable"];
+  const out: AttentionKernel[] = ["portable"];
+  if (subgroupKernelsSupported(gpu) && d.hd % 4 === 0 && d.hd <= 128) out.push("subgroup");
+  if (subgroupKernelsSupported(gpu) && d.hd % 4 === 0) out.push("rows");
+  return out;
 }
 
 describe("attention forward vs CPU reference", () => {
@@ -141,10 +151,9 @@ describe("attention backward", () => {
 });
 
 describe("attention masks and caches", () => {
+  for (const kernel of ["portable", "subgroup", "rows"] as const) {
   const d0 = { Hq: 6, Hkv: 2, hd: 12 };
   const rowSize = d0.Hq * d0.hd, kvRowSize = d0.Hkv * d0.hd;
-
-  for (const kernel of ["portable", "subgroup"] as const) {
   test(`${kernel}: a padded batch equals each sequence alone, and padding leaks nothing (even NaN)`, async () => {
     if (!kernelsFor({ B: 1, Tq: 1, Tk: 1, ...d0 }).includes(kernel)) return;
     const T = 13, lens = [13, 8, 3];
@@ -220,12 +229,17 @@ describe("attention masks and caches", () => {
   });
   }
 
-  test("the subgroup kernels are chosen for training and prefill shapes, not for decode or odd head sizes", () => {
+  test("the subgroup kernels are chosen for training and prefill shapes, the rows kernel for decode, portable for odd head sizes", () => {
     if (!subgroupKernelsSupported(gpu)) return;
     expect(chooseAttentionKernel(gpu, { B: 16, Tq: 214, Tk: 214, Hq: 4, Hkv: 2, hd: 16 })).toBe("subgroup");
-    expect(chooseAttentionKernel(gpu, { B: 16, Tq: 1, Tk: 300, Hq: 4, Hkv: 2, hd: 16 })).toBe("portable");
+    expect(chooseAttentionKernel(gpu, { B: 16, Tq: 1, Tk: 300, Hq: 4, Hkv: 2, hd: 16 })).toBe("rows");
+    expect(chooseAttentionKernel(gpu, { B: 16, Tq: 1, Tk: 300, Hq: 4, Hkv: 2, hd: 16 }, 120)).toBe("rows");
+    expect(chooseAttentionKernel(gpu, { B: 16, Tq: 1, Tk: 300, Hq: 4, Hkv: 2, hd: 22 })).toBe("portable");
     expect(chooseAttentionKernel(gpu, { B: 2, Tq: 40, Tk: 40, Hq: 4, Hkv: 2, hd: 10 })).toBe("portable");
-    expect(chooseAttentionKernel(gpu, { B: 2, Tq: 40, Tk: 40, Hq: 4, Hkv: 2, hd: 256 })).toBe("portable");
+    // Few keys: the portable kernel on a software adapter (lavapipe), the rows kernel on a GPU.
+    const few = gpu.handle.info.software ? "portable" : "rows";
+    expect(chooseAttentionKernel(gpu, { B: 16, Tq: 1, Tk: 300, Hq: 4, Hkv: 2, hd: 16 }, 30)).toBe(few);
+    expect(chooseAttentionKernel(gpu, { B: 2, Tq: 4, Tk: 40, Hq: 4, Hkv: 2, hd: 256 })).toBe(few);
   });
 
   test("blocking stays within the kernels' register arrays", () => {

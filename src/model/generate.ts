@@ -407,6 +407,7 @@ export class GenerationSession {
       qStart: g.upload(qStart, [nb]),
       kvLen: g.upload(qStart.map((s, k) => s + newLen[k]!), [nb]),
       row: (k, t) => k * T + t,
+      longestKeys: Math.max(...qStart.map((s, k) => s + newLen[k]!)),
     };
     const last = g.upload(lastRows, [nb]);
     const whole = nb === this.B;

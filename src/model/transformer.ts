@@ -61,6 +61,8 @@ export interface TokenBatch {
   head?: HeadRows;
   /** The batch row holding token t of sequence b. */
   row(b: number, t: number): number;
+  /** A generation step's: the most keys any of its rows attends (cache length + new rows), when known. */
+  longestKeys?: number;
   /**
    * Sequences that share prompts, each prompt run once (src/model/shared_prefix.ts): then the rows are two blocks,
    * B = 1 and T = N for the code that works row by row, and qStart/kvLen are not read.
@@ -492,7 +494,7 @@ export class Transformer {
     const norm = this.config.qkNorm ? this.qkNormOf(P) : undefined;
     ropeAppend(g, a.qkv, layout, this.invFreq, batch.qStart, batch.kvLen, a.q, cache.k, cache.v, { B, T, Hq, Hkv, hd, Tmax: cache.capacity }, norm);
     if (norm?.copy) g.release(norm.weight);
-    attention(g, a.q, cache.k, cache.v, batch.qStart, batch.kvLen, a.attn, a.lse, { B, Tq: T, Tk: cache.capacity, Hq, Hkv, hd });
+    attention(g, a.q, cache.k, cache.v, batch.qStart, batch.kvLen, a.attn, a.lse, { B, Tq: T, Tk: cache.capacity, Hq, Hkv, hd }, { keys: batch.longestKeys });
     this.project(l, "o_proj", a.attn, P.o, x, { M: N, outF: D, inF: Hq * hd }, { bias: P.oBias, accumulate: true });
     const gateUp = a.gate ? undefined : gateUpWeight(P)!;
     const mlpNorm = gateUp && this.normInProduct({ M: N, N: I, K: D }, gateUp, true);

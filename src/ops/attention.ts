@@ -27,6 +27,7 @@ const FWD: Kernel = { shader: PORTABLE, entry: "attn_fwd", storage: FWD_STORAGE,
 const PREP: Kernel = { shader: PORTABLE, entry: "attn_bwd_prep", storage: DQ_STORAGE, uniforms: true };
 const DQ: Kernel = { shader: PORTABLE, entry: "attn_bwd_dq", storage: DQ_STORAGE, uniforms: true };
 const DKV: Kernel = { shader: PORTABLE, entry: "attn_bwd_dkv", storage: FWD_STORAGE, uniforms: true };
+const FWD_ROWS: Kernel = { shader: SUBGROUP, entry: "attn_fwd_rows_sg", storage: FWD_STORAGE, uniforms: true };
 const FWD_SG: Kernel = { shader: SUBGROUP, entry: "attn_fwd_sg", storage: FWD_STORAGE, uniforms: true };
 const DQ_SG: Kernel = { shader: SUBGROUP, entry: "attn_bwd_dq_sg", storage: DQ_STORAGE, uniforms: true };
 const DKV_SG: Kernel = { shader: SUBGROUP, entry: "attn_bwd_dkv_sg", storage: FWD_STORAGE, uniforms: true };
@@ -49,10 +50,12 @@ export interface AttentionDims {
 /**
  * Which kernels run: `subgroup` (shaders/attention.wgsl below its SUBGROUP line: one row per lane, the other side
  * shared through subgroup broadcasts) where the adapter has subgroups of ≥ 8 lanes, the head dimension is a multiple
- * of 4 up to 128 and the pass has at least a subgroup's worth of rows (prefill, training); otherwise `portable`
- * (decode, odd head sizes). Both compute the same contract; results agree to rounding.
+ * of 4 up to 128 and the pass has at least a subgroup's worth of rows (prefill, training); for fewer rows (decode,
+ * short prefills) `rows` (attn_fwd_rows_sg: a subgroup of 8 lanes per query row, splitting its keys; forward only, the
+ * backward of such a pass runs the portable kernels) where there are subgroups and the head dimension is a multiple of
+ * 4 up to 256; otherwise `portable`. All compute the same contract; results agree to rounding.
  */
-export type AttentionKernel = "portable" | "subgroup";
+export type AttentionKernel = "portable" | "subgroup" | "rows";
 
 const SG_ROWS = 64;
 const SG_MAX_HEAD_DIM = 128;
@@ -62,15 +65,31 @@ function subgroupFits(d: AttentionDims): boolean {
   return d.hd % 4 === 0 && d.hd <= SG_MAX_HEAD_DIM && d.Tq >= SG_MIN_ROWS;
 }
 
-export function chooseAttentionKernel(gpu: Gpu, d: AttentionDims): AttentionKernel {
-  return subgroupKernelsSupported(gpu) && subgroupFits(d) ? "subgroup" : "portable";
+function rowsFit(gpu: Gpu, d: Pick<AttentionDims, "hd">): boolean {
+  return subgroupKernelsSupported(gpu) && d.hd % 4 === 0 && d.hd <= ATTENTION_MAX_HEAD_DIM;
 }
 
-function kernelFor(gpu: Gpu, d: AttentionDims, forced: AttentionKernel | undefined): AttentionKernel {
+/**
+ * Fewest keys for which a software adapter runs the rows kernel: on lavapipe it beat the portable kernel from ~70 keys
+ * (decode, alternated in one process: 1.48× at 150 keys with hd 16, 1.64× with the small preset's heads, 1.19× at 40
+ * keys with them) and lost below (0.91× at 60 keys, 0.62× at 8, hd 16). A GPU always runs it: the portable kernel gives
+ * a decode step one invocation per sequence and kv head, walking every key.
+ */
+const ROWS_MIN_KEYS_SOFTWARE = 64;
+
+/** `keys`: the most keys a row attends, when the caller knows it (else the dims' Tk). */
+export function chooseAttentionKernel(gpu: Gpu, d: AttentionDims, keys = d.Tk): AttentionKernel {
+  if (subgroupKernelsSupported(gpu) && subgroupFits(d)) return "subgroup";
+  const rows = rowsFit(gpu, d) && (!gpu.handle.info.software || keys >= ROWS_MIN_KEYS_SOFTWARE);
+  return rows ? "rows" : "portable";
+}
+
+function kernelFor(gpu: Gpu, d: AttentionDims, forced: AttentionKernel | undefined, keys?: number): AttentionKernel {
   if (forced === "subgroup" && !(subgroupKernelsSupported(gpu) && d.hd % 4 === 0 && d.hd <= SG_MAX_HEAD_DIM)) {
     throw new Error(`attention: the subgroup kernels need subgroups of ≥ 8 lanes and a head dimension that is a multiple of 4 up to ${SG_MAX_HEAD_DIM}`);
   }
-  return forced ?? chooseAttentionKernel(gpu, d);
+  if (forced === "rows" && !rowsFit(gpu, d)) throw new Error(`attention: the rows kernel needs subgroups and a head dimension that is a multiple of 4 up to ${ATTENTION_MAX_HEAD_DIM}`);
+  return forced ?? chooseAttentionKernel(gpu, d, keys);
 }
 
 /**
@@ -146,16 +165,24 @@ export function attention(
   out: Tensor,
   lse: Tensor,
   dims: AttentionDims,
-  o: { kernel?: AttentionKernel } = {},
+  o: { kernel?: AttentionKernel; keys?: number } = {},
 ): void {
   const { B, Tq, Tk, Hq, Hkv, hd } = dims;
   check(gpu, dims, {
     q: [q, B * Tq * Hq * hd], k: [k, B * Tk * Hkv * hd], v: [v, B * Tk * Hkv * hd],
     qStart: [qStart, B], kvLen: [kvLen, B], out: [out, B * Tq * Hq * hd], lse: [lse, B * Hq * Tq],
   });
-  if (kernelFor(gpu, dims, o.kernel) === "subgroup") {
+  const kernel = kernelFor(gpu, dims, o.kernel, o.keys);
+  if (kernel === "subgroup") {
     const sg = tileGrid(gpu, Tq, B * Hq);
     gpu.dispatch({ kernel: FWD_SG, constants: headDimConstant(dims), params: params(dims, sg.x), bindings: [q, k, v, qStart, kvLen, out, lse], workgroups: [sg.x, sg.y] });
+    return;
+  }
+  if (kernel === "rows") {
+    // A workgroup per (row, kv head, block of its query heads): every query head of a kv head in one block when they fit.
+    const gb = Math.max(1, Math.min(Hq / Hkv, MAX_GB, Math.floor(BLOCK / hd)));
+    const w = grid(gpu, B * Tq * Hkv * Math.ceil(Hq / Hkv / gb), 1);
+    gpu.dispatch({ kernel: FWD_ROWS, constants: { GB: gb, ...headDimConstant(dims) }, params: params(dims, w.x, gb), bindings: [q, k, v, qStart, kvLen, out, lse], workgroups: [w.x, w.y] });
     return;
   }
   const bl = attentionBlocking(dims);
@@ -206,6 +233,7 @@ export function attentionBackward(
   const gp = grid(gpu, B * Tq * Hq, 64);
   gpu.dispatch({ kernel: PREP, constants: { WGS: 64 }, params: params(dims, gp.x), bindings: [out, dout, lse, qStart, kvLen, work], workgroups: [gp.x, gp.y] });
   if (kernelFor(gpu, dims, o.kernel) === "subgroup") {
+    // (A pass whose forward ran the rows kernel, forward only, takes the portable backward below.)
     const sq = tileGrid(gpu, Tq, B * Hq), sk = tileGrid(gpu, Tk, B * Hkv);
     gpu.dispatch({ kernel: DQ_SG, constants: headDimConstant(dims), params: params(dims, sq.x), bindings: [q, k, v, dout, work, dq], workgroups: [sq.x, sq.y] });
     gpu.dispatch({ kernel: DKV_SG, constants: headDimConstant(dims), params: params(dims, sk.x), bindings: [q, k, v, dout, work, dk, dv], workgroups: [sk.x, sk.y] });
