@@ -11,8 +11,8 @@
  * block: the prefix block as plain causal sequences; the own block against keys gathered per member — its prefix's then
  * its own, Tk = Tp + Ts — as a prefill against a cache (qStart = the prefix's length). Its backward sums the gathered
  * keys' gradients back into the rows they came from, each prefix row's over the members that read it
- * (src/ops/gather_rows.ts). The values are those of running every
- * sequence whole, to rounding (the same sums in another order); the work is that of P·Tp + S·Ts rows instead of S·T.
+ * (src/ops/gather_rows.ts). The values are those of running every sequence whole, to rounding (the same sums in
+ * another order); the work is that of P·Tp + S·Ts rows instead of S·T.
  */
 import type { Gpu } from "../gpu/runtime.ts";
 import type { Tensor } from "../gpu/tensor.ts";
