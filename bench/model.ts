@@ -10,7 +10,8 @@
  * kernel family of the timed training steps and decode steps beside their wall time (the throughput figures are then
  * measured with profiling on: a compute pass per dispatch).
  *
- *   ./node_modules/.bin/bun bench/model.ts [--presets tiny,small] [--batches 1,16] [--T 128] [--new 32] [--reps 3] [--profile]
+ *   ./node_modules/.bin/bun bench/model.ts [--presets tiny,small] [--batches 1,16] [--T 128] [--prompt 16] [--new 32] [--reps 3] [--profile]
+ * (`--prompt 117` decodes after a prompt as long as bench/train.ts's, where a step's attention reads 117+ keys.)
  */
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -32,7 +33,8 @@ const presets = flag("presets", "tiny,small").split(",");
 const batches = flag("batches", "1,16").split(",").map(Number);
 const T = Number(flag("T", "128"));
 const newTokens = Number(flag("new", "32"));
-const promptLen = 16;
+const promptLen = Number(flag("prompt", "16"));
+if (promptLen > T) throw new Error(`--prompt ${promptLen} is longer than --T ${T}`);
 const reps = Number(flag("reps", "3"));
 const profile = process.argv.includes("--profile");
 
