@@ -17,7 +17,7 @@
 import type { Gpu } from "../gpu/runtime.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import type { ModelConfig } from "./config.ts";
-import type { TokenBatch } from "./transformer.ts";
+import { checkedHeadRows, uploadHeadRows, type TokenBatch } from "./transformer.ts";
 import { gatherRowsSegments } from "../ops/gather_rows.ts";
 
 /** Where the blocks of a shared-prefix batch lie (TokenBatch.shared). */
@@ -161,18 +161,11 @@ export function makeSharedPrefixBatch(
   headRows?: readonly (readonly number[])[],
 ): TokenBatch {
   const h = sharedPrefixRows(plan, sequences, prefixLengths);
-  const head: number[] = [];
-  headRows?.forEach((ts, i) => {
-    const p = prefixLengths[i]!, n = sequences[i]!.length;
-    let last = p - 1;
-    for (const t of ts) {
-      if (!Number.isInteger(t) || t <= last || t >= n - 1) {
-        throw new Error(`makeSharedPrefixBatch: headRows[${i}] must be increasing rows from the prefix length ${p} to below ${n - 1}, got ${t}`);
-      }
-      head.push(sharedPrefixRow(plan, p, i, t));
-      last = t;
-    }
+  const head = (headRows ?? []).flatMap((ts, i) => {
+    const p = prefixLengths[i]!;
+    return checkedHeadRows("makeSharedPrefixBatch", i, ts, p, sequences[i]!.length - 1, (t) => sharedPrefixRow(plan, p, i, t));
   });
+  const chosen = uploadHeadRows(gpu, head, h.targets);
   const u32 = (a: Uint32Array) => gpu.upload(a, [a.length], "u32");
   return {
     B: 1,
@@ -184,7 +177,7 @@ export function makeSharedPrefixBatch(
     qStart: u32(new Uint32Array(1)),
     kvLen: u32(Uint32Array.of(h.N)),
     row: (i, t) => sharedPrefixRow(plan, prefixLengths[i]!, i, t),
-    ...(head.length ? { head: { rows: u32(Uint32Array.from(head)), targets: u32(Uint32Array.from(head, (r) => h.targets[r]!)), count: head.length } } : {}),
+    ...(chosen ? { head: chosen } : {}),
     shared: {
       P: plan.P,
       Tp: plan.Tp,

@@ -103,22 +103,9 @@ export function makeBatch(gpu: Gpu, sequences: readonly (readonly number[])[], T
       targets[b * width + t] = t + 1 < s.length ? s[t + 1]! : 0;
       positions[b * width + t] = t;
     }
-    let last = -1;
-    for (const t of headRows?.[b] ?? []) {
-      if (!Number.isInteger(t) || t <= last || t >= s.length - 1) {
-        throw new Error(`makeBatch: headRows[${b}] must be increasing rows below ${s.length - 1} (the sequence's last predicting row), got ${t}`);
-      }
-      head.push(b * width + t);
-      last = t;
-    }
+    head.push(...checkedHeadRows("makeBatch", b, headRows?.[b] ?? [], 0, s.length - 1, (t) => b * width + t));
   });
-  const chosen = head.length
-    ? {
-        rows: gpu.upload(Uint32Array.from(head), [head.length], "u32"),
-        targets: gpu.upload(Uint32Array.from(head, (r) => targets[r]!), [head.length], "u32"),
-        count: head.length,
-      }
-    : undefined;
+  const chosen = uploadHeadRows(gpu, head, targets);
   return {
     B,
     T: width,
@@ -130,6 +117,31 @@ export function makeBatch(gpu: Gpu, sequences: readonly (readonly number[])[], T
     kvLen: gpu.upload(Uint32Array.from(lengths), [B]),
     row: (b, t) => b * width + t,
     ...(chosen ? { head: chosen } : {}),
+  };
+}
+
+/**
+ * The batch rows of one sequence's head rows `ts` (each mapped by `row`), checked: increasing, from `from`, and below
+ * `below`, the sequence's last predicting row. `op` and `b` name them in the error.
+ */
+export function checkedHeadRows(op: string, b: number, ts: readonly number[], from: number, below: number, row: (t: number) => number): number[] {
+  let last = from - 1;
+  return ts.map((t) => {
+    if (!Number.isInteger(t) || t <= last || t >= below) {
+      throw new Error(`${op}: headRows[${b}] must be increasing rows from ${from} to below ${below} (the sequence's last predicting row), got ${t}`);
+    }
+    last = t;
+    return row(t);
+  });
+}
+
+/** A batch's HeadRows: the chosen rows and their targets on the GPU; undefined for none (every row goes through the head). */
+export function uploadHeadRows(gpu: Gpu, rows: readonly number[], targets: Uint32Array): HeadRows | undefined {
+  if (!rows.length) return undefined;
+  return {
+    rows: gpu.upload(Uint32Array.from(rows), [rows.length], "u32"),
+    targets: gpu.upload(Uint32Array.from(rows, (r) => targets[r]!), [rows.length], "u32"),
+    count: rows.length,
   };
 }
 
