@@ -694,3 +694,109 @@ fn attn_fwd_rows_sg(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) 
     if (lane == 0u) { flse[(b * p.Hq + hk * group + g0 + gi) * p.Tq + t] = mx + log(sum); }
   }
 }
+
+// ---- forward, head dimension split over a subgroup (attn_fwd_dims_sg: decode and short prefills, hd ≥ 64) ----------
+// attn_fwd_rows_sg keeps a whole query row per lane: GB·hd query values and GB·hd accumulators, up to 1,024 floats,
+// which no register file holds (on lavapipe they go to the stack and every FMA reads and writes them there: 7× slower
+// than this kernel at Qwen2.5-0.5B's 7 query heads of 64). Here the 8 lanes of a workgroup split the head dimension
+// instead: lane i owns the vec4 columns i, i + 8, … (E = ceil(HD/32) of them) of every query head of the block, so it
+// holds GB·E vec4 of q and of the output (≤ DIMS_MAX). Keys go in blocks of 8, all lanes on the same key: a lane's
+// partial dot products are summed over the subgroup with constant-lane broadcasts (one permute each on lavapipe), lane kk
+// keeps the score of key kk, one exp per lane gives the block's 8 weights, and broadcasts hand each weight to every lane
+// for its columns of the value rows. The running maximum is the same in every lane; each lane sums the weights of its own
+// keys and the sums are added at the end. Every key and value element is read once per row and kv head, as in
+// attn_fwd_rows_sg. Same contract as attn_fwd.
+const DIMS_MAX = 16u; // GB · E vec4 per lane (src/ops/attention.ts caps GB to fit)
+
+fn bcast8s(x: f32) -> array<f32, RL> {
+  return array<f32, RL>(subgroupBroadcast(x, 0u), subgroupBroadcast(x, 1u), subgroupBroadcast(x, 2u), subgroupBroadcast(x, 3u),
+                        subgroupBroadcast(x, 4u), subgroupBroadcast(x, 5u), subgroupBroadcast(x, 6u), subgroupBroadcast(x, 7u));
+}
+
+@compute @workgroup_size(RL)
+fn attn_fwd_dims_sg(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(subgroup_invocation_id) lane: u32) {
+  let r = wid.x + wid.y * nwg.x; // ((b * Tq + t) * Hkv + hk) * HB + hb, the same for the whole workgroup
+  if (r >= p.B * p.Tq * p.Hkv * p.HB) { return; }
+  let qb = queryBlock(r);
+  let b = qb.b;
+  let t = qb.t;
+  let hk = qb.hk;
+  let group = p.Hq / p.Hkv;
+  let g0 = qb.hb * GB;
+  let n = min(GB, group - g0);
+  let D4 = HEAD_DIM / 4u;
+  let E = (D4 + RL - 1u) / RL;
+  let rowBase = qb.bt * p.Hq + hk * group + g0; // row of query head g0 of this block
+  let pos = fqStart[b] + t;
+  let kvl = min(fkvLen[b], p.Tk);
+  if (pos >= kvl) {
+    for (var i = lane; i < n * D4; i += RL) { rout4[rowBase * D4 + i] = vec4f(0.0); }
+    if (lane < n) { flse[(b * p.Hq + hk * group + g0 + lane) * p.Tq + t] = 0.0; }
+    return;
+  }
+  // Columns past the head (lanes ≥ D4 when HD < 32, or the last lanes' second vec4) hold q = 0: their partial dot
+  // products are 0, and they are not stored. Their loads are clamped into the row.
+  var q4: array<vec4f, DIMS_MAX>;
+  var acc: array<vec4f, DIMS_MAX>;
+  var m: array<f32, MAX_GB>; // running maximum score, the same in every lane
+  var l: array<f32, MAX_GB>; // this lane's keys' weights, rescaled to m
+  for (var gi = 0u; gi < GB; gi++) {
+    for (var i = 0u; i < E; i++) {
+      let e = lane + i * RL;
+      q4[gi * E + i] = select(vec4f(0.0), rq4[(rowBase + min(gi, n - 1u)) * D4 + min(e, D4 - 1u)] * p.scale, e < D4);
+      acc[gi * E + i] = vec4f(0.0);
+    }
+    m[gi] = NEG;
+    l[gi] = 0.0;
+  }
+  let stride4 = p.Hkv * D4;
+  let kvBase = b * p.Tk * stride4 + hk * D4;
+  for (var j0 = 0u; j0 <= pos; j0 += RL) {
+    // Scores of keys j0 .. j0 + 7 (those past pos are skipped): lane kk keeps key kk's, and every lane the block's maximum.
+    var s: array<f32, MAX_GB>;
+    var bm: array<f32, MAX_GB>;
+    for (var gi = 0u; gi < GB; gi++) { s[gi] = NEG; bm[gi] = NEG; }
+    for (var kk = 0u; kk < RL; kk++) {
+      let kb = kvBase + min(j0 + kk, pos) * stride4;
+      var part: array<f32, MAX_GB>;
+      for (var gi = 0u; gi < GB; gi++) { part[gi] = 0.0; }
+      for (var i = 0u; i < E; i++) {
+        let k4 = rk4[kb + min(lane + i * RL, D4 - 1u)];
+        for (var gi = 0u; gi < GB; gi++) { part[gi] += dot(q4[gi * E + i], k4); }
+      }
+      let seen = j0 + kk <= pos;
+      for (var gi = 0u; gi < GB; gi++) {
+        let x = bcast8s(part[gi]);
+        let score = ((x[0] + x[1]) + (x[2] + x[3])) + ((x[4] + x[5]) + (x[6] + x[7]));
+        s[gi] = select(s[gi], score, seen && lane == kk);
+        bm[gi] = select(bm[gi], max(bm[gi], score), seen);
+      }
+    }
+    // Online softmax over the block: rescale to the new maximum, weigh lane kk's key, and add the weighted value rows.
+    var wb: array<array<f32, RL>, MAX_GB>;
+    for (var gi = 0u; gi < GB; gi++) {
+      let mNew = max(m[gi], bm[gi]);
+      let c = exp(m[gi] - mNew);
+      let w = select(0.0, exp(s[gi] - mNew), j0 + lane <= pos);
+      l[gi] = l[gi] * c + w;
+      m[gi] = mNew;
+      for (var i = 0u; i < E; i++) { acc[gi * E + i] *= c; }
+      wb[gi] = bcast8s(w);
+    }
+    for (var kk = 0u; kk < RL; kk++) {
+      let kb = kvBase + min(j0 + kk, pos) * stride4;
+      for (var i = 0u; i < E; i++) {
+        let v4 = rv4[kb + min(lane + i * RL, D4 - 1u)];
+        for (var gi = 0u; gi < GB; gi++) { acc[gi * E + i] += wb[gi][kk] * v4; }
+      }
+    }
+  }
+  for (var gi = 0u; gi < n; gi++) {
+    let sum = subgroupAdd(l[gi]);
+    for (var i = 0u; i < E; i++) {
+      let e = lane + i * RL;
+      if (e < D4) { rout4[(rowBase + gi) * D4 + e] = acc[gi * E + i] / sum; }
+    }
+    if (lane == 0u) { flse[(b * p.Hq + hk * group + g0 + gi) * p.Tq + t] = m[gi] + log(sum); }
+  }
+}

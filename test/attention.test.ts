@@ -1,6 +1,6 @@
 import { describe, test, expect, beforeAll, setDefaultTimeout } from "bun:test";
 import { getGpu, type Gpu } from "../src/gpu/runtime.ts";
-import { attention, attentionBackward, attentionBackwardWorkElements, attentionBlocking, chooseAttentionKernel, type AttentionDims, type AttentionKernel } from "../src/ops/attention.ts";
+import { attention, attentionBackward, attentionBackwardWorkElements, attentionBlocking, chooseAttentionKernel, rowKernelHeads, type AttentionDims, type AttentionKernel } from "../src/ops/attention.ts";
 import { subgroupKernelsSupported } from "../src/gpu/shaders.ts";
 import { attentionRef, attentionBackwardRef } from "../src/ops/attention.ref.ts";
 import { randn, expectClose, forReduction, numericGradient, sampleIndices, dot } from "./harness.ts";
@@ -79,16 +79,22 @@ const CASES: [string, Case][] = [
   ["decode of 5 sequences, 1–150 keys (the small preset's heads)", { d: { B: 5, Tq: 1, Tk: 160, Hq: 6, Hkv: 2, hd: 64 }, qStart: [149, 0, 63, 64, 127], kvLen: [150, 1, 64, 65, 120] }],
   ["decode, 16 query heads of one kv head (two blocks), hd=32", { d: { B: 2, Tq: 1, Tk: 70, Hq: 16, Hkv: 1, hd: 32 }, qStart: [69, 30], kvLen: [70, 31] }],
   ["3 rows into a cache of 200, hd=16", { d: { B: 3, Tq: 3, Tk: 200, Hq: 4, Hkv: 2, hd: 16 }, qStart: [150, 7, 196], kvLen: [153, 10, 198] }],
+  // The dims kernel's shapes: Qwen2.5-0.5B's 7 query heads of 64 per kv head in one block, hd=128 (4 vec4 columns a
+  // lane, two blocks of 4 and 3 heads), hd=100 (25 vec4: the last lanes' fourth column is past the head), keys not a
+  // multiple of 8, 1 key, a padding row.
+  ["decode, Qwen2.5-0.5B's heads (14/2, hd=64), 1–97 keys", { d: { B: 4, Tq: 1, Tk: 100, Hq: 14, Hkv: 2, hd: 64 }, qStart: [96, 0, 7, 40], kvLen: [97, 1, 8, 39] }],
+  ["decode, hd=128, 7 query heads per kv head (blocks of 4 and 3)", { d: { B: 2, Tq: 1, Tk: 90, Hq: 14, Hkv: 2, hd: 128 }, qStart: [88, 13], kvLen: [89, 14] }],
+  ["2 rows into a cache of 80, hd=100", { d: { B: 2, Tq: 2, Tk: 80, Hq: 6, Hkv: 3, hd: 100 }, qStart: [70, 9], kvLen: [72, 11] }],
 ];
 
 // The subgroup kernels run where the adapter has them and the head dimension is a multiple of 4 up to 128; each
 // case runs on every kernel that can take it (forced), whatever chooseAttentionKernel would pick for its size.
-// The rows kernel (forward only; its backward is the portable one) takes head dimensions that are multiples of 4 up
-// to 256, with subgroups.
+// The rows and dims kernels (forward only; their backward is the portable one) take head dimensions that are
+// multiples of 4 up to 256, with subgroups.
 function kernelsFor(d: AttentionDims): AttentionKernel[] {
   const out: AttentionKernel[] = ["portable"];
   if (subgroupKernelsSupported(gpu) && d.hd % 4 === 0 && d.hd <= 128) out.push("subgroup");
-  if (subgroupKernelsSupported(gpu) && d.hd % 4 === 0) out.push("rows");
+  if (subgroupKernelsSupported(gpu) && d.hd % 4 === 0) out.push("rows", "dims");
   return out;
 }
 
@@ -151,7 +157,7 @@ describe("attention backward", () => {
 });
 
 describe("attention masks and caches", () => {
-  for (const kernel of ["portable", "subgroup", "rows"] as const) {
+  for (const kernel of ["portable", "subgroup", "rows", "dims"] as const) {
   const d0 = { Hq: 6, Hkv: 2, hd: 12 };
   const rowSize = d0.Hq * d0.hd, kvRowSize = d0.Hkv * d0.hd;
   test(`${kernel}: a padded batch equals each sequence alone, and padding leaks nothing (even NaN)`, async () => {
@@ -229,7 +235,7 @@ describe("attention masks and caches", () => {
   });
   }
 
-  test("the subgroup kernels are chosen for training and prefill shapes, the rows kernel for decode, portable for odd head sizes", () => {
+  test("the subgroup kernels are chosen for training and prefill shapes, the dims or rows kernel for decode, portable for odd head sizes", () => {
     if (!subgroupKernelsSupported(gpu)) return;
     expect(chooseAttentionKernel(gpu, { B: 16, Tq: 214, Tk: 214, Hq: 4, Hkv: 2, hd: 16 })).toBe("subgroup");
     expect(chooseAttentionKernel(gpu, { B: 16, Tq: 1, Tk: 300, Hq: 4, Hkv: 2, hd: 16 })).toBe("rows");
@@ -239,7 +245,12 @@ describe("attention masks and caches", () => {
     // Few keys: the portable kernel on a software adapter (lavapipe), the rows kernel on a GPU.
     const few = gpu.handle.info.software ? "portable" : "rows";
     expect(chooseAttentionKernel(gpu, { B: 16, Tq: 1, Tk: 300, Hq: 4, Hkv: 2, hd: 16 }, 30)).toBe(few);
-    expect(chooseAttentionKernel(gpu, { B: 2, Tq: 4, Tk: 40, Hq: 4, Hkv: 2, hd: 256 })).toBe(few);
+    // From a head dimension of 64 the dims kernel, at any key count.
+    for (const hd of [64, 128, 256]) {
+      expect(chooseAttentionKernel(gpu, { B: 16, Tq: 1, Tk: 300, Hq: 14, Hkv: 2, hd }, 9)).toBe("dims");
+      expect(chooseAttentionKernel(gpu, { B: 2, Tq: 4, Tk: 40, Hq: 4, Hkv: 2, hd })).toBe("dims");
+    }
+    expect(chooseAttentionKernel(gpu, { B: 16, Tq: 1, Tk: 300, Hq: 4, Hkv: 2, hd: 32 }, 120)).toBe("rows");
   });
 
   test("blocking stays within the kernels' register arrays", () => {
@@ -252,8 +263,16 @@ describe("attention masks and caches", () => {
           expect(bl.gb).toBeLessThanOrEqual(Math.min(8, Hq! / Hkv!));
           expect(bl.kb).toBeLessThanOrEqual(8);
         }
+        // The decode kernels' blocks: GB·hd values (rows), GB·ceil(hd/32) vec4 (dims) per lane.
+        const rows = rowKernelHeads({ Hq: Hq!, Hkv: Hkv!, hd }, "rows"), dims = rowKernelHeads({ Hq: Hq!, Hkv: Hkv!, hd }, "dims");
+        expect(rows * hd).toBeLessThanOrEqual(512);
+        expect(dims * Math.ceil(hd / 32)).toBeLessThanOrEqual(16);
+        for (const gb of [rows, dims]) expect(gb).toBeLessThanOrEqual(Math.min(8, Hq! / Hkv!));
       }
     }
+    // Where the arrays allow, the whole group of a kv head is one block (its keys and values read once per row).
+    expect(rowKernelHeads({ Hq: 14, Hkv: 2, hd: 64 }, "dims")).toBe(7);
+    expect(rowKernelHeads({ Hq: 28, Hkv: 4, hd: 128 }, "dims")).toBe(4);
   });
 
   test("rejects head counts that do not group and oversized heads", () => {

@@ -81,31 +81,39 @@ describe("generation", () => {
     });
   }
 
-  test("a long context (decode steps of 70+ keys: the subgroup rows attention kernel where the adapter has subgroups): cached logits equal recomputing everything", async () => {
-    const { chooseAttentionKernel } = await import("../src/ops/attention.ts");
-    const { subgroupKernelsSupported } = await import("../src/gpu/shaders.ts");
-    // The tiny preset (the golden fixtures allow 64 positions); its logits are compared, not argmax choices.
-    const model = await Transformer.load(gpu, dirs.qwen2!);
-    const prompts = [Array.from({ length: 70 }, (_, t) => 3 + ((t * 37) % 200)), Array.from({ length: 61 }, (_, t) => 5 + ((t * 11) % 190))];
-    const dims = { B: 2, Tq: 1, Tk: 96, Hq: model.Hq, Hkv: model.Hkv, hd: model.hd };
-    if (subgroupKernelsSupported(gpu)) expect(chooseAttentionKernel(gpu, dims, 71)).toBe("rows");
-    const s = new GenerationSession(model, 2, 96);
-    s.append(prompts);
-    const seqs = prompts.map((p) => [...p]);
-    for (let i = 0; i < 5; i++) {
-      const l = await s.readLogits();
-      const next: number[][] = [];
-      for (const [b, seq] of seqs.entries()) {
-        const ref = await greedyRecompute(model, seq, 1);
-        expectClose(l.subarray(b * model.V, (b + 1) * model.V), ref.logits[0]!.subarray(0, model.V), { atol: 1e-4, rtol: 1e-4 }, `sequence ${b} step ${i}`);
-        seq.push(ref.ids[0]!);
-        next.push([ref.ids[0]!]);
+  // Decode steps of 70+ keys, where the adapter has subgroups: the tiny preset (hd 16) runs the rows attention kernel
+  // (each lane a share of the keys), the small preset (hd 64) the dims kernel (each lane a share of the head dimension).
+  for (const [preset, kernel] of [["tiny", "rows"], ["small", "dims"]] as const) {
+    test(`a long context (${preset}: the ${kernel} attention kernel): cached logits equal recomputing everything`, async () => {
+      const { chooseAttentionKernel } = await import("../src/ops/attention.ts");
+      const { subgroupKernelsSupported } = await import("../src/gpu/shaders.ts");
+      // Freshly initialised models; their logits are compared, not argmax choices.
+      if (preset === "small" && !dirs.small) {
+        dirs.small = join(mkdtempSync(join(tmpdir(), "recall-gen-")), "m");
+        await initModel({ arch: "qwen2", preset: "small", outDir: dirs.small, seed: 6 });
       }
-      s.append(next);
-    }
-    s.release();
-    model.params.release();
-  });
+      const model = await Transformer.load(gpu, preset === "small" ? dirs.small! : dirs.qwen2!);
+      const prompts = [Array.from({ length: 70 }, (_, t) => 3 + ((t * 37) % 200)), Array.from({ length: 61 }, (_, t) => 5 + ((t * 11) % 190))];
+      const dims = { B: 2, Tq: 1, Tk: 96, Hq: model.Hq, Hkv: model.Hkv, hd: model.hd };
+      if (subgroupKernelsSupported(gpu)) expect(chooseAttentionKernel(gpu, dims, 71)).toBe(kernel);
+      const s = new GenerationSession(model, 2, 96);
+      s.append(prompts);
+      const seqs = prompts.map((p) => [...p]);
+      for (let i = 0; i < 5; i++) {
+        const l = await s.readLogits();
+        const next: number[][] = [];
+        for (const [b, seq] of seqs.entries()) {
+          const ref = await greedyRecompute(model, seq, 1);
+          expectClose(l.subarray(b * model.V, (b + 1) * model.V), ref.logits[0]!.subarray(0, model.V), { atol: 1e-4, rtol: 1e-4 }, `sequence ${b} step ${i}`);
+          seq.push(ref.ids[0]!);
+          next.push([ref.ids[0]!]);
+        }
+        s.append(next);
+      }
+      s.release();
+      model.params.release();
+    });
+  }
 
   test("prefill logits agree with the training forward's log-probs", async () => {
     const model = models.qwen3!;

@@ -28,6 +28,7 @@ const PREP: Kernel = { shader: PORTABLE, entry: "attn_bwd_prep", storage: DQ_STO
 const DQ: Kernel = { shader: PORTABLE, entry: "attn_bwd_dq", storage: DQ_STORAGE, uniforms: true };
 const DKV: Kernel = { shader: PORTABLE, entry: "attn_bwd_dkv", storage: FWD_STORAGE, uniforms: true };
 const FWD_ROWS: Kernel = { shader: SUBGROUP, entry: "attn_fwd_rows_sg", storage: FWD_STORAGE, uniforms: true };
+const FWD_DIMS: Kernel = { shader: SUBGROUP, entry: "attn_fwd_dims_sg", storage: FWD_STORAGE, uniforms: true };
 const FWD_SG: Kernel = { shader: SUBGROUP, entry: "attn_fwd_sg", storage: FWD_STORAGE, uniforms: true };
 const DQ_SG: Kernel = { shader: SUBGROUP, entry: "attn_bwd_dq_sg", storage: DQ_STORAGE, uniforms: true };
 const DKV_SG: Kernel = { shader: SUBGROUP, entry: "attn_bwd_dkv_sg", storage: FWD_STORAGE, uniforms: true };
@@ -36,6 +37,8 @@ const DKV_SG: Kernel = { shader: SUBGROUP, entry: "attn_bwd_dkv_sg", storage: FW
 export const ATTENTION_MAX_HEAD_DIM = 256;
 const BLOCK = 512;
 const MAX_GB = 8;
+/** attn_fwd_dims_sg's per-lane register arrays: GB·ceil(hd/32) vec4 (DIMS_MAX in shaders/attention.wgsl). */
+const DIMS_MAX = 16;
 const KB_WANTED = 4;
 
 export interface AttentionDims {
@@ -50,12 +53,13 @@ export interface AttentionDims {
 /**
  * Which kernels run: `subgroup` (shaders/attention.wgsl below its SUBGROUP line: one row per lane, the other side
  * shared through subgroup broadcasts) where the adapter has subgroups of ≥ 8 lanes, the head dimension is a multiple
- * of 4 up to 128 and the pass has at least a subgroup's worth of rows (prefill, training); for fewer rows (decode,
- * short prefills) `rows` (attn_fwd_rows_sg: a subgroup of 8 lanes per query row, splitting its keys; forward only, the
- * backward of such a pass runs the portable kernels) where there are subgroups and the head dimension is a multiple of
- * 4 up to 256; otherwise `portable`. All compute the same contract; results agree to rounding.
+ * of 4 up to 128 and the pass has at least a subgroup's worth of rows (prefill, training). For fewer rows (decode,
+ * short prefills), with subgroups and a head dimension that is a multiple of 4 up to 256, a subgroup of 8 lanes per
+ * query row: `dims` (attn_fwd_dims_sg: the lanes split the head dimension) from a head dimension of 64, `rows`
+ * (attn_fwd_rows_sg: the lanes split the keys) below it. Both are forward only; the backward of such a pass runs the
+ * portable kernels. Otherwise `portable`. All compute the same contract; results agree to rounding.
  */
-export type AttentionKernel = "portable" | "subgroup" | "rows";
+export type AttentionKernel = "portable" | "subgroup" | "rows" | "dims";
 
 const SG_ROWS = 64;
 const SG_MAX_HEAD_DIM = 128;
@@ -77,18 +81,29 @@ function rowsFit(gpu: Gpu, d: Pick<AttentionDims, "hd">): boolean {
  */
 const ROWS_MIN_KEYS_SOFTWARE = 64;
 
+/**
+ * Smallest head dimension the dims kernel takes: from 64 every lane owns at least two vec4 columns of each head. Below
+ * it lanes sit idle (hd 16: half of them) and the rows kernel, whose per-lane rows are then short, was as fast or
+ * faster on lavapipe (bench/attention.ts); from 64 the dims kernel was faster at every key count measured, by the most
+ * where a block of query heads is long (GB·hd, the rows kernel's per-lane arrays).
+ */
+const DIMS_MIN_HEAD_DIM = 64;
+
 /** `keys`: the most keys a row attends, when the caller knows it (else the dims' Tk). */
 export function chooseAttentionKernel(gpu: Gpu, d: AttentionDims, keys = d.Tk): AttentionKernel {
   if (subgroupKernelsSupported(gpu) && subgroupFits(d)) return "subgroup";
-  const rows = rowsFit(gpu, d) && (!gpu.handle.info.software || keys >= ROWS_MIN_KEYS_SOFTWARE);
-  return rows ? "rows" : "portable";
+  if (!rowsFit(gpu, d)) return "portable";
+  if (d.hd >= DIMS_MIN_HEAD_DIM) return "dims";
+  return !gpu.handle.info.software || keys >= ROWS_MIN_KEYS_SOFTWARE ? "rows" : "portable";
 }
 
 function kernelFor(gpu: Gpu, d: AttentionDims, forced: AttentionKernel | undefined, keys?: number): AttentionKernel {
   if (forced === "subgroup" && !(subgroupKernelsSupported(gpu) && d.hd % 4 === 0 && d.hd <= SG_MAX_HEAD_DIM)) {
     throw new Error(`attention: the subgroup kernels need subgroups of ≥ 8 lanes and a head dimension that is a multiple of 4 up to ${SG_MAX_HEAD_DIM}`);
   }
-  if (forced === "rows" && !rowsFit(gpu, d)) throw new Error(`attention: the rows kernel needs subgroups and a head dimension that is a multiple of 4 up to ${ATTENTION_MAX_HEAD_DIM}`);
+  if ((forced === "rows" || forced === "dims") && !rowsFit(gpu, d)) {
+    throw new Error(`attention: the ${forced} kernel needs subgroups and a head dimension that is a multiple of 4 up to ${ATTENTION_MAX_HEAD_DIM}`);
+  }
   return forced ?? chooseAttentionKernel(gpu, d, keys);
 }
 
@@ -154,6 +169,15 @@ function params(d: AttentionDims, gridX: number, gb = 1): ArrayBuffer {
   return new Params().u32(d.B, d.Tq, d.Tk, d.Hq, d.Hkv, gridX, d.hd, headBlocks).f32(1 / Math.sqrt(d.hd)).bytes();
 }
 
+/**
+ * Query heads per workgroup of the rows and dims kernels (GB): the whole group of a kv head when it fits their per-lane
+ * arrays — GB·hd ≤ BLOCK values of q and of the output per lane (rows), GB·ceil(hd/32) ≤ DIMS_MAX vec4 (dims).
+ */
+export function rowKernelHeads(d: Pick<AttentionDims, "Hq" | "Hkv" | "hd">, kernel: "rows" | "dims"): number {
+  const fit = kernel === "dims" ? Math.floor(DIMS_MAX / Math.ceil(d.hd / 32)) : Math.floor(BLOCK / d.hd);
+  return Math.max(1, Math.min(d.Hq / d.Hkv, MAX_GB, fit));
+}
+
 /** Forward: writes out [B, Tq, Hq, hd] and lse [B, Hq, Tq] (log-sum-exp of each row's scaled scores, saved for the backward). */
 export function attention(
   gpu: Gpu,
@@ -178,11 +202,17 @@ export function attention(
     gpu.dispatch({ kernel: FWD_SG, constants: headDimConstant(dims), params: params(dims, sg.x), bindings: [q, k, v, qStart, kvLen, out, lse], workgroups: [sg.x, sg.y] });
     return;
   }
-  if (kernel === "rows") {
+  if (kernel === "rows" || kernel === "dims") {
     // A workgroup per (row, kv head, block of its query heads): every query head of a kv head in one block when they fit.
-    const gb = Math.max(1, Math.min(Hq / Hkv, MAX_GB, Math.floor(BLOCK / hd)));
+    const gb = rowKernelHeads(dims, kernel);
     const w = grid(gpu, B * Tq * Hkv * Math.ceil(Hq / Hkv / gb), 1);
-    gpu.dispatch({ kernel: FWD_ROWS, constants: { GB: gb, ...headDimConstant(dims) }, params: params(dims, w.x, gb), bindings: [q, k, v, qStart, kvLen, out, lse], workgroups: [w.x, w.y] });
+    gpu.dispatch({
+      kernel: kernel === "dims" ? FWD_DIMS : FWD_ROWS,
+      constants: { GB: gb, ...headDimConstant(dims) },
+      params: params(dims, w.x, gb),
+      bindings: [q, k, v, qStart, kvLen, out, lse],
+      workgroups: [w.x, w.y],
+    });
     return;
   }
   const bl = attentionBlocking(dims);
@@ -233,7 +263,7 @@ export function attentionBackward(
   const gp = grid(gpu, B * Tq * Hq, 64);
   gpu.dispatch({ kernel: PREP, constants: { WGS: 64 }, params: params(dims, gp.x), bindings: [out, dout, lse, qStart, kvLen, work], workgroups: [gp.x, gp.y] });
   if (kernelFor(gpu, dims, o.kernel) === "subgroup") {
-    // (A pass whose forward ran the rows kernel, forward only, takes the portable backward below.)
+    // (A pass whose forward ran the rows or dims kernel, forward only, takes the portable backward below.)
     const sq = tileGrid(gpu, Tq, B * Hq), sk = tileGrid(gpu, Tk, B * Hkv);
     gpu.dispatch({ kernel: DQ_SG, constants: headDimConstant(dims), params: params(dims, sq.x), bindings: [q, k, v, dout, work, dq], workgroups: [sq.x, sq.y] });
     gpu.dispatch({ kernel: DKV_SG, constants: headDimConstant(dims), params: params(dims, sk.x), bindings: [q, k, v, dout, work, dk, dv], workgroups: [sk.x, sk.y] });
