@@ -697,8 +697,8 @@ fn attn_fwd_rows_sg(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) 
 
 // ---- forward, head dimension split over a subgroup (attn_fwd_dims_sg: decode and short prefills, hd ≥ 64) ----------
 // attn_fwd_rows_sg keeps a whole query row per lane: GB·hd query values and GB·hd accumulators, up to 1,024 floats,
-// which no register file holds (on lavapipe they go to the stack and every FMA reads and writes them there: 7× slower
-// than this kernel at Qwen2.5-0.5B's 7 query heads of 64). Here the 8 lanes of a workgroup split the head dimension
+// which no register file holds (on lavapipe they go to the stack and every FMA reads and writes them there: 3–7× slower
+// than this kernel at Qwen2.5-0.5B's 7 query heads of 64, bench/attention.ts). Here the 8 lanes of a workgroup split the head dimension
 // instead: lane i owns the vec4 columns i, i + 8, … (E = ceil(HD/32) of them) of every query head of the block, so it
 // holds GB·E vec4 of q and of the output (≤ DIMS_MAX). Keys go in blocks of 8, all lanes on the same key: a lane's
 // partial dot products are summed over the subgroup with constant-lane broadcasts (one permute each on lavapipe), lane kk
@@ -707,11 +707,6 @@ fn attn_fwd_rows_sg(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) 
 // keys and the sums are added at the end. Every key and value element is read once per row and kv head, as in
 // attn_fwd_rows_sg. Same contract as attn_fwd.
 const DIMS_MAX = 16u; // GB · E vec4 per lane (src/ops/attention.ts caps GB to fit)
-
-fn bcast8s(x: f32) -> array<f32, RL> {
-  return array<f32, RL>(subgroupBroadcast(x, 0u), subgroupBroadcast(x, 1u), subgroupBroadcast(x, 2u), subgroupBroadcast(x, 3u),
-                        subgroupBroadcast(x, 4u), subgroupBroadcast(x, 5u), subgroupBroadcast(x, 6u), subgroupBroadcast(x, 7u));
-}
 
 @compute @workgroup_size(RL)
 fn attn_fwd_dims_sg(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(subgroup_invocation_id) lane: u32) {
@@ -766,14 +761,14 @@ fn attn_fwd_dims_sg(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) 
       }
       let seen = j0 + kk <= pos;
       for (var gi = 0u; gi < GB; gi++) {
-        let x = bcast8s(part[gi]);
+        let x = bcast8f(part[gi]);
         let score = ((x[0] + x[1]) + (x[2] + x[3])) + ((x[4] + x[5]) + (x[6] + x[7]));
         s[gi] = select(s[gi], score, seen && lane == kk);
         bm[gi] = select(bm[gi], max(bm[gi], score), seen);
       }
     }
     // Online softmax over the block: rescale to the new maximum, weigh lane kk's key, and add the weighted value rows.
-    var wb: array<array<f32, RL>, MAX_GB>;
+    var wb: array<array<f32, 8>, MAX_GB>;
     for (var gi = 0u; gi < GB; gi++) {
       let mNew = max(m[gi], bm[gi]);
       let c = exp(m[gi] - mNew);
@@ -781,7 +776,7 @@ fn attn_fwd_dims_sg(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) 
       l[gi] = l[gi] * c + w;
       m[gi] = mNew;
       for (var i = 0u; i < E; i++) { acc[gi * E + i] *= c; }
-      wb[gi] = bcast8s(w);
+      wb[gi] = bcast8f(w);
     }
     for (var kk = 0u; kk < RL; kk++) {
       let kb = kvBase + min(j0 + kk, pos) * stride4;

@@ -1,6 +1,6 @@
 import { describe, test, expect, beforeAll, setDefaultTimeout } from "bun:test";
 import { getGpu, type Gpu } from "../src/gpu/runtime.ts";
-import { attention, attentionBackward, attentionBackwardWorkElements, attentionBlocking, chooseAttentionKernel, rowKernelHeads, type AttentionDims, type AttentionKernel } from "../src/ops/attention.ts";
+import { attention, attentionBackward, attentionBackwardWorkElements, attentionBlocking, chooseAttentionKernel, queryHeadsPerBlock, type AttentionDims, type AttentionKernel } from "../src/ops/attention.ts";
 import { subgroupKernelsSupported } from "../src/gpu/shaders.ts";
 import { attentionRef, attentionBackwardRef } from "../src/ops/attention.ref.ts";
 import { randn, expectClose, forReduction, numericGradient, sampleIndices, dot } from "./harness.ts";
@@ -264,15 +264,15 @@ describe("attention masks and caches", () => {
           expect(bl.kb).toBeLessThanOrEqual(8);
         }
         // The decode kernels' blocks: GB·hd values (rows), GB·ceil(hd/32) vec4 (dims) per lane.
-        const rows = rowKernelHeads({ Hq: Hq!, Hkv: Hkv!, hd }, "rows"), dims = rowKernelHeads({ Hq: Hq!, Hkv: Hkv!, hd }, "dims");
+        const rows = queryHeadsPerBlock({ Hq: Hq!, Hkv: Hkv!, hd }, "rows"), dims = queryHeadsPerBlock({ Hq: Hq!, Hkv: Hkv!, hd }, "dims");
         expect(rows * hd).toBeLessThanOrEqual(512);
         expect(dims * Math.ceil(hd / 32)).toBeLessThanOrEqual(16);
         for (const gb of [rows, dims]) expect(gb).toBeLessThanOrEqual(Math.min(8, Hq! / Hkv!));
       }
     }
     // Where the arrays allow, the whole group of a kv head is one block (its keys and values read once per row).
-    expect(rowKernelHeads({ Hq: 14, Hkv: 2, hd: 64 }, "dims")).toBe(7);
-    expect(rowKernelHeads({ Hq: 28, Hkv: 4, hd: 128 }, "dims")).toBe(4);
+    expect(queryHeadsPerBlock({ Hq: 14, Hkv: 2, hd: 64 }, "dims")).toBe(7);
+    expect(queryHeadsPerBlock({ Hq: 28, Hkv: 4, hd: 128 }, "dims")).toBe(4);
   });
 
   test("rejects head counts that do not group and oversized heads", () => {

@@ -173,7 +173,7 @@ function params(d: AttentionDims, gridX: number, gb = 1): ArrayBuffer {
  * Query heads per workgroup of the rows and dims kernels (GB): the whole group of a kv head when it fits their per-lane
  * arrays — GB·hd ≤ BLOCK values of q and of the output per lane (rows), GB·ceil(hd/32) ≤ DIMS_MAX vec4 (dims).
  */
-export function rowKernelHeads(d: Pick<AttentionDims, "Hq" | "Hkv" | "hd">, kernel: "rows" | "dims"): number {
+export function queryHeadsPerBlock(d: Pick<AttentionDims, "Hq" | "Hkv" | "hd">, kernel: "rows" | "dims"): number {
   const fit = kernel === "dims" ? Math.floor(DIMS_MAX / Math.ceil(d.hd / 32)) : Math.floor(BLOCK / d.hd);
   return Math.max(1, Math.min(d.Hq / d.Hkv, MAX_GB, fit));
 }
@@ -204,7 +204,7 @@ export function attention(
   }
   if (kernel === "rows" || kernel === "dims") {
     // A workgroup per (row, kv head, block of its query heads): every query head of a kv head in one block when they fit.
-    const gb = rowKernelHeads(dims, kernel);
+    const gb = queryHeadsPerBlock(dims, kernel);
     const w = grid(gpu, B * Tq * Hkv * Math.ceil(Hq / Hkv / gb), 1);
     gpu.dispatch({
       kernel: kernel === "dims" ? FWD_DIMS : FWD_ROWS,
