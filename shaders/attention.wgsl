@@ -625,26 +625,42 @@ const RL = 8u;
 @group(0) @binding(3) var<storage, read> rv4: array<vec4f>;
 @group(0) @binding(6) var<storage, read_write> rout4: array<vec4f>;
 
-@compute @workgroup_size(RL)
-fn attn_fwd_rows_sg(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
-  let r = wid.x + wid.y * nwg.x; // ((b * Tq + t) * Hkv + hk) * HB + hb, the same for the whole workgroup
-  if (r >= p.B * p.Tq * p.Hkv * p.HB) { return; }
+// The query row of a decode kernel's workgroup r = ((b * Tq + t) * Hkv + hk) * HB + hb: its sequence b, token t, kv
+// head hk, the block's first query head g0 (of the kv head's group) and its n heads, the output row of head g0, and
+// the row's absolute position. `skip`: no work — r is past the grid, or the row is padding (a position past its
+// sequence's length), whose outputs (0, and lse 0) startDecodeRow has written.
+struct DecodeRow { b: u32, t: u32, hk: u32, group: u32, g0: u32, n: u32, rowBase: u32, pos: u32, skip: bool }
+
+fn startDecodeRow(r: u32, lane: u32) -> DecodeRow {
+  if (r >= p.B * p.Tq * p.Hkv * p.HB) { return DecodeRow(0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, true); }
   let qb = queryBlock(r);
-  let b = qb.b;
-  let t = qb.t;
-  let hk = qb.hk;
   let group = p.Hq / p.Hkv;
   let g0 = qb.hb * GB;
-  let n = min(GB, group - g0);
-  let D4 = HEAD_DIM / 4u;
-  let rowBase = qb.bt * p.Hq + hk * group + g0; // row of query head g0 of this block
-  let pos = fqStart[b] + t;
-  let kvl = min(fkvLen[b], p.Tk);
-  if (pos >= kvl) {
-    for (var i = lane; i < n * D4; i += RL) { rout4[rowBase * D4 + i] = vec4f(0.0); }
-    if (lane < n) { flse[(b * p.Hq + hk * group + g0 + lane) * p.Tq + t] = 0.0; }
-    return;
+  let pos = fqStart[qb.b] + qb.t;
+  let d = DecodeRow(qb.b, qb.t, qb.hk, group, g0, min(GB, group - g0), qb.bt * p.Hq + qb.hk * group + g0, pos, pos >= min(fkvLen[qb.b], p.Tk));
+  if (d.skip) {
+    let D4 = HEAD_DIM / 4u;
+    for (var i = lane; i < d.n * D4; i += RL) { rout4[d.rowBase * D4 + i] = vec4f(0.0); }
+    if (lane < d.n) { flse[decodeLseIndex(d, lane)] = 0.0; }
   }
+  return d;
+}
+
+// Where head g0 + gi of the row keeps its log-sum-exp.
+fn decodeLseIndex(d: DecodeRow, gi: u32) -> u32 {
+  return (d.b * p.Hq + d.hk * d.group + d.g0 + gi) * p.Tq + d.t;
+}
+
+@compute @workgroup_size(RL)
+fn attn_fwd_rows_sg(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  let d = startDecodeRow(wid.x + wid.y * nwg.x, lane); // the same row for the whole workgroup
+  if (d.skip) { return; }
+  let b = d.b;
+  let hk = d.hk;
+  let n = d.n;
+  let D4 = HEAD_DIM / 4u;
+  let rowBase = d.rowBase;
+  let pos = d.pos;
   var q4: array<vec4f, 128>; // GB · HD / 4 ≤ BLOCK / 4
   var acc: array<vec4f, 128>;
   var m: array<f32, MAX_GB>;
@@ -691,44 +707,32 @@ fn attn_fwd_rows_sg(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) 
       let o = subgroupAdd(acc[gi * D4 + e] * c);
       if (lane == e % RL) { rout4[(rowBase + gi) * D4 + e] = o / sum; }
     }
-    if (lane == 0u) { flse[(b * p.Hq + hk * group + g0 + gi) * p.Tq + t] = mx + log(sum); }
+    if (lane == 0u) { flse[decodeLseIndex(d, gi)] = mx + log(sum); }
   }
 }
 
 // ---- forward, head dimension split over a subgroup (attn_fwd_dims_sg: decode and short prefills, hd ≥ 64) ----------
 // attn_fwd_rows_sg keeps a whole query row per lane: GB·hd query values and GB·hd accumulators, up to 1,024 floats,
 // which no register file holds (on lavapipe they go to the stack and every FMA reads and writes them there: 3–7× slower
-// than this kernel at Qwen2.5-0.5B's 7 query heads of 64, bench/attention.ts). Here the 8 lanes of a workgroup split the head dimension
-// instead: lane i owns the vec4 columns i, i + 8, … (E = ceil(HD/32) of them) of every query head of the block, so it
-// holds GB·E vec4 of q and of the output (≤ DIMS_MAX). Keys go in blocks of 8, all lanes on the same key: a lane's
-// partial dot products are summed over the subgroup with constant-lane broadcasts (one permute each on lavapipe), lane kk
-// keeps the score of key kk, one exp per lane gives the block's 8 weights, and broadcasts hand each weight to every lane
-// for its columns of the value rows. The running maximum is the same in every lane; each lane sums the weights of its own
-// keys and the sums are added at the end. Every key and value element is read once per row and kv head, as in
-// attn_fwd_rows_sg. Same contract as attn_fwd.
+// than this kernel at Qwen2.5-0.5B's 7 query heads of 64, bench/attention.ts). Here the 8 lanes of a workgroup split
+// the head dimension instead: lane i owns the vec4 columns i, i + 8, … (E = ceil(HD/32) of them) of every query head of
+// the block, so it holds GB·E vec4 of q and of the output (≤ DIMS_MAX). Keys go in blocks of 8, all lanes on the same
+// key: a lane's partial dot products are summed over the subgroup with constant-lane broadcasts (one permute each on
+// lavapipe), lane kk keeps the score of key kk, one exp per lane gives the block's 8 weights, and broadcasts hand each
+// weight to every lane for its columns of the value rows. The running maximum is the same in every lane; each lane sums
+// the weights of its own keys and the sums are added at the end. Every key and value element is read once per row and
+// kv head, as in attn_fwd_rows_sg. Same contract as attn_fwd.
 const DIMS_MAX = 16u; // GB · E vec4 per lane (src/ops/attention.ts caps GB to fit)
 
 @compute @workgroup_size(RL)
 fn attn_fwd_dims_sg(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(subgroup_invocation_id) lane: u32) {
-  let r = wid.x + wid.y * nwg.x; // ((b * Tq + t) * Hkv + hk) * HB + hb, the same for the whole workgroup
-  if (r >= p.B * p.Tq * p.Hkv * p.HB) { return; }
-  let qb = queryBlock(r);
-  let b = qb.b;
-  let t = qb.t;
-  let hk = qb.hk;
-  let group = p.Hq / p.Hkv;
-  let g0 = qb.hb * GB;
-  let n = min(GB, group - g0);
+  let d = startDecodeRow(wid.x + wid.y * nwg.x, lane); // the same row for the whole workgroup
+  if (d.skip) { return; }
+  let n = d.n;
   let D4 = HEAD_DIM / 4u;
   let E = (D4 + RL - 1u) / RL;
-  let rowBase = qb.bt * p.Hq + hk * group + g0; // row of query head g0 of this block
-  let pos = fqStart[b] + t;
-  let kvl = min(fkvLen[b], p.Tk);
-  if (pos >= kvl) {
-    for (var i = lane; i < n * D4; i += RL) { rout4[rowBase * D4 + i] = vec4f(0.0); }
-    if (lane < n) { flse[(b * p.Hq + hk * group + g0 + lane) * p.Tq + t] = 0.0; }
-    return;
-  }
+  let rowBase = d.rowBase;
+  let pos = d.pos;
   // Columns past the head (lanes ≥ D4 when HD < 32, or the last lanes' second vec4) hold q = 0: their partial dot
   // products are 0, and they are not stored. Their loads are clamped into the row.
   var q4: array<vec4f, DIMS_MAX>;
@@ -745,7 +749,7 @@ fn attn_fwd_dims_sg(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) 
     l[gi] = 0.0;
   }
   let stride4 = p.Hkv * D4;
-  let kvBase = b * p.Tk * stride4 + hk * D4;
+  let kvBase = d.b * p.Tk * stride4 + d.hk * D4;
   for (var j0 = 0u; j0 <= pos; j0 += RL) {
     // Scores of keys j0 .. j0 + 7 (those past pos are skipped): lane kk keeps key kk's, and every lane the block's maximum.
     var s: array<f32, MAX_GB>;
@@ -792,6 +796,6 @@ fn attn_fwd_dims_sg(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) 
       let e = lane + i * RL;
       if (e < D4) { rout4[(rowBase + gi) * D4 + e] = acc[gi * E + i] / sum; }
     }
-    if (lane == 0u) { flse[(b * p.Hq + hk * group + g0 + gi) * p.Tq + t] = m[gi] + log(sum); }
+    if (lane == 0u) { flse[decodeLseIndex(d, gi)] = m[gi] + log(sum); }
   }
 }
